@@ -1,0 +1,1 @@
+"""Command line interface (typer). Heavy imports stay inside the commands."""

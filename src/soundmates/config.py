@@ -1,0 +1,111 @@
+"""Settings for every stage, read from ``SOUNDMATES_*`` environment variables.
+
+One place decides where state lives and which Spotify endpoint is used, so the
+CLI, the DAGs, the dashboard and the tests all agree.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# src/soundmates/config.py -> repo root (editable install); state defaults to <repo>/var.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SPOTIFY_API_URL = "https://api.spotify.com/v1/"
+SPOTIFY_TOKEN_URL = "https://accounts.spotify.com/api/token"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SOUNDMATES_", extra="ignore")
+
+    data_dir: Path = Field(default=REPO_ROOT / "var", description="All state: raw responses, profiles, stores, models, indexes.")
+
+    # Spotify endpoint: the real API by default; the local server by configuration only.
+    spotify_api_url: str = SPOTIFY_API_URL
+    spotify_token_url: str = SPOTIFY_TOKEN_URL
+    spotify_timeout_s: float = 10.0
+    spotify_max_retries: int = 5
+    spotify_retry_after_cap_s: float = 30.0  # never wait longer than this on one Retry-After
+    spotify_backoff_s: float = 0.2
+    spotify_market: str | None = None
+
+    # Features
+    encoder_model: str = Field(default="", description="SentenceTransformer path or name; empty = bundled all-MiniLM-L6-v2.")
+    top_n_artists: int = 10
+
+    # Feature store
+    store_backend: Literal["embedded", "hopsworks"] = "embedded"
+
+    # Index
+    fresh_buffer_threshold: int = 1000
+
+    # Dashboard / Airflow
+    airflow_url: str = "http://127.0.0.1:8080"
+    dashboard_url: str = "http://127.0.0.1:8501"
+
+    @field_validator("spotify_api_url")
+    @classmethod
+    def _trailing_slash(cls, v: str) -> str:
+        return v if v.endswith("/") else v + "/"
+
+    # --- derived paths -------------------------------------------------------
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def profiles_dir(self) -> Path:
+        return self.data_dir / "profiles"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "store"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def world_dir(self) -> Path:
+        return self.data_dir / "world"
+
+
+class SpotifyCredentials(BaseSettings):
+    """Read from spotipy's own variable names; never logged (SecretStr)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPOTIPY_", extra="ignore")
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+
+
+class HopsworksSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOPSWORKS_", extra="ignore")
+    api_key: SecretStr | None = None
+    host: str | None = None
+    project: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.api_key is not None and bool(self.api_key.get_secret_value())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests change env vars between cases)."""
+    get_settings.cache_clear()
