@@ -31,6 +31,11 @@ _STAGE_MODULES = (
     "store",
 )
 
+@app.callback()
+def _root() -> None:
+    """Soundmates: find the people whose music taste is closest to yours."""
+
+
 @app.command()
 def version() -> None:
     """Print the Soundmates version."""
