@@ -1,0 +1,191 @@
+"""Result models and errors of the recommend stage: the contract the CLI and the dashboard read.
+
+Pydantic only (no numpy, no torch) so the dashboard can import these for its first paint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+ACCEPTED_REFERENCE_FORMS = (
+    "https://open.spotify.com/user/ID (with or without ?si=...)",
+    "https://open.spotify.com/intl-xx/user/ID",
+    "spotify:user:ID",
+    "a bare Spotify user ID",
+)
+
+
+# --- errors ------------------------------------------------------------------
+class RecommendError(Exception):
+    """Base class of every error the recommend API raises on purpose; the message is meant for the user."""
+
+    #: Short machine-readable kind, e.g. for the CLI's --json error object.
+    kind = "error"
+
+
+class InvalidReference(RecommendError):
+    kind = "invalid_reference"
+
+    def __init__(self, ref: str, detail: str = ""):
+        self.ref = ref
+        forms = "; ".join(ACCEPTED_REFERENCE_FORMS)
+        why = f" ({detail})" if detail else ""
+        super().__init__(f"not a Spotify profile reference: {ref!r}{why}. Accepted forms: {forms}.")
+
+
+class UnknownUser(RecommendError):
+    kind = "unknown_user"
+
+    def __init__(self, user_id: str, detail: str = ""):
+        self.user_id = user_id
+        why = f": {detail}" if detail else ""
+        super().__init__(f"no Spotify user {user_id!r} is known here or on Spotify{why}")
+
+
+class NotEnoughData(RecommendError):
+    kind = "not_enough_data"
+
+    def __init__(self, user_id: str, detail: str = ""):
+        self.user_id = user_id
+        why = f" ({detail})" if detail else ""
+        super().__init__(
+            f"user {user_id!r} has too little public music to match on{why}: "
+            "they need at least one public playlist with music tracks"
+        )
+
+
+class SpotifyRefused(RecommendError):
+    kind = "spotify_refused"
+
+    def __init__(self, user_id: str | None = None, detail: str = ""):
+        self.user_id = user_id
+        who = f" for {user_id!r}" if user_id else ""
+        why = f" ({detail})" if detail else ""
+        super().__init__(
+            f"Spotify refused to share this profile{who}{why}. Since February 2026, apps in development mode "
+            "can no longer read other users' profiles or playlists (GET /users/{id}/playlists answers 403), and "
+            "need an owner with Premium and at most 5 allow-listed users. What to do: X
+            "export ('soundmates export import'), ask for your account to be allow-listed, or run against an "
+            "app with extended quota."
+        )
+
+
+class NothingBuiltYet(RecommendError):
+    kind = "nothing_built_yet"
+
+    def __init__(self, what: str = "index"):
+        self.what = what
+        super().__init__(
+            f"no {what} has been built yet: ingest some users, build features, then run 'soundmates index build'"
+        )
+
+
+# --- results -----------------------------------------------------------------
+class SharedGenre(BaseModel):
+    genre: str
+    # Share of listening both have in this genre: min of the two sides' normalised weights.
+    weight: float
+
+
+class SharedArtist(BaseModel):
+    id: str
+    name: str
+    weight: float = 0.0
+
+
+class SharedTrack(BaseModel):
+    id: str
+    name: str
+    artists: list[str] = Field(default_factory=list)
+
+
+class ClosestArtist(BaseModel):
+    id: str
+    name: str
+    similarity: float
+
+
+class Match(BaseModel):
+    user_id: str
+    display_name: str | None = None
+    score: float  # cosine similarity of the two embeddings, -1..1
+    percentile: float | None = None  # closer than this % of sampled user pairs
+    shared_genres: list[SharedGenre] = Field(default_factory=list)
+    shared_artists: list[SharedArtist] = Field(default_factory=list)
+    shared_tracks: list[SharedTrack] = Field(default_factory=list)
+    closest_artists: list[ClosestArtist] = Field(default_factory=list)
+    era_overlap: float | None = None  # 0..1 overlap of release-year histograms; None = years unknown
+    profile_url: str | None = None
+    source: str = "index"  # index | fresh (added since the last build)
+
+
+class RecommendResult(BaseModel):
+    user_id: str
+    display_name: str | None = None
+    matches: list[Match] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    model_version: str | None = None
+    index_version: str | None = None
+    known: bool = True  # False = ingested live for this request
+    stored: bool = False  # True = this request stored the profile (consent)
+
+
+class InboxEntry(BaseModel):
+    user_id: str
+    ref: str | None = None
+    status: str  # pending | processing | done | failed
+    reason: str | None = None
+    source: str | None = None
+    requested_at: str | None = None
+    updated_at: str | None = None
+
+
+class PipelineStatus(BaseModel):
+    users_stored: int = 0
+    model_version: str | None = None
+    model_metrics: dict[str, Any] = Field(default_factory=dict)
+    index_version: str | None = None
+    index_size: int = 0
+    index_built_at: str | None = None
+    index_age_s: float | None = None
+    index_parameters: dict[str, Any] = Field(default_factory=dict)
+    fresh_buffer_size: int = 0
+    rebuild_due: bool = False
+    tombstones: int = 0
+    inbox_counts: dict[str, int] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class MapData(BaseModel):
+    user_ids: list[str] = Field(default_factory=list)
+    display_names: list[str | None] = Field(default_factory=list)
+    x: list[float] = Field(default_factory=list)
+    y: list[float] = Field(default_factory=list)
+    explained_variance: list[float] = Field(default_factory=list)
+    model_version: str | None = None
+
+
+class GenreOverlap(BaseModel):
+    genre: str
+    weight_user: float
+    weight_other: float
+
+
+class MatchDetail(BaseModel):
+    user_id: str
+    other_id: str
+    user_display_name: str | None = None
+    other_display_name: str | None = None
+    score: float | None = None
+    percentile: float | None = None
+    genre_overlap: list[GenreOverlap] = Field(default_factory=list)  # union of both sides' top genres
+    year_bins: list[int] = Field(default_factory=list)  # left edges of the histogram bins
+    year_hist_user: list[float] = Field(default_factory=list)
+    year_hist_other: list[float] = Field(default_factory=list)
+    era_overlap: float | None = None
+    shared_artists: list[SharedArtist] = Field(default_factory=list)
+    shared_tracks: list[SharedTrack] = Field(default_factory=list)
+    closest_artists: list[ClosestArtist] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
