@@ -66,9 +66,9 @@ class SpotifyRefused(RecommendError):
         super().__init__(
             f"Spotify refused to share this profile{who}{why}. Since February 2026, apps in development mode "
             "can no longer read other users' profiles or playlists (GET /users/{id}/playlists answers 403), and "
-            "need an owner with Premium and at most 5 allow-listed users. What to do: X
-            "export ('soundmates export import'), ask for your account to be allow-listed, or run against an "
-            "app with extended quota."
+            "need an owner with Premium and at most 5 allow-listed users. What to do: import your own Spotify "
+            "'Download your data' export instead (see 'soundmates export --help'), ask the app owner to "
+            "allow-list your account, or use an app with extended quota."
         )
 
 
