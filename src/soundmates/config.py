@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     encoder_model: str = Field(default="", description="SentenceTransformer path or name; empty = bundled all-MiniLM-L6-v2.")
     top_n_artists: int = 10
 
+    # Genre sources for artists named in data exports (off unless configured; no key needed for MusicBrainz)
+    musicbrainz_url: str = ""  # e.g. https://musicbrainz.org/ws/2
+    lastfm_api_key: SecretStr | None = None
+
     # Feature store
     store_backend: Literal["embedded", "hopsworks"] = "embedded"
 
