@@ -1,0 +1,311 @@
+"""Embedded feature store: one Delta Lake table per feature group and version.
+
+Delta Lake is the table format Hopsworks' own offline store uses, so the
+embedded store behaves like the server one (upsert by primary key, time
+travel by commit) without a server.
+
+Concurrency, which is what Airflow tasks and the dashboard need:
+
+* Writers of one table are serialised by an inter-process file lock
+  (``<root>/.locks/<table>.lock``, ``filelock``); a commit that still loses a
+  race (a writer that does not take our lock) is retried on a fresh snapshot.
+* Readers take no lock. A Delta commit is one atomically created log file and
+  data files are never rewritten in place, so a reader sees a whole version,
+  never a partial write.
+* Schema checks happen before anything is written: a rejected batch leaves
+  the table exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from soundmates.store.base import (
+    DataVersionNotFound,
+    FeatureStore,
+    GroupInfo,
+    GroupSpec,
+    StoreUnavailable,
+    check_compatible,
+    empty_frame,
+    group_spec,
+    to_arrow,
+)
+
+log = logging.getLogger(__name__)
+
+_TABLE_DIR = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)_(?P<version>\d+)$")
+# Deletes are sent as SQL predicates; chunk long id lists so a predicate stays small.
+_DELETE_CHUNK = 500
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class DeltaFeatureStore(FeatureStore):
+    """Feature groups as Delta tables under ``root`` (``settings.store_dir``)."""
+
+    backend = "embedded"
+
+    def __init__(self, root: Path | str, *, lock_timeout_s: float = 300.0, commit_attempts: int = 8):
+        self.root = Path(root)
+        self.lock_timeout_s = lock_timeout_s
+        self.commit_attempts = commit_attempts
+
+    # --- paths and locks -----------------------------------------------------------
+    def table_path(self, group: str, version: int = 1) -> Path:
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValueError(f"feature group version must be an integer >= 1, got {version!r}")
+        return self.root / f"{group}_{version}"
+
+    def _lock(self, group: str, version: int):
+        from filelock import FileLock
+
+        lock_dir = self.root / ".locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        # is_singleton: every store object in this process shares one lock per table, so a
+        # read-modify-write under ``exclusive`` can call ``upsert`` without deadlocking itself.
+        return FileLock(lock_dir / f"{group}_{version}.lock", is_singleton=True)
+
+    @contextlib.contextmanager
+    def exclusive(self, group: str, *, version: int = 1) -> Iterator[None]:
+        from filelock import Timeout
+
+        group_spec(group)
+        lock = self._lock(group, version)
+        try:
+            lock.acquire(timeout=self.lock_timeout_s)
+        except Timeout as exc:
+            raise StoreUnavailable(
+                f"feature group {group!r} v{version} is locked by another writer for more than "
+                f"{self.lock_timeout_s:.0f}s (lock file {lock.lock_file})"
+            ) from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # --- tables -----------------------------------------------------------------------
+    def _open(self, path: Path, as_of: int | None = None):
+        """The table at its latest (or ``as_of``) version, or None when it was never created."""
+        from deltalake import DeltaTable
+
+        if not DeltaTable.is_deltatable(str(path)):
+            return None
+        return DeltaTable(str(path), version=as_of) if as_of is not None else DeltaTable(str(path))
+
+    @staticmethod
+    def _stored_schema(dt) -> pa.Schema:
+        return pa.schema(dt.schema())
+
+    def _retrying(self):
+        from deltalake.exceptions import CommitFailedError
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+        return Retrying(
+            retry=retry_if_exception_type(CommitFailedError),
+            stop=stop_after_attempt(self.commit_attempts),
+            wait=wait_random_exponential(multiplier=0.05, max=2.0),
+            reraise=True,
+        )
+
+    # --- the contract ---------------------------------------------------------------
+    def upsert(self, group: str, df: pd.DataFrame, *, version: int = 1) -> int:
+        spec = group_spec(group)
+        path = self.table_path(group, version)
+        # Fail fast on a bad frame before waiting for the lock (checked again against the stored table inside).
+        if spec.schema is not None:
+            to_arrow(group, df, spec.schema, spec.primary_key)
+        with self.exclusive(group, version=version):
+            dt = self._open(path)
+            stored = self._stored_schema(dt) if dt is not None else None
+            table = to_arrow(group, df, spec.schema or stored, spec.primary_key)
+            if stored is not None:
+                check_compatible(group, table.schema, stored)
+                table = table.cast(stored) if table.schema != stored else table
+            if dt is None:
+                return self._create(spec, path, table)
+            if table.num_rows == 0:
+                return dt.version()
+            return self._merge(spec, path, table)
+
+    def _create(self, spec: GroupSpec, path: Path, table: pa.Table) -> int:
+        from deltalake import DeltaTable, write_deltalake
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The primary key travels with the table (Delta rejects unknown table properties,
+        # so it lives in the description) so ``groups()`` can report it for any table.
+        write_deltalake(
+            str(path),
+            table,
+            mode="error",
+            name=spec.name,
+            description=json.dumps({"primary_key": list(spec.primary_key)}),
+        )
+        return DeltaTable(str(path)).version()
+
+    def _merge(self, spec: GroupSpec, path: Path, table: pa.Table) -> int:
+        predicate = " AND ".join(f"t.{c} = s.{c}" for c in spec.primary_key)
+        for attempt in self._retrying():
+            with attempt:
+                dt = self._open(path)  # a fresh snapshot on every attempt
+                (
+                    dt.merge(table, predicate, source_alias="s", target_alias="t")
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute()
+                )
+                return dt.version()
+        raise AssertionError("unreachable")  # pragma: no cover - Retrying re-raises
+
+    def read(
+        self,
+        group: str,
+        *,
+        version: int = 1,
+        as_of: int | None = None,
+        keys: list[str] | None = None,
+    ) -> pd.DataFrame:
+        spec = group_spec(group)
+        path = self.table_path(group, version)
+        if as_of is not None and (not isinstance(as_of, int) or isinstance(as_of, bool) or as_of < 0):
+            raise ValueError(f"as_of must be a data version (integer >= 0), got {as_of!r}")
+        try:
+            dt = self._open(path, as_of)
+        except Exception as exc:  # deltalake raises a generic DeltaError for a version it does not have
+            latest = self.data_version(group, version=version)
+            raise DataVersionNotFound(
+                f"feature group {group!r} v{version} has no data version {as_of} "
+                f"(latest is {latest}; versions older than the vacuum retention are gone)"
+            ) from exc
+        if dt is None:
+            if as_of is not None:
+                raise DataVersionNotFound(f"feature group {group!r} v{version} was never written (asked for as_of={as_of})")
+            frame = empty_frame(spec)
+        else:
+            table = dt.to_pyarrow_table()
+            if keys is not None:
+                table = self._filter_keys(spec, table, keys)
+            frame = table.to_pandas()
+        return self._sorted(spec, frame)
+
+    @staticmethod
+    def _filter_keys(spec: GroupSpec, table: pa.Table, keys: list[str]) -> pa.Table:
+        import pyarrow.compute as pc
+
+        # ``keys`` are user ids; a group keyed by something else filters on its first key column.
+        column = "user_id" if "user_id" in table.column_names else spec.primary_key[0]
+        values = pa.array([str(k) for k in keys], type=pa.string())
+        col = table[column]
+        if col.type != pa.string():  # delta-rs may hand back string_view
+            col = col.cast(pa.string())
+        return table.filter(pc.is_in(col, value_set=values))
+
+    @staticmethod
+    def _sorted(spec: GroupSpec, frame: pd.DataFrame) -> pd.DataFrame:
+        # Delta does not keep row order; a stable order makes reads comparable between versions.
+        keys = [c for c in spec.primary_key if c in frame.columns]
+        if keys and len(frame) > 1:
+            frame = frame.sort_values(keys, kind="stable")
+        return frame.reset_index(drop=True)
+
+    def delete(self, group: str, user_ids: list[str], *, version: int = 1) -> int:
+        spec = group_spec(group)
+        if isinstance(user_ids, str):
+            raise TypeError("delete() takes a list of user ids, not one string")
+        ids = sorted({str(u) for u in user_ids})
+        path = self.table_path(group, version)
+        column = "user_id" if "user_id" in (spec.schema.names if spec.schema is not None else spec.primary_key) else spec.primary_key[0]
+        if not ids:
+            return 0
+        removed = 0
+        with self.exclusive(group, version=version):
+            dt = self._open(path)
+            if dt is None:
+                return 0
+            # Only commit when something matches, so a no-op delete does not bump the data version.
+            present = self._filter_keys(spec, dt.to_pyarrow_table(columns=[column]), ids)
+            if present.num_rows == 0:
+                return 0
+            targets = sorted({str(v) for v in present[column].to_pylist()})
+            for start in range(0, len(targets), _DELETE_CHUNK):
+                chunk = targets[start : start + _DELETE_CHUNK]
+                predicate = f"{column} IN ({', '.join(_sql_literal(u) for u in chunk)})"
+                for attempt in self._retrying():
+                    with attempt:
+                        metrics = self._open(path).delete(predicate)
+                removed += int(metrics.get("num_deleted_rows", 0))
+        return removed
+
+    def data_version(self, group: str, *, version: int = 1) -> int | None:
+        group_spec(group)
+        dt = self._open(self.table_path(group, version))
+        return None if dt is None else dt.version()
+
+    def groups(self) -> list[GroupInfo]:
+        from deltalake import DeltaTable
+
+        infos: list[GroupInfo] = []
+        if not self.root.exists():
+            return infos
+        for child in sorted(self.root.iterdir()):
+            m = _TABLE_DIR.match(child.name)
+            if not m or not DeltaTable.is_deltatable(str(child)):
+                continue
+            dt = DeltaTable(str(child))
+            infos.append(
+                GroupInfo(
+                    name=m["name"],
+                    version=int(m["version"]),
+                    rows=dt.to_pyarrow_dataset().count_rows(),
+                    data_version=dt.version(),
+                    primary_key=self._primary_key_of(m["name"], dt),
+                )
+            )
+        return infos
+
+    @staticmethod
+    def _primary_key_of(name: str, dt) -> list[str]:
+        try:
+            return list(group_spec(name).primary_key)
+        except KeyError:
+            try:
+                return list(json.loads(dt.metadata().description or "{}").get("primary_key", []))
+            except ValueError:
+                return []
+
+    # --- maintenance -------------------------------------------------------------------
+    def history(self, group: str, *, version: int = 1, limit: int | None = None) -> list[dict]:
+        """Commits of a group, newest first (``version``, ``timestamp``, ``operation``, metrics)."""
+        group_spec(group)
+        dt = self._open(self.table_path(group, version))
+        return [] if dt is None else dt.history(limit)
+
+    def optimize(self, group: str, *, version: int = 1, retention_hours: float = 168.0) -> dict:
+        """Compact small files, then remove files no version younger than ``retention_hours`` needs.
+
+        Time travel to any data version committed within the retention window keeps working;
+        older versions become unreadable (``read(as_of=...)`` says so).
+        """
+        if retention_hours < 1:
+            raise ValueError("retention_hours must be >= 1: a shorter window could delete files a running reader uses")
+        group_spec(group)
+        path = self.table_path(group, version)
+        with self.exclusive(group, version=version):
+            dt = self._open(path)
+            if dt is None:
+                return {"compacted": {}, "vacuumed": []}
+            compacted = dt.optimize.compact()
+            vacuumed = self._open(path).vacuum(
+                retention_hours=int(retention_hours), dry_run=False, enforce_retention_duration=False
+            )
+        return {"compacted": compacted, "vacuumed": vacuumed, "data_version": self.data_version(group, version=version)}
