@@ -1,0 +1,493 @@
+"""Spotify profiles in, canonical :class:`~soundmates.profiles.Profile` out.
+
+Per user: ``/users/{id}``, every page of ``/users/{id}/playlists`` (limit 50),
+every page of ``/playlists/{id}/items`` (limit 50) of each non-empty playlist,
+then the artists not seen before, 50 per ``/artists?ids=`` call. That is the
+lower bound ``1 + playlist pages + sum(ceil(items/50)) + ceil(new artists/50)``
+of API calls; tracks come embedded in the items, so no ``/tracks`` calls.
+
+State under ``settings.raw_dir`` (see docs/ARCHITECTURE.md):
+
+- ``users/<safe id>/user.json``, ``users/<safe id>/playlists/<offset>.json``,
+  ``users/<safe id>/items/<safe playlist id>/<offset>.json``: every raw page, written
+  atomically once fetched, so a rerun after a crash resumes without refetching;
+- ``artists.jsonl``: the artist cache shared by all users and runs (one JSON line per
+  artist, appended under a file lock; ``null`` = the API does not know that id).
+
+Profiles go to :class:`~soundmates.profiles.ProfileRepository` (one file per user,
+atomic), written only when the user is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import BaseModel, Field
+
+from soundmates.config import Settings, get_settings
+from soundmates.profiles import (
+    Artist,
+    Playlist,
+    PlaylistItem,
+    Profile,
+    ProfileRepository,
+    Track,
+    atomic_write_text,
+    safe_filename,
+)
+
+from .errors import (
+    DEVELOPMENT_MODE_EXPLANATION,
+    ApiRefused,
+    AuthenticationFailed,
+    MalformedResponse,
+    MissingCredentials,
+    NotFound,
+    RateLimitExhausted,
+    SpotifyError,
+    SpotifyUnavailable,
+    UserNotFound,
+)
+from .refs import InvalidProfileRef, parse_profile_ref, quote_user_id
+
+log = logging.getLogger(__name__)
+
+PAGE_LIMIT = 50  # the most /users/{id}/playlists and /playlists/{id}/items allow
+ARTIST_BATCH = 50  # the most /artists?ids= allows
+# The API refuses offsets above 100,000 on playlist listings; a paging loop must end somewhere.
+MAX_OFFSET = 100_000
+# After this many users in a row failed because the API is unreachable, the rest are not tried:
+# a dead server would otherwise cost every user the full retry budget.
+MAX_CONSECUTIVE_UNAVAILABLE = 3
+
+_YEAR = re.compile(r"^(\d{4})")
+_SKIP_FIELD = {"episode": "skipped_episodes", "local": "skipped_local", "null": "skipped_null"}
+
+
+class NoPublicPlaylists(SpotifyError):
+    """The user exists but shows no public playlist (or none holding a music track)."""
+
+
+class FailedRef(BaseModel):
+    ref: str
+    reason: str
+
+
+class IngestSummary(BaseModel):
+    ingested: int = 0
+    skipped: int = 0
+    failed: list[FailedRef] = Field(default_factory=list)
+    api_calls: int = 0  # HTTP requests to the Web API, retries included (token requests excluded)
+    calls_by_endpoint: dict[str, int] = Field(default_factory=dict)
+    retries: dict[str, int] = Field(default_factory=dict)  # retried failures by kind: 429, 5xx, connection, ...
+    token_requests: int = 0
+    items_skipped: dict[str, int] = Field(default_factory=dict)  # episode, local, null
+    playlists_skipped: dict[str, int] = Field(default_factory=dict)  # refused (403), not_found (404)
+    raw_pages_reused: int = 0  # pages read from raw/ instead of the API (resumed runs)
+    artists_fetched: int = 0
+    ingested_user_ids: list[str] = Field(default_factory=list)
+    elapsed_s: float = 0.0
+    users_per_s: float = 0.0
+
+
+# --- raw storage ---------------------------------------------------------------
+def _load_json(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        log.warning("ignoring unreadable raw file %s", path)
+        return None
+
+
+def _save_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False))
+
+
+class ArtistCache:
+    """Raw artist objects by id, shared by every user and persisted in one append-only JSONL file."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._artists: dict[str, dict | None] = {}
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        for line in text.splitlines():
+            try:
+                rec = json.loads(line)
+                self._artists[str(rec["id"])] = rec.get("artist")
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by a crash mid-append: that artist is fetched again
+
+    def __contains__(self, artist_id: str) -> bool:
+        return artist_id in self._artists
+
+    def __len__(self) -> int:
+        return len(self._artists)
+
+    def get(self, artist_id: str) -> dict | None:
+        return self._artists.get(artist_id)
+
+    def add(self, found: dict[str, dict | None]) -> None:
+        """Remember raw artists (None = unknown to the API), in memory and on disk."""
+        if not found:
+            return
+        from filelock import FileLock
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps({"id": aid, "artist": obj}, ensure_ascii=False) + "\n" for aid, obj in found.items())
+        with FileLock(str(self.path) + ".lock"):
+            with open(self.path, "a+b") as f:
+                f.seek(0, os.SEEK_END)
+                if f.tell() > 0:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        lines = "\n" + lines  # close a torn line so the new records stay readable
+                f.write(lines.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+        self._artists.update(found)
+
+
+# --- parsing -----------------------------------------------------------------------
+def _release_year(album: dict | None) -> int | None:
+    date = (album or {}).get("release_date")
+    if not isinstance(date, str):
+        return None
+    m = _YEAR.match(date)
+    year = int(m.group(1)) if m else 0
+    return year if year > 0 else None  # "0000" occurs in real data
+
+
+def _row_content(row: dict) -> dict | None:
+    # Feb 2026 renamed a row's `track` to `item`; parse both.
+    content = row.get("item")
+    return content if content is not None else row.get("track")
+
+
+def _classify_row(row: Any) -> tuple[str, dict | None]:
+    """("track", track object) or the kind of skipped row: "episode", "local", "null"."""
+    if not isinstance(row, dict):
+        return "null", None
+    content = _row_content(row)
+    if row.get("is_local") or (isinstance(content, dict) and content.get("is_local")):
+        return "local", None
+    if not isinstance(content, dict):
+        return "null", None
+    if content.get("type", "track") != "track":
+        return "episode", None  # podcast episodes (and any other non-music kind)
+    if not isinstance(content.get("id"), str) or not content["id"]:
+        return "null", None
+    return "track", content
+
+
+def _track_from(obj: dict) -> tuple[Track, list[tuple[str, str]]]:
+    artists = [a for a in obj.get("artists") or [] if isinstance(a, dict) and isinstance(a.get("id"), str) and a["id"]]
+    album = obj.get("album") if isinstance(obj.get("album"), dict) else None
+    pop = obj.get("popularity")
+    explicit = obj.get("explicit")
+    duration = obj.get("duration_ms")
+    track = Track(
+        id=obj["id"],
+        name=str(obj.get("name") or ""),
+        artist_ids=[a["id"] for a in artists],
+        album_name=(album or {}).get("name"),
+        release_year=_release_year(album),
+        explicit=explicit if isinstance(explicit, bool) else None,
+        popularity=pop if isinstance(pop, int) and not isinstance(pop, bool) else None,
+        duration_ms=duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
+    )
+    return track, [(a["id"], str(a.get("name") or "")) for a in artists]
+
+
+def _artist_from(artist_id: str, raw: dict | None, fallback_name: str) -> Artist:
+    if not isinstance(raw, dict):
+        return Artist(id=artist_id, name=fallback_name)  # details unknown: name from the track
+    genres = raw.get("genres")
+    pop = raw.get("popularity")
+    return Artist(
+        id=artist_id,
+        name=str(raw.get("name") or fallback_name),
+        genres=[str(g) for g in genres] if isinstance(genres, list) else None,
+        popularity=pop if isinstance(pop, int) and not isinstance(pop, bool) else None,
+    )
+
+
+def _next_offset(page: dict, offset: int, endpoint: str) -> int | None:
+    nxt = page.get("next")
+    if not nxt:
+        return None
+    # The offset is read from `next` but the request is rebuilt on the current API prefix:
+    # a stored page of an earlier run may point at a server (port) that is gone.
+    try:
+        new = int(parse_qs(urlsplit(str(nxt)).query).get("offset", [None])[0])
+    except (TypeError, ValueError):
+        new = offset + len(page["items"])
+    if new <= offset or new > MAX_OFFSET:
+        raise MalformedResponse(f"malformed data: {endpoint} paging does not advance (offset {offset} -> {new})", endpoint=endpoint)
+    return new
+
+
+def _check_page(page: Any, endpoint: str, offset: int) -> dict:
+    if not isinstance(page, dict) or not isinstance(page.get("items"), list):
+        raise MalformedResponse(f"malformed data: the {endpoint} page at offset {offset} has no 'items' list", endpoint=endpoint)
+    return page
+
+
+def _failure_reason(uid: str, exc: SpotifyError) -> str:
+    if isinstance(exc, UserNotFound):
+        return f"unknown user: Spotify has no user {uid!r} (404)"
+    if isinstance(exc, NoPublicPlaylists):
+        return exc.reason
+    if isinstance(exc, ApiRefused):
+        return f"refused by the API in development mode: {exc.reason}"
+    return exc.reason
+
+
+# --- the ingestor ----------------------------------------------------------------------
+class Ingestor:
+    """Fetches users into canonical profiles; one instance can ingest many users (shared artist cache)."""
+
+    def __init__(self, settings: Settings | None = None, client=None):
+        self.settings = settings or get_settings()
+        if client is None:
+            from .client import SpotifyClient
+
+            client = SpotifyClient(self.settings)
+        self.client = client
+        self.repo = ProfileRepository(self.settings.profiles_dir)
+        self.raw_dir = Path(self.settings.raw_dir)
+        self.artist_cache = ArtistCache(self.raw_dir / "artists.jsonl")
+        self.items_skipped: Counter[str] = Counter()
+        self.playlists_skipped: Counter[str] = Counter()
+        self.raw_pages_reused = 0
+        self.artists_fetched = 0
+        # Development mode refuses /artists?ids= (and maybe /artists/{id}): learn it once per run.
+        self._batch_artists_refused = False
+        self._single_artists_refused = False
+
+    # --- raw pages ---------------------------------------------------------------
+    def _user_dir(self, user_id: str) -> Path:
+        return self.raw_dir / "users" / safe_filename(user_id)
+
+    def _fetch(self, endpoint: str, path: str, params: dict | None, raw_path: Path, reuse: bool) -> dict:
+        if reuse:
+            stored = _load_json(raw_path)
+            if isinstance(stored, dict):
+                self.raw_pages_reused += 1
+                return stored
+        obj = self.client.get(endpoint, path, params)
+        if endpoint != "user":
+            _check_page(obj, endpoint, (params or {}).get("offset", 0))
+        _save_json(raw_path, obj)
+        return obj
+
+    def _pages(self, endpoint: str, path: str, raw_dir: Path, reuse: bool) -> Iterator[dict]:
+        offset: int | None = 0
+        while offset is not None:
+            page = self._fetch(endpoint, path, {"limit": PAGE_LIMIT, "offset": offset}, raw_dir / f"{offset}.json", reuse)
+            page = _check_page(page, endpoint, offset)
+            yield page
+            offset = _next_offset(page, offset, endpoint)
+
+    # --- one user ------------------------------------------------------------------
+    def ingest_user(self, user_id: str, *, refresh: bool = False) -> Profile:
+        """Fetch (or resume) one user, save and return the profile; raises a typed SpotifyError."""
+        reuse = not refresh
+        udir = self._user_dir(user_id)
+        qid = quote_user_id(user_id)
+
+        try:
+            user = self._fetch("user", f"users/{qid}", None, udir / "user.json", reuse)
+        except ApiRefused:
+            user = None  # development mode removed /users/{id}; the playlists may still answer
+        if user is not None and not isinstance(user.get("id", user_id), str):
+            raise MalformedResponse("malformed data: the user object has no string id", endpoint="user")
+
+        playlists: list[Playlist] = []
+        tracks: dict[str, Track] = {}
+        artist_names: dict[str, str] = {}
+        refused = listed = 0
+        for page in self._pages("playlists", f"users/{qid}/playlists", udir / "playlists", reuse):
+            for pl in page["items"]:
+                if not isinstance(pl, dict) or not isinstance(pl.get("id"), str):
+                    continue  # null rows in playlist listings are real; nothing to read
+                listed += 1
+                playlist = Playlist(id=pl["id"], name=str(pl.get("name") or ""), owner_id=(pl.get("owner") or {}).get("id"))
+                # Feb 2026 renamed the playlist's `tracks` ({href, total}) to `items`; parse both.
+                ref = pl.get("items") if isinstance(pl.get("items"), dict) else pl.get("tracks")
+                total = ref.get("total") if isinstance(ref, dict) else None
+                if total != 0:  # an empty playlist costs no call
+                    try:
+                        self._read_items(playlist, udir, reuse, tracks, artist_names)
+                    except ApiRefused:
+                        refused += 1
+                        self.playlists_skipped["refused"] += 1
+                        continue
+                    except NotFound:
+                        self.playlists_skipped["not_found"] += 1
+                        continue
+                playlists.append(playlist)
+
+        if listed == 0:
+            raise NoPublicPlaylists("no public playlists")
+        if not tracks:
+            if refused:
+                raise ApiRefused(
+                    f"the items of {refused} of {listed} public playlists were refused (403). {DEVELOPMENT_MODE_EXPLANATION}",
+                    status=403,
+                    endpoint="items",
+                )
+            raise NoPublicPlaylists(f"no public playlists with music tracks ({listed} public playlists, all empty or without tracks)")
+
+        artists = self._artists(artist_names)
+        profile = Profile(
+            user_id=user_id,
+            display_name=(user or {}).get("display_name"),
+            source="spotify",
+            playlists=playlists,
+            tracks=tracks,
+            artists=artists,
+        )
+        self.repo.save(profile)
+        return profile
+
+    def _read_items(self, playlist: Playlist, udir: Path, reuse: bool, tracks: dict, artist_names: dict) -> None:
+        path = f"playlists/{quote_user_id(playlist.id)}/items"
+        for page in self._pages("items", path, udir / "items" / safe_filename(playlist.id), reuse):
+            for row in page["items"]:
+                kind, obj = _classify_row(row)
+                if kind != "track":
+                    self.items_skipped[kind] += 1
+                    field = _SKIP_FIELD[kind]
+                    setattr(playlist, field, getattr(playlist, field) + 1)
+                    continue
+                track, refs = _track_from(obj)
+                tracks.setdefault(track.id, track)
+                for aid, name in refs:
+                    artist_names.setdefault(aid, name)
+                added_at = row.get("added_at")
+                playlist.items.append(PlaylistItem(track_id=track.id, added_at=added_at if isinstance(added_at, str) else None))
+
+    # --- artists -----------------------------------------------------------------------
+    def _artists(self, artist_names: dict[str, str]) -> dict[str, Artist]:
+        missing = [aid for aid in artist_names if aid not in self.artist_cache]
+        for start in range(0, len(missing), ARTIST_BATCH):
+            batch = missing[start : start + ARTIST_BATCH]
+            if not self._batch_artists_refused:
+                try:
+                    answer = self.client.get("artists", "artists", {"ids": ",".join(batch)})
+                except ApiRefused:
+                    self._batch_artists_refused = True
+                    log.info("/artists?ids= refused (development mode): falling back to /artists/{id}")
+                else:
+                    found = answer.get("artists")
+                    if not isinstance(found, list) or len(found) != len(batch):
+                        raise MalformedResponse("malformed data: /artists did not answer one entry per id", endpoint="artists")
+                    self.artist_cache.add({aid: (obj if isinstance(obj, dict) else None) for aid, obj in zip(batch, found)})
+                    self.artists_fetched += len(batch)
+                    continue
+            self._artists_one_by_one(batch)
+        return {aid: _artist_from(aid, self.artist_cache.get(aid), name) for aid, name in artist_names.items()}
+
+    def _artists_one_by_one(self, ids: list[str]) -> None:
+        for aid in ids:
+            if self._single_artists_refused:
+                return  # details stay unknown; names come from the tracks
+            try:
+                obj = self.client.get("artist", f"artists/{quote_user_id(aid)}")
+            except ApiRefused:
+                self._single_artists_refused = True
+                return
+            except NotFound:
+                obj = None
+            self.artist_cache.add({aid: obj})
+            self.artists_fetched += 1
+
+    # --- many users --------------------------------------------------------------------
+    def ingest_many(self, refs: Iterable[str], *, refresh: bool = False, progress: bool = True) -> IngestSummary:
+        """Ingest every reference; bad references and failing users are reported, never raised.
+
+        Only errors that stop every user (missing or refused credentials) propagate.
+        """
+        from tqdm import tqdm
+
+        refs = list(refs)
+        t0 = time.perf_counter()
+        calls0 = self.client.calls.copy()
+        retries0 = self.client.retries.copy()
+        tokens0 = self.client.token_requests
+        skipped0, pl_skipped0 = self.items_skipped.copy(), self.playlists_skipped.copy()
+        reused0, fetched0 = self.raw_pages_reused, self.artists_fetched
+
+        summary = IngestSummary()
+        unavailable_streak = 0
+        last_unavailable = ""
+        bar = tqdm(refs, desc="ingest", unit="user", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+        for ref in bar:
+            ref_text = ref if isinstance(ref, str) else repr(ref)
+            try:
+                uid = parse_profile_ref(ref)
+            except InvalidProfileRef as exc:
+                summary.failed.append(FailedRef(ref=ref_text, reason=f"invalid reference: {exc}"))
+                continue
+            if not refresh and self.repo.exists(uid):
+                summary.skipped += 1
+                continue
+            if unavailable_streak >= MAX_CONSECUTIVE_UNAVAILABLE:
+                summary.failed.append(FailedRef(ref=ref_text, reason=f"not attempted: the Spotify API failed for {unavailable_streak} users in a row ({last_unavailable})"))
+                continue
+            try:
+                self.ingest_user(uid, refresh=refresh)
+            except (MissingCredentials, AuthenticationFailed):
+                raise
+            except SpotifyError as exc:
+                summary.failed.append(FailedRef(ref=ref_text, reason=_failure_reason(uid, exc)))
+                if isinstance(exc, SpotifyUnavailable):
+                    unavailable_streak += 1
+                    last_unavailable = exc.reason
+                else:
+                    unavailable_streak = 0
+                continue
+            except Exception as exc:  # a bug or an odd answer must not cost the other users
+                log.exception("ingest of %r failed", uid)
+                summary.failed.append(FailedRef(ref=ref_text, reason=f"malformed data or internal error: {type(exc).__name__}: {exc}"))
+                continue
+            unavailable_streak = 0
+            summary.ingested += 1
+            summary.ingested_user_ids.append(uid)
+            bar.set_postfix(ok=summary.ingested, failed=len(summary.failed), calls=self.client.api_calls - sum(calls0.values()))
+
+        calls = self.client.calls - calls0
+        summary.api_calls = sum(calls.values())
+        summary.calls_by_endpoint = dict(sorted(calls.items()))
+        summary.retries = dict(sorted((self.client.retries - retries0).items()))
+        summary.token_requests = self.client.token_requests - tokens0
+        summary.items_skipped = {k: (self.items_skipped - skipped0).get(k, 0) for k in ("episode", "local", "null")}
+        summary.playlists_skipped = {k: (self.playlists_skipped - pl_skipped0).get(k, 0) for k in ("refused", "not_found")}
+        summary.raw_pages_reused = self.raw_pages_reused - reused0
+        summary.artists_fetched = self.artists_fetched - fetched0
+        summary.elapsed_s = round(time.perf_counter() - t0, 3)
+        summary.users_per_s = round(summary.ingested / summary.elapsed_s, 2) if summary.elapsed_s > 0 else 0.0
+        return summary
+
+
+def ingest_many(refs: Iterable[str], settings: Settings | None = None, *, refresh: bool = False, progress: bool = True) -> IngestSummary:
+    """Convenience: a fresh :class:`Ingestor` for ``settings`` over ``refs``."""
+    return Ingestor(settings).ingest_many(refs, refresh=refresh, progress=progress)
