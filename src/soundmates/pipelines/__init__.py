@@ -6,3 +6,10 @@ def ingest_users(refs, settings=None, refresh=False, progress=True):
     from soundmates.pipelines.ingest import ingest_users as _ingest_users
 
     return _ingest_users(refs, settings=settings, refresh=refresh, progress=progress)
+
+
+def build_features(settings=None, user_ids=None, force=False, **kwargs) -> dict:
+    """Profiles -> taste features -> feature store, incremental (see ``pipelines.features``)."""
+    from soundmates.pipelines.features import build_features as _build_features
+
+    return _build_features(settings=settings, user_ids=user_ids, force=force, **kwargs)

@@ -1,0 +1,401 @@
+"""Taste features of one user, from a canonical :class:`~soundmates.profiles.Profile`.
+
+Two passes keep this fast for thousands of users:
+
+1. :func:`taste_bags` walks the profile once, in pure Python, and counts what
+   matters (genre and artist occurrences, per-playlist genre counts, years,
+   popularity, explicit flags). No model involved.
+2. :func:`features_from_bags` turns the counts into vectors with numpy, looking
+   the distinct genre and artist strings up in one matrix that was encoded once
+   for the whole batch (:func:`featurize_profiles`): no per-user model call.
+
+Weights: every playlist item carries a weight (1.0 for a playlist row, minutes
+or play counts for other sources); an artist occurs once per track it is
+credited on, so genre and artist counts are "track-artist occurrences x item weight".
+Missing data is a value: it becomes a zero vector or NaN and its name goes to
+``missing``; only a user with nothing usable is rejected, with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from soundmates.features import schema as S
+from soundmates.profiles import Profile
+
+# Release years outside this range are data errors (0, 9999), treated as unknown.
+MIN_YEAR = 1800
+TOP_GENRES_KEPT = 20
+TOP_ARTISTS_KEPT = 20
+TOP_TRACKS_KEPT = 20
+
+
+class Rejected(ValueError):
+    """A user whose profile holds nothing usable; ``reason`` says why."""
+
+    def __init__(self, user_id: str, reason: str):
+        super().__init__(f"{user_id}: {reason}")
+        self.user_id = user_id
+        self.reason = reason
+
+
+@dataclass
+class TasteBags:
+    """What one profile (or one half of it) counts, before any encoding."""
+
+    user_id: str
+    genre_counts: Counter = field(default_factory=Counter)  # genre -> track-artist occurrences x item weight
+    artist_counts: Counter = field(default_factory=Counter)  # artist id -> track-artist occurrences x item weight
+    track_counts: Counter = field(default_factory=Counter)  # track id -> summed item weight
+    playlist_genres: list[tuple[int, Counter]] = field(default_factory=list)  # (usable items, genre counts) per playlist
+    years: list[tuple[float, float]] = field(default_factory=list)  # (year, item weight)
+    popularity: list[tuple[float, float]] = field(default_factory=list)  # (popularity, item weight)
+    explicit: list[tuple[float, float]] = field(default_factory=list)  # (0/1, item weight)
+    n_tracks: int = 0  # usable playlist items (music tracks present in profile.tracks)
+    n_playlists: int = 0  # playlists with at least one usable item
+    n_playlists_total: int = 0
+    skipped: Counter = field(default_factory=Counter)  # episodes / local / null / unknown track
+    genres_known: bool = False  # at least one artist had a genre list (possibly empty)
+
+
+def _valid_year(y: int | None, max_year: int) -> bool:
+    return y is not None and MIN_YEAR <= y <= max_year
+
+
+def taste_bags(profile: Profile) -> TasteBags:
+    """Count a profile's genres, artists, tracks, years, popularity and explicit flags."""
+    max_year = datetime.now(timezone.utc).year + 1
+    bags = TasteBags(user_id=profile.user_id, n_playlists_total=len(profile.playlists))
+    tracks, artists = profile.tracks, profile.artists
+    for pl in profile.playlists:
+        bags.skipped["episodes"] += pl.skipped_episodes
+        bags.skipped["local"] += pl.skipped_local
+        bags.skipped["null"] += pl.skipped_null
+        pl_genres: Counter = Counter()
+        usable = 0
+        for item in pl.items:
+            track = tracks.get(item.track_id)
+            w = float(item.weight)
+            if track is None or not math.isfinite(w) or w <= 0:
+                bags.skipped["unknown_track" if track is None else "bad_weight"] += 1
+                continue
+            usable += 1
+            bags.track_counts[track.id] += w
+            for aid in track.artist_ids:
+                bags.artist_counts[aid] += w
+                artist = artists.get(aid)
+                if artist is not None and artist.genres is not None:
+                    bags.genres_known = True
+                    for g in artist.genres:
+                        pl_genres[g] += w
+            if _valid_year(track.release_year, max_year):
+                bags.years.append((float(track.release_year), w))
+            if track.popularity is not None:
+                bags.popularity.append((float(track.popularity), w))
+            if track.explicit is not None:
+                bags.explicit.append((1.0 if track.explicit else 0.0, w))
+        if usable:
+            bags.n_playlists += 1
+            bags.n_tracks += usable
+            bags.genre_counts.update(pl_genres)
+            bags.playlist_genres.append((usable, pl_genres))
+    return bags
+
+
+def top_artist_ids(bags: TasteBags, profile: Profile, n: int) -> list[str]:
+    """The n most frequent artists whose name is known (ties: by id, so the choice is deterministic)."""
+    ranked = sorted(
+        ((aid, c) for aid, c in bags.artist_counts.items() if aid in profile.artists and profile.artists[aid].name),
+        key=lambda kv: (-kv[1], kv[0]),
+    )
+    return [aid for aid, _ in ranked[: max(n, 0)]]
+
+
+def texts_needed(bags: TasteBags, profile: Profile, top_n: int) -> set[str]:
+    """Every string :func:`features_from_bags` will look up for these bags."""
+    return set(bags.genre_counts) | {profile.artists[a].name for a in top_artist_ids(bags, profile, top_n)}
+
+
+def _weighted_mean_std(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    if not pairs:
+        return math.nan, math.nan
+    v = np.array(pairs, dtype=np.float64)
+    w = v[:, 1] / v[:, 1].sum()
+    mean = float((v[:, 0] * w).sum())
+    std = float(math.sqrt(max(((v[:, 0] - mean) ** 2 * w).sum(), 0.0)))
+    return mean, std
+
+
+def year_histogram(pairs: list[tuple[float, float]]) -> np.ndarray:
+    """Weighted fractions per ``YEAR_BINS`` decade (all zeros when no year is known)."""
+    hist = np.zeros(len(S.YEAR_BINS), dtype=np.float64)
+    if pairs:
+        v = np.array(pairs, dtype=np.float64)
+        idx = np.searchsorted(np.array(S.YEAR_BIN_EDGES), v[:, 0], side="right")
+        np.add.at(hist, idx, v[:, 1])
+        hist /= hist.sum()
+    return hist.astype(np.float32)
+
+
+def _weighted_embedding(counts: Mapping[str, float], vectors: Callable[[list[str]], np.ndarray], dim: int) -> np.ndarray:
+    """Weighted mean of the unit vectors of ``counts``' keys; zeros when empty.
+
+    Not re-normalised: the norm (<= 1) says how coherent the taste is.
+    """
+    if not counts:
+        return np.zeros(dim, dtype=np.float32)
+    keys = list(counts)
+    w = np.fromiter((counts[k] for k in keys), dtype=np.float64, count=len(keys))
+    return ((w / w.sum()) @ vectors(keys).astype(np.float64)).astype(np.float32)
+
+
+def _sorted_bag(counts: Mapping[str, float]) -> tuple[list[str], list[float]]:
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [k for k, _ in items], [float(v) for _, v in items]
+
+
+def features_from_bags(
+    bags: TasteBags,
+    profile: Profile,
+    vectors: Callable[[list[str]], np.ndarray],
+    dim: int,
+    top_n: int,
+    profile_hash: str | None = None,
+) -> dict:
+    """One ``user_features`` row (without ``user_id``, ``view``; ``combined`` unscaled).
+
+    ``vectors(texts)`` returns the (len(texts), dim) unit vectors of the texts.
+    Raises :class:`Rejected` when nothing is usable.
+    """
+    if bags.n_tracks == 0:
+        skipped = ", ".join(f"{k}={v}" for k, v in sorted(bags.skipped.items()) if v) or "none"
+        if bags.n_playlists_total == 0:
+            reason = "no playlists: the profile has no public playlists to learn a taste from"
+        else:
+            reason = (
+                f"no music tracks in {bags.n_playlists_total} playlist(s): every item was skipped "
+                f"({skipped}); podcasts-only, local-file or empty playlists say nothing about music taste"
+            )
+        raise Rejected(bags.user_id, reason)
+    missing: list[str] = []
+
+    genre_emb = _weighted_embedding(bags.genre_counts, vectors, dim)
+    if not bags.genre_counts:
+        missing.append(S.MISSING_GENRES)
+
+    top_ids = top_artist_ids(bags, profile, top_n)
+    if top_ids:
+        names = [profile.artists[a].name for a in top_ids]
+        artist_emb = vectors(names).astype(np.float64).mean(axis=0).astype(np.float32)
+    else:
+        artist_emb = np.zeros(dim, dtype=np.float32)
+        missing.append(S.MISSING_ARTISTS)
+    if not bags.genre_counts and not top_ids:
+        raise Rejected(
+            bags.user_id,
+            f"{bags.n_tracks} track(s) but neither genres nor any named artist: nothing to compare tastes by",
+        )
+
+    # Playlist embedding: each playlist's own genre mean, weighted by the playlist's size (usable items).
+    pl_embs, pl_sizes = [], []
+    for size, counts in bags.playlist_genres:
+        if counts:
+            pl_embs.append(_weighted_embedding(counts, vectors, dim))
+            pl_sizes.append(size)
+    if pl_embs:
+        sizes = np.array(pl_sizes, dtype=np.float64)
+        playlist_emb = ((sizes / sizes.sum()) @ np.stack(pl_embs).astype(np.float64)).astype(np.float32)
+    else:
+        playlist_emb = np.zeros(dim, dtype=np.float32)
+
+    year_mean, year_std = _weighted_mean_std(bags.years)
+    if not bags.years:
+        missing.append(S.MISSING_YEARS)
+    mean_popularity, _ = _weighted_mean_std(bags.popularity)
+    if not bags.popularity:
+        missing.append(S.MISSING_POPULARITY)
+    explicit_ratio, _ = _weighted_mean_std(bags.explicit)
+    if not bags.explicit:
+        missing.append(S.MISSING_EXPLICIT)
+
+    genre_names, genre_weights = _sorted_bag(bags.genre_counts)
+    artist_ids, artist_weights = _sorted_bag(bags.artist_counts)
+    row = {
+        "genre_emb": genre_emb,
+        "artist_emb": artist_emb,
+        "playlist_emb": playlist_emb,
+        "year_mean": year_mean,
+        "year_std": year_std,
+        "year_hist": year_histogram(bags.years),
+        "n_tracks": int(bags.n_tracks),
+        "n_playlists": int(bags.n_playlists),
+        "mean_popularity": mean_popularity,
+        "explicit_ratio": explicit_ratio,
+        "genre_names": genre_names,
+        "genre_weights": np.array(genre_weights, dtype=np.float32),
+        "artist_ids": artist_ids,
+        "artist_weights": np.array(artist_weights, dtype=np.float32),
+        "missing": missing,
+        "profile_hash": profile_hash if profile_hash is not None else profile.content_hash(),
+    }
+    row["combined"] = raw_combined(row)
+    return row
+
+
+def raw_combined(row: Mapping) -> np.ndarray:
+    """The unscaled combined vector, laid out as :func:`schema.combined_layout`; NaN where missing.
+
+    A missing embedding becomes NaN here (not zeros), so the scaler fills it
+    with the fitted mean like any other missing value.
+    """
+    miss = set(row["missing"])
+    genre = np.asarray(row["genre_emb"], dtype=np.float64)
+    artist = np.asarray(row["artist_emb"], dtype=np.float64)
+    playlist = np.asarray(row["playlist_emb"], dtype=np.float64)
+    if S.MISSING_GENRES in miss:
+        genre = np.full_like(genre, np.nan)
+        playlist = np.full_like(playlist, np.nan)
+    if S.MISSING_ARTISTS in miss:
+        artist = np.full_like(artist, np.nan)
+    hist = np.asarray(row["year_hist"], dtype=np.float64)
+    if S.MISSING_YEARS in miss:
+        hist = np.full_like(hist, np.nan)
+    scalars = np.array(
+        [
+            row["year_mean"],
+            row["year_std"],
+            math.log1p(row["n_tracks"]),
+            math.log1p(row["n_playlists"]),
+            row["mean_popularity"],
+            row["explicit_ratio"],
+        ],
+        dtype=np.float64,
+    )
+    return np.concatenate([genre, artist, playlist, hist, scalars]).astype(np.float32)
+
+
+def explanation_row(
+    bags: TasteBags, profile: Profile, year_hist: np.ndarray | None = None, profile_hash: str | None = None
+) -> dict:
+    """One ``user_profiles`` row: what explanations show (top genres, artists, tracks, eras)."""
+    total_genre = sum(bags.genre_counts.values()) or 1.0
+    top_genres = [
+        {"genre": g, "weight": round(c / total_genre, 6)}
+        for g, c in sorted(bags.genre_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_GENRES_KEPT]
+    ]
+    top_artists = [
+        {"id": a, "name": profile.artists[a].name if a in profile.artists else None, "count": round(c, 6)}
+        for a, c in sorted(bags.artist_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_ARTISTS_KEPT]
+    ]
+    top_tracks = []
+    for tid, c in sorted(bags.track_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_TRACKS_KEPT]:
+        t = profile.tracks[tid]
+        top_tracks.append(
+            {
+                "id": tid,
+                "name": t.name,
+                "artists": [profile.artists[a].name if a in profile.artists else a for a in t.artist_ids],
+                "count": round(c, 6),
+            }
+        )
+    hist = year_histogram(bags.years) if year_hist is None else year_hist
+    return {
+        "user_id": profile.user_id,
+        "display_name": profile.display_name,
+        "source": profile.source,
+        "n_playlists": int(bags.n_playlists),
+        "n_tracks": int(bags.n_tracks),
+        "top_genres_json": json.dumps(top_genres, ensure_ascii=False),
+        "top_artists_json": json.dumps(top_artists, ensure_ascii=False),
+        "top_tracks_json": json.dumps(top_tracks, ensure_ascii=False),
+        "year_hist_json": json.dumps({"bins": list(S.YEAR_BINS), "values": [round(float(x), 6) for x in hist]}),
+        "profile_hash": profile_hash if profile_hash is not None else profile.content_hash(),
+        "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# --- batches ---------------------------------------------------------------------
+
+
+@dataclass
+class FeatureBatch:
+    """Rows for many users: ``user_features`` rows (combined still unscaled), ``user_profiles`` rows, rejections."""
+
+    feature_rows: list[dict] = field(default_factory=list)
+    profile_rows: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)  # {"user_id", "reason"}
+    no_views: list[str] = field(default_factory=list)  # users with a full row but too little to split in two
+
+
+class _VectorTable:
+    """Distinct strings -> rows of one matrix, so per-user look-ups are numpy indexing."""
+
+    def __init__(self, lookup: Mapping[str, np.ndarray], dim: int):
+        keys = list(lookup)
+        self.index = {k: i for i, k in enumerate(keys)}
+        self.matrix = np.stack([lookup[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, dim), np.float32)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        return self.matrix[[self.index[t] for t in texts]]
+
+
+def featurize_profiles(
+    profiles: Iterable[Profile],
+    encoder,
+    *,
+    top_n: int = 10,
+    views: bool = True,
+    seed: int = 0,
+) -> FeatureBatch:
+    """Features for many profiles: rows view ``full`` (and ``a``/``b`` when ``views``), one encoder call.
+
+    One bad user never fails the batch: it is listed in ``rejected`` with the reason.
+    """
+    from soundmates.features.views import split_views
+
+    work: list[tuple[Profile, list[tuple[str, Profile, TasteBags]]]] = []
+    texts: set[str] = set()
+    batch = FeatureBatch()
+    for prof in profiles:
+        try:
+            parts = [(S.VIEW_FULL, prof, taste_bags(prof))]
+            if views:
+                halves = split_views(prof, seed=seed)
+                if halves is not None:
+                    parts += [(S.VIEW_A, halves[0], taste_bags(halves[0])), (S.VIEW_B, halves[1], taste_bags(halves[1]))]
+            for _, p, b in parts:
+                texts |= texts_needed(b, p, top_n)
+            work.append((prof, parts))
+        except Exception as exc:  # a malformed profile must not stop the others
+            batch.rejected.append({"user_id": prof.user_id, "reason": f"could not read the profile: {exc}"})
+
+    dim = encoder.dim
+    table = _VectorTable(encoder.lookup(sorted(texts)), dim)
+    for prof, parts in work:
+        try:
+            full_view, full_prof, full_bags = parts[0]
+            full_row = features_from_bags(full_bags, full_prof, table, dim, top_n)
+            phash = full_row["profile_hash"]
+        except Rejected as rej:
+            batch.rejected.append({"user_id": rej.user_id, "reason": rej.reason})
+            continue
+        rows = [{"user_id": prof.user_id, "view": full_view, **full_row}]
+        for view, p, b in parts[1:]:
+            try:
+                r = features_from_bags(b, p, table, dim, top_n, profile_hash=phash)
+            except Rejected:
+                rows = rows[:1]  # both halves or neither: a lone half is no training pair
+                break
+            rows.append({"user_id": prof.user_id, "view": view, **r})
+        if len(rows) == 1:
+            batch.no_views.append(prof.user_id)
+        batch.feature_rows.extend(rows)
+        batch.profile_rows.append(explanation_row(full_bags, prof, full_row["year_hist"], phash))
+    return batch

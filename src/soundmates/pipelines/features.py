@@ -1,0 +1,183 @@
+"""Features stage, end to end: canonical profiles -> taste features -> feature store.
+
+``build_features`` is what ``soundmates features build``, the Airflow task and
+the new-users pipeline call. It is incremental: a user is recomputed only when
+``profile.content_hash()`` differs from the ``profile_hash`` stored in
+``user_profiles`` (written last, so it means "everything of this user is
+stored"). One bad user is reported in ``rejected``, never fails the batch.
+
+The ``combined`` vector is standardised with a scaler fitted on every stored
+user's full view. It is refitted (and then every user recomputed, so all rows
+share one scaler) only when none exists, when the encoder changed, or with
+``force``; otherwise new users are scaled with the persisted one, exactly like
+``featurize_profile`` does at serving time.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from soundmates.config import Settings, get_settings
+from soundmates.features import schema as S
+from soundmates.profiles import Profile, ProfileRepository
+
+
+def _log(msg: str) -> None:
+    print(f"features: {msg}", file=sys.stderr, flush=True)
+
+
+def _feature_frame(rows: list[dict]) -> pd.DataFrame:
+    cols = S.USER_FEATURES_KEYS + S.FEATURE_COLUMNS
+    if not rows:
+        return S.USER_FEATURES_SCHEMA.empty_table().to_pandas()
+    return pd.DataFrame([{c: r[c] for c in cols} for r in rows], columns=cols)
+
+
+def _profile_frame(rows: list[dict]) -> pd.DataFrame:
+    cols = S.USER_PROFILES_KEYS + S.PROFILE_COLUMNS
+    if not rows:
+        return S.USER_PROFILES_SCHEMA.empty_table().to_pandas()
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _load_profiles(repo: ProfileRepository, user_ids: Iterable[str], rejected: list[dict]) -> list[Profile]:
+    profiles = []
+    for uid in user_ids:
+        try:
+            prof = repo.load(uid)
+        except Exception as exc:  # a corrupt file is one rejected user, not a failed build
+            rejected.append({"user_id": uid, "reason": f"unreadable profile file {repo.path(uid)}: {str(exc).splitlines()[0]}"})
+            continue
+        if prof is None:
+            rejected.append({"user_id": uid, "reason": f"no profile stored for this user in {repo.root} (ingest it first)"})
+            continue
+        profiles.append(prof)
+    return profiles
+
+
+def build_features(
+    settings: Settings | None = None,
+    user_ids: list[str] | None = None,
+    force: bool = False,
+    *,
+    encoder=None,
+    seed: int = 0,
+) -> dict:
+    """Compute and store features for changed users; see the module docstring.
+
+    Returns ``{"users", "rejected", "updated", "unchanged", "data_version", ...}``:
+    ``users`` = users (of those considered) that have features stored,
+    ``rejected`` = ``[{"user_id", "reason"}]``.
+    """
+    from soundmates.features.encoder import TextEncoder
+    from soundmates.features.scaler import CombinedScaler, ScalerError, load_scaler
+    from soundmates.features.taste import featurize_profiles
+    from soundmates.store import get_store
+
+    t0 = time.perf_counter()
+    settings = settings or get_settings()
+    repo = ProfileRepository(settings.profiles_dir)
+    store = get_store(settings)
+    encoder = encoder or TextEncoder(settings)
+    stats_before = dict(encoder.stats)
+
+    try:
+        scaler = load_scaler(settings)
+    except ScalerError as exc:
+        _log(f"{exc}; refitting")
+        scaler = None
+    refit = force or scaler is None or not scaler.matches(encoder.model_id, encoder.dim, S.combined_dim(encoder.dim))
+    # A refit changes every user's combined vector, so everyone is recomputed with the new scaler.
+    considered = repo.user_ids() if (user_ids is None or refit) else list(dict.fromkeys(user_ids))
+    if user_ids is not None and refit:
+        considered = list(dict.fromkeys([*considered, *user_ids]))
+
+    rejected: list[dict] = []
+    profiles = _load_profiles(repo, considered, rejected)
+    stored = store.read(S.USER_PROFILES, keys=None if user_ids is None or refit else considered)
+    stored_hash = dict(zip(stored["user_id"], stored["profile_hash"])) if len(stored) else {}
+    todo = [p for p in profiles if refit or stored_hash.get(p.user_id) != p.content_hash()]
+    todo_ids = {p.user_id for p in todo}
+    unchanged = [p.user_id for p in profiles if p.user_id not in todo_ids]
+    _log(f"{len(considered)} user(s) considered, {len(todo)} to compute, {len(unchanged)} unchanged" + (", refitting the scaler" if refit else ""))
+
+    batch = featurize_profiles(todo, encoder, top_n=settings.top_n_artists, views=True, seed=seed)
+    rejected += batch.rejected
+
+    rows = batch.feature_rows
+    if rows:
+        raw = np.stack([r["combined"] for r in rows])
+        if refit:
+            full = [i for i, r in enumerate(rows) if r["view"] == S.VIEW_FULL]
+            scaler = CombinedScaler.fit(
+                raw[full],
+                user_ids=[rows[i]["user_id"] for i in full],
+                profile_hashes=[rows[i]["profile_hash"] for i in full],
+                encoder_model=encoder.model_id,
+                encoder_dim=encoder.dim,
+            )
+        scaled = scaler.transform(raw)
+        for r, vec in zip(rows, scaled):
+            r["combined"] = vec
+
+        # Users who had a/b rows before but are now too small to split: drop the stale halves first.
+        stale = [u for u in batch.no_views if u in stored_hash]
+        if stale:
+            old = store.read(S.USER_FEATURES, keys=stale)
+            stale = sorted(set(old.loc[old["view"] != S.VIEW_FULL, "user_id"]))
+            if stale:
+                store.delete(S.USER_FEATURES, stale)
+        store.upsert(S.USER_FEATURES, _feature_frame(rows))
+        if refit:
+            scaler.save(settings)  # after the rows it scaled are stored: a crash before leaves the old pair intact
+        store.upsert(S.USER_PROFILES, _profile_frame(batch.profile_rows))
+
+    computed = {r["user_id"] for r in rows}
+    rejected_ids = {r["user_id"] for r in rejected}
+    for r in rejected:
+        if r["user_id"] in stored_hash:
+            r["reason"] += " (features stored earlier are kept)"
+    summary = {
+        "users": len(computed) + len([u for u in unchanged if u not in rejected_ids]),
+        "rejected": rejected,
+        "updated": len(computed),
+        "unchanged": len(unchanged),
+        "without_views": len(batch.no_views),
+        "refit_scaler": bool(refit and rows),
+        "scaler_version": scaler.version if scaler is not None else None,
+        "encoder": {"model": encoder.model_id, "dim": encoder.dim, **{k: v - stats_before.get(k, 0) for k, v in encoder.stats.items()}},
+        "data_version": store.data_version(S.USER_FEATURES),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    _log(f"{summary['updated']} updated, {summary['unchanged']} unchanged, {len(rejected)} rejected in {summary['seconds']} s")
+    return summary
+
+
+def featurize_profile(profile: Profile, encoder=None, settings: Settings | None = None) -> tuple[pd.DataFrame, dict]:
+    """Features of one profile for serving (an unknown user at recommend time); stores nothing.
+
+    Returns a ``user_features``-shaped frame with the ``full`` row (``combined``
+    scaled with the persisted scaler) and the ``user_profiles`` row. Raises
+    :class:`soundmates.features.taste.Rejected` when nothing is usable and
+    :class:`soundmates.features.scaler.ScalerError` when no scaler was fitted yet.
+    """
+    from soundmates.features.encoder import TextEncoder
+    from soundmates.features.scaler import ScalerError, load_scaler, scaler_path
+    from soundmates.features.taste import Rejected, featurize_profiles
+
+    settings = settings or get_settings()
+    scaler = load_scaler(settings)
+    if scaler is None:
+        raise ScalerError(f"no feature scaler at {scaler_path(settings)}: run `soundmates features build` first")
+    encoder = encoder or TextEncoder(settings)
+    batch = featurize_profiles([profile], encoder, top_n=settings.top_n_artists, views=False)
+    if batch.rejected:
+        raise Rejected(profile.user_id, batch.rejected[0]["reason"])
+    row = batch.feature_rows[0]
+    row["combined"] = scaler.transform(row["combined"])[0]
+    return _feature_frame([row]), batch.profile_rows[0]
