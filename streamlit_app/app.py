@@ -1,0 +1,44 @@
+"""Soundmates dashboard entry point: ``streamlit run streamlit_app/app.py``.
+
+Pages live in ``streamlit_app/views/`` and are wired with ``st.navigation``;
+every page calls only the recommend API (``soundmates.recommend``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run` puts this folder on sys.path, not the repository root; the pages import
+# `streamlit_app.*` as a package so that helper names never clash with other modules.
+_REPO_ROOT = str(Path(__file__).resolve().parents[1])
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+import streamlit as st  # noqa: E402
+
+from streamlit_app import ui  # noqa: E402
+
+VIEWS = Path(__file__).resolve().parent / "views"
+
+st.set_page_config(page_title="Soundmates", page_icon="🎧", layout="wide")
+
+pages = st.navigation(
+    [
+        st.Page(VIEWS / "find.py", title="Find your soundmates", icon="🎧", default=True),
+        st.Page(VIEWS / "map.py", title="Taste map", icon="🗺️"),
+        st.Page(VIEWS / "consent.py", title="Your data", icon="✋"),
+        st.Page(VIEWS / "pipeline.py", title="Pipeline", icon="⚙️"),
+    ]
+)
+
+with st.sidebar:
+    st.markdown("### 🎧 Soundmates")
+    st.caption("People whose music taste is closest to yours, from public Spotify profiles.")
+    if st.button("Reload model and index", help="Pick up a model or index the pipeline built since this page loaded."):
+        ui.reload_recommender()
+    from soundmates.config import get_settings
+
+    st.caption(f"Data: `{get_settings().data_dir}`")
+
+pages.run()

@@ -1,0 +1,143 @@
+"""Plotly figures for the dashboard: plain data in, a figure out (no Streamlit, no model).
+
+Kept apart from the pages so the figures can be checked without running an app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+YOU_COLOUR = "#1DB954"  # Spotify green: "you" is the same colour on every chart
+THEM_COLOUR = "#7B61FF"
+OTHERS_COLOUR = "rgba(140,140,160,0.35)"
+_LAYOUT = dict(
+    margin=dict(l=10, r=10, t=40, b=10),
+    legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+    template="plotly_white",
+)
+
+
+def genre_overlap_figure(
+    genres: Sequence[str],
+    your_weights: Sequence[float],
+    their_weights: Sequence[float],
+    *,
+    you: str = "You",
+    them: str = "Them",
+) -> go.Figure:
+    """Mirrored horizontal bars: your share of each genre to the left, theirs to the right."""
+    if not (len(genres) == len(your_weights) == len(their_weights)):
+        raise ValueError(
+            f"genre_overlap_figure: {len(genres)} genres but {len(your_weights)} and "
+            f"{len(their_weights)} weights; every genre needs one weight per side"
+        )
+    # Largest combined weight on top (plotly draws the first category at the bottom).
+    order = sorted(range(len(genres)), key=lambda i: your_weights[i] + their_weights[i])
+    names = [genres[i] for i in order]
+    fig = go.Figure()
+    fig.add_bar(
+        y=names, x=[-your_weights[i] for i in order], orientation="h", name=you, marker_color=YOU_COLOUR,
+        customdata=[your_weights[i] for i in order], hovertemplate="%{y}: %{customdata:.0%}<extra>" + you + "</extra>",
+    )
+    fig.add_bar(
+        y=names, x=[their_weights[i] for i in order], orientation="h", name=them, marker_color=THEM_COLOUR,
+        hovertemplate="%{y}: %{x:.0%}<extra>" + them + "</extra>",
+    )
+    top = max([*your_weights, *their_weights, 0.01])
+    ticks = [-top, -top / 2, 0, top / 2, top]
+    fig.update_layout(
+        title="Genre overlap (share of each profile)",
+        barmode="overlay",
+        bargap=0.25,
+        height=max(220, 28 * len(names) + 90),
+        xaxis=dict(tickvals=ticks, ticktext=[f"{abs(t):.0%}" for t in ticks], zeroline=True),
+        **_LAYOUT,
+    )
+    return fig
+
+
+def era_overlap_figure(
+    bin_labels: Sequence[str],
+    yours: Sequence[float],
+    theirs: Sequence[float],
+    *,
+    you: str = "You",
+    them: str = "Them",
+) -> go.Figure:
+    """Release-year distributions of both profiles on one axis, as filled areas."""
+    if not (len(bin_labels) == len(yours) == len(theirs)):
+        raise ValueError(
+            f"era_overlap_figure: {len(bin_labels)} year bins but {len(yours)} and {len(theirs)} values"
+        )
+    fig = go.Figure()
+    fig.add_scatter(x=list(bin_labels), y=list(yours), name=you, mode="lines", fill="tozeroy",
+                    line=dict(color=YOU_COLOUR, shape="spline"))
+    fig.add_scatter(x=list(bin_labels), y=list(theirs), name=them, mode="lines", fill="tozeroy",
+                    line=dict(color=THEM_COLOUR, shape="spline"))
+    fig.update_layout(title="Era overlap (release years)", height=280, yaxis=dict(tickformat=".0%"), **_LAYOUT)
+    return fig
+
+
+def closest_artists_figure(names: Sequence[str], similarities: Sequence[float], *, them: str = "them") -> go.Figure:
+    """Their artists ranked by how close each is to your taste."""
+    if len(names) != len(similarities):
+        raise ValueError(f"closest_artists_figure: {len(names)} artists but {len(similarities)} similarities")
+    order = sorted(range(len(names)), key=lambda i: similarities[i])
+    fig = go.Figure(
+        go.Bar(
+            y=[names[i] for i in order], x=[similarities[i] for i in order], orientation="h",
+            marker_color=THEM_COLOUR, hovertemplate="%{y}: %{x:.2f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"Artists of {them} closest to your taste",
+        height=max(200, 28 * len(names) + 80),
+        xaxis=dict(title="similarity to your taste"),
+        **_LAYOUT,
+    )
+    return fig
+
+
+def user_map_figure(
+    user_ids: Sequence[str],
+    names: Sequence[str | None],
+    x: Sequence[float],
+    y: Sequence[float],
+    *,
+    you: str | None = None,
+    matches: Sequence[str] = (),
+) -> go.Figure:
+    """Everyone as a faint dot; your matches and you drawn on top so they stay visible."""
+    if not (len(user_ids) == len(names) == len(x) == len(y)):
+        raise ValueError(
+            f"user_map_figure: {len(user_ids)} ids, {len(names)} names, {len(x)} x and {len(y)} y; all must match"
+        )
+    match_set = set(matches)
+    groups: dict[str, list[int]] = {"everyone": [], "your matches": [], "you": []}
+    for i, uid in enumerate(user_ids):
+        key = "you" if uid == you else "your matches" if uid in match_set else "everyone"
+        groups[key].append(i)
+    style = {
+        "everyone": dict(color=OTHERS_COLOUR, size=6, symbol="circle"),
+        "your matches": dict(color=THEM_COLOUR, size=12, symbol="circle", line=dict(width=1, color="white")),
+        "you": dict(color=YOU_COLOUR, size=20, symbol="star", line=dict(width=1, color="black")),
+    }
+    fig = go.Figure()
+    for label, idx in groups.items():
+        if not idx:  # an empty trace would still show up in the legend
+            continue
+        fig.add_scattergl(
+            x=[x[i] for i in idx], y=[y[i] for i in idx], mode="markers", name=label, marker=style[label],
+            text=[names[i] or user_ids[i] for i in idx], customdata=[user_ids[i] for i in idx],
+            hovertemplate="%{text}<br><sub>%{customdata}</sub><extra>" + label + "</extra>",
+        )
+    fig.update_layout(
+        title="Everyone on Soundmates, by taste (nearby = similar)",
+        height=560,
+        xaxis=dict(showticklabels=False, title=None, zeroline=False),
+        yaxis=dict(showticklabels=False, title=None, zeroline=False, scaleanchor="x"),
+        **_LAYOUT,
+    )
+    return fig

@@ -1,0 +1,84 @@
+"""Pipeline: what is stored and built, the inbox, and recent Airflow runs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from soundmates.config import get_settings
+from soundmates.recommend.models import RecommendError
+from streamlit_app import airflow_api, ui
+
+st.title("Pipeline")
+
+rec = ui.recommender()
+if rec is None:
+    st.stop()
+
+try:
+    status = rec.pipeline_status()
+except RecommendError as exc:
+    ui.show_error(exc)
+    st.stop()
+
+for warning in status.warnings:
+    st.warning(warning)
+
+users_col, model_col, index_col, fresh_col = st.columns(4)
+users_col.metric("Users stored", f"{status.users_stored:,}")
+model_col.metric("Model", status.model_version or "none")
+index_col.metric("Index", f"{status.index_size:,} users", help=f"version {status.index_version or 'none'}")
+fresh_col.metric("Fresh buffer", f"{status.fresh_buffer_size:,}", help="Users added since the last index build.")
+
+st.subheader("Index")
+st.markdown(
+    f"- version `{status.index_version or 'none'}`, built {status.index_built_at or '–'} "
+    f"({ui.age_text(status.index_age_s)} ago)\n"
+    f"- {status.index_size:,} users indexed, {status.fresh_buffer_size:,} in the fresh buffer, "
+    f"{status.tombstones:,} removed since the build\n"
+    + ("- **a rebuild is due** (fresh buffer over its threshold)\n" if status.rebuild_due else "")
+)
+if status.index_parameters:
+    st.caption("Parameters: " + ", ".join(f"{k}={v}" for k, v in status.index_parameters.items()))
+if status.index_version is None:
+    st.info(f"No index built yet. {ui.BUILD_HINT}", icon="🛠️")
+
+st.subheader("Model")
+if status.model_metrics:
+    scalar = {k: v for k, v in status.model_metrics.items() if isinstance(v, (int, float, str, bool))}
+    nested = {k: v for k, v in status.model_metrics.items() if k not in scalar}
+    if scalar:
+        st.dataframe(pd.DataFrame({"metric": list(scalar), "value": [str(v) for v in scalar.values()]}),
+                     hide_index=True, width="content")
+    if nested:
+        st.json(nested, expanded=False)
+else:
+    st.caption("No evaluation metrics recorded" + (" for this model." if status.model_version else ": no model trained yet (the index uses raw features)."))
+
+st.subheader("New-users inbox")
+counts = status.inbox_counts
+p_col, r_col, d_col, f_col = st.columns(4)
+p_col.metric("Waiting", counts.get("pending", 0))
+r_col.metric("Processing", counts.get("processing", 0))
+d_col.metric("Done", counts.get("done", 0))
+f_col.metric("Failed", counts.get("failed", 0))
+
+st.subheader("Recent DAG runs")
+airflow_url = get_settings().airflow_url
+try:
+    runs = airflow_api.recent_dag_runs(airflow_url)
+except airflow_api.AirflowUnavailable as exc:
+    st.info(f"Airflow is not reachable, so no DAG runs are shown. {exc}\n\n"
+            "Start it with `make run`, or point `SOUNDMATES_AIRFLOW_URL` at your Airflow.", icon="🌬️")
+else:
+    if not runs:
+        st.caption(f"Airflow at {airflow_url} has no DAG runs yet.")
+    else:
+        st.dataframe(
+            pd.DataFrame(
+                [{"DAG": r.dag_id, "run": r.run_id, "state": r.state, "type": r.run_type,
+                  "run after": r.run_after, "duration (s)": r.duration_s} for r in runs]
+            ),
+            hide_index=True, width="stretch",
+        )
+        st.caption(f"From {airflow_url}")
