@@ -181,7 +181,7 @@ class MatchDetail(BaseModel):
     score: float | None = None
     percentile: float | None = None
     genre_overlap: list[GenreOverlap] = Field(default_factory=list)  # union of both sides' top genres
-    year_bins: list[int] = Field(default_factory=list)  # left edges of the histogram bins
+    year_bins: list[str] = Field(default_factory=list)  # bin labels, e.g. "1990s" (features.schema.YEAR_BINS)
     year_hist_user: list[float] = Field(default_factory=list)
     year_hist_other: list[float] = Field(default_factory=list)
     era_overlap: float | None = None
