@@ -1,11 +1,11 @@
 
 
 
-def ingest_users(refs, settings=None, refresh=False, progress=True):
-    """Profile references -> Spotify API -> canonical profiles; returns an IngestSummary (see ``pipelines.ingest``)."""
-    from soundmates.pipelines.ingest import ingest_users as _ingest_users
+def process_inbox(settings=None, limit=None) -> dict:
+    """New-users inbox -> ingest -> features -> embed -> fresh buffer (see ``pipelines.new_users``)."""
+    from soundmates.pipelines.new_users import process_inbox as _process_inbox
 
-    return _ingest_users(refs, settings=settings, refresh=refresh, progress=progress)
+    return _process_inbox(settings=settings, limit=limit)
 
 
 def build_features(settings=None, user_ids=None, force=False, **kwargs) -> dict:
@@ -13,3 +13,10 @@ def build_features(settings=None, user_ids=None, force=False, **kwargs) -> dict:
     from soundmates.pipelines.features import build_features as _build_features
 
     return _build_features(settings=settings, user_ids=user_ids, force=force, **kwargs)
+
+
+def ingest_users(refs, settings=None, refresh=False, progress=True):
+    """Profile references -> Spotify API -> canonical profiles; returns an IngestSummary (see ``pipelines.ingest``)."""
+    from soundmates.pipelines.ingest import ingest_users as _ingest_users
+
+    return _ingest_users(refs, settings=settings, refresh=refresh, progress=progress)

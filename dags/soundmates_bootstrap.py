@@ -1,0 +1,111 @@
+"""
+### Soundmates bootstrap: from profile references to a served index
+
+Run it by hand (**Trigger DAG** with params) on an empty system, or to rebuild everything:
+
+1. **plan** — validates the params and cuts the users into batches;
+2. **ingest** — one mapped task per batch (dynamic task mapping), in the `spotify_api` pool so
+   concurrent Spotify calls stay bounded; resumable, so a retry never refetches or duplicates a user;
+3. **features** — taste features into the feature store (incremental: only changed profiles);
+4. **train** — the two-tower model (registered; promoted only through the registry's gate);
+5. **evaluate** — held-out recall/MRR/NDCG for the model and the baselines;
+6. **index** — the Annoy index of every stored user, published atomically.
+
+Params: `refs` (a list of Spotify profile references) **or**, when `refs` is empty,
+`world_users` (the first N users of the generated world in `world_dir`, default
+`$SOUNDMATES_DATA_DIR/world`). Spotify credentials come from the Airflow connection
+`spotify_default` (login = client id, password = secret, extra `api_url`/`token_url`
+for the local server) or the `SPOTIPY_*` environment.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+from soundmates.orchestration import BOOTSTRAP_DAG_ID, SPOTIFY_POOL, steps
+from soundmates.orchestration.assets import INDEX
+
+DEFAULT_ARGS = {
+    "owner": "soundmates",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=10),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=5),
+}
+
+
+@dag(
+    dag_id=BOOTSTRAP_DAG_ID,
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=["soundmates", "bootstrap", "ingest", "training"],
+    params={
+        "refs": Param([], type="array", items={"type": "string", "minLength": 1},
+                      description="Spotify profile references (URL, spotify:user:ID or ID). Empty = use world_users."),
+        "world_users": Param(1000, type=["null", "integer"], minimum=1,
+                             description="When refs is empty: ingest the first N users of the generated world."),
+        "world_dir": Param("", type="string", description="Generated world directory; empty = $SOUNDMATES_DATA_DIR/world."),
+        "batch_size": Param(100, type="integer", minimum=1, maximum=10000, description="References per ingest task."),
+        "max_epochs": Param(10, type="integer", minimum=1, maximum=500, description="Training epochs."),
+        "seed": Param(0, type="integer", minimum=0, description="Training seed."),
+    },
+)
+def soundmates_bootstrap():
+    @task(retries=0)  # bad params will not get better by retrying
+    def plan() -> list[list[str]]:
+        from airflow.exceptions import AirflowFailException
+
+        from soundmates.config import get_settings
+        from soundmates.orchestration.bootstrap import BootstrapParamsError, batches, resolve_refs
+
+        params = get_current_context()["params"]
+        try:
+            refs = resolve_refs(
+                params.get("refs") or None,
+                None if params.get("refs") else params.get("world_users"),
+                params.get("world_dir") or None,
+                default_world_dir=get_settings().world_dir,
+            )
+            return batches(refs, params.get("batch_size", 100))
+        except BootstrapParamsError as exc:
+            raise AirflowFailException(f"invalid params: {exc}") from exc
+
+    @task(pool=SPOTIFY_POOL, max_active_tis_per_dagrun=2)
+    def ingest(batch: list[str]) -> dict:
+        return steps.ingest_batch(batch)
+
+    @task
+    def ingest_summary(results) -> dict:
+        return steps.merge_ingest(list(results))
+
+    @task
+    def features(_ingested: dict) -> dict:
+        return steps.build_features()
+
+    @task(execution_timeout=timedelta(hours=6))
+    def train(_features: dict) -> dict:
+        params = get_current_context()["params"]
+        result = steps.train(max_epochs=int(params["max_epochs"]), seed=int(params["seed"]))
+        steps.record_training(steps.stored_user_count(), result)
+        return result
+
+    @task
+    def evaluate(_trained: dict) -> dict:
+        return steps.evaluate()
+
+    @task(outlets=[INDEX])
+    def index(_evaluated: dict) -> dict:
+        return steps.build_index()
+
+    ingested = ingest_summary(ingest.expand(batch=plan()))
+    index(evaluate(train(features(ingested))))
+
+
+soundmates_bootstrap()

@@ -1,0 +1,100 @@
+"""
+### Soundmates retrain: a better model, only through the gate
+
+Scheduled weekly (Sunday 03:00 UTC) **and** on the `soundmates_new_features` Asset.
+An Asset-triggered run trains only when at least `min_new_users` users were stored
+since the last training (the weekly and manual runs always train; `force` too).
+
+1. **check_new_users** — counts users stored since the last training; skips the run if too few;
+2. **train** — the two-tower model, registered with its metrics;
+3. **evaluate** — held-out metrics for the model and the baselines;
+4. **promote** — the registry's gate: the new model becomes current only if its validation
+   recall@10 is not worse than the current model's; otherwise it is kept, not served, and the
+   log says why;
+5. **publish_model** — emits the `soundmates_model` Asset when a model was promoted, which starts
+   `soundmates_index_rebuild`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from soundmates.orchestration import RETRAIN_DAG_ID, steps
+from soundmates.orchestration.assets import MODEL, NEW_FEATURES
+
+DEFAULT_ARGS = {
+    "owner": "soundmates",
+    "retries": 1,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+
+@dag(
+    dag_id=RETRAIN_DAG_ID,
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"),
+        assets=[NEW_FEATURES],
+    ),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=["soundmates", "training", "model"],
+    params={
+        "min_new_users": Param(100, type="integer", minimum=1,
+                               description="New users since the last training that make an Asset-triggered run train."),
+        "force": Param(False, type="boolean", description="Train even if too few new users arrived."),
+        "max_epochs": Param(10, type="integer", minimum=1, maximum=500, description="Training epochs."),
+        "seed": Param(0, type="integer", minimum=0, description="Training seed."),
+    },
+)
+def soundmates_retrain():
+    @task.short_circuit
+    def check_new_users() -> dict | bool:
+        context = get_current_context()
+        params = context["params"]
+        counts = steps.new_users_since_training()
+        run_type = str(getattr(context["dag_run"], "run_type", ""))
+        asset_triggered = "asset" in run_type.lower()
+        if params["force"] or not asset_triggered or counts["new"] >= int(params["min_new_users"]):
+            return counts
+        print(f"only {counts['new']} new user(s) since the last training (< {params['min_new_users']}); not training")
+        return False
+
+    @task(execution_timeout=timedelta(hours=6))
+    def train(counts: dict) -> dict:
+        params = get_current_context()["params"]
+        result = steps.train(max_epochs=int(params["max_epochs"]), seed=int(params["seed"]))
+        steps.record_training(counts["users"], result)
+        return result
+
+    @task
+    def evaluate(trained: dict) -> dict:
+        return steps.evaluate()
+
+    @task
+    def promote(trained: dict, evaluation: dict) -> dict:
+        return steps.promotion_decision(trained)
+
+    @task(outlets=[MODEL])
+    def publish_model(decision: dict) -> str:
+        from airflow.exceptions import AirflowSkipException
+
+        if not decision["promoted"]:
+            raise AirflowSkipException(f"model not promoted: {decision['reason']}")
+        get_current_context()["outlet_events"][MODEL].extra = {"version": decision["version"]}
+        return decision["version"]
+
+    trained = train(check_new_users())
+    publish_model(promote(trained, evaluate(trained)))
+
+
+soundmates_retrain()

@@ -1,0 +1,177 @@
+"""What each DAG task does, as plain functions over the pipeline stages.
+
+DAG files stay wiring; these functions import the stages (torch, sentence-
+transformers, deltalake...) only when a task runs, return JSON-able dicts for
+XCom, and are callable from tests without Airflow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def jsonable(obj: Any) -> Any:
+    """A stage's result (dataclass, pydantic model, dict) as plain JSON types for XCom."""
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if hasattr(obj, "model_dump"):
+        return jsonable(obj.model_dump(mode="json"))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    return json.loads(json.dumps(obj, default=str))
+
+
+def ingest_batch(refs: list[str]) -> dict[str, Any]:
+    """Ingest one batch of profile references (resumable and idempotent in the ingest stage)."""
+    from soundmates.orchestration.credentials import spotify_credentials
+    from soundmates.pipelines import ingest_users
+
+    with spotify_credentials() as source:
+        log.info("ingesting %d reference(s), credentials from %s", len(refs), source)
+        return jsonable(ingest_users(refs))
+
+
+def _count(value: Any) -> int:
+    return len(value) if isinstance(value, (list, tuple, set, dict)) else int(value or 0)
+
+
+def merge_ingest(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add up the mapped ingest batches; fail only when no user at all could be ingested."""
+    total = {"batches": 0, "ingested": 0, "skipped": 0, "failed": [], "api_calls": 0}
+    for res in results:
+        total["batches"] += 1
+        total["ingested"] += _count(res.get("ingested"))
+        total["skipped"] += _count(res.get("skipped"))
+        total["api_calls"] += int(res.get("api_calls") or 0)
+        total["failed"].extend(res.get("failed") or [])
+    if total["ingested"] == 0 and total["skipped"] == 0:
+        reasons = sorted({str(f.get("reason")) for f in total["failed"]})[:5]
+        raise RuntimeError(f"no user could be ingested ({len(total['failed'])} failed); reasons: {reasons}")
+    return total
+
+
+def build_features() -> dict[str, Any]:
+    from soundmates.pipelines import build_features as run
+
+    return jsonable(run())
+
+
+def train(**hp: Any) -> dict[str, Any]:
+    from soundmates.pipelines import train_model
+
+    return jsonable(train_model(**hp))
+
+
+def evaluate(dataset: str = "world") -> dict[str, Any]:
+    from soundmates.pipelines import evaluate_model
+
+    return jsonable(evaluate_model(dataset=dataset))
+
+
+def build_index() -> dict[str, Any]:
+    from soundmates.pipelines import build_index as run
+
+    return jsonable(run())
+
+
+# --- retraining state: how many users the current model was trained with ------------------------
+
+
+def _state_path(settings) -> Path:
+    return Path(settings.data_dir) / "orchestration" / "last_training.json"
+
+
+def stored_user_count(settings=None) -> int:
+    """Users with a stored profile (rows of ``user_profiles``; 0 before the first ingest)."""
+    from soundmates.config import get_settings
+    from soundmates.store import get_store
+
+    settings = settings or get_settings()
+    for info in get_store(settings).groups():
+        if info.name == "user_profiles":
+            return int(info.rows)
+    return 0
+
+
+def last_training(settings=None) -> dict[str, Any] | None:
+    from soundmates.config import get_settings
+
+    path = _state_path(settings or get_settings())
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def record_training(users: int, result: dict[str, Any], settings=None) -> dict[str, Any]:
+    """Remember the user count a training run saw (atomic write: a crash leaves the old record)."""
+    from soundmates.config import get_settings
+
+    path = _state_path(settings or get_settings())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "users": int(users),
+        "model_version": result.get("version") or result.get("model_version"),
+        "promoted": result.get("promoted"),
+        "at": datetime.now(timezone.utc).isoformat(),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".last_training.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return state
+
+
+def new_users_since_training(settings=None) -> dict[str, int]:
+    """``{"users": now, "trained_with": then, "new": now - then}`` (then = 0 before any training)."""
+    now = stored_user_count(settings)
+    state = last_training(settings) or {}
+    then = int(state.get("users") or 0)
+    return {"users": now, "trained_with": then, "new": max(0, now - then)}
+
+
+# --- gates -----------------------------------------------------------------------------------------
+
+
+def promotion_decision(trained: dict[str, Any]) -> dict[str, Any]:
+    """``{"promoted", "version", "reason"}`` from a training result.
+
+    The registry makes the decision when it registers the model (validation
+    recall@10 not worse than the current model's); this only reads it back, so
+    there is exactly one gate.
+    """
+    version = trained.get("version") or trained.get("model_version")
+    promoted = bool(trained.get("promoted"))
+    reason = trained.get("reason") or trained.get("promotion_reason") or trained.get("gate") or ""
+    if not reason:
+        reason = "passed the gate" if promoted else "the registry did not promote it"
+    log.info("model %s promoted=%s (%s)", version, promoted, reason)
+    return {"promoted": promoted, "version": None if version is None else str(version), "reason": str(reason)}
+
+
+def check_published_index(built: dict[str, Any]) -> dict[str, Any]:
+    """Confirm the index just built is the one readers now get; returns its manifest."""
+    from soundmates.index import UserIndex
+
+    manifest = jsonable(UserIndex().manifest()) or {}
+    want = built.get("version")
+    have = manifest.get("version")
+    if want is not None and have is not None and str(want) != str(have):
+        raise RuntimeError(f"index version {want} was built but readers get {have}; not publishing")
+    return manifest

@@ -1,0 +1,148 @@
+"""Process the new-users inbox: pending requests become findable users.
+
+``process_inbox`` is what the ``soundmates_new_users`` DAG runs after its sensor
+fires (and what a test or the CLI may call directly):
+
+    pending requests -> ingest -> features (upserted into the store)
+    -> embed with the current model -> the index's fresh buffer
+
+Every request ends ``done`` or ``failed`` with its reason; one bad user never
+fails the others. A failure of a whole stage (the store or the encoder down)
+puts the batch back to ``pending`` and re-raises, so Airflow's retry picks the
+same requests up again and nothing is lost. Rerunning is safe: ingest resumes,
+feature upserts and ``add_fresh`` are keyed by user id.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _field(entry: Any, name: str) -> Any:
+    return entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
+
+
+def _ingest_failures(summary: Any) -> dict[str, str]:
+    """``{ref: reason}`` from an ``IngestSummary`` (object or dict)."""
+    failed = _field(summary, "failed") or []
+    out: dict[str, str] = {}
+    for item in failed:
+        ref = _field(item, "ref")
+        if ref is not None:
+            out[str(ref)] = str(_field(item, "reason") or "ingest failed")
+    return out
+
+
+def _ingest_skips(summary: Any) -> dict[str, str]:
+    """Skipped refs are users ingest could not use (e.g. no public playlists): they fail here, with why."""
+    skipped = _field(summary, "skipped")
+    out: dict[str, str] = {}
+    if isinstance(skipped, (list, tuple)):
+        for item in skipped:
+            ref = _field(item, "ref") if not isinstance(item, str) else item
+            if ref is not None:
+                reason = _field(item, "reason") if not isinstance(item, str) else None
+                out[str(ref)] = str(reason or "skipped by ingest (no usable public playlists)")
+    return out
+
+
+def _rebuild_due(index: Any) -> bool:
+    due = getattr(index, "rebuild_due")
+    return bool(due() if callable(due) else due)
+
+
+def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
+    """Process up to ``limit`` pending inbox requests; returns a summary.
+
+    Keys: ``processed``, ``done`` (user ids), ``failed`` (``[{"user_id", "ref", "reason"}]``),
+    ``model_version``, ``fresh_buffer``, ``rebuild_due``.
+    """
+    from soundmates.config import get_settings
+    from soundmates.index import UserIndex
+    from soundmates.model.embedder import get_embedder
+    from soundmates.pipelines import build_features, ingest_users
+    from soundmates.store import get_store, inbox
+
+    if limit is not None and int(limit) < 1:
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    settings = settings or get_settings()
+    store = get_store(settings)
+    index = UserIndex(settings)
+
+    entries = list(inbox.pending(store, limit=limit))
+    summary: dict[str, Any] = {"processed": 0, "done": [], "failed": [], "model_version": None}
+    if not entries:
+        summary.update(fresh_buffer=_fresh_size(index), rebuild_due=_rebuild_due(index))
+        return summary
+
+    by_user = {str(_field(e, "user_id")): str(_field(e, "ref") or _field(e, "user_id")) for e in entries}
+    user_ids = list(by_user)
+    log.info("processing %d new-user request(s)", len(user_ids))
+    for uid in user_ids:
+        inbox.mark(store, uid, "processing")
+
+    failed: dict[str, str] = {}
+    try:
+        ingest = ingest_users(list(by_user.values()), settings=settings)
+        ref_failures = {**_ingest_skips(ingest), **_ingest_failures(ingest)}
+        for uid, ref in by_user.items():
+            if ref in ref_failures:
+                failed[uid] = ref_failures[ref]
+        ok = [uid for uid in user_ids if uid not in failed]
+
+        if ok:
+            feats = build_features(settings=settings, user_ids=ok) or {}
+            for item in feats.get("rejected") or []:
+                uid = str(_field(item, "user_id"))
+                if uid in by_user and uid not in failed:
+                    failed[uid] = str(_field(item, "reason") or "features rejected")
+            ok = [uid for uid in ok if uid not in failed]
+
+        embedder = get_embedder(settings)
+        summary["model_version"] = embedder.version
+        if ok:
+            frame = store.read("user_features", keys=ok)
+            if "view" in frame.columns:
+                frame = frame[frame["view"] == "full"]
+            frame = frame.drop_duplicates("user_id", keep="last").reset_index(drop=True)
+            have = set(frame["user_id"].astype(str))
+            for uid in ok:
+                if uid not in have:
+                    failed[uid] = "no features were stored for this user (nothing usable in the profile)"
+            if len(frame):
+                vectors = embedder.embed(frame)
+                for uid, vector in zip(frame["user_id"].astype(str), vectors):
+                    index.add_fresh(uid, vector)
+    except Exception:
+        # A stage failed as a whole: hand the requests back untouched for the task's retry.
+        log.exception("new-users batch failed as a whole; requests go back to pending")
+        for uid in user_ids:
+            inbox.mark(store, uid, "pending")
+        raise
+
+    done = [uid for uid in user_ids if uid not in failed]
+    for uid in done:
+        inbox.mark(store, uid, "done")
+    for uid, reason in failed.items():
+        inbox.mark(store, uid, "failed", reason=reason)
+        summary["failed"].append({"user_id": uid, "ref": by_user[uid], "reason": reason})
+    summary["done"] = done
+    summary["processed"] = len(user_ids)
+    summary["fresh_buffer"] = _fresh_size(index)
+    summary["rebuild_due"] = _rebuild_due(index)
+    log.info("new users: %d done, %d failed, rebuild due: %s", len(done), len(failed), summary["rebuild_due"])
+    return summary
+
+
+def _fresh_size(index: Any) -> int | None:
+    try:
+        manifest = index.manifest() or {}
+    except Exception:  # no index built yet
+        return None
+    fresh = manifest.get("fresh") if isinstance(manifest, dict) else None
+    if isinstance(fresh, dict):
+        return fresh.get("count")
+    return fresh if isinstance(fresh, int) else manifest.get("fresh_count") if isinstance(manifest, dict) else None
