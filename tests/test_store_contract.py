@@ -11,6 +11,8 @@ import multiprocessing
 import os
 import time
 import uuid
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -76,7 +78,8 @@ def make_store(backend: str, root: str):
     from soundmates.config import HopsworksSettings
     from soundmates.store.hopsworks_store import HopsworksFeatureStore
 
-    return HopsworksFeatureStore(HopsworksSettings())
+    # A per-run prefix keeps the contract away from the project's real groups (inbox included).
+    return HopsworksFeatureStore(HopsworksSettings(), name_prefix=f"t{zlib.crc32(root.encode()):08x}_")
 
 
 def new_group(prefix: str, schema: pa.Schema | None, primary_key: tuple[str, ...] = ("user_id",)) -> str:
@@ -352,10 +355,21 @@ def expected_check(user_id: str, writer: int, seq: int) -> str:
     return f"{user_id}|{writer}|{seq}"
 
 
-def writer_process(backend: str, root: str, group: str, writer: int) -> list[tuple[int, int]]:
-    """Runs in a spawned process: upsert small batches of own and shared keys; return (seq, data version)."""
+def writer_process(backend: str, root: str, group: str, writer: int, signals: str) -> dict:
+    """Runs in a spawned process: upsert small batches of own and shared keys.
+
+    Returns the (seq, data version) of every batch and the time span of the writes.
+    Both writers say they are ready and wait for one "go" file, so their writes really overlap.
+    """
     register_group(GroupSpec(name=group, primary_key=("user_id",), schema=CONCURRENT_SCHEMA))
     store = make_store(backend, root)
+    store.data_version(group)  # warm the imports before the start line
+    (Path(signals) / f"ready-{writer}").touch()
+    deadline = time.monotonic() + 120
+    while not (Path(signals) / "go").exists():
+        assert time.monotonic() < deadline, "no go signal"
+        time.sleep(0.01)
+    began = time.time()
     done = []
     for seq in range(N_BATCHES):
         keys = [f"w{writer}-{seq}", f"w{writer}-{seq}-b", f"shared-{seq % SHARED_KEYS}"]
@@ -369,7 +383,7 @@ def writer_process(backend: str, root: str, group: str, writer: int) -> list[tup
             }
         )
         done.append((seq, store.upsert(group, frame)))
-    return done
+    return {"done": done, "began": began, "ended": time.time()}
 
 
 def assert_consistent(frame: pd.DataFrame) -> None:
@@ -387,8 +401,14 @@ def test_two_writer_processes_and_a_reader_lose_nothing_and_see_no_partial_write
     ctx = multiprocessing.get_context("spawn")
     reads, last_rows, last_version = 0, 0, -1
     with concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
-        futures = [pool.submit(writer_process, backend, root, group, w) for w in (1, 2)]
+        signals = tmp_path / "signals"
+        signals.mkdir()
+        futures = [pool.submit(writer_process, backend, root, group, w, str(signals)) for w in (1, 2)]
         deadline = time.monotonic() + 240
+        while not all((signals / f"ready-{w}").exists() for w in (1, 2)):
+            assert time.monotonic() < deadline and not any(f.done() for f in futures), "writers did not start"
+            time.sleep(0.01)
+        (signals / "go").touch()
         while not all(f.done() for f in futures):
             assert time.monotonic() < deadline, "writers did not finish"
             version = reader.data_version(group)
@@ -401,7 +421,9 @@ def test_two_writer_processes_and_a_reader_lose_nothing_and_see_no_partial_write
                 assert version >= last_version
                 last_version = version
             last_rows = len(frame)
-        results = {w: f.result() for w, f in zip((1, 2), futures, strict=True)}
+        spans = {w: f.result() for w, f in zip((1, 2), futures, strict=True)}
+    results = {w: spans[w]["done"] for w in spans}
+    assert max(s["began"] for s in spans.values()) < min(s["ended"] for s in spans.values()), "writes did not overlap"
 
     assert reads >= 2, "the reader should have read while the writers wrote"
     final = reader.read(group)
@@ -428,3 +450,65 @@ def test_two_writer_processes_and_a_reader_lose_nothing_and_see_no_partial_write
     seq, v = results[1][N_BATCHES // 2]
     then = reader.read(group, as_of=v).set_index("user_id")
     assert then.loc[f"w1-{seq}", "seq"] == seq and then.loc[f"shared-{seq % SHARED_KEYS}", "writer"] == 1
+
+
+# --- new-users inbox ------------------------------------------------------------------------------------------
+
+
+def test_inbox_add_is_idempotent_and_requeues_failed(store):
+    from soundmates.store import inbox
+
+    first = inbox.add_request(store, "u1", "https://open.spotify.com/user/u1", source="dashboard")
+    assert (first.status, first.ref, first.source, first.reason) == ("pending", "https://open.spotify.com/user/u1", "dashboard", None)
+    again = inbox.add_request(store, "u1", "spotify:user:u1", source="cli")
+    assert again == first, "re-adding a pending user must not change or duplicate it"
+    assert len(store.read("new_users_inbox")) == 1
+
+    inbox.mark(store, "u1", "processing")
+    assert inbox.add_request(store, "u1", "x").status == "processing"
+    inbox.mark(store, "u1", "done")
+    assert inbox.add_request(store, "u1", "x").status == "done"
+    assert inbox.pending(store) == []
+
+    inbox.add_request(store, "u2", "spotify:user:u2")
+    failed = inbox.mark(store, "u2", "failed", reason="profile is private")
+    assert inbox.get(store, "u2") == failed and failed.reason == "profile is private"
+    requeued = inbox.add_request(store, "u2", "spotify:user:u2", source="cli")
+    assert (requeued.status, requeued.reason, requeued.source) == ("pending", None, "cli")
+    assert requeued.requested_at >= failed.requested_at
+    assert len(store.read("new_users_inbox")) == 2
+
+
+def test_inbox_status_flow_pending_order_and_counts(store):
+    from soundmates.store import inbox
+
+    assert inbox.counts(store) == {"pending": 0, "processing": 0, "done": 0, "failed": 0}
+    assert inbox.get(store, "nobody") is None
+    for user in ("c", "a", "b"):  # requested in this order
+        inbox.add_request(store, user, f"ref-{user}")
+    assert [e.user_id for e in inbox.pending(store)] == ["c", "a", "b"], "oldest request first"
+    assert [e.user_id for e in inbox.pending(store, limit=2)] == ["c", "a"]
+
+    claimed = inbox.claim(store, limit=2)
+    assert [(e.user_id, e.status) for e in claimed] == [("c", "processing"), ("a", "processing")]
+    assert [e.user_id for e in inbox.pending(store)] == ["b"]
+    inbox.mark(store, "c", "done")
+    inbox.mark(store, "a", "failed", reason="no playlists")
+    assert inbox.counts(store) == {"pending": 1, "processing": 0, "done": 1, "failed": 1}
+    entry = inbox.get(store, "a")
+    assert entry.status == "failed" and entry.reason == "no playlists" and entry.updated_at >= entry.requested_at
+
+
+def test_inbox_rejects_bad_status_unknown_users_and_empty_ids(store):
+    from soundmates.store import inbox
+
+    inbox.add_request(store, "u1", "ref")
+    with pytest.raises(ValueError, match="pending, processing, done, failed"):
+        inbox.mark(store, "u1", "finished")
+    with pytest.raises(inbox.InboxEntryNotFound, match="ghost"):
+        inbox.mark(store, "ghost", "done")
+    with pytest.raises(ValueError, match="user_id"):
+        inbox.add_request(store, "  ", "ref")
+    with pytest.raises(ValueError, match="ref"):
+        inbox.add_request(store, "u3", "")
+    assert inbox.get(store, "u1").status == "pending", "a rejected mark changes nothing"
