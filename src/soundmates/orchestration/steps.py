@@ -43,7 +43,7 @@ def ingest_batch(refs: list[str]) -> dict[str, Any]:
 
     with spotify_credentials() as source:
         log.info("ingesting %d reference(s), credentials from %s", len(refs), source)
-        return jsonable(ingest_users(refs))
+        return jsonable(ingest_users(refs, progress=False))
 
 
 def _count(value: Any) -> int:

@@ -16,9 +16,13 @@ feature upserts and ``add_fresh`` are keyed by user id.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# A claim older than this belongs to a run that died (runs take minutes, not hours).
+STALE_CLAIM = timedelta(hours=1)
 
 
 def _field(entry: Any, name: str) -> Any:
@@ -36,22 +40,8 @@ def _ingest_failures(summary: Any) -> dict[str, str]:
     return out
 
 
-def _ingest_skips(summary: Any) -> dict[str, str]:
-    """Skipped refs are users ingest could not use (e.g. no public playlists): they fail here, with why."""
-    skipped = _field(summary, "skipped")
-    out: dict[str, str] = {}
-    if isinstance(skipped, (list, tuple)):
-        for item in skipped:
-            ref = _field(item, "ref") if not isinstance(item, str) else item
-            if ref is not None:
-                reason = _field(item, "reason") if not isinstance(item, str) else None
-                out[str(ref)] = str(reason or "skipped by ingest (no usable public playlists)")
-    return out
-
-
 def _rebuild_due(index: Any) -> bool:
-    due = getattr(index, "rebuild_due")
-    return bool(due() if callable(due) else due)
+    return bool(index.rebuild_due())
 
 
 def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
@@ -72,22 +62,22 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
     store = get_store(settings)
     index = UserIndex(settings)
 
-    entries = list(inbox.pending(store, limit=limit))
-    summary: dict[str, Any] = {"processed": 0, "done": [], "failed": [], "model_version": None}
+    requeued = _requeue_stale(store, inbox)
+    entries = inbox.claim(store, limit=limit)  # atomic: two runs never get the same request
+    summary: dict[str, Any] = {"processed": 0, "done": [], "failed": [], "requeued": requeued, "model_version": None}
     if not entries:
         summary.update(fresh_buffer=_fresh_size(index), rebuild_due=_rebuild_due(index))
         return summary
 
-    by_user = {str(_field(e, "user_id")): str(_field(e, "ref") or _field(e, "user_id")) for e in entries}
+    by_user = {e.user_id: e.ref or e.user_id for e in entries}
     user_ids = list(by_user)
     log.info("processing %d new-user request(s)", len(user_ids))
-    for uid in user_ids:
-        inbox.mark(store, uid, "processing")
 
     failed: dict[str, str] = {}
     try:
-        ingest = ingest_users(list(by_user.values()), settings=settings)
-        ref_failures = {**_ingest_skips(ingest), **_ingest_failures(ingest)}
+        ingest = ingest_users(list(by_user.values()), settings=settings, progress=False)
+        # Refs ingest skipped are users already stored (a repeated request): they go on to features.
+        ref_failures = _ingest_failures(ingest)
         for uid, ref in by_user.items():
             if ref in ref_failures:
                 failed[uid] = ref_failures[ref]
@@ -115,19 +105,20 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
             if len(frame):
                 vectors = embedder.embed(frame)
                 for uid, vector in zip(frame["user_id"].astype(str), vectors):
-                    index.add_fresh(uid, vector)
+                    try:
+                        index.add_fresh(uid, vector, model_version=embedder.version)
+                    except ValueError as exc:  # e.g. a NaN vector: this user only
+                        failed[uid] = f"could not add to the index: {exc}"
     except Exception:
         # A stage failed as a whole: hand the requests back untouched for the task's retry.
         log.exception("new-users batch failed as a whole; requests go back to pending")
-        for uid in user_ids:
-            inbox.mark(store, uid, "pending")
+        inbox.mark_many(store, user_ids, inbox.PENDING)
         raise
 
     done = [uid for uid in user_ids if uid not in failed]
-    for uid in done:
-        inbox.mark(store, uid, "done")
+    inbox.mark_many(store, done, inbox.DONE)
     for uid, reason in failed.items():
-        inbox.mark(store, uid, "failed", reason=reason)
+        inbox.mark(store, uid, inbox.FAILED, reason=reason)
         summary["failed"].append({"user_id": uid, "ref": by_user[uid], "reason": reason})
     summary["done"] = done
     summary["processed"] = len(user_ids)
@@ -137,12 +128,25 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
     return summary
 
 
-def _fresh_size(index: Any) -> int | None:
-    try:
-        manifest = index.manifest() or {}
-    except Exception:  # no index built yet
-        return None
-    fresh = manifest.get("fresh") if isinstance(manifest, dict) else None
-    if isinstance(fresh, dict):
-        return fresh.get("count")
-    return fresh if isinstance(fresh, int) else manifest.get("fresh_count") if isinstance(manifest, dict) else None
+def _requeue_stale(store: Any, inbox: Any) -> list[str]:
+    """Requests left ``processing`` by a run that died (killed worker) go back to ``pending``.
+
+    The DAG runs one batch at a time, so a request still claimed after
+    ``STALE_CLAIM`` cannot belong to a live run.
+    """
+    from datetime import UTC, datetime
+
+    frame = store.read(inbox.INBOX_GROUP)
+    if not len(frame):
+        return []
+    cutoff = datetime.now(UTC) - STALE_CLAIM
+    stale = frame[(frame["status"] == inbox.PROCESSING) & (frame["updated_at"] < cutoff)]
+    ids = [str(u) for u in stale["user_id"]]
+    if ids:
+        log.warning("requeueing %d request(s) left processing by a dead run: %s", len(ids), ids[:10])
+        inbox.mark_many(store, ids, inbox.PENDING)
+    return ids
+
+
+def _fresh_size(index: Any) -> int:
+    return int(index.status().get("fresh") or 0)
