@@ -1,0 +1,137 @@
+"""build_features end to end into the embedded store: incremental, rejections, scaler reuse, serving, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from soundmates.features import schema as S
+from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, ProfileRepository, Track
+
+GENRES = ["indie rock", "shoegaze", "techno", "house", "jazz", "bossa nova"]
+
+
+def make_profile(uid: str, genre_pair: tuple[int, int], n_tracks: int = 8, year0: int = 1990) -> Profile:
+    arts = {
+        f"{uid}-a{k}": Artist(id=f"{uid}-a{k}", name=f"Band {g}", genres=[GENRES[g]]) for k, g in enumerate(genre_pair)
+    }
+    tracks = {
+        f"{uid}-t{i}": Track(id=f"{uid}-t{i}", name=f"T{i}", artist_ids=[f"{uid}-a{i % 2}"], release_year=year0 + i, popularity=40 + i, explicit=i % 4 == 0)
+        for i in range(n_tracks)
+    }
+    half = n_tracks // 2
+    pls = [
+        Playlist(id=f"{uid}-p1", name="one", items=[PlaylistItem(track_id=f"{uid}-t{i}") for i in range(half)]),
+        Playlist(id=f"{uid}-p2", name="two", items=[PlaylistItem(track_id=f"{uid}-t{i}") for i in range(half, n_tracks)]),
+    ]
+    return Profile(user_id=uid, display_name=uid.upper(), playlists=pls, tracks=tracks, artists=arts)
+
+
+@pytest.fixture
+def world(settings):
+    repo = ProfileRepository(settings.profiles_dir)
+    for i, uid in enumerate(["ana", "bo", "cy", "di"]):
+        repo.save(make_profile(uid, (i % 3 * 2, i % 3 * 2 + 1)))
+    repo.save(Profile(user_id="podcaster", playlists=[Playlist(id="x", name="pods", skipped_episodes=9)]))
+    return repo
+
+
+@pytest.fixture
+def encoder(settings):
+    from soundmates.features.encoder import TextEncoder
+
+    return TextEncoder(settings)  # the model itself is loaded once per process
+
+
+def test_build_incremental_and_rejections(settings, world, encoder):
+    from soundmates.features.scaler import load_scaler
+    from soundmates.pipelines.features import build_features
+    from soundmates.store import get_store
+
+    first = build_features(settings, encoder=encoder)
+    assert first["users"] == 4 and first["updated"] == 4 and first["unchanged"] == 0
+    assert [r["user_id"] for r in first["rejected"]] == ["podcaster"]
+    assert "episodes=9" in first["rejected"][0]["reason"]
+    assert first["refit_scaler"] and first["encoder"]["encoded"] == len(GENRES) + 6  # 6 genres + 6 band names
+
+    store = get_store(settings)
+    feats = store.read(S.USER_FEATURES)
+    assert len(feats) == 12 and set(feats["view"]) == set(S.VIEWS)
+    full = feats[feats["view"] == "full"].set_index("user_id")
+    # Scaled with the persisted scaler: the full views of the training users have mean ~0 per dimension.
+    combined = np.stack(full["combined"].to_list())
+    assert combined.shape == (4, S.combined_dim(encoder.dim))
+    np.testing.assert_allclose(combined.mean(axis=0), 0.0, atol=1e-5)
+    profiles = store.read(S.USER_PROFILES).set_index("user_id")
+    assert profiles.loc["ana", "display_name"] == "ANA" and profiles.loc["ana", "n_tracks"] == 8
+    scaler_v1 = load_scaler(settings)
+
+    # Nothing changed: nothing recomputed, no new data version, the model not called.
+    second = build_features(settings, encoder=encoder)
+    assert second["updated"] == 0 and second["unchanged"] == 4 and second["users"] == 4
+    assert second["data_version"] == first["data_version"] and second["encoder"]["encoded"] == 0
+
+    # One profile changes: only that user is recomputed, with the same scaler.
+    world.save(make_profile("bo", (4, 5), n_tracks=10, year0=1960))
+    third = build_features(settings, encoder=encoder)
+    assert third["updated"] == 1 and third["unchanged"] == 3 and not third["refit_scaler"]
+    assert load_scaler(settings).version == scaler_v1.version
+    bo = store.read(S.USER_FEATURES, keys=["bo"]).set_index("view")
+    assert bo.loc["full", "n_tracks"] == 10 and bo.loc["full", "year_mean"] == pytest.approx(1964.5)
+    assert len(store.read(S.USER_FEATURES)) == 12  # upserted, not duplicated
+
+    # --force refits and recomputes everyone; the previous scaler stays on disk as v1.
+    forced = build_features(settings, encoder=encoder, force=True)
+    assert forced["updated"] == 4 and forced["refit_scaler"] and forced["scaler_version"] == scaler_v1.version + 1
+    assert (settings.data_dir / "features" / f"scaler-v{scaler_v1.version}.json").exists()
+
+
+def test_unknown_and_corrupt_profiles_are_rejected_not_fatal(settings, world, encoder):
+    from soundmates.pipelines.features import build_features
+
+    world.path("broken").write_text("{ this is not json")
+    out = build_features(settings, user_ids=["ana", "nobody", "broken"], encoder=encoder)
+    reasons = {r["user_id"]: r["reason"] for r in out["rejected"]}
+    assert "no profile stored" in reasons["nobody"]
+    assert "unreadable profile file" in reasons["broken"]
+    assert out["users"] >= 1
+
+
+def test_featurize_profile_for_serving_uses_persisted_scaler_and_stores_nothing(settings, world, encoder):
+    from soundmates.features.scaler import ScalerError
+    from soundmates.features.taste import Rejected
+    from soundmates.pipelines.features import build_features, featurize_profile
+    from soundmates.store import get_store
+
+    with pytest.raises(ScalerError, match="features build"):
+        featurize_profile(world.load("ana"), encoder, settings)
+    build_features(settings, encoder=encoder)
+    store = get_store(settings)
+    version = store.data_version(S.USER_FEATURES)
+    rows, meta = featurize_profile(world.load("cy"), encoder, settings)
+    assert list(rows["view"]) == ["full"] and meta["user_id"] == "cy"
+    stored = store.read(S.USER_FEATURES, keys=["cy"]).set_index("view").loc["full", "combined"]
+    np.testing.assert_allclose(rows["combined"].iloc[0], stored, atol=1e-5)  # same scaler at serving time
+    newcomer = make_profile("zed", (0, 5))
+    rows, _ = featurize_profile(newcomer, encoder, settings)
+    assert len(rows.iloc[0]["combined"]) == S.combined_dim(encoder.dim)
+    assert store.data_version(S.USER_FEATURES) == version and store.read(S.USER_FEATURES, keys=["zed"]).empty
+    with pytest.raises(Rejected, match="no music tracks"):
+        featurize_profile(world.load("podcaster"), encoder, settings)
+
+
+def test_cli_features_build_json(settings, world):
+    from typer.testing import CliRunner
+
+    from soundmates.cli.main import app
+
+    result = CliRunner().invoke(app, ["features", "build", "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1  # exactly one JSON object on stdout; progress went to stderr
+    out = json.loads(lines[0])
+    assert out["users"] == 4 and [r["user_id"] for r in out["rejected"]] == ["podcaster"]
+    help_text = CliRunner().invoke(app, ["features", "build", "--help"]).output
+    assert "--force" in help_text and "--json" in help_text
