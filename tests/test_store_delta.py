@@ -1,0 +1,113 @@
+"""What only the embedded Delta backend promises: locking, crash safety, maintenance."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from soundmates.store import DataVersionNotFound, StoreUnavailable
+from soundmates.store.delta import DeltaFeatureStore
+
+
+def inbox_rows(*user_ids: str, status: str = "pending") -> pd.DataFrame:
+    now = pd.Timestamp.now(tz="UTC")
+    return pd.DataFrame(
+        {"user_id": list(user_ids), "ref": "r", "status": status, "reason": None, "source": "test", "requested_at": now, "updated_at": now}
+    )
+
+
+def hold_lock_forever(root: str, ready: str) -> None:
+    store = DeltaFeatureStore(root)
+    with store.exclusive("new_users_inbox"):
+        Path(ready).touch()
+        time.sleep(600)
+
+
+def start_lock_holder(tmp_path: Path):
+    ready = tmp_path / "holding"
+    proc = multiprocessing.get_context("spawn").Process(target=hold_lock_forever, args=(str(tmp_path / "store"), str(ready)))
+    proc.start()
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert time.monotonic() < deadline and proc.is_alive(), "lock holder did not start"
+        time.sleep(0.02)
+    return proc
+
+
+def test_readers_do_not_wait_for_a_writer_and_writers_time_out_clearly(tmp_path):
+    store = DeltaFeatureStore(tmp_path / "store", lock_timeout_s=0.5)
+    version = store.upsert("new_users_inbox", inbox_rows("a"))
+    holder = start_lock_holder(tmp_path)
+    try:
+        t0 = time.monotonic()
+        assert store.read("new_users_inbox")["user_id"].tolist() == ["a"]
+        assert store.data_version("new_users_inbox") == version
+        assert time.monotonic() - t0 < 0.5, "a read waited for the writer's lock"
+        with pytest.raises(StoreUnavailable, match=r"locked by another writer.*new_users_inbox_1\.lock"):
+            store.upsert("new_users_inbox", inbox_rows("b"))
+    finally:
+        holder.kill()
+        holder.join()
+
+
+def test_a_writer_killed_while_holding_the_lock_blocks_nobody(tmp_path):
+    store = DeltaFeatureStore(tmp_path / "store", lock_timeout_s=10)
+    store.upsert("new_users_inbox", inbox_rows("a"))
+    holder = start_lock_holder(tmp_path)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join()
+    t0 = time.monotonic()
+    store.upsert("new_users_inbox", inbox_rows("b"))
+    assert time.monotonic() - t0 < 5
+    assert store.read("new_users_inbox")["user_id"].tolist() == ["a", "b"]
+
+
+def test_files_of_an_uncommitted_write_are_invisible(tmp_path):
+    # A writer that dies after writing data files but before its commit leaves orphans:
+    # readers must not see them (Delta only reads files named in the log).
+    store = DeltaFeatureStore(tmp_path / "store")
+    store.upsert("new_users_inbox", inbox_rows("a"))
+    table = store.table_path("new_users_inbox")
+    orphan = next(table.glob("*.parquet"))
+    (table / "part-99999-orphan.parquet").write_bytes(orphan.read_bytes())  # same rows, never committed
+    assert store.read("new_users_inbox")["user_id"].tolist() == ["a"]
+    assert store.groups()[0].rows == 1
+
+
+def test_optimize_keeps_recent_time_travel_and_refuses_a_tiny_window(tmp_path):
+    store = DeltaFeatureStore(tmp_path / "store")
+    versions = [store.upsert("new_users_inbox", inbox_rows(f"u{i}")) for i in range(5)]
+    files_before = len(list(store.table_path("new_users_inbox").glob("*.parquet")))
+    result = store.optimize("new_users_inbox")
+    assert result["compacted"]["numFilesRemoved"] == 5 and result["vacuumed"] == []
+    assert len(list(store.table_path("new_users_inbox").glob("*.parquet"))) == files_before + 1
+    assert sorted(store.read("new_users_inbox", as_of=versions[2])["user_id"]) == ["u0", "u1", "u2"]
+    assert len(store.read("new_users_inbox")) == 5
+    with pytest.raises(ValueError, match="retention_hours"):
+        store.optimize("new_users_inbox", retention_hours=0)
+
+
+def test_bad_versions_are_rejected_with_their_name(tmp_path):
+    store = DeltaFeatureStore(tmp_path / "store")
+    with pytest.raises(ValueError, match="version"):
+        store.upsert("new_users_inbox", inbox_rows("a"), version=0)
+    with pytest.raises(ValueError, match="as_of"):
+        store.read("new_users_inbox", as_of=-1)
+    store.upsert("new_users_inbox", inbox_rows("a"))
+    with pytest.raises(DataVersionNotFound):
+        store.read("new_users_inbox", as_of=7)
+
+
+def test_history_names_each_commit(tmp_path):
+    store = DeltaFeatureStore(tmp_path / "store")
+    store.upsert("new_users_inbox", inbox_rows("a", "b"))
+    store.upsert("new_users_inbox", inbox_rows("a", status="done"))
+    store.delete("new_users_inbox", ["b"])
+    ops = [(h["version"], h["operation"]) for h in store.history("new_users_inbox")]
+    assert ops == [(2, "DELETE"), (1, "MERGE"), (0, "WRITE")]
