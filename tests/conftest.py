@@ -18,6 +18,7 @@ _AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
 
 pytest_plugins = [
     "tests.fixtures.common",
+    "tests.fixtures.spotify",
     "tests.fixtures.airflow",
     "tests.fixtures.dashboard",
 ]
