@@ -362,11 +362,14 @@ class UserIndex:
             return chosen
 
     def manifest(self) -> dict | None:
-        """Manifest of the version being served, or None if nothing is built."""
+        """Manifest of the version being served (plus live ``fresh`` and ``tombstones`` counts), or None."""
         try:
-            return dict(self._current().manifest)
+            m = dict(self._current().manifest)
         except IndexNotBuilt:
             return None
+        m["fresh"] = {"count": len(self.fresh), "threshold": self.fresh_threshold}
+        m["tombstones"] = len(self.tombstones)
+        return m
 
     # ------------------------------------------------------------------ queries
     def _usable_fresh(self, loaded: _Loaded | None, dim: int) -> tuple[np.ndarray, np.ndarray, list[str]]:

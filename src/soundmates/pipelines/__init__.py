@@ -20,3 +20,10 @@ def ingest_users(refs, settings=None, refresh=False, progress=True):
     from soundmates.pipelines.ingest import ingest_users as _ingest_users
 
     return _ingest_users(refs, settings=settings, refresh=refresh, progress=progress)
+
+
+def build_index(settings=None, **kwargs) -> dict:
+    """Stored features -> current model's embeddings -> new Annoy index version (see ``pipelines.index``)."""
+    from soundmates.pipelines.index import build_index as _build_index
+
+    return _build_index(settings=settings, **kwargs)

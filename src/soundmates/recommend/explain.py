@@ -9,7 +9,7 @@ hold the same Spotify artist id, never because two names look alike.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,8 +129,9 @@ def genre_overlap(you: Taste, them: Taste, top: int = 15) -> list[GenreOverlap]:
 
 
 # --- closest artists -------------------------------------------------------------------------------------------
-# ``texts -> (len, dim) unit vectors``; TextEncoder.encode fits (the same vectors the features used).
-TextVectors = Callable[[list[str]], np.ndarray]
+# ``texts -> (len, dim) unit vectors`` (TextEncoder.encode) or ``-> {text: vector}`` with misses left out
+# (a cache-only lookup): the same vectors the features stage used.
+TextVectors = Callable[[list[str]], "np.ndarray | Mapping[str, np.ndarray]"]
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -150,7 +151,7 @@ def closest_artists(you: Taste, them: Taste, text_vectors: TextVectors | None = 
     With ``text_vectors`` (the features encoder): an artist with genres is the mean of its genre
     vectors, compared with your weighted genre vector (what ``genre_emb`` is); an artist without
     genres (common since the 2026 API changes) is its name's vector, compared with the mean of
-    your top artists' name vectors. Without an encoder: cosine of the artist's genres with your
+    your top artists' name vectors. Without an encoder (or when it knows none of the texts): cosine of the artist's genres with your
     genre weights, so the answer never depends on a model being available.
     """
     cands = _candidates(you, them)
@@ -158,14 +159,7 @@ def closest_artists(you: Taste, them: Taste, text_vectors: TextVectors | None = 
         return []
     artists = them.profile.artists
     scored: list[tuple[str, float]] = []
-    if text_vectors is None:
-        norm_you = math.sqrt(sum(w * w for w in you.genre_weights.values()))
-        for a in cands:
-            genres = artists[a].genres or []
-            if genres and norm_you > 0:
-                dot = sum(you.genre_weights.get(g, 0.0) for g in genres) / math.sqrt(len(genres))
-                scored.append((a, dot / norm_you))
-    else:
+    if text_vectors is not None:
         your_genres = sorted(you.genre_weights, key=lambda g: (-you.genre_weights[g], g))[:50]
         your_artists = [a for a, _ in sorted(you.artist_weights.items(), key=lambda x: (-x[1], x[0]))
                         if a in you.profile.artists and you.profile.artists[a].name][:10]
@@ -173,17 +167,28 @@ def closest_artists(you: Taste, them: Taste, text_vectors: TextVectors | None = 
         for a in cands:
             texts |= set(artists[a].genres or []) if artists[a].genres else {artists[a].name}
         texts = sorted(t for t in texts if t)
-        vec = dict(zip(texts, np.asarray(text_vectors(texts), dtype=np.float64))) if texts else {}
-        genre_vec = (
-            sum(you.genre_weights[g] * vec[g] for g in your_genres) if your_genres else None
-        )
-        name_vec = np.mean([vec[you.profile.artists[a].name] for a in your_artists], axis=0) if your_artists else None
+        got = text_vectors(texts) if texts else {}
+        if not isinstance(got, Mapping):
+            got = dict(zip(texts, np.asarray(got, dtype=np.float64)))
+        # A text missing from the answer (e.g. a cache-only lookup) is simply not used.
+        vec = {t: np.asarray(v, dtype=np.float64) for t, v in got.items()}
+        known_genres = [g for g in your_genres if g in vec]
+        genre_vec = sum(you.genre_weights[g] * vec[g] for g in known_genres) if known_genres else None
+        names = [you.profile.artists[a].name for a in your_artists if you.profile.artists[a].name in vec]
+        name_vec = np.mean([vec[n] for n in names], axis=0) if names else None
         for a in cands:
             genres = [g for g in (artists[a].genres or []) if g in vec]
             if genres and genre_vec is not None:
                 scored.append((a, _cos(np.mean([vec[g] for g in genres], axis=0), genre_vec)))
-            elif artists[a].name in vec and name_vec is not None:
+            elif not artists[a].genres and artists[a].name in vec and name_vec is not None:
                 scored.append((a, _cos(vec[artists[a].name], name_vec)))
+    if not scored:  # no encoder, or none of the texts known to it: compare genre bags directly
+        norm_you = math.sqrt(sum(w * w for w in you.genre_weights.values()))
+        for a in cands:
+            genres = artists[a].genres or []
+            if genres and norm_you > 0:
+                dot = sum(you.genre_weights.get(g, 0.0) for g in genres) / math.sqrt(len(genres))
+                scored.append((a, dot / norm_you))
     scored.sort(key=lambda x: (-x[1], x[0]))
     return [ClosestArtist(id=a, name=artists[a].name, similarity=round(s, 4)) for a, s in scored[:top] if s > 0]
 

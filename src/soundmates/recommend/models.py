@@ -67,7 +67,7 @@ class SpotifyRefused(RecommendError):
             f"Spotify refused to share this profile{who}{why}. Since February 2026, apps in development mode "
             "can no longer read other users' profiles or playlists (GET /users/{id}/playlists answers 403), and "
             "need an owner with Premium and at most 5 allow-listed users. What to do: import your own Spotify "
-            "'Download your data' export instead (see 'soundmates export --help'), ask the app owner to "
+            "'Download your data' export instead (see 'soundmates import-export --help'), ask the app owner to "
             "allow-list your account, or use an app with extended quota."
         )
 
@@ -75,11 +75,9 @@ class SpotifyRefused(RecommendError):
 class NothingBuiltYet(RecommendError):
     kind = "nothing_built_yet"
 
-    def __init__(self, what: str = "index"):
+    def __init__(self, what: str = "index", how: str = "ingest some users, build features, then run 'soundmates index build'"):
         self.what = what
-        super().__init__(
-            f"no {what} has been built yet: ingest some users, build features, then run 'soundmates index build'"
-        )
+        super().__init__(f"no {what} has been built yet: {how}")
 
 
 # --- results -----------------------------------------------------------------

@@ -1,0 +1,85 @@
+"""Stage function: embed every stored user with the current model and publish a new index version."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import numpy as np
+
+log = logging.getLogger("soundmates.pipelines.index")
+
+EMBED_CHUNK = 20_000  # rows per embedder call: bounds memory at 1M users
+
+
+class NothingToIndex(RuntimeError):
+    """The feature store holds no user features yet."""
+
+
+def build_index(settings=None, *, n_trees: int | None = None, search_k: int | None = None, progress: bool = True) -> dict:
+    """Read view ``full`` of ``user_features`` (one data version), embed, build, publish; returns a summary.
+
+    Keys: ``version``, ``count``, ``dim``, ``parameters`` (n_trees, search_k, calibrated recall@10),
+    ``model_version``, ``feature_data_version``, ``skipped``, ``removed_excluded``, ``seconds``.
+    """
+    from soundmates.config import get_settings
+    from soundmates.features import schema as S
+    from soundmates.index import UserIndex
+    from soundmates.model.embedder import get_embedder
+    from soundmates.store import get_store
+
+    def say(msg: str) -> None:
+        log.info("%s", msg)
+        if progress:
+            print(f"index: {msg}", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    settings = settings or get_settings()
+    store = get_store(settings)
+    data_version = store.data_version(S.USER_FEATURES)
+    if data_version is None:
+        raise NothingToIndex("no user features are stored yet: run 'soundmates ingest' and 'soundmates features build' first")
+    # Read the data version we record, so the manifest says exactly what was indexed.
+    frame = store.read(S.USER_FEATURES, as_of=data_version)
+    frame = frame[frame["view"] == S.VIEW_FULL].drop_duplicates("user_id", keep="last").reset_index(drop=True)
+    if frame.empty:
+        raise NothingToIndex(f"user_features (data version {data_version}) holds no 'full' rows: run 'soundmates features build'")
+    index = UserIndex(settings)
+    removed = index.tombstones.ids()
+    n_removed = int(frame["user_id"].isin(removed).sum())
+    frame = frame[~frame["user_id"].isin(removed)].reset_index(drop=True)
+    if frame.empty:
+        raise NothingToIndex("every stored user has asked to be removed")
+
+    embedder = get_embedder(settings)
+    say(f"embedding {len(frame):,} users with model {embedder.version}")
+    parts = [np.asarray(embedder.embed(frame.iloc[s : s + EMBED_CHUNK]), dtype=np.float32) for s in range(0, len(frame), EMBED_CHUNK)]
+    vectors = np.vstack(parts)
+    say(f"building the Annoy index ({vectors.shape[0]:,} x {vectors.shape[1]})")
+    version = index.build(
+        frame["user_id"].astype(str).tolist(),
+        vectors,
+        {"model_version": embedder.version, "feature_data_version": data_version, "source": f"{S.USER_FEATURES}/{S.VIEW_FULL}"},
+        n_trees=n_trees,
+        search_k=search_k,
+    )
+    m = index.verify(version)
+    say(f"published {version}: {m['count']:,} users, n_trees={m['n_trees']}, search_k={m['search_k']}")
+    return {
+        "version": version,
+        "count": m["count"],
+        "dim": m["dim"],
+        "parameters": {
+            "metric": m["metric"],
+            "n_trees": m["n_trees"],
+            "search_k": m["search_k"],
+            "calibrated_recall_at_10": m["calibration"].get("recall_at_k"),
+        },
+        "model_version": m["model_version"],
+        "feature_data_version": m["feature_data_version"],
+        "skipped": m["skipped"],
+        "removed_excluded": n_removed,
+        "fresh_buffer": len(index.fresh),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }

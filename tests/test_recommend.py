@@ -1,0 +1,366 @@
+"""The Recommender end to end on a small hand-built world: stored profiles -> features -> index -> matches.
+
+The text encoder is a deterministic hash model (no weights to load) and the embedder is the
+model stage's documented fallback (the scaled ``combined`` vector, L2-normalised), so these
+tests exercise the real features stage, store, index and explanations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, ProfileRepository, Track
+from soundmates.recommend import (
+    InvalidReference,
+    NotEnoughData,
+    NothingBuiltYet,
+    RecommendError,
+    SpotifyRefused,
+    UnknownUser,
+)
+
+COMMUNITIES = {
+    "rock": (["indie rock", "alternative rock", "post-punk", "shoegaze"], (1985, 2005)),
+    "electro": (["techno", "house", "idm", "ambient"], (2008, 2022)),
+    "jazz": (["bebop", "cool jazz", "hard bop", "modal jazz"], (1952, 1968)),
+}
+ARTISTS_PER = 8
+TRACKS_PER_ARTIST = 5
+
+
+class HashModel:
+    """Stands in for sentence-transformers: one fixed unit vector per text."""
+
+    model_id = "test-hash-24"
+
+    def encode(self, texts, **_):
+        out = []
+        for t in texts:
+            rng = np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16))
+            v = rng.normal(size=24)
+            out.append(v / np.linalg.norm(v))
+        return np.array(out, dtype=np.float32)
+
+    def get_sentence_embedding_dimension(self):
+        return 24
+
+
+class RawFeaturesEmbedder:
+    """The model stage's fallback when no model is registered: the scaled combined vector."""
+
+    version = "raw-features"
+
+    def embed(self, frame):
+        m = np.stack([np.asarray(v, dtype=np.float32) for v in frame["combined"]])
+        return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+    @property
+    def dim(self):
+        return None
+
+
+def catalogue():
+    artists, tracks, pools = {}, {}, {}
+    for c, (genres, (y0, y1)) in COMMUNITIES.items():
+        pools[c] = []
+        for a in range(ARTISTS_PER):
+            aid = f"{c}-artist-{a}"
+            artists[aid] = Artist(id=aid, name=f"{c.title()} Artist {a}", genres=[genres[a % 4], genres[(a + 1) % 4]])
+            for t in range(TRACKS_PER_ARTIST):
+                tid = f"{aid}-t{t}"
+                tracks[tid] = Track(id=tid, name=f"{c} song {a}.{t}", artist_ids=[aid], release_year=y0 + (a * 5 + t) % (y1 - y0))
+                pools[c].append(tid)
+    return artists, tracks, pools
+
+
+ARTISTS, TRACKS, POOLS = catalogue()
+
+
+def make_profile(uid: str, community: str, seed: int, n_playlists: int = 4, per: int = 10, name: str | None = None) -> Profile:
+    rng = np.random.default_rng(seed)
+    others = [c for c in COMMUNITIES if c != community]
+    playlists = []
+    for p in range(n_playlists):
+        items = list(rng.choice(POOLS[community], size=per - 1, replace=False))
+        items.append(rng.choice(POOLS[others[p % 2]]))  # a little outside taste
+        playlists.append(Playlist(id=f"{uid}-pl{p}", name=f"{uid} mix {p}", items=[PlaylistItem(track_id=str(t)) for t in items]))
+    used = {i.track_id for pl in playlists for i in pl.items}
+    tracks = {t: TRACKS[t] for t in used}
+    artists = {a: ARTISTS[a] for t in tracks.values() for a in t.artist_ids}
+    return Profile(user_id=uid, display_name=name or uid.title(), playlists=playlists, tracks=tracks, artists=artists)
+
+
+class FakeIngestor:
+    """Behaves like spotify.ingest.Ingestor: saves the profile to ``repo`` and raw pages under ``_user_dir``."""
+
+    behaviours: dict = {}
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.repo = ProfileRepository(settings.profiles_dir)
+
+    def _user_dir(self, uid):
+        from soundmates.profiles import safe_filename
+
+        return self.settings.raw_dir / "users" / safe_filename(uid)
+
+    def ingest_user(self, user_id, refresh=False):
+        what = self.behaviours.get(user_id)
+        if isinstance(what, Exception):
+            raise what
+        if what is None:
+            from soundmates.spotify.errors import UserNotFound
+
+            raise UserNotFound(f"no user {user_id}", status=404)
+        d = self._user_dir(user_id)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "user.json").write_text(json.dumps({"id": user_id}))
+        self.repo.save(what)
+        return what
+
+
+@pytest.fixture
+def encoder(settings):
+    from soundmates.features.encoder import TextEncoder
+
+    return TextEncoder(settings, model=HashModel())
+
+
+@pytest.fixture
+def world(settings, encoder, monkeypatch):
+    """18 stored users in three taste communities, features built, index published."""
+    from soundmates.index import UserIndex
+    from soundmates.pipelines.features import build_features
+
+    repo = ProfileRepository(settings.profiles_dir)
+    users = {}
+    for ci, c in enumerate(COMMUNITIES):
+        for i in range(6):
+            uid = f"{c}{i}"
+            repo.save(make_profile(uid, c, seed=ci * 100 + i))
+            users[uid] = c
+            raw = settings.raw_dir / "users" / uid
+            raw.mkdir(parents=True, exist_ok=True)
+            (raw / "user.json").write_text("{}")
+    summary = build_features(settings, encoder=encoder)
+    assert not summary["rejected"], summary["rejected"]
+    emb = RawFeaturesEmbedder()
+    _install_embedder(monkeypatch, emb)
+    from soundmates.pipelines.index import build_index
+
+    out = build_index(settings, progress=False)
+    assert out["count"] == 18 and out["model_version"] == "raw-features"
+    assert UserIndex(settings).manifest()["feature_data_version"] == out["feature_data_version"]
+    return users
+
+
+def _install_embedder(monkeypatch, emb):
+    """Use the model stage's get_embedder if it exists (it falls back to raw features), else this stand-in."""
+    try:
+        import soundmates.model.embedder as real
+
+        monkeypatch.setattr(real, "get_embedder", lambda settings=None: emb)
+    except ImportError:
+        mod = types.ModuleType("soundmates.model.embedder")
+        mod.get_embedder = lambda settings=None: emb
+        monkeypatch.setitem(sys.modules, "soundmates.model.embedder", mod)
+
+
+@pytest.fixture
+def rec(settings, world, encoder):
+    from soundmates.recommend import Recommender
+
+    FakeIngestor.behaviours = {}
+    return Recommender(settings, embedder=RawFeaturesEmbedder(), encoder=encoder, ingestor_factory=FakeIngestor)
+
+
+def _really_shared(profile_a: Profile, profile_b: Profile, artist_id: str) -> bool:
+    def has(p):
+        return any(artist_id in p.tracks[i.track_id].artist_ids for pl in p.playlists for i in pl.items)
+
+    return has(profile_a) and has(profile_b)
+
+
+def test_known_user_gets_their_community_with_true_reasons(rec, world, settings):
+    steps = []
+    res = rec.recommend("https://open.spotify.com/user/rock0?si=abc", k=5, progress=steps.append)
+    assert res.user_id == "rock0" and res.known and steps
+    ids = [m.user_id for m in res.matches]
+    assert len(ids) == 5 and "rock0" not in ids
+    assert all(world[u] == "rock" for u in ids[:3])
+    repo = ProfileRepository(settings.profiles_dir)
+    me = repo.load("rock0")
+    scores = [m.score for m in res.matches]
+    assert scores == sorted(scores, reverse=True)
+    for m in res.matches:
+        assert 0.0 <= m.percentile <= 100.0
+        them = repo.load(m.user_id)
+        for a in m.shared_artists:
+            assert _really_shared(me, them, a.id), a
+        mine = {i.track_id for pl in me.playlists for i in pl.items}
+        theirs = {i.track_id for pl in them.playlists for i in pl.items}
+        assert {t.id for t in m.shared_tracks} <= mine & theirs
+        assert m.profile_url.endswith(f"/user/{m.user_id}")
+    top = res.matches[0]
+    assert top.shared_genres and top.percentile > 50 and top.era_overlap is not None
+    assert top.display_name == repo.load(top.user_id).display_name
+
+
+def test_never_own_match_even_asking_for_everyone(rec, world):
+    for uid in world:
+        res = rec.recommend(uid, k=100)
+        assert uid not in [m.user_id for m in res.matches]
+        assert len(res.matches) == len(world) - 1
+
+
+def test_diversity_reorders_but_keeps_relevance(rec):
+    plain = rec.recommend("electro1", k=6)
+    diverse = rec.recommend("electro1", k=6, diversity=0.9)
+    assert [m.user_id for m in plain.matches] != [m.user_id for m in diverse.matches]
+    assert diverse.matches[0].user_id == plain.matches[0].user_id  # the best match stays first
+    with pytest.raises(ValueError, match="diversity"):
+        rec.recommend("electro1", diversity=2.0)
+
+
+def test_unknown_user_is_matched_live_and_nothing_is_stored(rec, settings, world):
+    FakeIngestor.behaviours["newjazz"] = make_profile("newjazz", "jazz", seed=999)
+    before = sorted(p.name for p in settings.data_dir.rglob("*") if "newjazz" in p.name)
+    res = rec.recommend("spotify:user:newjazz", k=4)
+    assert not res.known and not res.stored
+    assert all(world[m.user_id] == "jazz" for m in res.matches[:3])
+    after = sorted(p.name for p in settings.data_dir.rglob("*") if "newjazz" in p.name)
+    assert before == after == []
+    assert rec.index.vector("newjazz") is None and len(rec.index.fresh) == 0
+    from soundmates.store import inbox
+
+    assert inbox.get(rec.store, "newjazz") is None
+    # The dashboard asks for details of a live user's match afterwards.
+    detail = rec.match_detail("newjazz", res.matches[0].user_id)
+    assert detail.score == pytest.approx(res.matches[0].score, abs=1e-3)
+    assert len(detail.year_hist_user) == len(detail.year_bins)
+
+
+def test_consent_stores_and_makes_findable_at_once(rec, settings, world):
+    FakeIngestor.behaviours["newrock"] = make_profile("newrock", "rock", seed=4242, name="New Rocker")
+    res = rec.recommend("newrock", k=3, consent=True)
+    assert res.stored and not res.known
+    assert ProfileRepository(settings.profiles_dir).exists("newrock")
+    from soundmates.store import inbox
+
+    assert inbox.get(rec.store, "newrock").status == "pending"
+    # Before any rebuild, another rock fan can find them (fresh buffer).
+    found = rec.recommend("rock1", k=17)
+    new = [m for m in found.matches if m.user_id == "newrock"]
+    assert new and new[0].source == "fresh" and new[0].display_name == "New Rocker"
+    assert new[0].shared_genres  # explained from the stored profile
+
+
+def test_remove_takes_effect_at_once_and_deletes_stored_data(rec, settings, world):
+    victim = rec.recommend("jazz0", k=1).matches[0].user_id
+    from soundmates.store import inbox
+
+    inbox.add_request(rec.store, victim, victim)
+    report = rec.remove(f"https://open.spotify.com/user/{victim}")
+    assert report["hidden_from_results"] and report["profile_deleted"] and report["raw_responses_deleted"]
+    assert report["store_groups"].get("user_features") == 3  # views full, a, b
+    assert report["store_groups"].get("user_profiles") == 1
+    assert report["store_groups"].get("new_users_inbox") == 1
+    for uid in world:
+        if uid != victim:
+            assert victim not in [m.user_id for m in rec.recommend(uid, k=17).matches]
+    assert not ProfileRepository(settings.profiles_dir).exists(victim)
+    assert not (settings.raw_dir / "users" / victim).exists()
+    assert rec.store.read("user_features", keys=[victim]).empty
+    # Other users' data is untouched.
+    assert len(rec.store.read("user_profiles")) == len(world) - 1
+    again = rec.remove(victim)  # idempotent
+    assert again["store_rows_deleted"] == 0 and not again["profile_deleted"]
+    # A rebuild from the store leaves them out for good.
+    from soundmates.pipelines.index import build_index
+
+    assert build_index(settings, progress=False)["count"] == len(world) - 1
+
+
+def test_errors_are_clear(rec, settings):
+    from soundmates.spotify.errors import ApiRefused
+    from soundmates.spotify.ingest import NoPublicPlaylists
+
+    with pytest.raises(InvalidReference, match="Accepted forms"):
+        rec.recommend("https://open.spotify.com/playlist/37i9dQZF1DXcBWIGoYBM5M")
+    with pytest.raises(UnknownUser, match="ghost"):
+        rec.recommend("ghost")
+    FakeIngestor.behaviours["quiet"] = NoPublicPlaylists("no public playlists")
+    with pytest.raises(NotEnoughData, match="no public playlists"):
+        rec.recommend("quiet")
+    FakeIngestor.behaviours["locked"] = ApiRefused("403 on /users/locked/playlists", status=403)
+    with pytest.raises(SpotifyRefused, match="February 2026"):
+        rec.recommend("locked")
+    podcasts = Profile(user_id="pods", playlists=[Playlist(id="p", name="pods", items=[], skipped_episodes=12)])
+    FakeIngestor.behaviours["pods"] = podcasts
+    with pytest.raises(NotEnoughData, match="pods"):
+        rec.recommend("pods")
+    with pytest.raises(ValueError, match="k must be"):
+        rec.recommend("rock0", k=0)
+    assert issubclass(NothingBuiltYet, RecommendError)
+
+
+def test_thin_profile_warns(rec):
+    FakeIngestor.behaviours["thin"] = make_profile("thin", "electro", seed=5, n_playlists=1, per=6)
+    res = rec.recommend("thin", k=3)
+    assert any("thin" in w for w in res.warnings)
+    assert res.matches
+
+
+def test_nothing_built_yet(settings, encoder):
+    from soundmates.recommend import Recommender
+
+    r = Recommender(settings, embedder=RawFeaturesEmbedder(), encoder=encoder, ingestor_factory=FakeIngestor)
+    with pytest.raises(NothingBuiltYet, match="soundmates index build"):
+        r.recommend("anyone")
+
+
+def test_status_map_and_inbox(rec, world):
+    st = rec.pipeline_status()
+    assert st.users_stored == 18 and st.index_size == 18 and st.index_version
+    assert st.index_parameters["n_trees"] >= 1 and st.fresh_buffer_size == 0
+    assert set(st.inbox_counts) >= {"pending", "done"}
+    m = rec.user_map()
+    assert sorted(m.user_ids) == sorted(world) and len(m.x) == len(m.y) == 18
+    assert set(m.display_names) == {u.title() for u in world}
+    # Communities are apart on the map: each user's nearest map neighbour is mostly from their community.
+    xy = np.c_[m.x, m.y]
+    d = np.linalg.norm(xy[:, None] - xy[None], axis=2) + np.eye(18) * 1e9
+    same = sum(world[m.user_ids[i]] == world[m.user_ids[int(j)]] for i, j in enumerate(d.argmin(1)))
+    assert same >= 14
+    entry = rec.add("spotify:user:someone_new")
+    assert entry.status == "pending" and rec.inbox_status("someone_new").status == "pending"
+    assert rec.inbox_status("never_asked") is None
+
+
+def test_cli_recommend_json(rec, monkeypatch, settings, encoder):
+    from typer.testing import CliRunner
+
+    import soundmates.recommend.service as service
+    from soundmates.cli.main import app
+
+    real = service.Recommender
+    monkeypatch.setattr(
+        service, "Recommender",
+        lambda: real(settings, embedder=RawFeaturesEmbedder(), encoder=encoder, ingestor_factory=FakeIngestor),
+    )
+    out = CliRunner().invoke(app, ["recommend", "rock2", "--k", "3", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["user_id"] == "rock2" and len(data["matches"]) == 3 and "warnings" in data
+    for key in ("user_id", "display_name", "score", "percentile", "shared_genres", "shared_artists", "shared_tracks"):
+        assert key in data["matches"][0]
+    bad = CliRunner().invoke(app, ["recommend", "spotify:track:xyz", "--json"])
+    assert bad.exit_code == 1 and json.loads(bad.stdout)["kind"] == "invalid_reference"
+    gone = CliRunner().invoke(app, ["remove", "rock2", "--json"])
+    assert gone.exit_code == 0 and json.loads(gone.stdout)["profile_deleted"] is True
