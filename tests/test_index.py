@@ -202,3 +202,28 @@ def test_percentile_is_calibrated_on_pair_distribution(index):
         expected = 100.0 * float((pairs < s).mean())
         assert index.percentile(s) == pytest.approx(expected, abs=2.5)
     assert index.percentile(1.0) >= 99.0
+
+
+def test_recall_on_a_generated_world(tmp_path, index):
+    """Users of a generated world (their hidden taste vectors): Annoy finds the exact top 10."""
+    from soundmates.world.generator import generate_world
+    from soundmates.world.groundtruth import load_taste
+
+    generate_world(tmp_path / "world", 3000, 11)
+    ids, taste = load_taste(tmp_path / "world")
+    taste = np.asarray(taste, dtype=np.float32)
+    keep = np.linalg.norm(taste, axis=1) > 0
+    ids, taste = [u for u, k in zip(ids, keep) if k], taste[keep]
+    taste /= np.linalg.norm(taste, axis=1, keepdims=True)
+    stored, newcomers = taste[:-200], taste[-200:]
+    index.build(ids[:-200], stored)
+    exact = exact_top_k(stored, newcomers, 10)
+    pos = {u: i for i, u in enumerate(ids[:-200])}
+    approx = [[pos[u] for u, _ in index.query(v, 10)] for v in newcomers]
+    # Ties in score make "the" exact top 10 ambiguous: count a hit when the score reaches the 10th exact score.
+    hits = 0
+    for q, got, ex in zip(newcomers, approx, exact):
+        tenth = float(stored[ex[-1]] @ q)
+        hits += min(10, sum(float(stored[j] @ q) >= tenth - 1e-6 for j in got))
+    assert hits / (10 * len(newcomers)) >= 0.95
+    assert recall_at_k(approx, exact) >= 0.9
