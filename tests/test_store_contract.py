@@ -188,6 +188,18 @@ BAD_FRAMES = {
         pd.DataFrame({"user_id": ["a"], "score": [1.0], "n": [1.5], "label": ["x"]}),
         ["n", "int64"],
     ),
+    "numeric text for a number": (
+        pd.DataFrame({"user_id": ["a"], "score": ["1.5"], "n": [1], "label": ["x"]}),
+        ["score", "string"],
+    ),
+    "python booleans in an object column for a number": (
+        pd.DataFrame({"user_id": ["a"], "score": pd.Series([True], dtype=object), "n": [1], "label": ["x"]}),
+        ["score", "bool"],
+    ),
+    "numbers for text": (
+        pd.DataFrame({"user_id": ["a"], "score": [1.0], "n": [1], "label": [7]}),
+        ["label", "int64"],
+    ),
     "booleans for a number": (
         pd.DataFrame({"user_id": ["a"], "score": [True], "n": [1], "label": ["x"]}),
         ["score"],

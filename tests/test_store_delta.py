@@ -111,3 +111,41 @@ def test_history_names_each_commit(tmp_path):
     store.delete("new_users_inbox", ["b"])
     ops = [(h["version"], h["operation"]) for h in store.history("new_users_inbox")]
     assert ops == [(2, "DELETE"), (1, "MERGE"), (0, "WRITE")]
+
+
+def test_many_small_upserts_are_compacted_and_old_versions_stay_readable(tmp_path):
+    store = DeltaFeatureStore(tmp_path / "store", compact_after_files=4)
+    versions = [store.upsert("new_users_inbox", inbox_rows(f"u{i}")) for i in range(10)]
+    from deltalake import DeltaTable
+
+    assert len(DeltaTable(str(store.table_path("new_users_inbox"))).file_uris()) <= 5
+    assert versions == sorted(set(versions)) and versions[-1] == store.data_version("new_users_inbox")
+    assert sorted(store.read("new_users_inbox")["user_id"]) == sorted(f"u{i}" for i in range(10))
+    assert sorted(store.read("new_users_inbox", as_of=versions[1])["user_id"]) == ["u0", "u1"]
+
+
+def test_numpy_vectors_convert_exactly_and_lossy_ones_are_refused(tmp_path):
+    import numpy as np
+    import pyarrow as pa
+
+    from soundmates.store import GroupSpec, SchemaMismatch, register_group
+
+    schema = pa.schema([pa.field("user_id", pa.string(), nullable=False), pa.field("v", pa.list_(pa.float32())), pa.field("c", pa.list_(pa.int64()))])
+    register_group(GroupSpec(name="t_vectors", primary_key=("user_id",), schema=schema))
+    store = DeltaFeatureStore(tmp_path / "store")
+    frame = pd.DataFrame(
+        {
+            "user_id": ["a", "b", "c"],
+            "v": [np.array([0.1, 0.2], dtype=np.float64), None, np.arange(3, dtype=np.int32)],
+            "c": [np.array([1, 2]), np.array([], dtype=np.int64), None],
+        }
+    )
+    store.upsert("t_vectors", frame)
+    got = store.read("t_vectors").set_index("user_id")
+    np.testing.assert_array_equal(got.loc["a", "v"], np.array([0.1, 0.2], dtype=np.float32))
+    assert got.loc["b", "v"] is None and list(got.loc["c", "v"]) == [0.0, 1.0, 2.0]
+    assert list(got.loc["a", "c"]) == [1, 2] and len(got.loc["b", "c"]) == 0 and got.loc["c", "c"] is None
+
+    lossy = frame.assign(c=[np.array([1.5]), None, None])
+    with pytest.raises(SchemaMismatch, match="'c'"):
+        store.upsert("t_vectors", lossy)

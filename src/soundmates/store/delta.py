@@ -56,10 +56,21 @@ class DeltaFeatureStore(FeatureStore):
 
     backend = "embedded"
 
-    def __init__(self, root: Path | str, *, lock_timeout_s: float = 300.0, commit_attempts: int = 8):
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        lock_timeout_s: float = 300.0,
+        commit_attempts: int = 8,
+        compact_after_files: int | None = 32,
+    ):
+        """``compact_after_files``: after a write leaves more data files than this, compact them
+        (small frequent upserts such as the inbox otherwise make every read open hundreds of
+        files). Compaction is a commit of its own with identical rows; old versions stay readable."""
         self.root = Path(root)
         self.lock_timeout_s = lock_timeout_s
         self.commit_attempts = commit_attempts
+        self.compact_after_files = compact_after_files
 
     # --- paths and locks -----------------------------------------------------------
     def table_path(self, group: str, version: int = 1) -> Path:
@@ -98,10 +109,12 @@ class DeltaFeatureStore(FeatureStore):
     def _open(self, path: Path, as_of: int | None = None):
         """The table at its latest (or ``as_of``) version, or None when it was never created."""
         from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
 
-        if not DeltaTable.is_deltatable(str(path)):
+        try:
+            return DeltaTable(str(path), version=as_of) if as_of is not None else DeltaTable(str(path))
+        except TableNotFoundError:
             return None
-        return DeltaTable(str(path), version=as_of) if as_of is not None else DeltaTable(str(path))
 
     @staticmethod
     def _stored_schema(dt) -> pa.Schema:
@@ -122,13 +135,14 @@ class DeltaFeatureStore(FeatureStore):
     def upsert(self, group: str, df: pd.DataFrame, *, version: int = 1) -> int:
         spec = group_spec(group)
         path = self.table_path(group, version)
-        # Fail fast on a bad frame before waiting for the lock (checked again against the stored table inside).
-        if spec.schema is not None:
-            to_arrow(group, df, spec.schema, spec.primary_key)
+        # A declared schema is checked before waiting for the lock (a bad frame fails fast);
+        # without one, the stored table's schema decides, which can only be read under the lock.
+        table = to_arrow(group, df, spec.schema, spec.primary_key) if spec.schema is not None else None
         with self.exclusive(group, version=version):
             dt = self._open(path)
             stored = self._stored_schema(dt) if dt is not None else None
-            table = to_arrow(group, df, spec.schema or stored, spec.primary_key)
+            if table is None:
+                table = to_arrow(group, df, stored, spec.primary_key)
             if stored is not None:
                 check_compatible(group, table.schema, stored)
                 table = table.cast(stored) if table.schema != stored else table
@@ -164,8 +178,18 @@ class DeltaFeatureStore(FeatureStore):
                     .when_not_matched_insert_all()
                     .execute()
                 )
-                return dt.version()
-        raise AssertionError("unreachable")  # pragma: no cover - Retrying re-raises
+                break
+        return self._maybe_compact(path)
+
+    def _maybe_compact(self, path: Path) -> int:
+        """Compact when the table has too many files (caller holds the lock); return the latest version."""
+        dt = self._open(path)
+        if self.compact_after_files is not None and len(dt.file_uris()) > self.compact_after_files:
+            for attempt in self._retrying():
+                with attempt:
+                    self._open(path).optimize.compact()
+            dt = self._open(path)
+        return dt.version()
 
     def read(
         self,
