@@ -271,3 +271,16 @@ def test_dry_run_stores_nothing(tmp_path, samples):
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["stored"] is False
     assert not (data_dir / "profiles").exists() or not any((data_dir / "profiles").iterdir())
+
+
+def test_catalog_artists_get_the_world_artist_id(tmp_path, resolver):
+    """An imported taste shares artists by id with the users of the local Spotify world."""
+    from soundmates.world.catalog import artists
+    from soundmates.world.generator import artist_id
+
+    names = artists().names
+    i = next(i for i, n in enumerate(names) if n.isascii() and n.isalpha() and len(n) > 4)
+    z = _zip(tmp_path / "p.zip", {"Playlist1.json": {"playlists": [{"name": "p", "items": [
+        {"track": {"trackName": "t", "artistName": names[i].upper(), "albumName": "a", "trackUri": "spotify:track:t1"}}]}]}})
+    profile, _ = import_export(z, user_id="u", resolver=resolver)
+    assert profile.tracks["t1"].artist_ids == [artist_id(i)]

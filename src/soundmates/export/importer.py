@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -49,6 +50,19 @@ def export_user_id(parsed: ParsedExport, explicit: str | None) -> str:
     return _stable_id("export-", *sorted({f"{t.artist}|{t.name}" for t in refs}))[:19]
 
 
+@lru_cache(maxsize=1)
+def catalog_artist_ids() -> dict[str, str]:
+    """Normalised name -> the artist id the local Spotify world gives that catalog artist,
+    so an imported taste shares artists (by id) with the users of that world."""
+    from soundmates.world.catalog import artists
+    from soundmates.world.generator import artist_id
+
+    ids: dict[str, str] = {}
+    for i, name in enumerate(artists().names):
+        ids.setdefault(normalize_artist_name(name), artist_id(i))
+    return ids
+
+
 class _Builder:
     def __init__(self, parsed: ParsedExport, resolver: GenreResolver | None):
         self.parsed = parsed
@@ -60,7 +74,8 @@ class _Builder:
 
     def artist_id(self, name: str) -> str:
         key = normalize_artist_name(name)
-        aid = self._followed.get(key) or _stable_id("x", key)
+        # A real Spotify id when the export gives one, else the catalog's id, else one derived from the name.
+        aid = self._followed.get(key) or catalog_artist_ids().get(key) or _stable_id("x", key)
         if aid not in self.artists:
             genres = None
             if self.resolver is not None:
