@@ -19,21 +19,21 @@ import streamlit as st  # noqa: E402
 
 from streamlit_app import ui  # noqa: E402
 
-VIEWS = Path(__file__).resolve().parent / "views"
+VIEWS = ui.VIEWS
 
-st.set_page_config(page_title="Soundmates", page_icon="🎧", layout="wide")
+st.set_page_config(page_title="Soundmates", page_icon=":material/headphones:", layout="wide")
 
 pages = st.navigation(
     [
-        st.Page(VIEWS / "find.py", title="Find your soundmates", icon="🎧", default=True),
-        st.Page(VIEWS / "map.py", title="Taste map", icon="🗺️"),
-        st.Page(VIEWS / "consent.py", title="Your data", icon="✋"),
-        st.Page(VIEWS / "pipeline.py", title="Pipeline", icon="⚙️"),
+        st.Page(VIEWS / "find.py", title="Find your soundmates", icon=":material/headphones:", default=True),
+        st.Page(VIEWS / "map.py", title="Taste map", icon=":material/scatter_plot:"),
+        st.Page(VIEWS / "consent.py", title="Your data", icon=":material/front_hand:"),
+        st.Page(VIEWS / "pipeline.py", title="Pipeline", icon=":material/settings:"),
     ]
 )
 
 with st.sidebar:
-    st.markdown("### 🎧 Soundmates")
+    st.markdown("### :material/headphones: Soundmates")
     st.caption("People whose music taste is closest to yours, from public Spotify profiles.")
     if st.button("Reload model and index", help="Pick up a model or index the pipeline built since this page loaded."):
         ui.reload_recommender()

@@ -5,7 +5,10 @@ No business logic lives here: every number shown comes from ``soundmates.recomme
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import logging
 
 import streamlit as st
 
@@ -24,6 +27,9 @@ from streamlit_app import charts
 
 if TYPE_CHECKING:  # pragma: no cover
     from soundmates.recommend import Recommender
+
+log = logging.getLogger("soundmates.dashboard")
+VIEWS = Path(__file__).resolve().parent / "views"  # the page scripts, by absolute path (any entry script works)
 
 # Session-state keys shared by the pages (the map highlights the last search's matches).
 REF_KEY = "sm_ref"  # the last profile reference the user submitted
@@ -71,17 +77,17 @@ def reload_recommender() -> None:
 def show_error(exc: Exception) -> None:
     """One clear message per kind of error, with what to do next."""
     if isinstance(exc, InvalidReference):
-        st.error(f"That doesn't look like a Spotify profile: `{exc.ref}`", icon="🔗")
+        st.error(f"That doesn't look like a Spotify profile: `{exc.ref}`", icon=":material/link_off:")
         st.markdown("**Accepted forms:**\n" + "\n".join(f"- `{form}`" for form in ACCEPTED_REFERENCE_FORMS))
     elif isinstance(exc, UnknownUser):
-        st.warning(f"We couldn't find that profile. {exc}", icon="🔍")
+        st.warning(f"We couldn't find that profile. {exc}", icon=":material/person_search:")
     elif isinstance(exc, NotEnoughData):
-        st.warning(str(exc), icon="🎵")
+        st.warning(str(exc), icon=":material/music_off:")
     elif isinstance(exc, SpotifyRefused):
-        st.error("Spotify refused to share this profile (development-mode restriction).", icon="🚫")
+        st.error("Spotify refused to share this profile (development-mode restriction).", icon=":material/block:")
         st.markdown(str(exc))
     elif isinstance(exc, NothingBuiltYet):
-        st.info(f"Nothing to match against yet: {exc}.\n\n{BUILD_HINT}", icon="🛠️")
+        st.info(f"Nothing to match against yet: {exc}.\n\n{BUILD_HINT}", icon=":material/construction:")
     elif isinstance(exc, RecommendError):
         st.error(str(exc))
     else:  # an unexpected failure: say so plainly rather than showing a stack trace to visitors
@@ -159,19 +165,21 @@ def _detail(rec: Recommender, user_id: str, other_id: str) -> Any:
     if key not in cache:
         try:
             cache[key] = rec.match_detail(user_id, other_id)
-        except RecommendError as exc:
+        except Exception as exc:  # one broken explanation must not take the other cards down
+            if not isinstance(exc, RecommendError):
+                log.exception("match_detail(%r, %r) failed", user_id, other_id)
             cache[key] = exc
     return cache[key]
 
 
 def render_match_detail(result: RecommendResult, match: Match, rec: Recommender) -> None:
     detail = _detail(rec, result.user_id, match.user_id)
-    if isinstance(detail, RecommendError):
+    if isinstance(detail, Exception):
         show_error(detail)
         return
     you, them = "You", match_name(match)
     for warning in detail.warnings:
-        st.caption(f"⚠️ {warning}")
+        st.caption(f":material/warning: {warning}")
     genres_tab, eras_tab, artists_tab = st.tabs(["Genres", "Eras", "Their artists closest to you"])
     with genres_tab:
         if detail.genre_overlap:
@@ -218,7 +226,9 @@ def run_search(rec: Recommender, ref: str, k: int, diversity: float) -> None:
         progress = StatusProgress(status)
         try:
             result = rec.recommend(ref, k=k, diversity=diversity, progress=progress)
-        except RecommendError as exc:
+        except Exception as exc:  # shown on the page; unexpected ones also go to the server log
+            if not isinstance(exc, RecommendError):
+                log.exception("recommend(%r) failed", ref)
             st.session_state[ERROR_KEY] = exc
             status.update(label="No matches", state="error", expanded=False)
             return

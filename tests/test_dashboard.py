@@ -92,6 +92,14 @@ def test_development_mode_refusal_explains_what_to_do(app_test, contract_recomme
     assert "February 2026" in page and "Download your data" in page and "allow-list" in page
 
 
+def test_an_unexpected_failure_is_a_message_not_a_crash(app_test, contract_recommender):
+    at = search(app_test(), "boom")
+    assert not at.exception
+    assert "Something went wrong: RuntimeError: index file vanished" in at.error[0].value
+    at = search(at, "user01")  # the next search works as usual
+    assert not at.error and "Soundmates of Listener 01" in texts(at)
+
+
 def test_nothing_built_yet_says_how_to_build_on_every_page(app_test, monkeypatch):
     import soundmates.recommend as recommend
 

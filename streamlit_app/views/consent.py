@@ -12,10 +12,10 @@ from streamlit_app import ui
 
 # How each inbox status reads to the person who asked.
 STATUS_TEXT = {
-    "pending": ("⏳", "Waiting: your profile is queued; the pipeline adds it on its next run."),
-    "processing": ("⚙️", "Being processed: the pipeline is fetching and featurising your profile now."),
-    "done": ("✅", "Done: you are on Soundmates, and others can find you."),
-    "failed": ("❌", "Failed"),
+    "pending": (":material/hourglass_top:", "Waiting: your profile is queued; the pipeline adds it on its next run."),
+    "processing": (":material/settings:", "Being processed: the pipeline is fetching and featurising your profile now."),
+    "done": (":material/check_circle:", "Done: you are on Soundmates, and others can find you."),
+    "failed": (":material/error:", "Failed"),
 }
 CONFIRM_KEY = "consent_confirm_remove"
 FLASH_KEY = "consent_flash"
@@ -43,9 +43,9 @@ if rec is None:
 
 def show_entry(entry: InboxEntry | None) -> None:
     if entry is None:
-        st.info("Not in the queue: this profile has not asked to be added (or was removed).", icon="✋")
+        st.info("Not in the queue: this profile has not asked to be added (or was removed).", icon=":material/front_hand:")
         return
-    icon, text = STATUS_TEXT.get(entry.status, ("❔", f"Status: {entry.status}"))
+    icon, text = STATUS_TEXT.get(entry.status, (":material/help:", f"Status: {entry.status}"))
     if entry.status == "failed":
         text = f"Failed: {entry.reason or 'no reason given'}. You can try again."
         st.error(text, icon=icon)
@@ -90,7 +90,7 @@ with remove_col:
         st.session_state[CONFIRM_KEY] = ref
 
 if st.session_state.get(CONFIRM_KEY) == ref:
-    st.warning("This deletes your stored profile and features and takes you out of everyone's matches.", icon="⚠️")
+    st.warning("This deletes your stored profile and features and takes you out of everyone's matches.", icon=":material/warning:")
     yes_col, no_col = st.columns(2)
     if yes_col.button("Yes, delete my data", type="primary", key="consent_remove_confirm"):
         st.session_state.pop(CONFIRM_KEY, None)

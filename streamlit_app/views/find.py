@@ -15,7 +15,7 @@ if "find_ref" not in st.session_state:
     st.session_state["find_ref"] = st.session_state.get(ui.REF_KEY, "")
 
 with st.form("find_form", border=False):
-    ref_col, button_col = st.columns([5, 1], vertical_alignment="bottom")
+    ref_col, button_col = st.columns([4, 1.2], vertical_alignment="bottom")
     ref = ref_col.text_input(
         "Your Spotify profile",
         placeholder="https://open.spotify.com/user/…",
@@ -49,14 +49,14 @@ elif result is not None:
     who = result.display_name or result.user_id
     st.subheader(f"Soundmates of {who}")
     for warning in result.warnings:
-        st.caption(f"⚠️ {warning}")
+        st.caption(f":material/warning: {warning}")
     if not result.stored and not result.known:
         st.info(
             "We fetched your profile just for this search and did not keep it. "
             "To let others find you too, add yourself on **Your data**.",
-            icon="✋",
+            icon=":material/front_hand:",
         )
-        st.page_link("views/consent.py", label="Add me to Soundmates", icon="✋")
+        st.page_link(ui.VIEWS / "consent.py", label="Add me to Soundmates", icon=":material/front_hand:")
     if not result.matches:
         st.info("No one to match you with yet: the index is empty or everyone else was filtered out.")
     for rank, match in enumerate(result.matches, start=1):

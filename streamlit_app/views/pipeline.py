@@ -41,7 +41,7 @@ st.markdown(
 if status.index_parameters:
     st.caption("Parameters: " + ", ".join(f"{k}={v}" for k, v in status.index_parameters.items()))
 if status.index_version is None:
-    st.info(f"No index built yet. {ui.BUILD_HINT}", icon="🛠️")
+    st.info(f"No index built yet. {ui.BUILD_HINT}", icon=":material/construction:")
 
 st.subheader("Model")
 if status.model_metrics:
@@ -69,7 +69,7 @@ try:
     runs = airflow_api.recent_dag_runs(airflow_url)
 except airflow_api.AirflowUnavailable as exc:
     st.info(f"Airflow is not reachable, so no DAG runs are shown. {exc}\n\n"
-            "Start it with `make run`, or point `SOUNDMATES_AIRFLOW_URL` at your Airflow.", icon="🌬️")
+            "Start it with `make run`, or point `SOUNDMATES_AIRFLOW_URL` at your Airflow.", icon=":material/cloud_off:")
 else:
     if not runs:
         st.caption(f"Airflow at {airflow_url} has no DAG runs yet.")
