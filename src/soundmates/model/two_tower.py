@@ -1,0 +1,144 @@
+"""The two-tower LightningModule: query and candidate towers over a user's feature groups.
+
+Each tower sees
+* the genre bag and the artist bag through ``nn.EmbeddingBag`` (sum, per-sample weights =
+  the TF-IDF weights of the bag, L2-normalised), tables initialised from a truncated SVD of
+  the training TF-IDF matrices (LSA), so the untrained model ranks like an LSA cosine and
+  training learns on top of it;
+* the dense features (text embeddings of genres/artists/playlists, year histogram and
+  statistics) through a small MLP;
+and ends in a residual MLP (last layer zero-initialised) and L2 normalisation.
+
+Loss: in-batch sampled softmax with temperature (Yi et al., RecSys 2019), positives = the
+two disjoint views of the same user, the other users of the batch as negatives; symmetric
+(a->b and b->a). In-batch negatives here are users drawn uniformly, not popular items, so
+the logQ sampling-bias correction of the paper is a constant and is left out.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from soundmates.model.config import ModelConfig
+
+
+class Tower(nn.Module):
+    def __init__(self, cfg: ModelConfig, genre_rows: int, artist_rows: int, dense_in: int,
+                 genre_table: np.ndarray | None = None, artist_table: np.ndarray | None = None):
+        super().__init__()
+        self.cfg = cfg
+        parts = 0
+        self.genre = self.artist = self.dense = None
+        if cfg.use_genres:
+            self.genre = nn.EmbeddingBag(genre_rows, cfg.genre_dim, mode="sum", padding_idx=0)
+            self._init_table(self.genre, genre_table)
+            parts += cfg.genre_dim
+        if cfg.use_artists:
+            self.artist = nn.EmbeddingBag(artist_rows, cfg.artist_dim, mode="sum", padding_idx=0)
+            self._init_table(self.artist, artist_table)
+            parts += cfg.artist_dim
+        if cfg.use_dense and dense_in > 0:
+            self.dense = nn.Sequential(nn.Linear(dense_in, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.dense_dim))
+            parts += cfg.dense_dim
+        if parts == 0:
+            raise ValueError("the tower has no input: enable genres, artists or dense features")
+        self.out_dim = parts
+        # group scales: start with the bag groups dominating (their LSA start is already a good ranker)
+        self.log_scale = nn.Parameter(torch.tensor([0.0, 0.0, math.log(0.3)]))
+        self.residual = nn.Sequential(nn.Linear(parts, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, parts))
+        nn.init.zeros_(self.residual[-1].weight)
+        nn.init.zeros_(self.residual[-1].bias)
+
+    @staticmethod
+    def _init_table(bag: nn.EmbeddingBag, table: np.ndarray | None) -> None:
+        with torch.no_grad():
+            if table is not None:
+                if tuple(table.shape) != tuple(bag.weight.shape):
+                    raise ValueError(f"initial table shape {table.shape} != embedding {tuple(bag.weight.shape)}")
+                bag.weight.copy_(torch.from_numpy(table))
+            else:
+                nn.init.normal_(bag.weight, 0, 0.05)
+                bag.weight[0].zero_()
+
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        groups = []
+        scale = self.log_scale.exp()
+        if self.genre is not None:
+            groups.append(scale[0] * F.normalize(self.genre(x["g_idx"], per_sample_weights=x["g_w"]), dim=-1))
+        if self.artist is not None:
+            groups.append(scale[1] * F.normalize(self.artist(x["a_idx"], per_sample_weights=x["a_w"]), dim=-1))
+        if self.dense is not None:
+            groups.append(scale[2] * F.normalize(self.dense(x["dense"]), dim=-1))
+        h = torch.cat(groups, dim=-1)
+        return F.normalize(h + self.residual(h), dim=-1)
+
+
+class TwoTowerModel(L.LightningModule):
+    def __init__(self, cfg: dict, genre_rows: int, artist_rows: int, dense_in: int,
+                 genre_table: np.ndarray | None = None, artist_table: np.ndarray | None = None):
+        super().__init__()
+        # tables are weights, not hyperparameters: keep them out of hparams (and the checkpoint's yaml)
+        self.save_hyperparameters(ignore=["genre_table", "artist_table"])
+        self.cfg = ModelConfig.model_validate(cfg)
+        self.query_tower = Tower(self.cfg, genre_rows, artist_rows, dense_in, genre_table, artist_table)
+        self.candidate_tower = self.query_tower if self.cfg.shared_towers else copy.deepcopy(self.query_tower)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(self.cfg.temperature)), requires_grad=self.cfg.learn_temperature)
+        self._val_q: list[torch.Tensor] = []
+        self._val_c: list[torch.Tensor] = []
+
+    @property
+    def dim(self) -> int:
+        return self.query_tower.out_dim
+
+    def embed_query(self, x):
+        return self.query_tower(x)
+
+    def embed_candidate(self, x):
+        return self.candidate_tower(x)
+
+    def in_batch_softmax_loss(self, a, b) -> torch.Tensor:
+        q, c = self.embed_query(a), self.embed_candidate(b)
+        logits = q @ c.T / self.log_temperature.exp()
+        target = torch.arange(len(q), device=q.device)
+        # symmetric: the views are exchangeable halves of one user
+        q2, c2 = self.embed_query(b), self.embed_candidate(a)
+        logits2 = q2 @ c2.T / self.log_temperature.exp()
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits2, target))
+
+    def training_step(self, batch, batch_idx):
+        loss = self.in_batch_softmax_loss(batch["a"], batch["b"])
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["a"]["g_idx"]))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self._val_q.append(self.embed_query(batch["a"]))
+        self._val_c.append(self.embed_candidate(batch["b"]))
+
+    def on_validation_epoch_end(self):
+        q, c = torch.cat(self._val_q), torch.cat(self._val_c)
+        self._val_q.clear()
+        self._val_c.clear()
+        scores = q @ c.T
+        # rank of each user's own other view among all held-out candidates
+        rank = (scores > scores.diagonal()[:, None]).sum(dim=1)
+        self.log("val_recall@10", (rank < 10).float().mean(), prog_bar=True)
+        self.log("val_mrr", (1.0 / (rank + 1).float()).mean())
+
+    def configure_optimizers(self):
+        bag_params, other = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (bag_params if (".genre." in name or ".artist." in name) else other).append(p)
+        groups = [{"params": other, "lr": self.cfg.lr}]
+        if bag_params:
+            scale = self.cfg.bag_lr_scale if self.cfg.svd_init else 1.0
+            groups.append({"params": bag_params, "lr": self.cfg.lr * scale, "weight_decay": 0.0})
+        return torch.optim.AdamW(groups, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
