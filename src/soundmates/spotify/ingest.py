@@ -20,11 +20,13 @@ atomic), written only when the user is complete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -42,7 +44,6 @@ from soundmates.profiles import (
     Profile,
     ProfileRepository,
     Track,
-    atomic_write_text,
     safe_filename,
 )
 
@@ -112,7 +113,21 @@ def _load_json(path: Path) -> Any | None:
 
 
 def _save_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, ensure_ascii=False))
+    """Write aside and rename: a crash never leaves half a page under the final name.
+
+    No fsync (unlike profiles): a raw page is a cache; losing the last pages to a power cut
+    only costs refetching them, while an fsync per page would dominate the ingest.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 class ArtistCache:
@@ -159,9 +174,7 @@ class ArtistCache:
                     f.seek(-1, os.SEEK_END)
                     if f.read(1) != b"\n":
                         lines = "\n" + lines  # close a torn line so the new records stay readable
-                f.write(lines.encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
+                f.write(lines.encode("utf-8"))  # no fsync: a lost line only costs refetching that artist
         self._artists.update(found)
 
 
@@ -324,7 +337,7 @@ class Ingestor:
         tracks: dict[str, Track] = {}
         artist_names: dict[str, str] = {}
         refused = listed = 0
-        for page in self._pages("playlists", f"users/{qid}/playlists", udir / "playlists", reuse):
+        for page in self._pages("user_playlists", f"users/{qid}/playlists", udir / "playlists", reuse):
             for pl in page["items"]:
                 if not isinstance(pl, dict) or not isinstance(pl.get("id"), str):
                     continue  # null rows in playlist listings are real; nothing to read
@@ -352,7 +365,7 @@ class Ingestor:
                 raise ApiRefused(
                     f"the items of {refused} of {listed} public playlists were refused (403). {DEVELOPMENT_MODE_EXPLANATION}",
                     status=403,
-                    endpoint="items",
+                    endpoint="playlist_items",
                 )
             raise NoPublicPlaylists(f"no public playlists with music tracks ({listed} public playlists, all empty or without tracks)")
 
@@ -370,7 +383,7 @@ class Ingestor:
 
     def _read_items(self, playlist: Playlist, udir: Path, reuse: bool, tracks: dict, artist_names: dict) -> None:
         path = f"playlists/{quote_user_id(playlist.id)}/items"
-        for page in self._pages("items", path, udir / "items" / safe_filename(playlist.id), reuse):
+        for page in self._pages("playlist_items", path, udir / "items" / safe_filename(playlist.id), reuse):
             for row in page["items"]:
                 kind, obj = _classify_row(row)
                 if kind != "track":

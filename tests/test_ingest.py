@@ -1,0 +1,170 @@
+"""Ingest against the local Spotify-compatible server, over HTTP (tests/fixtures/spotify.py).
+
+Expected numbers come from the world's own description of what it serves
+(``soundmates.world.generator.describe_user``), never from the ingest itself.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from soundmates.config import get_settings, reset_settings
+from soundmates.profiles import ProfileRepository
+from soundmates.spotify.ingest import Ingestor
+from soundmates.spotify.refs import profile_url
+
+
+def _settings(**overrides):
+    reset_settings()
+    return get_settings().model_copy(update=overrides)
+
+
+@pytest.fixture(scope="module")
+def world_desc(small_world):
+    """What the server will serve for every user of the test world (describe_user), computed once."""
+    from soundmates.world.generator import World, describe_user
+
+    world = World(small_world)
+    return {uid: describe_user(world, uid) for uid in world.user_ids}
+
+
+def _find(world_desc, predicate, limit=1):
+    found = [uid for uid, d in world_desc.items() if predicate(d)][:limit]
+    if len(found) < limit:
+        pytest.skip("the test world has no such user")
+    return found
+
+
+def _lower_bound_without_artists(d) -> dict[str, int]:
+    return {
+        "user": 1,
+        "user_playlists": max(1, math.ceil(d["playlists"] / 50)),
+        "playlist_items": sum(math.ceil(p["items"] / 50) for p in d["playlist_detail"]),
+    }
+
+
+def test_profile_matches_what_the_world_serves_with_exact_paging_calls(small_world, world_desc, spotify_server):
+    server = spotify_server(world=small_world)
+    uid = _find(world_desc, lambda d: d["playlists"] > 50 and d["max_playlist_items"] > 50 and d["local"] + d["null"] > 0)[0]
+    d = world_desc[uid]
+    ing = Ingestor(_settings())
+    summary = ing.ingest_many([uid], progress=False)
+
+    assert summary.ingested == 1 and summary.failed == []
+    prof = ProfileRepository(get_settings().profiles_dir).load(uid)
+    assert prof.user_id == uid and prof.display_name == d["display_name"] and prof.source == "spotify"
+    assert len(prof.playlists) == d["playlists"]
+    assert prof.n_items == d["tracks"]
+    assert sum(p.skipped_episodes for p in prof.playlists) == d["episodes"]
+    assert sum(p.skipped_local for p in prof.playlists) == d["local"]
+    assert sum(p.skipped_null for p in prof.playlists) == d["null"]
+    assert summary.items_skipped == {"episode": d["episodes"], "local": d["local"], "null": d["null"]}
+    assert len(prof.tracks) == d["distinct_tracks"]
+    assert len(prof.artists) == d["distinct_artists"]
+    by_id = {p["id"]: p for p in d["playlist_detail"]}
+    for pl in prof.playlists:
+        assert len(pl.items) == by_id[pl.id]["tracks"]
+    # every track is complete enough for the features: artists known, a year, explicit
+    assert all(t.artist_ids and set(t.artist_ids) <= set(prof.artists) for t in prof.tracks.values())
+    assert all(t.release_year and 1900 < t.release_year < 2030 for t in prof.tracks.values())
+    assert all(isinstance(t.explicit, bool) for t in prof.tracks.values())
+
+    expected = _lower_bound_without_artists(d)
+    expected["artists"] = math.ceil(d["distinct_artists"] / 50)
+    assert summary.calls_by_endpoint == expected  # the lower bound, exactly: paging follows the limits
+    assert {k: v for k, v in server.stats()["requests"].items() if k != "token"} == expected  # the server agrees
+    assert expected["user_playlists"] > 1  # the playlist listing spans pages
+    assert expected["playlist_items"] > len([p for p in d["playlist_detail"] if p["items"]])  # some playlist spans pages
+
+
+def test_every_reference_form_and_odd_legacy_ids_are_ingested(small_world, world_desc, spotify_server):
+    from tests.fixtures.spotify import world_user_ids
+
+    spotify_server(world=small_world)
+    ids = world_user_ids(small_world)
+    has_data = sorted((u for u in ids if world_desc[u]["tracks"] > 0), key=lambda u: world_desc[u]["items"])
+    # the smallest user of each odd kind of id (legacy punctuation, non-ASCII, numeric)
+    kinds = {
+        "#": lambda u: "#" in u, "+": lambda u: "+" in u, ".": lambda u: "." in u and u.isascii(),
+        "_": lambda u: "_" in u and u.isascii(), "non-ASCII": lambda u: not u.isascii(), "numeric": str.isdigit,
+    }
+    odd = []
+    for kind, match in kinds.items():
+        found = [u for u in has_data if match(u)]
+        assert found, f"the test world has no user id with {kind}"
+        odd.append(found[0])
+    plain = [u for u in has_data if u.isascii() and u.isalnum() and not u.isdigit()][:3]
+    refs = [profile_url(u) for u in odd] + [f"spotify:user:{plain[0]}", plain[1], f"https://open.spotify.com/intl-pt-br/user/{plain[2]}?si=abc"]
+
+    summary = Ingestor(_settings()).ingest_many(refs, progress=False)
+
+    assert summary.failed == [] and summary.ingested == len(refs)
+    repo = ProfileRepository(get_settings().profiles_dir)
+    assert sorted(repo.user_ids()) == sorted(odd + plain)
+    for u in odd:
+        assert repo.load(u).user_id == u
+
+
+def test_bad_users_are_reported_and_never_fail_the_batch(small_world, world_desc, spotify_server):
+    spotify_server(world=small_world)
+    good = _find(world_desc, lambda d: d["tracks"] > 0)[0]
+    no_playlists = _find(world_desc, lambda d: d["playlists"] == 0)[0]
+    refs = ["https://open.spotify.com/playlist/37i9dQZF1DXcBWIGoYBM5M", "nosuchuser.really", no_playlists, good]
+
+    summary = Ingestor(_settings()).ingest_many(refs, progress=False)
+
+    assert summary.ingested == 1 and summary.ingested_user_ids == [good]
+    reasons = {f.ref: f.reason for f in summary.failed}
+    assert reasons["https://open.spotify.com/playlist/37i9dQZF1DXcBWIGoYBM5M"].startswith("invalid reference: ")
+    assert "link to a playlist" in reasons["https://open.spotify.com/playlist/37i9dQZF1DXcBWIGoYBM5M"]
+    assert reasons["nosuchuser.really"].startswith("unknown user")
+    assert reasons[no_playlists] == "no public playlists"
+    assert ProfileRepository(get_settings().profiles_dir).user_ids() == [good]
+
+
+def test_rerun_skips_stored_users_and_refresh_refetches(small_world, world_desc, spotify_server):
+    server = spotify_server(world=small_world)
+    uid = _find(world_desc, lambda d: d["tracks"] > 0)[0]
+    first = Ingestor(_settings()).ingest_many([uid], progress=False)
+    assert first.ingested == 1
+    server.reset_stats()
+
+    again = Ingestor(_settings()).ingest_many([uid, uid], progress=False)
+    assert (again.ingested, again.skipped, again.api_calls) == (0, 2, 0)
+    assert server.stats()["api_calls"] == 0
+
+    refreshed = Ingestor(_settings()).ingest_many([uid], refresh=True, progress=False)
+    d = world_desc[uid]
+    assert refreshed.ingested == 1
+    # artists are persisted: a refresh refetches the user's pages, never known artists
+    assert refreshed.calls_by_endpoint == _lower_bound_without_artists(d)
+    assert len(ProfileRepository(get_settings().profiles_dir)) == 1
+
+
+def test_artist_cache_second_user_sharing_artists_costs_no_new_artist_calls(small_world, world_desc, spotify_server):
+    spotify_server(world=small_world)
+    users = sorted(_find(world_desc, lambda d: 0 < d["items"] <= 300, limit=8), key=lambda u: world_desc[u]["items"])
+    settings = _settings()
+    ing = Ingestor(settings)
+    known: set[str] = set()
+    shared_any = False
+    for uid in users:
+        calls_before = ing.client.calls["artists"]
+        prof = ing.ingest_user(uid)
+        new = set(prof.artists) - known
+        shared_any |= bool(set(prof.artists) & known)
+        # only the artists no earlier user had are fetched, 50 per call
+        assert ing.client.calls["artists"] - calls_before == math.ceil(len(new) / 50)
+        known |= set(prof.artists)
+    assert shared_any, "pick users that share artists"
+
+    # a later run (new Ingestor, same data dir) re-ingesting them fetches no artist at all
+    ing2 = Ingestor(settings)
+    summary = ing2.ingest_many(users, refresh=True, progress=False)
+    assert summary.ingested == len(users)
+    assert ing2.client.calls["artists"] == 0 and ing2.client.calls["artist"] == 0
+    # and each artist was fetched exactly once, ever
+    lines = (settings.raw_dir / "artists.jsonl").read_text().splitlines()
+    assert len(lines) == len(known)
