@@ -3,7 +3,8 @@
 
 Scheduled weekly (Sunday 03:00 UTC) **and** on the `soundmates_new_features` Asset.
 An Asset-triggered run trains only when at least `min_new_users` users were stored
-since the last training (the weekly and manual runs always train; `force` too).
+since the last training; the weekly and manual runs always train (`force` too) — once
+`soundmates_bootstrap` has trained a first model (before that, runs end skipped).
 
 1. **check_new_users** — counts users stored since the last training; skips the run if too few;
 2. **train** — the two-tower model, registered with its metrics;
@@ -63,11 +64,12 @@ def soundmates_retrain():
         params = context["params"]
         counts = steps.new_users_since_training()
         run_type = str(getattr(context["dag_run"], "run_type", ""))
-        asset_triggered = "asset" in run_type.lower()
-        if params["force"] or not asset_triggered or counts["new"] >= int(params["min_new_users"]):
-            return counts
-        print(f"only {counts['new']} new user(s) since the last training (< {params['min_new_users']}); not training")
-        return False
+        decision = steps.retrain_decision(
+            counts, has_model=steps.last_training() is not None, asset_triggered="asset" in run_type.lower(),
+            min_new_users=int(params["min_new_users"]), force=bool(params["force"]),
+        )
+        print(decision["reason"])
+        return counts if decision["train"] else False
 
     @task(execution_timeout=timedelta(hours=6))
     def train(counts: dict) -> dict:

@@ -33,6 +33,8 @@ SPOTIFY_PORT="${SPOTIFY_PORT:-8765}"
 DASHBOARD_PORT="${DASHBOARD_PORT:-8501}"
 MAX_EPOCHS="${BOOTSTRAP_MAX_EPOCHS:-10}"
 mkdir -p "$RUN_DIR" "$LOG_DIR" "$AIRFLOW_HOME"
+# Known before Airflow starts: its plugin links to the dashboard.
+export SOUNDMATES_DASHBOARD_URL="${SOUNDMATES_DASHBOARD_URL:-http://127.0.0.1:$DASHBOARD_PORT}"
 
 T0=$SECONDS
 declare -a TIMINGS=()
@@ -121,7 +123,6 @@ step_done
 DASHBOARD_URL=""
 if [[ -f "$REPO/streamlit_app/app.py" ]]; then
     step_start "Streamlit dashboard (port $DASHBOARD_PORT)"
-    export SOUNDMATES_DASHBOARD_URL="http://127.0.0.1:$DASHBOARD_PORT"
     launch dashboard streamlit run "$REPO/streamlit_app/app.py" --server.address 127.0.0.1 \
         --server.port "$DASHBOARD_PORT" --server.headless true --browser.gatherUsageStats false
     wait_port "$DASHBOARD_PORT" 120 "the dashboard"

@@ -251,3 +251,20 @@ def test_plugin_links_to_dashboard(monkeypatch):
     assert views[0].href == "http://127.0.0.1:9999" and views[0].destination == "nav"
     assert {v.destination for v in views} == {"nav", "dag"}
     assert module.soundmates_dashboard_url() == "http://127.0.0.1:9999"
+
+
+@pytest.mark.parametrize(
+    "counts, has_model, asset, force, expected",
+    [
+        ({"users": 50, "new": 50}, False, False, False, False),  # weekly run before the bootstrap trained
+        ({"users": 50, "new": 5}, True, False, False, True),  # weekly / manual: always
+        ({"users": 50, "new": 5}, True, True, False, False),  # asset-triggered, too few new users
+        ({"users": 150, "new": 100}, True, True, False, True),  # asset-triggered, enough
+        ({"users": 50, "new": 5}, True, True, True, True),  # forced
+        ({"users": 0, "new": 0}, True, False, True, False),  # nothing stored
+    ],
+)
+def test_retrain_decision(counts, has_model, asset, force, expected):
+    decision = steps.retrain_decision(counts, has_model=has_model, asset_triggered=asset, min_new_users=100, force=force)
+    assert decision["train"] is expected
+    assert decision["reason"]

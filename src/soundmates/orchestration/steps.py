@@ -86,7 +86,7 @@ def evaluate(dataset: str = "world") -> dict[str, Any]:
 def build_index() -> dict[str, Any]:
     from soundmates.pipelines import build_index as run
 
-    return jsonable(run())
+    return jsonable(run(progress=False))
 
 
 # --- retraining state: how many users the current model was trained with ------------------------
@@ -144,6 +144,26 @@ def new_users_since_training(settings=None) -> dict[str, int]:
     state = last_training(settings) or {}
     then = int(state.get("users") or 0)
     return {"users": now, "trained_with": then, "new": max(0, now - then)}
+
+
+def retrain_decision(counts: dict[str, int], *, has_model: bool, asset_triggered: bool,
+                     min_new_users: int, force: bool = False) -> dict[str, Any]:
+    """Whether a retrain run trains: ``{"train": bool, "reason": str}``.
+
+    Nothing is retrained before the bootstrap trained a first model (a weekly run right
+    after ``make run`` would race it on an empty store). Asset-triggered runs also need
+    ``min_new_users`` users stored since the last training; weekly/manual runs and
+    ``force`` do not.
+    """
+    if not has_model and not force:
+        return {"train": False, "reason": "no model trained yet: run soundmates_bootstrap first"}
+    if counts.get("users", 0) == 0:
+        return {"train": False, "reason": "no users are stored: nothing to train on"}
+    if force or not asset_triggered:
+        return {"train": True, "reason": f"training on {counts['users']} users ({'forced' if force else 'scheduled/manual run'})"}
+    if counts["new"] >= min_new_users:
+        return {"train": True, "reason": f"{counts['new']} new users since the last training (>= {min_new_users})"}
+    return {"train": False, "reason": f"only {counts['new']} new user(s) since the last training (< {min_new_users}); not training"}
 
 
 # --- gates -----------------------------------------------------------------------------------------
