@@ -149,3 +149,29 @@ def test_numpy_vectors_convert_exactly_and_lossy_ones_are_refused(tmp_path):
     lossy = frame.assign(c=[np.array([1.5]), None, None])
     with pytest.raises(SchemaMismatch, match="'c'"):
         store.upsert("t_vectors", lossy)
+
+
+def test_a_column_added_to_the_declared_schema_evolves_the_table_and_keeps_old_rows(tmp_path):
+    import pyarrow as pa
+
+    from soundmates.store import GroupSpec, SchemaMismatch, register_group
+
+    v1 = pa.schema([pa.field("user_id", pa.string(), nullable=False), pa.field("x", pa.float64())])
+    register_group(GroupSpec(name="t_evolving", primary_key=("user_id",), schema=v1))
+    store = DeltaFeatureStore(tmp_path / "store")
+    first = store.upsert("t_evolving", pd.DataFrame({"user_id": ["a", "b"], "x": [1.0, 2.0]}))
+
+    v2 = pa.schema([*v1, pa.field("tag", pa.string())])
+    register_group(GroupSpec(name="t_evolving", primary_key=("user_id",), schema=v2))
+    store.upsert("t_evolving", pd.DataFrame({"user_id": ["b", "c"], "x": [20.0, 3.0], "tag": ["new", "new"]}))
+    got = store.read("t_evolving").set_index("user_id")
+    assert got["x"].to_dict() == {"a": 1.0, "b": 20.0, "c": 3.0}
+    assert got.loc["a", "tag"] is None and got.loc["b", "tag"] == "new"
+    assert list(store.read("t_evolving", as_of=first).columns) == ["user_id", "x"]
+
+    # Removing a column (or changing a type) is not additive: refused, table unchanged.
+    register_group(GroupSpec(name="t_evolving", primary_key=("user_id",), schema=v1.remove(1)))
+    before = store.data_version("t_evolving")
+    with pytest.raises(SchemaMismatch, match="missing column.*x"):
+        store.upsert("t_evolving", pd.DataFrame({"user_id": ["d"]}))
+    assert store.data_version("t_evolving") == before

@@ -143,14 +143,19 @@ class DeltaFeatureStore(FeatureStore):
             stored = self._stored_schema(dt) if dt is not None else None
             if table is None:
                 table = to_arrow(group, df, stored, spec.primary_key)
-            if stored is not None:
-                check_compatible(group, table.schema, stored)
-                table = table.cast(stored) if table.schema != stored else table
             if dt is None:
                 return self._create(spec, path, table)
-            if table.num_rows == 0:
+            # The features stage may add columns to its declared schema (additively): the table
+            # gains them (null in old rows). Anything else that differs from the table is refused.
+            added = [f for f in table.schema if f.name not in stored.names] if spec.schema is not None else []
+            if added and any(not f.nullable for f in added):
+                added = []  # a new non-null column cannot be added to existing rows: let the check name it
+            check_compatible(group, table.schema, pa.schema([*stored, *added]))
+            table = table.select([*stored.names, *(f.name for f in added)])
+            table = table.cast(pa.schema([*stored, *added]))
+            if table.num_rows == 0 and not added:
                 return dt.version()
-            return self._merge(spec, path, table)
+            return self._merge(spec, path, table, evolve=bool(added))
 
     def _create(self, spec: GroupSpec, path: Path, table: pa.Table) -> int:
         from deltalake import DeltaTable, write_deltalake
@@ -167,13 +172,13 @@ class DeltaFeatureStore(FeatureStore):
         )
         return DeltaTable(str(path)).version()
 
-    def _merge(self, spec: GroupSpec, path: Path, table: pa.Table) -> int:
+    def _merge(self, spec: GroupSpec, path: Path, table: pa.Table, *, evolve: bool = False) -> int:
         predicate = " AND ".join(f"t.{c} = s.{c}" for c in spec.primary_key)
         for attempt in self._retrying():
             with attempt:
                 dt = self._open(path)  # a fresh snapshot on every attempt
                 (
-                    dt.merge(table, predicate, source_alias="s", target_alias="t")
+                    dt.merge(table, predicate, source_alias="s", target_alias="t", merge_schema=evolve)
                     .when_matched_update_all()
                     .when_not_matched_insert_all()
                     .execute()
