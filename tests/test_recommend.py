@@ -1,16 +1,15 @@
 """The Recommender end to end on a small hand-built world: stored profiles -> features -> index -> matches.
 
-The text encoder is a deterministic hash model (no weights to load) and the embedder is the
-model stage's documented fallback (the scaled ``combined`` vector, L2-normalised), so these
-tests exercise the real features stage, store, index and explanations.
+The text encoder is a deterministic hash model (no weights to load); the embedder is the model
+stage's own ``get_embedder``, which with no model registered serves the scaled ``combined`` vector
+("raw-features"), so these tests exercise the real features, store, model fallback, index and
+explanations.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -49,20 +48,6 @@ class HashModel:
 
     def get_sentence_embedding_dimension(self):
         return 24
-
-
-class RawFeaturesEmbedder:
-    """The model stage's fallback when no model is registered: the scaled combined vector."""
-
-    version = "raw-features"
-
-    def embed(self, frame):
-        m = np.stack([np.asarray(v, dtype=np.float32) for v in frame["combined"]])
-        return m / np.linalg.norm(m, axis=1, keepdims=True)
-
-    @property
-    def dim(self):
-        return None
 
 
 def catalogue():
@@ -133,7 +118,7 @@ def encoder(settings):
 
 
 @pytest.fixture
-def world(settings, encoder, monkeypatch):
+def world(settings, encoder):
     """18 stored users in three taste communities, features built, index published."""
     from soundmates.index import UserIndex
     from soundmates.pipelines.features import build_features
@@ -150,8 +135,6 @@ def world(settings, encoder, monkeypatch):
             (raw / "user.json").write_text("{}")
     summary = build_features(settings, encoder=encoder)
     assert not summary["rejected"], summary["rejected"]
-    emb = RawFeaturesEmbedder()
-    _install_embedder(monkeypatch, emb)
     from soundmates.pipelines.index import build_index
 
     out = build_index(settings, progress=False)
@@ -160,24 +143,12 @@ def world(settings, encoder, monkeypatch):
     return users
 
 
-def _install_embedder(monkeypatch, emb):
-    """Use the model stage's get_embedder if it exists (it falls back to raw features), else this stand-in."""
-    try:
-        import soundmates.model.embedder as real
-
-        monkeypatch.setattr(real, "get_embedder", lambda settings=None: emb)
-    except ImportError:
-        mod = types.ModuleType("soundmates.model.embedder")
-        mod.get_embedder = lambda settings=None: emb
-        monkeypatch.setitem(sys.modules, "soundmates.model.embedder", mod)
-
-
 @pytest.fixture
 def rec(settings, world, encoder):
     from soundmates.recommend import Recommender
 
     FakeIngestor.behaviours = {}
-    return Recommender(settings, embedder=RawFeaturesEmbedder(), encoder=encoder, ingestor_factory=FakeIngestor)
+    return Recommender(settings, encoder=encoder, ingestor_factory=FakeIngestor)
 
 
 def _really_shared(profile_a: Profile, profile_b: Profile, artist_id: str) -> bool:
@@ -320,7 +291,7 @@ def test_thin_profile_warns(rec):
 def test_nothing_built_yet(settings, encoder):
     from soundmates.recommend import Recommender
 
-    r = Recommender(settings, embedder=RawFeaturesEmbedder(), encoder=encoder, ingestor_factory=FakeIngestor)
+    r = Recommender(settings, encoder=encoder, ingestor_factory=FakeIngestor)
     with pytest.raises(NothingBuiltYet, match="soundmates index build"):
         r.recommend("anyone")
 
@@ -352,7 +323,7 @@ def test_cli_recommend_json(rec, monkeypatch, settings, encoder):
     real = service.Recommender
     monkeypatch.setattr(
         service, "Recommender",
-        lambda: real(settings, embedder=RawFeaturesEmbedder(), encoder=encoder, ingestor_factory=FakeIngestor),
+        lambda: real(settings, encoder=encoder, ingestor_factory=FakeIngestor),
     )
     out = CliRunner().invoke(app, ["recommend", "rock2", "--k", "3", "--json"])
     assert out.exit_code == 0, out.output

@@ -6,11 +6,11 @@ import pytest
 
 from soundmates.profiles import ProfileRepository, safe_filename
 from tests.fixtures.spotify import world_user_ids
-from tests.test_recommend import HashModel, RawFeaturesEmbedder, _install_embedder
+from tests.test_recommend import HashModel
 
 
 @pytest.fixture
-def live_setup(spotify_server, small_world, monkeypatch):
+def live_setup(spotify_server, small_world):
     from soundmates.config import get_settings
     from soundmates.features.encoder import TextEncoder
     from soundmates.pipelines import build_features, ingest_users
@@ -24,7 +24,6 @@ def live_setup(spotify_server, small_world, monkeypatch):
     assert summary.ingested >= 5, summary
     encoder = TextEncoder(settings, model=HashModel())
     build_features(settings, encoder=encoder)
-    _install_embedder(monkeypatch, RawFeaturesEmbedder())
     assert build_index(settings, progress=False)["count"] >= 5
     return settings, encoder, set(summary.ingested_user_ids), outsiders
 
@@ -34,7 +33,7 @@ def test_live_user_through_real_ingest_stores_nothing(live_setup):
     from soundmates.recommend import Recommender, UnknownUser
 
     settings, encoder, stored, outsiders = live_setup
-    rec = Recommender(settings, embedder=RawFeaturesEmbedder(), encoder=encoder)
+    rec = Recommender(settings, encoder=encoder)
     repo = ProfileRepository(settings.profiles_dir)
     for uid in outsiders[:10]:
         try:

@@ -18,11 +18,18 @@ CALIBRATION_MARGIN = 0.02
 CALIBRATION_QUERIES = 200
 
 
+# Build time grows with n x n_trees; past this budget, fewer trees and a larger (calibrated)
+# search_k keep a 1M-user build within a few minutes on 2 cores while queries stay far below
+# brute force (measured in bench/bench_index.py).
+TREE_INSERT_BUDGET = 16_000_000
+
+
 def choose_n_trees(n: int) -> int:
-    """More trees for bigger indexes (fewer nodes to visit per query), bounded to keep 1M builds in minutes."""
+    """About 2·log2(n) trees (10..40), capped so that n x n_trees stays within the build budget."""
     if n <= 1:
         return 1
-    return int(min(50, max(10, round(2 * math.log2(n)))))
+    by_size = int(min(40, max(10, round(2 * math.log2(n)))))
+    return int(max(8, min(by_size, TREE_INSERT_BUDGET // n)))
 
 
 def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 64) -> np.ndarray:

@@ -106,15 +106,25 @@ class Recommender:
         return self._store
 
     def embedder(self, want_version: str | None = None):
-        """The current embedder; re-read from the registry when the index was built by another model."""
+        """The embedder of ``want_version`` (the index's model, so a query lands in the index's space),
+        else the current one. Loaded once and kept until the index moves to another model."""
         with self._lock:
-            if self._embedder is None or (
-                not self._embedder_injected and want_version and self._embedder.version != want_version
+            if self._embedder_injected or (
+                self._embedder is not None and (want_version is None or self._embedder.version == want_version)
             ):
-                from soundmates.model.embedder import get_embedder
+                return self._embedder
+            from soundmates.model.embedder import RAW_FEATURES_VERSION, RawFeatureEmbedder, get_embedder
 
-                self._embedder = get_embedder(self.settings)
-            return self._embedder
+            if want_version == RAW_FEATURES_VERSION:
+                emb = RawFeatureEmbedder()
+            else:
+                try:
+                    emb = get_embedder(self.settings, version=want_version)
+                except Exception as e:  # noqa: BLE001 - that model is gone: use the current one, and say so later
+                    log.warning("model %s of the index cannot be loaded (%s): using the current model", want_version, e)
+                    emb = get_embedder(self.settings)
+            self._embedder = emb
+            return emb
 
     @property
     def encoder(self):
@@ -154,8 +164,22 @@ class Recommender:
     # ------------------------------------------------------------------ the query user
     def _embed_frame(self, frame, want_version: str | None) -> tuple[np.ndarray, str]:
         emb = self.embedder(want_version)
-        vec = np.asarray(emb.embed(frame), dtype=np.float32)[0]
+        # The asking user goes through the query tower (the index holds candidate-tower vectors).
+        embed = getattr(emb, "embed_query", None) or emb.embed
+        vec = np.asarray(embed(frame), dtype=np.float32)[0]
         return vec, emb.version
+
+    def _towers_shared(self, model_version: str | None) -> bool:
+        """True unless the index's model has separate query and candidate towers (registry metadata, no torch)."""
+        if not model_version or self._embedder_injected:
+            return True
+        try:
+            from soundmates.model.registry import ModelRegistry
+
+            meta = ModelRegistry(self.settings.models_dir).meta(model_version)
+        except Exception:  # noqa: BLE001 - raw features, or no registry entry: one space for both sides
+            return True
+        return bool((meta.get("config") or {}).get("shared_towers", True))
 
     def _stored_features(self, user_id: str):
         from soundmates.store import StoreError
@@ -208,7 +232,7 @@ class Recommender:
         with self._lock:
             cached = self._live.get(user_id)
         vec = self.index.vector(user_id)
-        if vec is not None:
+        if vec is not None and self._towers_shared(index_model):
             _say(progress, f"Found {user_id} in the index")
             return _Subject(user_id, vec, self.profiles.load(user_id), True, index_model)
         if cached is not None and not consent and cached.model_version == index_model:
@@ -482,29 +506,27 @@ class Recommender:
         model = self._model_info()
         st.model_version = model.get("version") or st.model_version
         st.model_metrics = model.get("metrics") or {}
+        if model.get("version") and idx.get("model_version") and model["version"] != idx["model_version"]:
+            st.warnings.append(
+                f"the index was built with model {idx['model_version']}, the current model is {model['version']}: "
+                "run 'soundmates index build'"
+            )
+            st.rebuild_due = True
         return st
 
     def _model_info(self) -> dict:
-        """Current model version and metrics from the model stage's registry, if it has one."""
+        """Current model version and its evaluation metrics, from the model registry (no torch import)."""
         try:
-            from soundmates.model import registry  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - no registry yet
+            from soundmates.model.registry import ModelRegistry
+
+            reg = ModelRegistry(self.settings.models_dir)
+            version = reg.current_version()
+            if version is None:
+                return {}
+            return {"version": version, "metrics": dict(reg.meta(version).get("metrics") or {})}
+        except Exception as e:  # noqa: BLE001 - a status page shows what it can
+            log.warning("model registry unreadable: %s", e)
             return {}
-        for name in ("current_info", "current", "get_current"):
-            fn = getattr(registry, name, None)
-            if callable(fn):
-                try:
-                    info = fn(self.settings)
-                except Exception:  # noqa: BLE001
-                    return {}
-                if info is None:
-                    return {}
-                if hasattr(info, "model_dump"):
-                    info = info.model_dump()
-                elif not isinstance(info, Mapping):
-                    info = getattr(info, "__dict__", {})
-                return {"version": info.get("version"), "metrics": info.get("metrics") or {}}
-        return {}
 
     def _display_names(self, user_ids: list[str]) -> dict[str, str | None]:
         try:
