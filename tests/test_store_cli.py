@@ -62,7 +62,9 @@ def test_store_show_with_hopsworks_unconfigured_fails_clearly(monkeypatch):
     result = runner.invoke(app, ["store", "show", "--json"])
     assert result.exit_code == 1
     assert "HOPSWORKS_API_KEY is unset" in result.stderr
-    assert result.stdout == ""
+    assert "HOPSWORKS_API_KEY is unset" in one_json(result.stdout)["error"]
+    human = runner.invoke(app, ["store", "show"])
+    assert human.exit_code == 1 and human.stdout == "" and "HOPSWORKS_API_KEY" in human.stderr
 
 
 def test_store_inbox_shows_counts_and_filters_by_status():
@@ -91,8 +93,9 @@ def test_store_optimize_compacts_and_keeps_time_travel():
     assert sorted(store.read("user_profiles", as_of=versions[1])["user_id"]) == ["user0", "user1"]
     assert len(store.read("user_profiles")) == 4
 
-    unknown = runner.invoke(app, ["store", "optimize", "nope"])
+    unknown = runner.invoke(app, ["store", "optimize", "nope", "--json"])
     assert unknown.exit_code == 1 and "unknown feature group 'nope'" in unknown.stderr
+    assert "nope" in one_json(unknown.stdout)["error"]
 
 
 @pytest.mark.parametrize("command", [["store"], ["store", "show"], ["store", "inbox"], ["store", "optimize"]])

@@ -10,15 +10,23 @@ store_app = typer.Typer(
 )
 
 
-def _open_store():
+def _fail(message: str, as_json: bool, code: int = 1) -> None:
+    """Error on stderr; with ``--json`` also the one JSON object on stdout, so scripts can parse it."""
+    from soundmates.cli._common import emit_json, fail
+
+    if as_json:
+        emit_json({"error": message})
+    fail(message, code=code)
+
+
+def _open_store(as_json: bool = False):
     """The configured store, or a clear CLI error (e.g. Hopsworks selected without an API key)."""
-    from soundmates.cli._common import fail
     from soundmates.store import StoreError, get_store
 
     try:
         return get_store()
     except StoreError as exc:
-        fail(str(exc), code=1)
+        _fail(str(exc), as_json)
 
 
 def _table(headers: list[str], rows: list[list[object]]) -> str:
@@ -32,16 +40,16 @@ def _table(headers: list[str], rows: list[list[object]]) -> str:
 @store_app.command("show")
 def show(as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout.")) -> None:
     """List feature groups: name, version, rows, data version (commit) and primary key."""
-    from soundmates.cli._common import emit_json, fail
+    from soundmates.cli._common import emit_json
     from soundmates.config import get_settings
     from soundmates.store import StoreError
 
     settings = get_settings()
-    store = _open_store()
+    store = _open_store(as_json)
     try:
         groups = [g.to_dict() for g in store.groups()]
     except StoreError as exc:
-        fail(str(exc), code=1)
+        _fail(str(exc), as_json)
         return
     finally:
         store.close()
@@ -68,15 +76,18 @@ def inbox_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Show the new-users inbox: counts per status and the latest requests."""
-    from soundmates.cli._common import emit_json, fail
-    from soundmates.store import inbox
+    from soundmates.cli._common import emit_json
+    from soundmates.store import StoreError, inbox
 
     if status is not None and status not in inbox.STATUSES:
-        fail(f"--status must be one of {', '.join(inbox.STATUSES)}; got {status!r}")
-    store = _open_store()
+        _fail(f"--status must be one of {', '.join(inbox.STATUSES)}; got {status!r}", as_json, code=2)
+    store = _open_store(as_json)
     try:
         counts = inbox.counts(store)
         frame = store.read(inbox.INBOX_GROUP)
+    except StoreError as exc:
+        _fail(str(exc), as_json)
+        return
     finally:
         store.close()
     if status is not None:
@@ -106,16 +117,16 @@ def optimize(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Compact an embedded group's small files and remove files older than the retention window."""
-    from soundmates.cli._common import emit_json, fail
+    from soundmates.cli._common import emit_json
     from soundmates.store import StoreError
 
-    store = _open_store()
+    store = _open_store(as_json)
     if not hasattr(store, "optimize"):
-        fail(f"optimize is for the embedded store; the {store.backend} backend compacts on the server", code=1)
+        _fail(f"optimize is for the embedded store; the {store.backend} backend compacts on the server", as_json)
     try:
         result = store.optimize(group, version=version, retention_hours=retention_hours)
     except StoreError as exc:
-        fail(str(exc), code=1)
+        _fail(str(exc), as_json)
         return
     summary = {
         "group": group,
