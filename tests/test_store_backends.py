@@ -129,3 +129,89 @@ def test_importing_the_store_and_cli_loads_no_heavy_library():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class InMemoryFeatureGroup:
+    """Behaves like an hsfs feature group for the calls the backend makes (upsert by key,
+    commit timeline, read as of a commit, remove_rows) so the backend's own logic is tested
+    without a server; the contract suite runs against a real one when HOPSWORKS_API_KEY is set."""
+
+    def __init__(self, name, version, primary_key, **_):
+        self.name, self.version, self.primary_key = name, version, primary_key
+        self.snapshots: dict[int, pd.DataFrame] = {}
+        self.features = []
+
+    def _latest(self) -> pd.DataFrame | None:
+        return self.snapshots[max(self.snapshots)] if self.snapshots else None
+
+    def _commit(self, frame: pd.DataFrame) -> None:
+        self.snapshots[1700000000000 + 1000 * len(self.snapshots)] = frame.reset_index(drop=True)
+        self.features = [types.SimpleNamespace(name=c) for c in frame.columns]
+
+    def insert(self, df, operation="upsert", write_options=None):
+        assert operation == "upsert"
+        old = self._latest()
+        merged = df if old is None else pd.concat([old, df]).drop_duplicates(self.primary_key, keep="last")
+        self._commit(merged)
+
+    def remove_rows(self, keys):
+        old = self._latest()
+        gone = old.merge(keys, on=self.primary_key, how="left", indicator=True)["_merge"] == "both"
+        self._commit(old[~gone.to_numpy()])
+
+    def commit_details(self, limit=None):
+        ids = sorted(self.snapshots, reverse=True)[:limit]
+        return {i: {"committedOn": str(i)} for i in ids}
+
+    def read(self, wallclock_time=None, dataframe_type="default"):
+        at = max(self.snapshots) if wallclock_time is None else max(i for i in self.snapshots if i <= wallclock_time)
+        return self.snapshots[at].sample(frac=1, random_state=0)  # the server promises no order
+
+
+class InMemoryFeatureStore:
+    def __init__(self):
+        self.groups = {}
+
+    def get_or_create_feature_group(self, name, version, primary_key, **kwargs):
+        return self.groups.setdefault((name, version), InMemoryFeatureGroup(name, version, primary_key, **kwargs))
+
+    def get_feature_group(self, name, version=None):
+        return self.groups.get((name, version or 1))
+
+    def get_feature_groups(self, name=None):
+        return [fg for (n, _), fg in self.groups.items() if n == name]
+
+
+def test_hopsworks_backend_maps_time_travel_deletes_and_listing_onto_the_sdk(monkeypatch):
+    from soundmates.store import DataVersionNotFound, inbox
+    from soundmates.store.hopsworks_store import HopsworksFeatureStore
+
+    fs = InMemoryFeatureStore()
+    fake = types.ModuleType("hopsworks")
+    fake.login = lambda **k: types.SimpleNamespace(get_feature_store=lambda: fs)
+    fake.logout = lambda: None
+    monkeypatch.setitem(sys.modules, "hopsworks", fake)
+    store = HopsworksFeatureStore(HopsworksSettings(api_key="k3y"), name_prefix="test_")
+
+    assert store.data_version("new_users_inbox") is None
+    assert store.read("new_users_inbox").empty
+    inbox.add_request(store, "ann", "ref-ann")
+    first = store.data_version("new_users_inbox")
+    inbox.add_request(store, "bob", "ref-bob")
+    inbox.mark(store, "ann", "done")
+    assert ("test_new_users_inbox", 1) in fs.groups, "the name prefix keeps tests off the real groups"
+
+    assert [e.user_id for e in inbox.pending(store)] == ["bob"]
+    assert inbox.counts(store) == {"pending": 1, "processing": 0, "done": 1, "failed": 0}
+    then = store.read("new_users_inbox", as_of=first)
+    assert then["user_id"].tolist() == ["ann"] and then["status"].tolist() == ["pending"]
+    with pytest.raises(DataVersionNotFound, match="no data version 5"):
+        store.read("new_users_inbox", as_of=5)
+
+    assert store.delete("new_users_inbox", ["ann", "nobody"]) == 1
+    assert store.read("new_users_inbox")["user_id"].tolist() == ["bob"]
+    assert store.delete("new_users_inbox", ["ann"]) == 0
+    (info,) = store.groups()
+    assert (info.name, info.version, info.rows, info.primary_key) == ("new_users_inbox", 1, 1, ["user_id"])
+    assert info.data_version == store.data_version("new_users_inbox")
+    store.close()

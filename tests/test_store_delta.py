@@ -175,3 +175,15 @@ def test_a_column_added_to_the_declared_schema_evolves_the_table_and_keeps_old_r
     with pytest.raises(SchemaMismatch, match="missing column.*x"):
         store.upsert("t_evolving", pd.DataFrame({"user_id": ["d"]}))
     assert store.data_version("t_evolving") == before
+
+
+def test_sql_over_groups_through_duckdb_with_a_pinned_data_version(tmp_path):
+    store = DeltaFeatureStore(tmp_path / "store")
+    first = store.upsert("new_users_inbox", inbox_rows("a", "b"))
+    store.upsert("new_users_inbox", inbox_rows("a", "c", status="done"))
+    now = store.sql("SELECT status, count(*) AS n FROM new_users_inbox GROUP BY status ORDER BY status")
+    assert now.to_dict("records") == [{"status": "done", "n": 2}, {"status": "pending", "n": 1}]
+    then = store.sql("SELECT count(*) AS n FROM new_users_inbox WHERE status = 'pending'", as_of={"new_users_inbox": first})
+    assert int(then["n"].iloc[0]) == 2
+    arrow = store.read_arrow("new_users_inbox", columns=["user_id"])
+    assert sorted(arrow["user_id"].to_pylist()) == ["a", "b", "c"]
