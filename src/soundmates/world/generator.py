@@ -288,24 +288,23 @@ def _user_rng(seed: int, i: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream, i])
 
 
-def user_id_for(seed: int, i: int) -> str:
-    """The id of user ``i``: unique within the world (every odd form carries ``base36(i)`` after a separator)."""
-    rng = _user_rng(seed, i, 11)
-    if i < len(_FORCED_ID_KINDS):
-        kind = _FORCED_ID_KINDS[i]
-    else:
-        u = rng.random()
-        kind = ("alnum25" if u < 0.62 else "numeric" if u < 0.74 else
-                ("legacy.", "legacy_", "legacy#", "legacy+")[int(rng.integers(4))] if u < 0.94 else "nonascii")
-    if kind == "alnum25":
-        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-        return "".join(alphabet[int(c)] for c in rng.integers(0, 36, size=25))
-    if kind == "numeric":
-        return f"{int(rng.integers(1, 10))}{i:09d}"
-    if kind.startswith("legacy"):
-        return f"{_LEGACY_WORDS[int(rng.integers(len(_LEGACY_WORDS)))]}{kind[-1]}{base36(i)}"
-    sep = "._"[int(rng.integers(2))]
-    return f"{_NONASCII_WORDS[int(rng.integers(len(_NONASCII_WORDS)))]}{sep}{base36(i)}"
+USER_BLOCK = 1024  # users are drawn in blocks: vectorised bulk generation, lazy lookup of one user
+_ALNUM = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz0123456789", dtype=np.uint8)
+_KIND_NAMES = ("alnum25", "numeric", "legacy.", "legacy_", "legacy#", "legacy+", "nonascii")
+MAX_TASTE_COMMUNITIES = 4
+
+
+@dataclass(frozen=True)
+class _UserBlock:
+    ids: list[str]
+    display_names: list[str | None]
+    n_comm: np.ndarray  # (B,) 1..4
+    communities: np.ndarray  # (B, 4) community indices, first n_comm valid
+    weights: np.ndarray  # (B, 4) mixture weights (sorted descending), zero past n_comm
+    era: np.ndarray
+    era_width: np.ndarray
+    mainstream: np.ndarray
+    explicit_tolerance: np.ndarray
 
 
 @lru_cache(maxsize=1)
@@ -315,32 +314,100 @@ def _community_prior() -> np.ndarray:
     return p / p.sum()
 
 
-def user_spec(seed: int, i: int, params: dict[str, float] | None = None) -> UserSpec:
-    params = params or DEFAULT_PARAMS
-    uid = user_id_for(seed, i)
-    rng = _user_rng(seed, i, 12)
+@lru_cache(maxsize=64)
+def _user_block(seed: int, block: int, p_name_null: float) -> _UserBlock:
+    """Users ``block*USER_BLOCK ..`` of a world, all drawn from one generator (deterministic)."""
+    rng = np.random.default_rng([seed, 10, block])
+    first = block * USER_BLOCK
+    idx = np.arange(first, first + USER_BLOCK)
+    b = USER_BLOCK
+    # --- ids: every odd form carries base36(i) after a separator, so ids are unique by construction
+    u = rng.random(b)
+    kind = np.where(u < 0.62, 0, np.where(u < 0.74, 1, np.where(u < 0.94, 2 + rng.integers(0, 4, size=b), 6)))
+    forced = idx < len(_FORCED_ID_KINDS)
+    kind[forced] = [_KIND_NAMES.index(k) for k in _FORCED_ID_KINDS[: int(forced.sum())]]
+    alnum = _ALNUM[rng.integers(0, 36, size=(b, 25))].tobytes().decode("ascii")
+    digit = rng.integers(1, 10, size=b)
+    legacy_word = rng.integers(0, len(_LEGACY_WORDS), size=b)
+    nonascii_word = rng.integers(0, len(_NONASCII_WORDS), size=b)
+    nonascii_sep = rng.integers(0, 2, size=b)
+    ids = []
+    for j in range(b):
+        k, i = int(kind[j]), first + j
+        if k == 0:
+            ids.append(alnum[25 * j : 25 * j + 25])
+        elif k == 1:
+            ids.append(f"{digit[j]}{i:09d}")
+        elif k < 6:
+            ids.append(f"{_LEGACY_WORDS[legacy_word[j]]}{_KIND_NAMES[k][-1]}{base36(i)}")
+        else:
+            ids.append(f"{_NONASCII_WORDS[nonascii_word[j]]}{'._'[nonascii_sep[j]]}{base36(i)}")
+    # --- hidden taste: 1-4 communities (Gumbel top-k = sampling without replacement by the prior)
     prior = _community_prior()
-    k = 1 + int(rng.binomial(3, 0.4))
-    comms = rng.choice(len(prior), size=k, replace=False, p=prior)
-    weights = np.sort(rng.dirichlet(np.full(k, 1.5)))[::-1]
+    n_comm = 1 + rng.binomial(3, 0.4, size=b)
+    keys = np.log(prior)[None, :] + rng.gumbel(size=(b, len(prior)))
+    communities = np.argsort(-keys, axis=1)[:, :MAX_TASTE_COMMUNITIES]
+    g = rng.gamma(1.5, size=(b, MAX_TASTE_COMMUNITIES))
+    g[np.arange(MAX_TASTE_COMMUNITIES)[None, :] >= n_comm[:, None]] = 0.0
+    weights = -np.sort(-(g / g.sum(1, keepdims=True)), axis=1)
+    era = np.clip(2024 - rng.gamma(2.0, 9.0, size=b), 1955, 2024)
+    era_width = rng.uniform(5, 18, size=b)
+    mainstream = rng.beta(2, 2, size=b)
+    explicit_tolerance = rng.beta(2, 1.5, size=b)
+    # --- display names: mostly a name (non-ASCII ones included), some the id itself, some null
+    u = rng.random(b)
+    fn = rng.integers(0, len(_FIRST), size=b)
+    ln = rng.integers(0, len(_LAST), size=b)
+    has_last = rng.random(b) < 0.6
+    names: list[str | None] = []
+    for j in range(b):
+        if u[j] < p_name_null:
+            names.append(None)
+        elif u[j] < p_name_null + 0.10:
+            names.append(ids[j])
+        else:
+            names.append(_FIRST[fn[j]] + (" " + _LAST[ln[j]] if has_last[j] else ""))
+    return _UserBlock(ids=ids, display_names=names, n_comm=n_comm, communities=communities, weights=weights,
+                      era=era, era_width=era_width, mainstream=mainstream, explicit_tolerance=explicit_tolerance)
+
+
+def _block_of(seed: int, i: int, params: dict[str, float] | None) -> tuple[_UserBlock, int]:
+    p_null = float((params or DEFAULT_PARAMS)["p_display_name_null"])
+    block, j = divmod(i, USER_BLOCK)
+    return _user_block(seed, block, p_null), j
+
+
+def user_id_for(seed: int, i: int, params: dict[str, float] | None = None) -> str:
+    blk, j = _block_of(seed, i, params)
+    return blk.ids[j]
+
+
+def user_spec(seed: int, i: int, params: dict[str, float] | None = None) -> UserSpec:
+    blk, j = _block_of(seed, i, params)
+    k = int(blk.n_comm[j])
     taste = Taste(
-        communities=comms.astype(np.int64),
-        weights=weights,
-        era=float(np.clip(2024 - rng.gamma(2.0, 9.0), 1955, 2024)),
-        era_width=float(rng.uniform(5, 18)),
-        mainstream=float(rng.beta(2, 2)),
-        explicit_tolerance=float(rng.beta(2, 1.5)),
+        communities=blk.communities[j, :k].astype(np.int64),
+        weights=blk.weights[j, :k].copy(),
+        era=float(blk.era[j]),
+        era_width=float(blk.era_width[j]),
+        mainstream=float(blk.mainstream[j]),
+        explicit_tolerance=float(blk.explicit_tolerance[j]),
     )
-    u = rng.random()
-    if u < params["p_display_name_null"]:
-        name = None
-    elif u < params["p_display_name_null"] + 0.10:
-        name = uid
-    else:
-        name = _FIRST[int(rng.integers(len(_FIRST)))]
-        if rng.random() < 0.6:
-            name += " " + _LAST[int(rng.integers(len(_LAST)))]
-    return UserSpec(index=i, id=uid, display_name=name, taste=taste)
+    return UserSpec(index=i, id=blk.ids[j], display_name=blk.display_names[j], taste=taste)
+
+
+def taste_matrix(blk: _UserBlock, n_communities: int = catalog.N_COMMUNITIES) -> np.ndarray:
+    """:func:`taste_vector` for a whole block at once."""
+    b = len(blk.ids)
+    v = np.zeros((b, n_communities + len(ERA_BINS) + 2), dtype=np.float64)
+    rows = np.repeat(np.arange(b), MAX_TASTE_COMMUNITIES)
+    np.add.at(v, (rows, blk.communities.ravel()), blk.weights.ravel())
+    width = np.maximum(blk.era_width, 5.0)[:, None]
+    era = np.exp(-0.5 * ((ERA_BINS[None, :] - blk.era[:, None]) / width) ** 2)
+    v[:, n_communities : n_communities + len(ERA_BINS)] = 0.5 * era / era.sum(1, keepdims=True)
+    v[:, -2] = 0.5 * (blk.mainstream - 0.5)
+    v[:, -1] = 0.5 * (blk.explicit_tolerance - 0.5)
+    return v.astype(np.float32)
 
 
 def taste_vector(t: Taste, n_communities: int = catalog.N_COMMUNITIES) -> np.ndarray:
@@ -615,11 +682,11 @@ def iter_user_ids(seed: int, n_users: int) -> Iterator[str]:
         yield user_id_for(seed, i)
 
 
-def generate_world(out_dir: str | Path, n_users: int, seed: int, *, chunk: int = 20_000,
+def generate_world(out_dir: str | Path, n_users: int, seed: int, *,
                    progress: Callable[[int], None] | None = None) -> dict:
     """Write ``users.txt``, ``world.json`` and the ground truth; returns world.json's content.
 
-    Streams in chunks of ``chunk`` users (memory stays flat for 1M users). Files are written
+    Streams in blocks of ``USER_BLOCK`` users (memory stays flat for 1M users). Files are written
     to temporary names and renamed at the end, so an interrupted run never leaves a world
     that looks complete; the same seed always gives byte-identical files.
     """
@@ -637,20 +704,21 @@ def generate_world(out_dir: str | Path, n_users: int, seed: int, *, chunk: int =
     taste = np.lib.format.open_memmap(tmp_taste, mode="w+", dtype=np.float32, shape=(n_users, dim))
     scalars = np.lib.format.open_memmap(tmp_scalars, mode="w+", dtype=np.float32, shape=(n_users, 4))
     seen: set[str] = set()
+    p_null = float(DEFAULT_PARAMS["p_display_name_null"])
     with open(tmp_users, "w", encoding="utf-8", newline="\n") as f:
-        for start in range(0, n_users, chunk):
-            stop = min(n_users, start + chunk)
-            lines = []
-            for i in range(start, stop):
-                u = user_spec(seed, i)
-                # Only the 25-char random ids could ever collide; this guard costs ~60 MB at 1M users.
-                if u.id in seen:
-                    raise RuntimeError(f"duplicate user id {u.id!r} at index {i} (seed {seed})")
-                seen.add(u.id)
-                lines.append(u.id)
-                taste[i] = taste_vector(u.taste)
-                scalars[i] = (u.taste.era, u.taste.era_width, u.taste.mainstream, u.taste.explicit_tolerance)
-            f.write("\n".join(lines) + "\n")
+        for block in range(0, (n_users + USER_BLOCK - 1) // USER_BLOCK):
+            start = block * USER_BLOCK
+            stop = min(n_users, start + USER_BLOCK)
+            blk = _user_block(seed, block, p_null)
+            ids = blk.ids[: stop - start]
+            # Only the 25-char random ids could ever collide; this guard costs ~60 MB at 1M users.
+            for j, uid in enumerate(ids):
+                if uid in seen:
+                    raise RuntimeError(f"duplicate user id {uid!r} at index {start + j} (seed {seed})")
+                seen.add(uid)
+            f.write("\n".join(ids) + "\n")
+            taste[start:stop] = taste_matrix(blk)[: stop - start]
+            scalars[start:stop] = np.stack([blk.era, blk.era_width, blk.mainstream, blk.explicit_tolerance], 1)[: stop - start]
             if progress:
                 progress(stop - start)
     taste.flush()
