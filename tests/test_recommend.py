@@ -117,12 +117,16 @@ def encoder(settings):
     return TextEncoder(settings, model=HashModel())
 
 
-@pytest.fixture
-def world(settings, encoder):
-    """18 stored users in three taste communities, features built, index published."""
+@pytest.fixture(scope="module")
+def world_template(tmp_path_factory):
+    """18 stored users in three taste communities, features built, index published (built once, copied per test)."""
+    from soundmates.config import Settings
+    from soundmates.features.encoder import TextEncoder
     from soundmates.index import UserIndex
     from soundmates.pipelines.features import build_features
+    from soundmates.pipelines.index import build_index
 
+    settings = Settings(data_dir=tmp_path_factory.mktemp("recommend_world"))
     repo = ProfileRepository(settings.profiles_dir)
     users = {}
     for ci, c in enumerate(COMMUNITIES):
@@ -133,13 +137,20 @@ def world(settings, encoder):
             raw = settings.raw_dir / "users" / uid
             raw.mkdir(parents=True, exist_ok=True)
             (raw / "user.json").write_text("{}")
-    summary = build_features(settings, encoder=encoder)
+    summary = build_features(settings, encoder=TextEncoder(settings, model=HashModel()))
     assert not summary["rejected"], summary["rejected"]
-    from soundmates.pipelines.index import build_index
-
     out = build_index(settings, progress=False)
     assert out["count"] == 18 and out["model_version"] == "raw-features"
     assert UserIndex(settings).manifest()["feature_data_version"] == out["feature_data_version"]
+    return settings.data_dir, users
+
+
+@pytest.fixture
+def world(settings, world_template):
+    import shutil
+
+    template, users = world_template
+    shutil.copytree(template, settings.data_dir, dirs_exist_ok=True)
     return users
 
 
