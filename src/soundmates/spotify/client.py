@@ -270,7 +270,7 @@ class SpotifyClient:
             raise _Transient("401", f"401 on {endpoint} (token rejected)")
         if status == 403:
             raise ApiRefused(
-                f"refused by the Spotify API (403 on {endpoint}). {DEVELOPMENT_MODE_EXPLANATION}",
+                f"the Spotify API answered 403 on {endpoint}. {DEVELOPMENT_MODE_EXPLANATION}",
                 status=403,
                 endpoint=endpoint,
             )

@@ -5,8 +5,8 @@ from __future__ import annotations
 DEVELOPMENT_MODE_EXPLANATION = (
     "Since February 2026 the Spotify Web API refuses other users' profiles and playlists to apps in "
     "development mode (without extended quota, which Spotify grants only to large registered businesses). "
-    "To use your own taste, import your Spotify data export (Account > Privacy > Download your data) "
-    "or connect your own Spotify account instead."
+    "To use your own taste, import your Spotify data export (Account > Privacy > Download your data; "
+    "`soundmates import-export FILE`) or connect your own Spotify account instead."
 )
 
 
