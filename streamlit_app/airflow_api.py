@@ -7,8 +7,11 @@ the page can show, and every request has a short timeout.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 from pydantic import SecretStr
@@ -27,6 +30,29 @@ class AirflowCredentials(BaseSettings):
     @property
     def configured(self) -> bool:
         return bool(self.user) and bool(self.password.get_secret_value())
+
+
+def default_credentials() -> AirflowCredentials:
+    """``SOUNDMATES_AIRFLOW_USER/PASSWORD``; else the simple auth manager's passwords file.
+
+    ``make run`` writes Airflow's admin password to the JSON file named by
+    ``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE`` and the dashboard inherits that
+    variable, so the pipeline page can log in without a second copy of the secret.
+    """
+    creds = AirflowCredentials()
+    if creds.configured:
+        return creds
+    path = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
+    if not path:
+        return creds
+    try:
+        users = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return creds
+    if not isinstance(users, dict) or not users:
+        return creds
+    user = "admin" if "admin" in users else next(iter(users))
+    return AirflowCredentials(user=user, password=str(users[user]))
 
 
 class AirflowUnavailable(RuntimeError):
@@ -91,7 +117,7 @@ def recent_dag_runs(
     Raises :class:`AirflowUnavailable` when Airflow is unreachable, refuses the
     login, or answers something that is not a run list.
     """
-    creds = credentials if credentials is not None else AirflowCredentials()
+    creds = credentials if credentials is not None else default_credentials()
     try:
         with httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport) as client:
             token = _token(client, creds)

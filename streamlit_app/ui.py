@@ -257,3 +257,18 @@ def age_text(seconds: float | None) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f} {unit}"
     return f"{seconds:.0f} s"
+
+
+def when_text(iso: str | None) -> str:
+    """'2026-11-28 14:38 UTC' from an ISO timestamp; the input unchanged when it is not one."""
+    from datetime import datetime, timezone
+
+    if not iso:
+        return "–"
+    try:
+        ts = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+    except ValueError:
+        return str(iso)
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(timezone.utc)
+    return ts.strftime("%Y-%m-%d %H:%M UTC")

@@ -207,7 +207,7 @@ def test_pipeline_page_shows_status_and_airflow_note(app_test, contract_recommen
     assert "Failed 0" in page
     assert "1.0 h ago" in page
     note = "\n".join(i.value for i in at.info)
-    assert "Airflow is not reachable" in note and f"127.0.0.1:{unused_tcp_port}" in note
+    assert "No DAG runs to show: Airflow is not reachable" in note and f"127.0.0.1:{unused_tcp_port}" in note
 
 
 @pytest.fixture
@@ -217,3 +217,58 @@ def unused_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def airflow_on_loopback(monkeypatch):
+    """A loopback HTTP server answering Airflow's login and DAG-runs endpoints like the simple auth manager."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from soundmates.config import reset_settings
+    from tests.test_dashboard_parts import RUNS
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _json(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            ok = body == {"username": "admin", "password": "pw"}
+            self._json(201 if ok else 401, {"access_token": "tok"} if ok else {"detail": "no"})
+
+        def do_GET(self):
+            if self.path.startswith("/api/v2/dags/~/dagRuns") and self.headers.get("Authorization") == "Bearer tok":
+                self._json(200, RUNS)
+            else:
+                self._json(401, {"detail": "Not authenticated"})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("SOUNDMATES_AIRFLOW_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("SOUNDMATES_AIRFLOW_USER", "admin")
+    monkeypatch.setenv("SOUNDMATES_AIRFLOW_PASSWORD", "pw")
+    reset_settings()
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+def test_pipeline_page_lists_recent_dag_runs(app_test, contract_recommender, airflow_on_loopback):
+    at = app_test(PIPELINE)
+    assert not at.exception
+    (table,) = at.dataframe[1:]  # the first table holds the model metrics
+    frame = table.value
+    assert list(frame["DAG"]) == ["soundmates_rebuild", "soundmates_new_users"]
+    assert list(frame["state"]) == ["success", "running"]
+    assert frame["duration (s)"].iloc[0] == 150.0
+    assert all("No DAG runs" not in i.value for i in at.info)

@@ -65,12 +65,26 @@ def test_credentials_come_from_the_environment(monkeypatch):
     assert "s3cret" not in repr(airflow_api.AirflowCredentials())  # never printed with the settings
 
 
+def test_credentials_fall_back_to_airflows_passwords_file(monkeypatch, tmp_path):
+    monkeypatch.delenv("SOUNDMATES_AIRFLOW_USER", raising=False)
+    monkeypatch.delenv("SOUNDMATES_AIRFLOW_PASSWORD", raising=False)
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text(json.dumps({"admin": "s3cret"}))
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
+    seen: list[httpx.Request] = []
+    assert len(airflow_api.recent_dag_runs("http://airflow.test", transport=airflow_double(seen))) == 2
+    passwords.write_text("not json")  # unreadable file: no credentials, and a clear 401 message
+    with pytest.raises(airflow_api.AirflowUnavailable, match="set SOUNDMATES_AIRFLOW_USER"):
+        airflow_api.recent_dag_runs("http://airflow.test", transport=airflow_double([]))
+
+
 def test_wrong_password_names_the_variables_to_check():
     with pytest.raises(airflow_api.AirflowUnavailable, match="SOUNDMATES_AIRFLOW_PASSWORD"):
         airflow_api.recent_dag_runs("http://airflow.test", credentials=creds("nope"), transport=airflow_double([]))
 
 
 def test_missing_credentials_say_which_variables_to_set(monkeypatch):
+    monkeypatch.delenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", raising=False)
     monkeypatch.delenv("SOUNDMATES_AIRFLOW_USER", raising=False)
     monkeypatch.delenv("SOUNDMATES_AIRFLOW_PASSWORD", raising=False)
     with pytest.raises(airflow_api.AirflowUnavailable, match="HTTP 401.*set SOUNDMATES_AIRFLOW_USER"):

@@ -54,7 +54,7 @@ def show_entry(entry: InboxEntry | None) -> None:
     else:
         st.info(text, icon=icon)
     when = entry.updated_at or entry.requested_at
-    st.caption(f"Request for `{entry.user_id}`" + (f", last update {when}" if when else ""))
+    st.caption(f"Request for `{entry.user_id}`" + (f", last update {ui.when_text(when)}" if when else ""))
 
 
 flash = st.session_state.pop(FLASH_KEY, None)
@@ -74,7 +74,7 @@ except RecommendError as exc:
 st.subheader("Status")
 show_entry(entry)
 
-add_col, remove_col = st.columns(2)
+add_col, remove_col, _ = st.columns([1, 1, 2])
 with add_col:
     if st.button("Add me to Soundmates", type="primary", key="consent_add",
                  disabled=entry is not None and entry.status in ("pending", "processing")):
@@ -91,7 +91,7 @@ with remove_col:
 
 if st.session_state.get(CONFIRM_KEY) == ref:
     st.warning("This deletes your stored profile and features and takes you out of everyone's matches.", icon=":material/warning:")
-    yes_col, no_col = st.columns(2)
+    yes_col, no_col, _ = st.columns([1, 1, 2])
     if yes_col.button("Yes, delete my data", type="primary", key="consent_remove_confirm"):
         st.session_state.pop(CONFIRM_KEY, None)
         try:

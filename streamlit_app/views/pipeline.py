@@ -32,7 +32,7 @@ fresh_col.metric("Fresh buffer", f"{status.fresh_buffer_size:,}", help="Users ad
 
 st.subheader("Index")
 st.markdown(
-    f"- version `{status.index_version or 'none'}`, built {status.index_built_at or '–'} "
+    f"- version `{status.index_version or 'none'}`, built {ui.when_text(status.index_built_at)} "
     f"({ui.age_text(status.index_age_s)} ago)\n"
     f"- {status.index_size:,} users indexed, {status.fresh_buffer_size:,} in the fresh buffer, "
     f"{status.tombstones:,} removed since the build\n"
@@ -65,10 +65,18 @@ f_col.metric("Failed", counts.get("failed", 0))
 
 st.subheader("Recent DAG runs")
 airflow_url = get_settings().airflow_url
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _recent_runs(url: str) -> list[airflow_api.DagRun]:
+    # A short cache: reruns of this page (any click) must not hit Airflow each time; failures are not cached.
+    return airflow_api.recent_dag_runs(url)
+
+
 try:
-    runs = airflow_api.recent_dag_runs(airflow_url)
+    runs = _recent_runs(airflow_url)
 except airflow_api.AirflowUnavailable as exc:
-    st.info(f"Airflow is not reachable, so no DAG runs are shown. {exc}\n\n"
+    st.info(f"No DAG runs to show: {exc}\n\n"
             "Start it with `make run`, or point `SOUNDMATES_AIRFLOW_URL` at your Airflow.", icon=":material/cloud_off:")
 else:
     if not runs:
