@@ -47,7 +47,8 @@ def split_users(user_ids: list[str], *, seed: int, val_frac: float = 0.1, test_f
     """Disjoint train/val/test user lists, deterministic by seed (independent of input order)."""
     users = sorted(set(user_ids))
     n = len(users)
-    n_test, n_val = int(math.floor(n * test_frac)), int(math.floor(n * val_frac))
+    # at least one user each: early stopping needs a validation set, evaluation a test set
+    n_test, n_val = max(1, int(math.floor(n * test_frac))), max(1, int(math.floor(n * val_frac)))
     if n - n_test - n_val < 2:
         raise ValueError(f"{n} users are too few to split into train/val/test ({val_frac=}, {test_frac=})")
     perm = np.random.default_rng(seed).permutation(n)

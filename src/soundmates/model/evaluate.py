@@ -57,14 +57,31 @@ def compare_methods(
     dm = trained.datamodule
     qa, qb = dm.pairs[split]
     fit_rows = pd.concat(dm.pairs["train"], ignore_index=True)
-    users = qa["user_id"].tolist()
+    return compare_on(trained.model, dm.pre, qa, qb, fit_rows=fit_rows, relevant=relevant, relevant_key=relevant_key, seed=seed)
+
+
+def compare_on(
+    model,
+    pre,
+    queries: pd.DataFrame,
+    candidates: pd.DataFrame,
+    *,
+    fit_rows: pd.DataFrame | None = None,
+    relevant: dict[str, set[str]] | None = None,
+    relevant_key: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every method ranks ``candidates`` (view b, aligned with ``queries`` by user) for each query."""
+    if list(queries["user_id"]) != list(candidates["user_id"]):
+        raise ValueError("queries and candidates must hold the same users in the same order")
+    users = queries["user_id"].tolist()
     methods: dict[str, dict[str, float]] = {}
     for name in METHODS:
         try:
             if name == "two_tower":
-                scores = score_two_tower(trained.model, dm.pre, qa, qb)
+                scores = score_two_tower(model, pre, queries, candidates)
             else:
-                scores = baseline_scores(name, qa, qb, fit=fit_rows, seed=seed)
+                scores = baseline_scores(name, queries, candidates, fit=fit_rows, seed=seed)
         except KeyError as e:  # e.g. no `combined` column on a bag-only frame
             log.warning("method %s skipped: %s", name, e)
             methods[name] = {"skipped": str(e)}
@@ -109,17 +126,33 @@ def bag_features_from_profiles(profiles) -> pd.DataFrame:
 
 
 def hetrec_features(dataset, settings=None) -> tuple[pd.DataFrame, str]:
-    """Feature rows of a HetRec dataset: the features stage's when available, else bag-only."""
+    """Feature rows (full/a/b) of a HetRec dataset, through the features stage when it is available.
+
+    The features stage splits each profile's playlists into views a and b; a HetRec profile has
+    exactly two playlists (the protocol's seeded halves), so the views are those halves.
+    ``combined`` is standardised over these users (as the features pipeline does over stored users).
+    Falls back to bag-only rows (no dense features, no ``combined``) when the stage is missing.
+    """
     try:
-        from soundmates.features import featurize_profiles  # type: ignore[attr-defined]
-    except ImportError:
-        featurize_profiles = None
-    if featurize_profiles is not None:
-        try:
-            return featurize_profiles(dataset.profiles, settings=settings), "features-stage"
-        except Exception as e:  # noqa: BLE001 - fall back, say why
-            log.warning("features stage failed on HetRec profiles (%s); using bag-only features", e)
-    return bag_features_from_profiles(dataset.profiles), "bags-only"
+        from soundmates.features.encoder import TextEncoder
+        from soundmates.features.scaler import CombinedScaler
+        from soundmates.features.taste import featurize_profiles
+    except ImportError as e:
+        log.warning("features stage not available (%s): bag-only HetRec features", e)
+        return bag_features_from_profiles(dataset.profiles), "bags-only"
+    from soundmates.config import get_settings
+
+    settings = settings or get_settings()
+    encoder = TextEncoder(settings)
+    batch = featurize_profiles(dataset.profiles, encoder, top_n=settings.top_n_artists)
+    if batch.rejected:
+        log.warning("%d HetRec profile(s) rejected by the features stage, e.g. %s", len(batch.rejected), batch.rejected[:2])
+    df = pd.DataFrame(batch.feature_rows)
+    raw = np.stack([np.asarray(v, dtype=np.float64) for v in df["combined"]])
+    scaler = CombinedScaler.fit(raw, user_ids=df["user_id"].tolist(), profile_hashes=df["profile_hash"].astype(str).tolist(),
+                                encoder_model=encoder.model_id, encoder_dim=encoder.dim)
+    df["combined"] = list(scaler.transform(raw).astype(np.float32))
+    return df, "features-stage"
 
 
 def evaluate_hetrec(path: str | Path, *, cfg=None, settings=None, seed: int = 0, frame: pd.DataFrame | None = None) -> dict[str, Any]:

@@ -27,3 +27,17 @@ def build_index(settings=None, **kwargs) -> dict:
     from soundmates.pipelines.index import build_index as _build_index
 
     return _build_index(settings=settings, **kwargs)
+
+
+def train_model(settings=None, **hp) -> dict:
+    """Feature store -> two-tower model -> registry, promoted only if not worse (see ``pipelines.model``)."""
+    from soundmates.pipelines.model import train_model as _train_model
+
+    return _train_model(settings=settings, **hp)
+
+
+def evaluate_model(settings=None, dataset="world", **kwargs) -> dict:
+    """Model vs baselines on held-out users of a generated world or HetRec (see ``pipelines.model``)."""
+    from soundmates.pipelines.model import evaluate_model as _evaluate_model
+
+    return _evaluate_model(settings=settings, dataset=dataset, **kwargs)
