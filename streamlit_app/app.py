@@ -41,4 +41,9 @@ with st.sidebar:
 
     st.caption(f"Data: `{get_settings().data_dir}`")
 
+# Spotify's OAuth redirect lands on the app's root URL (?code=&state=): finish connecting first.
+from streamlit_app import connect as connect_ui  # noqa: E402
+
+connect_ui.handle_redirect()
+
 pages.run()

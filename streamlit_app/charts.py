@@ -11,10 +11,12 @@ import plotly.graph_objects as go
 
 YOU_COLOUR = "#1DB954"  # Spotify green: "you" is the same colour on every chart
 THEM_COLOUR = "#7B61FF"
-OTHERS_COLOUR = "rgba(140,140,160,0.35)"
+OTHERS_COLOUR = "rgba(110,110,135,0.55)"
+MAX_GENRES = 15  # more bars than this stop being readable; the rest are the smallest shares
 _LAYOUT = dict(
     margin=dict(l=10, r=10, t=40, b=10),
-    legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+    # Below the plot: at the top right the legend would sit under plotly's toolbar.
+    legend=dict(orientation="h", yanchor="top", y=-0.08, xanchor="left", x=0),
     template="plotly_white",
 )
 
@@ -33,8 +35,8 @@ def genre_overlap_figure(
             f"genre_overlap_figure: {len(genres)} genres but {len(your_weights)} and "
             f"{len(their_weights)} weights; every genre needs one weight per side"
         )
-    # Largest combined weight on top (plotly draws the first category at the bottom).
-    order = sorted(range(len(genres)), key=lambda i: your_weights[i] + their_weights[i])
+    # The MAX_GENRES largest by combined weight, largest on top (plotly draws the first category at the bottom).
+    order = sorted(range(len(genres)), key=lambda i: your_weights[i] + their_weights[i])[-MAX_GENRES:]
     names = [genres[i] for i in order]
     fig = go.Figure()
     fig.add_bar(
@@ -51,7 +53,7 @@ def genre_overlap_figure(
         title="Genre overlap (share of each profile)",
         barmode="overlay",
         bargap=0.25,
-        height=max(220, 28 * len(names) + 90),
+        height=max(240, 26 * len(names) + 110),
         xaxis=dict(tickvals=ticks, ticktext=[f"{abs(t):.0%}" for t in ticks], zeroline=True),
         **_LAYOUT,
     )
@@ -120,7 +122,7 @@ def user_map_figure(
         key = "you" if uid == you else "your matches" if uid in match_set else "everyone"
         groups[key].append(i)
     style = {
-        "everyone": dict(color=OTHERS_COLOUR, size=6, symbol="circle"),
+        "everyone": dict(color=OTHERS_COLOUR, size=8, symbol="circle"),
         "your matches": dict(color=THEM_COLOUR, size=12, symbol="circle", line=dict(width=1, color="white")),
         "you": dict(color=YOU_COLOUR, size=20, symbol="star", line=dict(width=1, color="black")),
     }

@@ -114,6 +114,20 @@ def test_nothing_built_yet_says_how_to_build_on_every_page(app_test, monkeypatch
         assert "no index has been built yet" in info and "make run" in info and "soundmates index build" in info, page
 
 
+def test_empty_data_dir_with_the_real_recommender(app_test):
+    """Nothing ingested or built: each page says so and how to build, none crashes."""
+    at = search(app_test(), "spotify:user:someone")
+    assert not at.exception, at.exception
+    info = "\n".join(i.value for i in at.info)
+    assert "no index has been built yet" in info and "soundmates index build" in info and "make run" in info
+    at.switch_page(MAP).run()
+    assert not at.exception and "no index has been built yet" in "\n".join(i.value for i in at.info)
+    at.switch_page(PIPELINE).run()
+    assert not at.exception, at.exception
+    page = texts(at)
+    assert "Users stored 0" in page and "No index built yet" in page
+
+
 def test_why_this_match_draws_three_charts_and_fetches_once(app_test, contract_recommender):
     at = search(app_test(), "user03")
     assert len(at.get("plotly_chart")) == 0  # details are fetched only when asked for

@@ -125,6 +125,13 @@ def test_genre_overlap_mirrors_your_side_and_orders_by_weight():
     assert them.name == "Ana"
 
 
+def test_genre_overlap_keeps_the_largest_genres_only():
+    genres = [f"g{i}" for i in range(40)]
+    fig = charts.genre_overlap_figure(genres, [i / 100 for i in range(40)], [0.0] * 40)
+    assert len(fig.data[0].y) == charts.MAX_GENRES
+    assert fig.data[0].y[-1] == "g39" and "g0" not in fig.data[0].y
+
+
 @pytest.mark.parametrize(
     "build",
     [

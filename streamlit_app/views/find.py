@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from soundmates.recommend.models import ACCEPTED_REFERENCE_FORMS
+from streamlit_app import connect as connect_ui
 from streamlit_app import ui
 
 st.title("Find your soundmates")
@@ -33,6 +34,8 @@ with st.form("find_form", border=False):
 rec = ui.recommender()
 if rec is None:
     st.stop()
+
+connect_ui.render(rec)  # the other way in: Connect with Spotify (your own account, OAuth)
 
 if submitted:
     if not ref.strip():
