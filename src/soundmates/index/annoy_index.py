@@ -420,10 +420,12 @@ class UserIndex:
             # A fresh entry replaces the user's indexed vector (re-added with a newer profile).
             shadowed = hidden | set(fresh_ids.tolist())
             count = int(loaded.manifest["count"])
-            want = min(count, k + len(exclude & loaded.positions.keys()) + 5)
+            # Ask Annoy for exactly as many extra results as indexed users will be filtered out.
+            n_shadowed = sum(1 for u in shadowed if u in loaded.positions)
+            want = min(count, k + n_shadowed)
             while True:
-                # search_k was calibrated for k=10; scale it with the number of results asked for.
-                sk = max(int(loaded.manifest["search_k"]) * math.ceil(want / 10), want * int(loaded.manifest["n_trees"]))
+                # search_k was calibrated for 10 results; scale it with the number asked for.
+                sk = max(int(loaded.manifest["search_k"] * max(1.0, want / 10)), want * int(loaded.manifest["n_trees"]))
                 items, dists = loaded.annoy.get_nns_by_vector(v, want, search_k=sk, include_distances=True)
                 got = [(loaded.ids[i], d) for i, d in zip(items, dists) if loaded.ids[i] not in shadowed]
                 if len(got) >= k or want >= count:
