@@ -23,13 +23,13 @@ import time
 from base64 import b64decode
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from soundmates.world import catalog
+from soundmates.world import catalog, oauth
 from soundmates.world.generator import (
     EPISODES_PER_SHOW,
     ROW_EPISODE,
@@ -113,7 +113,15 @@ class FaultConfig:
 
 
 def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(int(ts), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(ts)))
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class RawJSON(str):
+    """A response body that is already JSON text (built from cached fragments)."""
 
 
 def _image(key: str, size: int = 640) -> dict:
@@ -129,6 +137,13 @@ class Renderer:
         self.api = api_url  # ends with /v1/
         self.full = mode == "full"
         self.artists = catalog.artists()
+        # Rendering dominates the server's time: cache what rows share (artists, albums, whole
+        # tracks as JSON text). Cached objects are shared, so nothing may mutate them.
+        self._artist_simple_cache: dict[int, dict] = {}
+        self.album = lru_cache(maxsize=20_000)(self._album)
+        self.track_json = lru_cache(maxsize=50_000)(self._track_json)
+        self.episode_json = lru_cache(maxsize=10_000)(lambda n: _dumps(self.episode(n)))
+        self.user_ref_json = lru_cache(maxsize=8192)(lambda i: _dumps(self.user_ref(i)))
 
     # --- users -----------------------------------------------------------------------------
     def user_ref(self, i: int) -> dict:
@@ -150,8 +165,11 @@ class Renderer:
 
     # --- artists ---------------------------------------------------------------------------
     def artist_simple(self, a: int) -> dict:
+        cached = self._artist_simple_cache.get(a)
+        if cached is not None:
+            return cached
         aid = artist_id(a)
-        return {
+        self._artist_simple_cache[a] = out = {
             "external_urls": {"spotify": f"https://open.spotify.com/artist/{aid}"},
             "href": f"{self.api}artists/{aid}",
             "id": aid,
@@ -159,9 +177,10 @@ class Renderer:
             "type": "artist",
             "uri": f"spotify:artist:{aid}",
         }
+        return out
 
     def artist(self, a: int) -> dict:
-        out = self.artist_simple(a)
+        out = dict(self.artist_simple(a))
         out["images"] = [_image(f"artist{a}", 640), _image(f"artist{a}", 320)]
         genres = list(self.artists.genres[a])
         if self.full:
@@ -178,7 +197,7 @@ class Renderer:
         return out
 
     # --- tracks ----------------------------------------------------------------------------
-    def album(self, an: int) -> dict:
+    def _album(self, an: int) -> dict:
         spec = album_by_n(an)
         return {
             "album_type": spec.album_type,
@@ -221,6 +240,9 @@ class Renderer:
             out["available_markets"] = _MARKETS
             out["popularity"] = spec.popularity
         return out
+
+    def _track_json(self, n: int) -> str:
+        return _dumps(self.track(track_by_n(n)))
 
     def episode(self, n: int) -> dict:
         eid = make_id("episode", n)
@@ -294,29 +316,25 @@ class Renderer:
         }
 
     # --- playlists -------------------------------------------------------------------------
-    def row(self, pl: PlaylistSpec, j: int) -> dict:
+    def row_json(self, pl: PlaylistSpec, j: int) -> str:
+        """:meth:`row` as JSON text, from cached fragments (the hot path of every ingest)."""
         kind = int(pl.kinds[j])
         value = int(pl.values[j])
-        obj: dict | None
         if kind == ROW_NULL:
-            obj = None
+            obj = "null"
         elif kind == ROW_EPISODE:
-            obj = self.episode(value)
+            obj = self.episode_json(value)
         elif kind == ROW_LOCAL:
-            obj = self.local_track(pl, value)
+            obj = _dumps(self.local_track(pl, value))
         else:
-            obj = self.track(track_by_n(value))
-        out = {
-            "added_at": _iso(pl.added_at[j]),
-            "added_by": self.user_ref(pl.owner),
-            "is_local": kind == ROW_LOCAL,
-            "primary_color": None,
-            "item": obj,
-            "video_thumbnail": {"url": None},
-        }
+            obj = self.track_json(value)
+        parts = ['{"added_at":"', _iso(pl.added_at[j]), '","added_by":', self.user_ref_json(pl.owner),
+                 ',"is_local":', "true" if kind == ROW_LOCAL else "false",
+                 ',"primary_color":null,"item":', obj, ',"video_thumbnail":{"url":null}']
         if self.full:
-            out["track"] = obj
-        return out
+            parts += [',"track":', obj]
+        parts.append("}")
+        return "".join(parts)
 
     def playlist_simple(self, pl: PlaylistSpec) -> dict:
         ref = {"href": f"{self.api}playlists/{pl.id}/items", "total": pl.total}
@@ -367,6 +385,15 @@ def page(api: str, path: str, items_total: int, offset: int, limit: int, render)
         "previous": url(max(0, offset - limit)) if offset > 0 else None,
         "total": items_total,
     }
+
+
+def page_json(api: str, path: str, items_total: int, offset: int, limit: int, render_json) -> RawJSON:
+    """:func:`page` with items given as JSON text by ``render_json(index)``."""
+    shell = page(api, path, items_total, offset, limit, lambda a, b: [])
+    stop = min(items_total, offset + limit)
+    items = ",".join(render_json(j) for j in range(offset, stop))
+    head = _dumps({k: v for k, v in shell.items() if k != "items"})
+    return RawJSON(f'{head[:-1]},"items":[{items}]}}')
 
 
 def _int_param(query: dict[str, list[str]], name: str, default: int, low: int, high: int) -> int:
@@ -539,7 +566,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- plumbing ----------------------------------------------------------------------------
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        data = (body if isinstance(body, RawJSON) else _dumps(body)).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
@@ -587,6 +614,9 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(200, app.stats())
             return
+        if path == "/authorize":  # OAuth login/consent for one's own account (world/oauth.py)
+            oauth.handle_authorize(self, parts.query)
+            return
         if path == "/api/token":
             status, payload = self._token(body)
             app._count("token", status)
@@ -623,6 +653,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._check_auth()
             if app.mode == "development" and endpoint in _DEV_REMOVED:
                 raise ApiError(403, "Forbidden")
+            oauth.check_playlist_access(self, endpoint, args)
             result = handler(self, *args, query=query)
             app._count(endpoint, 200)
             self._send(200, result)
@@ -657,6 +688,8 @@ class _Handler(BaseHTTPRequestHandler):
         grant = (form.get("grant_type") or [""])[-1]
         if not grant:
             return 400, {"error": "unsupported_grant_type", "error_description": "grant_type parameter is missing"}
+        if grant in ("authorization_code", "refresh_token"):
+            return oauth.token_grant(self, grant, form, client_id, client_secret)
         if grant != "client_credentials":
             return 400, {"error": "unsupported_grant_type",
                          "error_description": "grant_type must be client_credentials, authorization_code or refresh_token"}
@@ -673,6 +706,8 @@ class _Handler(BaseHTTPRequestHandler):
         if seg and seg[-1] == "" and len(seg) > 1:
             seg = seg[:-1]
         n = len(seg)
+        if seg[0] == "me":
+            return oauth.route_me(seg)
         if seg[0] == "users" and n == 2:
             return "user", _Handler._get_user, (seg[1],)
         if seg[0] == "users" and n == 3 and seg[2] == "playlists":
@@ -725,14 +760,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _rows_page(self, pl: PlaylistSpec, which: str, offset: int, limit: int) -> dict:
         app = self.server.app
         r = app.renderer
-        return page(app.api_url, f"playlists/{pl.id}/{which}", pl.total, offset, limit,
-                    lambda a, b: [r.row(pl, j) for j in range(a, b)])
+        return page_json(app.api_url, f"playlists/{pl.id}/{which}", pl.total, offset, limit,
+                         lambda j: r.row_json(pl, j))
 
     def _get_playlist(self, playlist_id: str, *, query) -> dict:
         app = self.server.app
         pl = self._playlist(playlist_id)
+        # Rarely called by an ingest: the embedded pages are built as plain dicts.
         items = self._rows_page(pl, "items", 0, 50 if app.mode == "development" else 100)
-        tracks = self._rows_page(pl, "tracks", 0, 100) if app.mode == "full" else None
+        items = json.loads(items)
+        tracks = json.loads(self._rows_page(pl, "tracks", 0, 100)) if app.mode == "full" else None
         return app.renderer.playlist_full(pl, items, tracks)
 
     def _get_playlist_rows(self, playlist_id: str, which: str, *, query) -> dict:
