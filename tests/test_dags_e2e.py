@@ -127,3 +127,23 @@ def test_index_rebuild_folds_in_the_fresh_buffer(env, bootstrapped, dagbag):
     after = UserIndex().status()
     assert after["version"] != before["version"]
     assert after["count"] == before["count"] + before["fresh"]
+
+
+def test_retrain_trains_and_publishes_only_through_the_gate(env, bootstrapped, dagbag):
+    from soundmates.model.registry import ModelRegistry
+    from soundmates.orchestration import steps
+
+    assert bootstrapped[0].state == "success"
+    registry = ModelRegistry(env["data_dir"] / "models")
+    current_before = registry.current_version()
+    dr, states = run_dag(dagbag.dags["soundmates_retrain"], {"max_epochs": 1, "min_new_users": 1000})
+    assert dr.state == "success", states
+    # A manual run trains whatever the new-user count (the threshold gates Asset-triggered runs only).
+    for task_id in ("check_new_users", "train", "evaluate", "promote"):
+        assert states[task_id] == "success", states
+    current_after = registry.current_version()
+    new_version = steps.last_training()["model_version"]
+    if steps.last_training()["promoted"]:
+        assert states["publish_model"] == "success" and current_after == new_version
+    else:  # kept, not served: no model Asset, the served model unchanged
+        assert states["publish_model"] == "skipped" and current_after == current_before

@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 import typer
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from soundmates.orchestration import DAG_IDS
 
@@ -29,12 +30,16 @@ class AirflowApiError(RuntimeError):
     """The API answered something we cannot go on from; the message has the status and body."""
 
 
+class _ServerBusy(RuntimeError):
+    """A 5xx answer: worth retrying."""
+
+
 @dataclass
 class AirflowClient:
     url: str = "http://127.0.0.1:8080"
     username: str = "admin"
     password: str = ""
-    timeout_s: float = 10.0
+    timeout_s: float = 30.0
     _token: str | None = field(default=None, repr=False)
 
     def _url(self, path: str) -> str:
@@ -60,9 +65,20 @@ class AirflowClient:
             self._token = r.json()["access_token"]
         return self._token
 
+    # A standalone API server on SQLite under load answers slowly at times: retry transport
+    # errors and 5xx a few times (backing off) before calling it a failure.
+    @retry(
+        retry=retry_if_exception_type((requests.ConnectionError, requests.Timeout, _ServerBusy)),
+        wait=wait_exponential(multiplier=1, max=20),
+        stop=stop_after_attempt(6),
+        reraise=True,
+    )
     def request(self, method: str, path: str, **kw: Any) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.token()}"}
-        return requests.request(method, self._url(path), headers=headers, timeout=self.timeout_s, **kw)
+        r = requests.request(method, self._url(path), headers=headers, timeout=self.timeout_s, **kw)
+        if r.status_code >= 500:
+            raise _ServerBusy(f"{method} {path}: HTTP {r.status_code}")
+        return r
 
     def dag(self, dag_id: str) -> dict | None:
         r = self.request("GET", f"/api/v2/dags/{dag_id}")
@@ -159,24 +175,42 @@ def run_dag(
                 client.unpause(other)
     run_id = client.trigger(dag_id, conf_obj)
     typer.echo(f"triggered {dag_id} run {run_id}", err=True)
-    state = "queued"
     if wait:
-        last = None
+        _wait_and_report(client, dag_id, run_id, timeout, t0)
+    else:
+        sys.stdout.write(json.dumps({"dag_id": dag_id, "run_id": run_id, "state": "queued"}) + "\n")
 
-        def finished():
-            nonlocal last
-            st = client.run_state(dag_id, run_id)
-            if st != last:
-                typer.echo(f"  {time.monotonic() - t0:6.1f} s  {dag_id}: {st}", err=True)
-                last = st
-            return st if st in TERMINAL_STATES else None
 
-        state = _wait(finished, timeout, 5.0, f"run {run_id} of {dag_id}")
+def _wait_and_report(client: AirflowClient, dag_id: str, run_id: str, timeout: float, t0: float) -> None:
+    last = None
+
+    def finished():
+        nonlocal last
+        st = client.run_state(dag_id, run_id)
+        if st != last:
+            typer.echo(f"  {time.monotonic() - t0:6.1f} s  {dag_id}: {st}", err=True)
+            last = st
+        return st if st in TERMINAL_STATES else None
+
+    state = _wait(finished, timeout, 5.0, f"run {run_id} of {dag_id}")
     result = {"dag_id": dag_id, "run_id": run_id, "state": state, "seconds": round(time.monotonic() - t0, 1),
               "tasks": client.task_states(dag_id, run_id)}
     sys.stdout.write(json.dumps(result) + "\n")
-    if wait and state != "success":
+    if state != "success":
         raise typer.Exit(1)
+
+
+@app.command("wait-run")
+def wait_run(
+    dag_id: str = typer.Argument(..., help="DAG of the run."),
+    run_id: str = typer.Argument(..., help="Run id (as printed by run-dag)."),
+    url: str = URL,
+    user: str = USER,
+    password_file: Path = PASSWORDS,
+    timeout: float = typer.Option(3600, help="Seconds to wait."),
+) -> None:
+    """Wait for an existing DAG run to finish; print one JSON object (exit 1 unless it succeeded)."""
+    _wait_and_report(_client(url, user, password_file), dag_id, run_id, timeout, time.monotonic())
 
 
 if __name__ == "__main__":  # pragma: no cover
