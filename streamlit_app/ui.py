@@ -1,14 +1,13 @@
-"""What every page shares: the cached Recommender, error messages, the profile input, match cards.
+"""What every page shares: the cached Recommender, error messages, match cards and their charts.
 
 No business logic lives here: every number shown comes from ``soundmates.recommend``.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import logging
 
 import streamlit as st
 
@@ -70,8 +69,7 @@ def recommender() -> Recommender | None:
 def reload_recommender() -> None:
     """Forget the loaded model and index, e.g. after the pipeline built a new version."""
     _load_recommender.clear()
-    for key in (DETAILS_KEY,):
-        st.session_state.pop(key, None)
+    st.session_state.pop(DETAILS_KEY, None)
 
 
 def show_error(exc: Exception) -> None:

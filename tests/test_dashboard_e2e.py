@@ -120,3 +120,30 @@ def test_map_and_pipeline_pages(app_test, dashboard_world):
     assert f"Users stored {len(dashboard_world.stored_ids)}" in page
     assert f"Index {len(dashboard_world.stored_ids)} users" in page
     assert "Airflow" in page
+
+
+def test_inbox_status_follows_the_pipeline_to_done_and_failed(app_test, dashboard_world):
+    """Add two profiles on the page, let the pipeline's process_inbox run, see done / failed with the reason."""
+    from soundmates.config import get_settings
+    from soundmates.pipelines import process_inbox
+
+    newcomer, ghost = dashboard_world.unknown_ids[5], "nobody-at-all-0000"
+    at = app_test(CONSENT, timeout=120)
+    for ref in (f"spotify:user:{newcomer}", f"spotify:user:{ghost}"):
+        at.text_input(key="consent_ref").input(ref).run()
+        at.button(key="consent_add").click().run()
+        assert "Waiting" in at.info[0].value
+
+    summary = process_inbox(settings=get_settings())
+    assert summary, summary
+
+    at.text_input(key="consent_ref").input(f"spotify:user:{newcomer}").run()
+    assert not at.exception, at.exception
+    assert "Done: you are on Soundmates" in at.success[0].value
+    at.text_input(key="consent_ref").input(f"spotify:user:{ghost}").run()
+    failed = at.error[0].value
+    assert failed.startswith("Failed: ") and "no reason given" not in failed
+
+    at.switch_page(PIPELINE).run()
+    page = texts(at)
+    assert "Done 1" in page and "Failed 1" in page and "Fresh buffer 1" in page
