@@ -12,6 +12,7 @@ import math
 import shutil
 import tempfile
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -42,6 +43,8 @@ Progress = Callable[[str], Any]
 MAX_K = 100
 # Live (not stored) users kept in memory so match_detail can explain their matches afterwards.
 LIVE_CACHE = 32
+TASTE_CACHE = 512
+TEXT_MEMO = 200_000
 MAP_MAX_USERS = 5000
 
 
@@ -95,6 +98,13 @@ class Recommender:
         self._ingestor_factory = ingestor_factory
         self._lock = threading.RLock()
         self._live: OrderedDict[str, _Subject] = OrderedDict()
+        # One ingestor per mode, kept: building one re-reads the whole shared artist cache.
+        self._ingestors: dict[bool, Any] = {}
+        self._ingest_lock = threading.Lock()
+        self._live_tmp: Path | None = None
+        # Stored users' parsed profiles and taste counts, keyed by the profile file's stat.
+        self._tastes: OrderedDict[str, tuple[tuple | None, Profile, Any]] = OrderedDict()
+        self._text_memo: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ collaborators
     @property
@@ -135,6 +145,9 @@ class Recommender:
         return self._encoder
 
     def _ingestor(self, *, store_results: bool):
+        ing = self._ingestors.get(store_results)
+        if ing is not None:
+            return ing
         if self._ingestor_factory is not None:
             ing = self._ingestor_factory(self.settings)
         else:
@@ -143,12 +156,21 @@ class Recommender:
             ing = Ingestor(self.settings)
         if not store_results:
             # Without consent nothing personal is written: the profile and the user's raw pages go to a
-            # throwaway directory (the shared artist cache is public catalogue data and stays warm).
-            tmp = Path(tempfile.mkdtemp(prefix="soundmates-live-"))
+            # private scratch directory, emptied after each request (the shared artist cache is public
+            # catalogue data and stays warm).
+            if self._live_tmp is None:
+                self._live_tmp = Path(tempfile.mkdtemp(prefix="soundmates-live-"))
+                weakref.finalize(self, shutil.rmtree, str(self._live_tmp), True)
+            tmp = self._live_tmp
             ing.repo = ProfileRepository(tmp / "profiles")
             ing._user_dir = lambda uid, _tmp=tmp: _tmp / "users" / safe_filename(uid)
-            ing._soundmates_tmp = tmp
+        self._ingestors[store_results] = ing
         return ing
+
+    def _forget_live_files(self, user_id: str) -> None:
+        if self._live_tmp is not None:
+            shutil.rmtree(self._live_tmp / "users" / safe_filename(user_id), ignore_errors=True)
+            ProfileRepository(self._live_tmp / "profiles").delete(user_id)
 
     # ------------------------------------------------------------------ references
     @staticmethod
@@ -210,9 +232,11 @@ class Recommender:
         from soundmates.spotify.ingest import NoPublicPlaylists
 
         _say(progress, f"Fetching {user_id}'s public playlists from Spotify…")
-        ing = self._ingestor(store_results=store_results)
         try:
-            return ing.ingest_user(user_id)
+            # One ingest at a time per Recommender: the ingestor's counters and caches are not thread-safe.
+            with self._ingest_lock:
+                ing = self._ingestor(store_results=store_results)
+                return ing.ingest_user(user_id, refresh=not store_results)
         except UserNotFound as e:
             raise UnknownUser(user_id, e.reason) from None
         except NoPublicPlaylists as e:
@@ -224,9 +248,8 @@ class Recommender:
         except SpotifyError as e:
             raise RecommendError(f"Spotify could not be read for {user_id!r}: {e.reason}") from None
         finally:
-            tmp = getattr(ing, "_soundmates_tmp", None)
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
+            if not store_results:
+                self._forget_live_files(user_id)
 
     def _subject(self, user_id: str, *, consent: bool, progress: Progress | None, index_model: str | None) -> _Subject:
         with self._lock:
@@ -260,6 +283,29 @@ class Recommender:
         return subject
 
     # ------------------------------------------------------------------ recommend
+    def _stored_taste(self, user_id: str):
+        """(Profile, Taste) of a stored user, or (None, None); parsed once per profile file version."""
+        from soundmates.index._files import stat_key
+        from soundmates.recommend import explain as X
+
+        key = stat_key(self.profiles.path(user_id))
+        if key is None:
+            return None, None
+        with self._lock:
+            hit = self._tastes.get(user_id)
+            if hit is not None and hit[0] == key:
+                self._tastes.move_to_end(user_id)
+                return hit[1], hit[2]
+        prof = self.profiles.load(user_id)
+        if prof is None:
+            return None, None
+        taste = X.taste_of(prof)
+        with self._lock:
+            self._tastes[user_id] = (key, prof, taste)
+            while len(self._tastes) > TASTE_CACHE:
+                self._tastes.popitem(last=False)
+        return prof, taste
+
     def _text_vectors(self) -> Callable[[list[str]], Mapping[str, np.ndarray]] | None:
         """Cached text vectors only (the features stage encoded every genre and top artist): never loads a model."""
         try:
@@ -268,12 +314,21 @@ class Recommender:
         except Exception:  # no encoder configured: explanations fall back to genre overlap
             return None
 
+        memo = self._text_memo
+
         def lookup(texts: list[str]) -> Mapping[str, np.ndarray]:
-            try:
-                return cache.get_many(model_id, texts)
-            except Exception:
-                log.debug("text cache unavailable", exc_info=True)
-                return {}
+            out = {t: memo[t] for t in texts if t in memo}
+            todo = [t for t in texts if t not in out]
+            if todo:
+                try:
+                    found = cache.get_many(model_id, todo)
+                except Exception:  # noqa: BLE001 - explanations fall back to genre overlap
+                    log.debug("text cache unavailable", exc_info=True)
+                    found = {}
+                if len(memo) < TEXT_MEMO:
+                    memo.update(found)
+                out.update(found)
+            return out
 
         return lookup
 
@@ -349,7 +404,7 @@ class Recommender:
         matches: list[Match] = []
         missing_profiles = 0
         for h in hits:
-            prof = self.profiles.load(h.user_id)
+            prof, them = self._stored_taste(h.user_id)
             m = Match(
                 user_id=h.user_id,
                 display_name=prof.display_name if prof else None,
@@ -361,7 +416,6 @@ class Recommender:
             if prof is None:
                 missing_profiles += 1
             elif you is not None:
-                them = X.taste_of(prof)
                 m.shared_genres = X.shared_genres(you, them)
                 m.shared_artists = X.shared_artists(you, them)
                 m.shared_tracks = X.shared_tracks(you, them)
@@ -577,7 +631,7 @@ class Recommender:
             live = self._live.get(user_id)
         if live is not None:
             return live.profile, live.vector
-        return self.profiles.load(user_id), self.index.vector(user_id)
+        return self._stored_taste(user_id)[0], self.index.vector(user_id)
 
     def match_detail(self, user_id: str, other_id: str) -> MatchDetail:
         """Both sides' genre weights, release-year histograms, shared and closest artists of one match."""
