@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     # Spotify endpoint: the real API by default; the local server by configuration only.
     spotify_api_url: str = SPOTIFY_API_URL
     spotify_token_url: str = SPOTIFY_TOKEN_URL
+    # OAuth (Connect with Spotify): empty = the token URL's host with /authorize (accounts.spotify.com/authorize).
+    spotify_auth_url: str = ""
     spotify_timeout_s: float = 10.0
     spotify_max_retries: int = 5
     spotify_retry_after_cap_s: float = 30.0  # never wait longer than this on one Retry-After

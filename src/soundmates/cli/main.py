@@ -28,6 +28,7 @@ _STAGE_MODULES = (
     "index",
     "recommend",
     "export",
+    "connect",
     "store",
 )
 

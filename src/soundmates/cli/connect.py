@@ -1,0 +1,146 @@
+"""`soundmates connect`: Connect with Spotify (OAuth with PKCE) from a terminal.
+
+Prints the authorize URL, waits for Spotify's redirect on a one-shot loopback listener
+(``http://127.0.0.1:PORT/``, the redirect URI to register in the Spotify Developer Dashboard),
+exchanges the code and reads the account. Nothing is stored unless ``--add`` says so (consent).
+"""
+
+from __future__ import annotations
+
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import typer
+
+from ._common import emit_json
+from ._common import fail as _fail
+
+DEFAULT_PORT = 8888
+
+_DONE_PAGE = (b"<!doctype html><html><head><meta charset='utf-8'><title>Soundmates</title></head><body>"
+              b"<h1 id='connect-done'>Soundmates received Spotify's answer.</h1>"
+              b"<p>You can close this tab and go back to the terminal.</p></body></html>")
+
+
+class RedirectListener:
+    """A one-shot HTTP listener on ``host:port`` for Spotify's redirect; bound at once, so a login
+    that is quicker than the terminal never meets a closed port.
+
+    Requests without ``code``/``error`` (a browser's favicon, a probe) are answered 404 and do not end the wait.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1"):
+        got: dict[str, str | None] = {}
+        self.got = got
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format, *args):  # noqa: A002 - the query holds the code: never log it
+                pass
+
+            def do_GET(self):  # noqa: N802
+                q = parse_qs(urlsplit(self.path).query)
+                if got or ("code" not in q and "error" not in q):
+                    self.send_error(404)
+                    return
+                got.update({k: (q.get(k) or [None])[-1] for k in ("code", "state", "error")})
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(_DONE_PAGE)))
+                self.end_headers()
+                self.wfile.write(_DONE_PAGE)
+
+        try:
+            self.httpd = HTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise RuntimeError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
+
+    def wait(self, timeout_s: float) -> dict[str, str | None]:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not self.got:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no redirect from Spotify within {timeout_s:g} s")
+                self.httpd.timeout = min(left, 1.0)
+                self.httpd.handle_request()
+        finally:
+            self.httpd.server_close()
+        return dict(self.got)
+
+
+def connect_cmd(
+    port: int = typer.Option(DEFAULT_PORT, "--port", min=1, max=65535,
+                             help="Loopback port of the redirect URI http://127.0.0.1:PORT/ (register it in your Spotify app)."),
+    timeout: float = typer.Option(300.0, "--timeout", min=1.0, help="Seconds to wait for the login."),
+    matches: int = typer.Option(0, "--matches", min=0, max=100, help="Also show this many soundmates (needs a built index)."),
+    add: bool = typer.Option(False, "--add", help="Consent: store the profile and queue it for the pipeline."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the authorize URL goes to stderr)."),
+) -> None:
+    """Connect your own Spotify account (OAuth with PKCE) and read your taste from it."""
+    from soundmates.config import get_settings
+    from soundmates.spotify.connect import ConnectError, SpotifyConnect, fetch_profile, loopback_redirect_uri, store_connected
+    from soundmates.spotify.errors import SpotifyError
+
+    settings = get_settings()
+
+    def fail(message: str) -> None:  # with --json, an error is one JSON object too
+        if as_json:
+            emit_json({"error": message, "stored": False})
+        _fail(message)
+
+    try:
+        flow = SpotifyConnect(settings, redirect_uri=loopback_redirect_uri(port))
+        listener = RedirectListener(port)
+        url, _state = flow.start()
+    except (ConnectError, RuntimeError) as exc:
+        fail(str(exc))
+        return
+    out = sys.stderr if as_json else sys.stdout
+    print(f"Open this URL in a browser and log in to Spotify:\n{url}\nWaiting for the redirect to "
+          f"{flow.redirect_uri} ...", file=out, flush=True)
+    try:
+        got = listener.wait(timeout)
+        account = flow.finish(code=got.get("code"), state=got.get("state"), error=got.get("error"))
+        typer.echo(f"Connected as {account.display_name or account.user_id}; reading your playlists and top lists...", err=True)
+        profile, summary = fetch_profile(flow.client(account.user_id), settings)
+    except (ConnectError, SpotifyError, RuntimeError, TimeoutError) as exc:
+        fail(str(exc))
+        return
+    result: dict = {"account": account.model_dump(), "profile": summary.model_dump(), "stored": False}
+    if add:
+        entry = store_connected(profile, settings)
+        result["stored"] = True
+        result["inbox"] = entry.model_dump() if hasattr(entry, "model_dump") else dict(entry)
+    if matches:
+        from soundmates.recommend import RecommendError
+        from soundmates.spotify.connect import recommend_for
+
+        try:
+            rec = recommend_for(profile, matches, settings)
+            result["matches"] = [{"user_id": m.user_id, "display_name": m.display_name, "score": m.score} for m in rec.matches]
+            result["warnings"] = rec.warnings
+        except RecommendError as exc:
+            result["matches"] = []
+            result["warnings"] = [str(exc)]
+    if as_json:
+        emit_json(result)
+        return
+    typer.echo(
+        f"{account.user_id} ({account.display_name or 'no display name'}): {summary.tracks} tracks by {summary.artists} artists "
+        f"from {summary.playlists_read} of {summary.playlists_listed} playlists, {summary.top_tracks} top tracks, "
+        f"{summary.top_artists} top artists, {summary.followed_artists} followed, {summary.saved_tracks} saved; "
+        f"{summary.api_calls} API calls"
+    )
+    for m in result.get("matches", []):
+        typer.echo(f"  {m['score']:.3f}  {m['display_name'] or m['user_id']}  https://open.spotify.com/user/{m['user_id']}")
+    for w in result.get("warnings", []):
+        typer.echo(f"warning: {w}", err=True)
+    typer.echo("Stored and queued for the pipeline." if result["stored"] else
+               "Nothing stored (run again with --add to add yourself).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("connect")(connect_cmd)
