@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -160,9 +161,11 @@ class FeaturePreprocessor:
                     widths.append(1)
         pre = cls(cfg, genres, artists, cols, widths, np.zeros(0), np.ones(0))
         raw = pre._dense_raw(rows)
-        mean = np.nanmean(raw, axis=0) if raw.shape[1] else np.zeros(0)
+        with warnings.catch_warnings():  # an all-missing column (e.g. popularity) is expected: mean 0, std 1
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(raw, axis=0) if raw.shape[1] else np.zeros(0)
+            std = np.nanstd(raw, axis=0) if raw.shape[1] else np.ones(0)
         mean = np.where(np.isfinite(mean), mean, 0.0)
-        std = np.nanstd(raw, axis=0) if raw.shape[1] else np.ones(0)
         std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
         pre.dense_mean, pre.dense_std = mean, std
         return pre
