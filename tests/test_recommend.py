@@ -346,3 +346,23 @@ def test_cli_recommend_json(rec, monkeypatch, settings, encoder):
     assert bad.exit_code == 1 and json.loads(bad.stdout)["kind"] == "invalid_reference"
     gone = CliRunner().invoke(app, ["remove", "rock2", "--json"])
     assert gone.exit_code == 0 and json.loads(gone.stdout)["profile_deleted"] is True
+
+
+def test_cli_index_build_status_and_add(rec, monkeypatch, settings, encoder):
+    from typer.testing import CliRunner
+
+    import soundmates.recommend.service as service
+    from soundmates.cli.main import app
+
+    out = CliRunner().invoke(app, ["index", "build", "--json"])
+    assert out.exit_code == 0, out.output
+    built = json.loads(out.stdout)
+    assert built["count"] == 18 and built["parameters"]["search_k"] >= 1 and built["version"]
+    st = json.loads(CliRunner().invoke(app, ["index", "status", "--json"]).stdout)
+    assert st["version"] == built["version"] and st["count"] == 18
+    real = service.Recommender
+    monkeypatch.setattr(service, "Recommender", lambda: real(settings, encoder=encoder, ingestor_factory=FakeIngestor))
+    added = CliRunner().invoke(app, ["add", "https://open.spotify.com/user/fan42", "--json"])
+    assert added.exit_code == 0 and json.loads(added.stdout)["status"] == "pending"
+    for cmd in (["index", "build"], ["index", "status"], ["recommend"], ["add"], ["remove"]):
+        assert CliRunner().invoke(app, [*cmd, "--help"]).exit_code == 0

@@ -13,9 +13,10 @@ import time
 import numpy as np
 
 TARGET_RECALL = 0.95
-# Calibrate to a margin above the target: the sample estimate is noisy (200 queries x 10 = 2000
-# neighbours, standard error ~0.004 at 0.965).
-CALIBRATION_MARGIN = 0.015
+# Calibration queries are indexed users; newcomers (not in the trees) measured ~0.015 lower recall
+# at the same search_k (bench_index, held-out queries), and the 200 x 10 sample has a standard
+# error of ~0.003: so calibrate to 0.98 for >= 0.95 on newcomers.
+CALIBRATION_MARGIN = 0.03
 CALIBRATION_QUERIES = 200
 
 

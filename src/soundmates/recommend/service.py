@@ -483,6 +483,7 @@ class Recommender:
         self.index.remove(user_id)
         with self._lock:
             self._live.pop(user_id, None)
+            self._tastes.pop(user_id, None)
         try:
             report["profile_deleted"] = self.profiles.delete(user_id)
         except OSError as e:
