@@ -236,7 +236,11 @@ class Recommender:
             # One ingest at a time per Recommender: the ingestor's counters and caches are not thread-safe.
             with self._ingest_lock:
                 ing = self._ingestor(store_results=store_results)
-                return ing.ingest_user(user_id, refresh=not store_results)
+                try:
+                    return ing.ingest_user(user_id, refresh=not store_results)
+                finally:
+                    if not store_results:
+                        self._forget_live_files(user_id)
         except UserNotFound as e:
             raise UnknownUser(user_id, e.reason) from None
         except NoPublicPlaylists as e:
@@ -247,9 +251,6 @@ class Recommender:
             raise RecommendError(f"cannot ask Spotify about {user_id!r}: {e.reason}") from None
         except SpotifyError as e:
             raise RecommendError(f"Spotify could not be read for {user_id!r}: {e.reason}") from None
-        finally:
-            if not store_results:
-                self._forget_live_files(user_id)
 
     def _subject(self, user_id: str, *, consent: bool, progress: Progress | None, index_model: str | None) -> _Subject:
         with self._lock:
@@ -395,7 +396,9 @@ class Recommender:
         hits = hits[:k]
 
         _say(progress, f"Explaining {len(hits)} matches…")
-        you = X.taste_of(subject.profile) if subject.profile is not None else None
+        you = self._stored_taste(user_id)[1] if subject.known else None
+        if you is None and subject.profile is not None:
+            you = X.taste_of(subject.profile)
         if you is not None:
             warnings += X.thin_profile_warnings(you)
         else:
