@@ -460,7 +460,9 @@ class SpotifyServer:
     def start(self) -> "SpotifyServer":
         if self._httpd is not None:
             return self
-        _ = self.world.user_ids  # fail early on a broken users.txt, not on the first request
+        # Read users.txt and build the id index now: fail early on a broken file, and never make
+        # the first client wait seconds (a 1M-user world) and time out.
+        self.world.user_index("")
         httpd = _HTTPServer((self.host, self.requested_port), _Handler)
         httpd.app = self
         self._httpd = httpd
