@@ -377,3 +377,44 @@ def test_json_is_utf8_with_non_ascii_names(spotify_server, small_world):
     r = s.get(user_url(server, uid))
     assert r.headers["Content-Type"].startswith("application/json")
     assert json.loads(r.content.decode("utf-8"))["id"] == uid
+
+
+# --- the CLI -------------------------------------------------------------------------------------
+def test_cli_serve_until_sigterm(small_world):
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "soundmates.cli.main", "spotify", "serve", "--world", str(small_world),
+                             "--port", "0", "--mode", "development"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        api = None
+        while time.time() < deadline and api is None:
+            m = re.search(r"at (http://127\.0\.0\.1:\d+/v1/)", proc.stderr.readline())
+            api = m.group(1) if m else None
+        assert api, "server did not announce its URL"
+        tok = requests.post(api.replace("/v1/", "/api/token"), data={"grant_type": "client_credentials"},
+                            auth=("a", "b")).json()["access_token"]
+        uid = world_user_ids(small_world)[0]
+        r = requests.get(f"{api}users/{quote(uid, safe='')}", headers={"Authorization": f"Bearer {tok}"})
+        assert r.status_code == 403  # development mode, as asked
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--mode", "sandbox"], "--mode must be one of"), (["--fault-429", "1.5"], "rate_429"),
+     (["--world", "/nonexistent/world"], "world.json is missing")],
+)
+def test_cli_serve_rejects_bad_options(small_world, args, message):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "soundmates.cli.main", "spotify", "serve", "--port", "0", "--world", str(small_world), *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and message in res.stderr
