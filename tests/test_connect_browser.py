@@ -1,0 +1,195 @@
+"""Connect with Spotify end to end in a real headless browser (Debian chromium + the system chromedriver).
+
+authorize → the local server's login page → click a user → redirect → token → profile → matches, against
+a small world built by the real pipeline (the dashboard fixtures) and a development-mode server on the
+same world: once through `soundmates connect` (its loopback listener) and once through the dashboard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from soundmates.world import oauth
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APP_PATH = os.path.join(REPO_ROOT, "streamlit_app", "app.py")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not binary or not os.path.exists(CHROMEDRIVER):
+        pytest.skip("no chromium/chromedriver: install them with `bash scripts/install_chromium.sh`")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1800"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def connect_world(dashboard_world, monkeypatch):
+    """The built world plus a development-mode server whose allowlist holds three users not stored yet."""
+    from soundmates.config import reset_settings
+    from soundmates.world.server import SpotifyServer
+
+    server = SpotifyServer(dashboard_world.world_dir, port=0, mode="development").start()
+    allowed = dashboard_world.unknown_ids[:3]
+    oauth.configure(server, allowlist=allowed)
+    env = {**dashboard_world.env, "SOUNDMATES_SPOTIFY_API_URL": server.api_url,
+           "SOUNDMATES_SPOTIFY_TOKEN_URL": server.token_url, "SPOTIPY_CLIENT_ID": "browser-test"}
+    env.pop("SPOTIPY_CLIENT_SECRET", None)  # PKCE: no secret anywhere
+    monkeypatch.delenv("SPOTIPY_CLIENT_SECRET", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    reset_settings()
+    yield dashboard_world, server, allowed, env
+    server.stop()
+
+
+def _wait(browser, css: str, timeout: float = 120):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout).until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def test_cli_connect_in_a_browser_gives_matches(connect_world, browser):
+    from selenium.webdriver.common.by import By
+
+    world, server, allowed, env = connect_world
+    me = allowed[0]
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "soundmates.cli.main", "connect", "--port", str(port), "--timeout", "120",
+                             "--matches", "5", "--json"], cwd=REPO_ROOT, env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        while url is None:
+            line = proc.stderr.readline()
+            assert line, f"the CLI ended without an authorize URL: {proc.communicate()}"
+            if "/authorize?" in line:
+                url = line.strip()
+        browser.get(url)
+        _wait(browser, "a.login")
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert "user-top-read" in body and "playlist-read-collaborative" in body
+        browser.find_element(By.CSS_SELECTOR, f"a.login[data-user-id='{me}']").click()
+        _wait(browser, "#connect-done")
+        assert browser.current_url.startswith(f"http://127.0.0.1:{port}/?code=")
+        out, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    result = json.loads(out)
+    assert result["account"]["user_id"] == me
+    assert result["profile"]["tracks"] > 0 and result["profile"]["playlists_not_readable"] == 1
+    assert len(result["matches"]) == 5 and all(m["user_id"] != me for m in result["matches"])
+    assert set(m["user_id"] for m in result["matches"]) <= set(world.stored_ids)
+    assert result["stored"] is False and not (world.data_dir / "profiles" / f"{me}.json").exists()
+
+    # Off the allowlist: Spotify's development-mode text, and no redirect.
+    from soundmates.config import get_settings
+    from soundmates.spotify.connect import SpotifyConnect
+
+    outsider = next(u for u in world.unknown_ids if u not in allowed)
+    url2, _ = SpotifyConnect(get_settings(), redirect_uri=f"http://127.0.0.1:{port}/").start()
+    browser.get(url2)
+    _wait(browser, "a.login")
+    assert outsider not in browser.page_source  # not offered
+    browser.get(url2 + "&login_as=" + urllib.request.quote(outsider, safe=""))
+    _wait(browser, "#not-registered")
+    assert "User not registered in the Developer Dashboard" in browser.find_element(By.TAG_NAME, "body").text
+
+
+@pytest.fixture
+def dashboard(connect_world, tmp_path):
+    world, server, allowed, env = connect_world
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **env, "SOUNDMATES_DASHBOARD_URL": base, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    log_path = tmp_path / "streamlit.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP_PATH, "--server.address", "127.0.0.1",
+                                 "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none"],
+                                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as resp:
+                    if resp.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not come up:\n{log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.5)
+        yield base, world, allowed
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the process group we started: streamlit only
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_dashboard_connect_matches_and_consent(dashboard, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from soundmates.profiles import ProfileRepository
+
+    base, world, allowed = dashboard
+    me = allowed[1]
+    browser.get(base)
+    link = _wait(browser, "a[href*='/authorize?']", 180)
+    authorize = link.get_attribute("href")
+    assert "redirect_uri=" + urllib.request.quote(base + "/", safe="") in authorize
+    browser.get(authorize)  # the link opens a new tab; the same tab is simpler to drive
+    _wait(browser, "a.login")
+    browser.find_element(By.CSS_SELECTOR, f"a.login[data-user-id='{me}']").click()
+
+    _wait(browser, "[class*='st-key-match_card_10']", 240)
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Connected as" in body and "Soundmates of" in body
+    assert "code=" not in browser.current_url  # the single-use code is cleared from the address bar
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']"), body
+    assert ProfileRepository(world.data_dir / "profiles").load(me) is None  # nothing stored before consent
+
+    browser.find_element(By.XPATH, "//button[.//*[contains(text(), 'Add me (store my profile)')]]").click()
+    WebDriverWait(browser, 60).until(lambda d: "queued" in d.find_element(By.TAG_NAME, "body").text)
+    stored = ProfileRepository(world.data_dir / "profiles").load(me)
+    assert stored is not None and stored.source == "oauth"
+
+    # A redirect with a state this app never issued: refused, with the reason on the page.
+    browser.get(f"{base}/?code=forged&state={'C' * 43}")
+    WebDriverWait(browser, 60).until(lambda d: "Could not connect with Spotify" in d.find_element(By.TAG_NAME, "body").text)
+    assert "state mismatch" in browser.find_element(By.TAG_NAME, "body").text
