@@ -19,18 +19,16 @@ _MAX_INDEX = 62**_INDEX_DIGITS
 _MIX_K = 0x5DEECE66D  # odd and not a multiple of 31: invertible mod 62**8
 _MIX_C = 0x2545F4914F6CDD1D % _MAX_INDEX
 _MIX_K_INV = pow(_MIX_K, -1, _MAX_INDEX)
-
-
-def _base62(n: int, width: int) -> str:
-    out = []
-    for _ in range(width):
-        n, r = divmod(n, 62)
-        out.append(BASE62[r])
-    return "".join(reversed(out))
-
-
 # base64 of the hash with its two non-alphanumeric symbols mapped onto letters: C-speed, base62 output.
 _TO_BASE62 = bytes.maketrans(b"-_", b"xQ")
+_PAIRS = [a + b for a in BASE62 for b in BASE62]  # 3,844 two-digit strings: 4 divmods per index
+
+
+def _index_digits(n: int) -> str:
+    n, d3 = divmod(n, 3844)
+    n, d2 = divmod(n, 3844)
+    d0, d1 = divmod(n, 3844)
+    return _PAIRS[d0] + _PAIRS[d1] + _PAIRS[d2] + _PAIRS[d3]
 
 
 def _prefix(kind: str, n: int) -> str:
@@ -41,7 +39,7 @@ def _prefix(kind: str, n: int) -> str:
 def make_id(kind: str, n: int) -> str:
     if not 0 <= n < _MAX_INDEX:
         raise ValueError(f"index {n} out of range for a {kind} id")
-    return _prefix(kind, n) + _base62((n * _MIX_K + _MIX_C) % _MAX_INDEX, _INDEX_DIGITS)
+    return _prefix(kind, n) + _index_digits((n * _MIX_K + _MIX_C) % _MAX_INDEX)
 
 
 def is_base62_id(text: str) -> bool:

@@ -199,6 +199,7 @@ class Renderer:
     # --- tracks ----------------------------------------------------------------------------
     def _album(self, an: int) -> dict:
         spec = album_by_n(an)
+        cover = _image(f"album{an}")
         return {
             "album_type": spec.album_type,
             "total_tracks": spec.total_tracks,
@@ -206,7 +207,7 @@ class Renderer:
             "external_urls": {"spotify": f"https://open.spotify.com/album/{spec.id}"},
             "href": f"{self.api}albums/{spec.id}",
             "id": spec.id,
-            "images": [_image(f"album{an}", 640), _image(f"album{an}", 300), _image(f"album{an}", 64)],
+            "images": [{**cover, "height": size, "width": size} for size in (640, 300, 64)],
             "name": spec.name,
             "release_date": spec.release_date,
             "release_date_precision": spec.release_date_precision,
