@@ -312,3 +312,42 @@ def test_cli_help():
     out = subprocess.run([sys.executable, "-m", "soundmates.cli.main", "connect", "--help"], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--port" in out.stdout and "--json" in out.stdout
+
+
+def test_fetch_survives_api_faults_with_bounded_retries(spotify_server, monkeypatch, settings):
+    from soundmates.config import get_settings, reset_settings
+    from soundmates.world.server import FaultConfig
+
+    srv = spotify_server(mode="development", faults=FaultConfig(rate_429=0.15, rate_5xx=0.15, retry_after=0, seed=11))
+    monkeypatch.setenv("SOUNDMATES_SPOTIFY_BACKOFF_S", "0.001")
+    reset_settings()
+    user = oauth.allowlist(srv)[2]
+    flow = _flow()
+    url, _ = flow.start()
+    flow.finish_from_url(_login(url, user))
+    client = flow.client(user)
+    profile, summary = C.fetch_profile(client, get_settings())
+    assert profile.tracks and sum(client.retries.values()) > 0
+    assert srv.stats()["faults"]  # the faults really happened
+
+
+def test_an_account_without_music_is_a_clear_error(dev, small_world, monkeypatch):
+    from soundmates.world.generator import SHOWCASE
+    from tests.fixtures.spotify import world_user_ids
+
+    empty = world_user_ids(small_world)[SHOWCASE["no_public_playlists"]]
+    oauth.configure(dev, allowlist=[empty])
+    flow = _flow()
+    url, _ = flow.start()
+    flow.finish_from_url(_login(url, empty))
+    # No playlist of their own: what they have is the one they collaborate on; no top or saved tracks.
+    profile, summary = C.fetch_profile(flow.client(empty))
+    assert [p.owner_id != empty for p in profile.playlists] == [True]
+    assert summary.top_tracks == summary.saved_tracks == 0 and profile.tracks
+
+    def nothing(app, user):
+        return []
+
+    monkeypatch.setattr(oauth, "collaborations", nothing)  # not even that one
+    with pytest.raises(C.ConnectError, match="nothing to go on"):
+        C.fetch_profile(flow.client(empty))
