@@ -1,1 +1,10 @@
+"""Taste features: canonical profiles -> vectors and bags for the feature store.
 
+- ``schema``: the column contract of ``user_features`` and ``user_profiles`` (imports only pyarrow).
+- ``encoder.TextEncoder``: sentence-transformers with a persistent (model, text) cache.
+- ``taste``: per-user features (``taste_bags``, ``features_from_bags``, ``featurize_profiles``).
+- ``views.split_views``: two disjoint halves of a user, for training.
+- ``scaler.CombinedScaler``: standardisation of ``combined``, persisted under ``<data_dir>/features``.
+
+Nothing heavy is imported here; the stage is wired end to end in ``soundmates.pipelines.features``.
+"""
