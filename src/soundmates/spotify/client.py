@@ -10,7 +10,9 @@ connections at most ``settings.spotify_max_retries`` times, then raises a typed
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -76,6 +78,52 @@ class _ClientCredentials(SpotifyClientCredentials):
         raise _TokenHttpError(response.status_code, -1, f"token endpoint: {err}", headers=response.headers)
 
 
+class _Spotify(spotipy.Spotify):
+    """spotipy.Spotify whose calls skip spotipy's eager DEBUG strings.
+
+    spotipy 2.26 formats every request's headers (the bearer token) and every whole response
+    into f-strings for ``logger.debug`` on each call, whatever the log level: on 50-row pages
+    that costs more CPU than parsing the JSON, and it puts the token in a log line. The rest is
+    spotipy's own behaviour: same URL prefix, headers, timeout, and ``SpotifyException`` with
+    ``http_status``, ``msg``, ``reason`` and ``headers`` (for Retry-After) on HTTP errors; a body
+    that is not JSON gives None, as in spotipy.
+    """
+
+    def _internal_call(self, method, url, payload, params):
+        if not url.startswith("http"):
+            url = self.prefix + url
+        headers = self._auth_headers()
+        headers["Content-Type"] = "application/json"
+        if self.language is not None:
+            headers["Accept-Language"] = self.language
+        response = self._session.request(
+            method,
+            url,
+            headers=headers,
+            proxies=self.proxies,
+            timeout=self.requests_timeout,
+            params=params,
+            data=json.dumps(payload) if payload else None,
+        )
+        if response.status_code >= 400:
+            msg = reason = None
+            try:
+                error = response.json().get("error")
+                if isinstance(error, dict):
+                    msg, reason = error.get("message"), error.get("reason")
+                else:
+                    msg = error
+            except (ValueError, AttributeError):
+                msg = response.text or None
+            raise SpotifyException(response.status_code, -1, f"{response.url}:\n {msg}", reason=reason, headers=response.headers)
+        # Kept so the caller can store the raw answer byte for byte (no re-serialising).
+        self.last_body = response.content
+        try:
+            return json.loads(self.last_body)
+        except ValueError:
+            return None
+
+
 class _Transient(Exception):
     """A failure worth another try; ``wait_s`` is what the server asked for (Retry-After), if anything."""
 
@@ -133,6 +181,8 @@ class SpotifyClient:
         # instead of hammering an API that asked us to stay away.
         self._blocked_until = 0.0
         self._blocked_for_s = 0.0
+        # The bytes of the last successful answer, so raw pages are stored as received.
+        self.last_body: bytes | None = None
         self._backoff = wait_exponential_jitter(
             initial=max(0.0, self.settings.spotify_backoff_s),
             max=max(1.0, 20 * self.settings.spotify_backoff_s),
@@ -140,6 +190,7 @@ class SpotifyClient:
         )
 
         session = requests.Session()  # a plain session: spotipy mounts no retrying adapter on it
+        _resolve_proxies_once(session, self.settings.spotify_api_url, self.settings.spotify_token_url)
         self._auth = _ClientCredentials(
             client_id=creds.client_id,
             client_secret=secret,
@@ -149,7 +200,7 @@ class SpotifyClient:
             token_url=self.settings.spotify_token_url,
             on_request=self._count_token_request,
         )
-        self.sp = spotipy.Spotify(
+        self.sp = _Spotify(
             auth_manager=self._auth,
             requests_session=session,
             requests_timeout=self.settings.spotify_timeout_s,
@@ -239,6 +290,7 @@ class SpotifyClient:
         if result is None:
             # spotipy turns a body that is not JSON into None (a truncated answer, a proxy page).
             raise _Transient("unreadable", f"an answer of {endpoint} that is not JSON")
+        self.last_body = self.sp.last_body
         if not isinstance(result, dict):
             raise MalformedResponse(f"malformed data: {endpoint} answered a JSON {type(result).__name__}, not an object", endpoint=endpoint)
         return result
@@ -290,6 +342,21 @@ class SpotifyClient:
         if exc.kind == "5xx":
             return SpotifyUnavailable(f"Spotify API unavailable: {exc.detail}, still failing after {n} retries", endpoint=endpoint)
         return SpotifyUnavailable(f"Spotify API unreachable: {exc.detail}, still failing after {n} retries", endpoint=endpoint)
+
+
+def _resolve_proxies_once(session: requests.Session, *urls: str) -> None:
+    """Read the proxy and CA-bundle environment once instead of on every request.
+
+    With ``trust_env`` on, requests re-reads ``*_PROXY``/``NO_PROXY`` for each request, a
+    sizeable share of the client's CPU per call. When every URL we call resolves to the same
+    proxies, pin them (and the CA bundle requests would take from the environment) and stop
+    re-reading; otherwise keep requests' own per-request logic.
+    """
+    resolved = [requests.utils.get_environ_proxies(u) for u in urls]
+    if all(r == resolved[0] for r in resolved):
+        session.proxies.update(resolved[0])
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        session.trust_env = False
 
 
 def _short(msg: object, n: int = 200) -> str:

@@ -112,7 +112,7 @@ def _load_json(path: Path) -> Any | None:
         return None
 
 
-def _save_json(path: Path, obj: Any) -> None:
+def _save_raw(path: Path, body: bytes) -> None:
     """Write aside and rename: a crash never leaves half a page under the final name.
 
     No fsync (unlike profiles): a raw page is a cache; losing the last pages to a power cut
@@ -121,8 +121,8 @@ def _save_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -210,21 +210,24 @@ def _classify_row(row: Any) -> tuple[str, dict | None]:
     return "track", content
 
 
+def _int_or_none(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
 def _track_from(obj: dict) -> tuple[Track, list[tuple[str, str]]]:
     artists = [a for a in obj.get("artists") or [] if isinstance(a, dict) and isinstance(a.get("id"), str) and a["id"]]
     album = obj.get("album") if isinstance(obj.get("album"), dict) else None
-    pop = obj.get("popularity")
+    album_name = (album or {}).get("name")
     explicit = obj.get("explicit")
-    duration = obj.get("duration_ms")
     track = Track(
         id=obj["id"],
         name=str(obj.get("name") or ""),
         artist_ids=[a["id"] for a in artists],
-        album_name=(album or {}).get("name"),
+        album_name=album_name if isinstance(album_name, str) else None,
         release_year=_release_year(album),
         explicit=explicit if isinstance(explicit, bool) else None,
-        popularity=pop if isinstance(pop, int) and not isinstance(pop, bool) else None,
-        duration_ms=duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
+        popularity=_int_or_none(obj.get("popularity")),
+        duration_ms=_int_or_none(obj.get("duration_ms")),
     )
     return track, [(a["id"], str(a.get("name") or "")) for a in artists]
 
@@ -233,12 +236,11 @@ def _artist_from(artist_id: str, raw: dict | None, fallback_name: str) -> Artist
     if not isinstance(raw, dict):
         return Artist(id=artist_id, name=fallback_name)  # details unknown: name from the track
     genres = raw.get("genres")
-    pop = raw.get("popularity")
     return Artist(
         id=artist_id,
         name=str(raw.get("name") or fallback_name),
         genres=[str(g) for g in genres] if isinstance(genres, list) else None,
-        popularity=pop if isinstance(pop, int) and not isinstance(pop, bool) else None,
+        popularity=_int_or_none(raw.get("popularity")),
     )
 
 
@@ -308,7 +310,8 @@ class Ingestor:
         obj = self.client.get(endpoint, path, params)
         if endpoint != "user":
             _check_page(obj, endpoint, (params or {}).get("offset", 0))
-        _save_json(raw_path, obj)
+        body = getattr(self.client, "last_body", None)
+        _save_raw(raw_path, body if body is not None else json.dumps(obj, ensure_ascii=False).encode("utf-8"))
         return obj
 
     def _pages(self, endpoint: str, path: str, raw_dir: Path, reuse: bool) -> Iterator[dict]:
@@ -391,12 +394,14 @@ class Ingestor:
                     field = _SKIP_FIELD[kind]
                     setattr(playlist, field, getattr(playlist, field) + 1)
                     continue
-                track, refs = _track_from(obj)
-                tracks.setdefault(track.id, track)
-                for aid, name in refs:
-                    artist_names.setdefault(aid, name)
+                track_id = obj["id"]
+                if track_id not in tracks:
+                    track, refs = _track_from(obj)
+                    tracks[track_id] = track
+                    for aid, name in refs:
+                        artist_names.setdefault(aid, name)
                 added_at = row.get("added_at")
-                playlist.items.append(PlaylistItem(track_id=track.id, added_at=added_at if isinstance(added_at, str) else None))
+                playlist.items.append(PlaylistItem(track_id=track_id, added_at=added_at if isinstance(added_at, str) else None))
 
     # --- artists -----------------------------------------------------------------------
     def _artists(self, artist_names: dict[str, str]) -> dict[str, Artist]:

@@ -1,0 +1,152 @@
+"""Ingest: API calls per user against the lower bound, and users/s, on a 1,000-user local world.
+
+The lower bound per user is ``1 (user) + playlist pages + sum(ceil(items/50)) + ceil(new artists/50)``
+with "new artists" = artists no earlier user of the run had; it is computed from what the
+world serves (``describe_user``) and the artist ids of the stored profiles, in ingest order.
+Two runs side by side, each on a fresh data dir and a fresh in-process server: no faults,
+and 10% of requests answered 429 with ``Retry-After: 0`` (a 1 s Retry-After on 10% of ~15k
+requests would only measure sleeping).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+N_USERS = int(__import__("os").environ.get("SOUNDMATES_BENCH_INGEST_USERS", "1000"))
+SEED = 11
+RATE_429 = 0.10
+RETRY_AFTER_S = 0
+
+
+def _world_pages(world_dir: Path, user_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """Per user, from what the world serves: (playlist listing pages, item pages)."""
+    from soundmates.world.generator import World
+
+    world = World(world_dir)
+    out = {}
+    for uid in user_ids:
+        pls = world.playlists(world.user_index(uid))
+        out[uid] = (max(1, math.ceil(len(pls) / 50)), sum(math.ceil(p.total / 50) for p in pls))
+    return out
+
+
+def _lower_bound(pages: dict[str, tuple[int, int]], user_ids: list[str], profiles_dir: Path) -> dict:
+    """1 + playlist pages + sum(ceil(items/50)) + ceil(new artists/50) per user, in ingest order.
+
+    The artists of a user are those of the stored profile (users without one fetch no artists);
+    a sample is checked against the world's own count in :func:`_check_artist_counts`.
+    """
+    from soundmates.profiles import ProfileRepository
+
+    repo = ProfileRepository(profiles_dir)
+    seen: set[str] = set()
+    parts = {"user": 0, "user_playlists": 0, "playlist_items": 0, "artists": 0}
+    for uid in user_ids:
+        parts["user"] += 1
+        parts["user_playlists"] += pages[uid][0]
+        parts["playlist_items"] += pages[uid][1]
+        prof = repo.load(uid)
+        if prof is not None:
+            new = set(prof.artists) - seen
+            parts["artists"] += math.ceil(len(new) / 50)
+            seen |= new
+    return {"parts": parts, "total": sum(parts.values()), "distinct_artists": len(seen)}
+
+
+def _check_artist_counts(world_dir: Path, user_ids: list[str], profiles_dir: Path, sample: int = 40) -> int:
+    """How many of a sample of stored profiles disagree with the world on their number of artists."""
+    from soundmates.profiles import ProfileRepository
+    from soundmates.world.generator import World, describe_user
+
+    world, repo = World(world_dir), ProfileRepository(profiles_dir)
+    stored = [u for u in user_ids[:: max(1, len(user_ids) // sample)] if repo.exists(u)][:sample]
+    return sum(1 for u in stored if len(repo.load(u).artists) != describe_user(world, u)["distinct_artists"])
+
+
+def _one_run(world_dir: Path, user_ids: list[str], pages: dict, data_dir: Path, faults) -> dict:
+    from soundmates.config import Settings, SpotifyCredentials
+    from soundmates.spotify.client import SpotifyClient
+    from soundmates.spotify.ingest import Ingestor
+    from soundmates.world.server import SpotifyServer
+
+    with SpotifyServer(world_dir, port=0, mode="full", faults=faults) as server:
+        settings = Settings(data_dir=data_dir, spotify_api_url=server.api_url, spotify_token_url=server.token_url)
+        client = SpotifyClient(settings, SpotifyCredentials(client_id="bench", client_secret="bench"))
+        ingestor = Ingestor(settings, client=client)
+        t0 = time.perf_counter()
+        summary = ingestor.ingest_many(user_ids, progress=sys.stderr.isatty())
+        wall = time.perf_counter() - t0
+        server_stats = server.stats()
+    bound = _lower_bound(pages, user_ids, settings.profiles_dir)
+    bound["artist_count_mismatches_in_sample"] = _check_artist_counts(world_dir, user_ids, settings.profiles_dir)
+    retried_429 = summary.retries.get("429", 0)
+    return {
+        "ingested": summary.ingested,
+        "failed": len(summary.failed),
+        "failed_reasons": sorted({f.reason.split(":")[0] for f in summary.failed}),
+        "requests": summary.api_calls,
+        "calls_without_retries": summary.api_calls - sum(summary.retries.values()),
+        "retried": summary.retries,
+        "retried_429": retried_429,
+        "calls_by_endpoint": summary.calls_by_endpoint,
+        "token_requests": summary.token_requests,
+        "server_stats": server_stats,
+        "lower_bound": bound,
+        "wall_s": round(wall, 2),
+        "users_per_s": round(len(user_ids) / wall, 1),
+    }
+
+
+def run(out_dir: Path) -> dict:
+    from soundmates.world.generator import generate_world
+    from soundmates.world.server import FaultConfig
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    world_dir = tmp / "world"
+    t0 = time.perf_counter()
+    generate_world(world_dir, N_USERS, SEED)
+    gen_s = time.perf_counter() - t0
+    user_ids = [u for u in (world_dir / "users.txt").read_text(encoding="utf-8").splitlines() if u]
+    pages = _world_pages(world_dir, user_ids)
+
+    runs = {
+        "no faults": _one_run(world_dir, user_ids, pages, tmp / "clean", None),
+        f"{RATE_429:.0%} 429 (Retry-After {RETRY_AFTER_S} s)": _one_run(
+            world_dir, user_ids, pages, tmp / "faults", FaultConfig(rate_429=RATE_429, retry_after=RETRY_AFTER_S, seed=SEED)
+        ),
+    }
+    rows = []
+    for label, r in runs.items():
+        lb = r["lower_bound"]["total"]
+        r["ratio_requests"] = round(r["requests"] / lb, 3)
+        r["ratio_calls"] = round(r["calls_without_retries"] / lb, 3)
+        rows.append(
+            f"| {label} | {r['ingested']} / {r['failed']} | {lb / N_USERS:.2f} | {r['calls_without_retries'] / N_USERS:.2f} "
+            f"| **{r['ratio_calls']:.3f}×** | {r['requests'] / N_USERS:.2f} | {r['ratio_requests']:.3f}× "
+            f"| {r['retried_429']} | {r['users_per_s']:.1f} | {r['wall_s']:.1f} |"
+        )
+    clean = runs["no faults"]
+    parts = clean["lower_bound"]["parts"]
+    markdown = "\n".join(
+        [
+            f"A {N_USERS:,}-user world (seed {SEED}, generated in {gen_s:.1f} s), served by the in-process local server, "
+            "ingested from scratch (fresh data dir) in one process, both runs side by side.",
+            "Lower bound per user = 1 + playlist pages + Σ⌈items/50⌉ + ⌈new artists/50⌉ (from the world and the stored profiles). "
+            "*Calls* exclude the requests repeated after a retried 429 (each is unavoidable: the API said \"again\"); "
+            "*requests* are everything sent. Goal: calls ≤ 1.1× the bound.",
+            "",
+            "| run | ingested / failed | bound calls/user | calls/user | calls ÷ bound | requests/user | requests ÷ bound | 429s retried | users/s | wall s |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            f"Bound parts (no faults, all users): user {parts['user']}, playlist pages {parts['user_playlists']}, item pages {parts['playlist_items']}, "
+            f"artist batches {parts['artists']} ({clean['lower_bound']['distinct_artists']} distinct artists). "
+            f"Calls by endpoint: {clean['calls_by_endpoint']}. Failed users are the world's users without public playlists or tracks "
+            f"({', '.join(clean['failed_reasons']) or 'none'}).",
+        ]
+    )
+    return {"title": "Ingest: API calls vs lower bound, users/s", "markdown": markdown, "users": N_USERS, "generate_s": round(gen_s, 2), "runs": runs}
