@@ -13,7 +13,7 @@ import pytest
 from soundmates.config import get_settings, reset_settings
 from soundmates.profiles import ProfileRepository
 from soundmates.spotify.ingest import Ingestor
-from soundmates.spotify.refs import profile_url
+from soundmates.spotify.refs import profile_url, quote_user_id
 
 
 def _settings(**overrides):
@@ -168,3 +168,52 @@ def test_artist_cache_second_user_sharing_artists_costs_no_new_artist_calls(smal
     # and each artist was fetched exactly once, ever
     lines = (settings.raw_dir / "artists.jsonl").read_text().splitlines()
     assert len(lines) == len(known)
+
+
+def test_a_rerun_resumes_from_raw_pages_and_refetches_only_what_is_missing_or_broken(small_world, world_desc, spotify_server):
+    spotify_server(world=small_world)
+    uid = _find(world_desc, lambda d: 1 < d["playlists"] and 0 < d["tracks"] and d["items"] <= 400)[0]
+    settings = _settings()
+    first = Ingestor(settings).ingest_user(uid)
+    repo = ProfileRepository(settings.profiles_dir)
+
+    # as after a crash between the last page and the profile: every page is there, no profile
+    repo.delete(uid)
+    resumed = Ingestor(settings).ingest_many([uid], progress=False)
+    assert resumed.ingested == 1 and resumed.api_calls == 0 and resumed.raw_pages_reused > 0
+    assert repo.load(uid).content_hash() == first.content_hash()
+
+    # a stored page that is lost or not a page any more is fetched again, and only that one
+    from soundmates.profiles import safe_filename
+
+    user_dir = settings.raw_dir / "users" / safe_filename(uid)
+    (user_dir / "playlists" / "0.json").write_text('{"error": "not a page"}')
+    one_items_page = next((user_dir / "items").rglob("0.json"))
+    one_items_page.unlink()
+    repo.delete(uid)
+    again = Ingestor(settings).ingest_many([uid], progress=False)
+    assert again.ingested == 1 and again.calls_by_endpoint == {"user_playlists": 1, "playlist_items": 1}
+    assert repo.load(uid).content_hash() == first.content_hash()
+
+
+def test_malformed_answers_fail_that_user_only_with_the_reason(small_world, world_desc, spotify_server):
+    from soundmates.spotify.client import SpotifyClient
+
+    spotify_server(world=small_world)
+    bad, good = _find(world_desc, lambda d: 0 < d["tracks"] and d["items"] <= 300, limit=2)
+    settings = _settings()
+
+    class TamperedClient(SpotifyClient):
+        """The real client; one user's playlist listing comes back without its items list."""
+
+        def get(self, endpoint, path, params=None):
+            result = super().get(endpoint, path, params)
+            if endpoint == "user_playlists" and f"users/{quote_user_id(bad)}/" in path:
+                self.last_body = None
+                return {**result, "items": None}
+            return result
+
+    summary = Ingestor(settings, client=TamperedClient(settings)).ingest_many([bad, good], progress=False)
+    assert summary.ingested_user_ids == [good]
+    assert summary.failed[0].ref == bad
+    assert summary.failed[0].reason == "malformed data: the user_playlists page at offset 0 has no 'items' list"

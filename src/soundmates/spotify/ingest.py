@@ -304,7 +304,8 @@ class Ingestor:
     def _fetch(self, endpoint: str, path: str, params: dict | None, raw_path: Path, reuse: bool) -> dict:
         if reuse:
             stored = _load_json(raw_path)
-            if isinstance(stored, dict):
+            # A stored page that is not a page (edited, or from an older layout) is fetched again.
+            if isinstance(stored, dict) and (endpoint == "user" or isinstance(stored.get("items"), list)):
                 self.raw_pages_reused += 1
                 return stored
         obj = self.client.get(endpoint, path, params)
