@@ -147,3 +147,5 @@ def test_inbox_status_follows_the_pipeline_to_done_and_failed(app_test, dashboar
     at.switch_page(PIPELINE).run()
     page = texts(at)
     assert "Done 1" in page and "Failed 1" in page and "Fresh buffer 1" in page
+    (failed_table,) = [d.value for d in at.dataframe if "reason" in d.value.columns]  # only failures are listed now
+    assert list(failed_table["user"]) == [ghost] and failed_table["reason"].iloc[0]

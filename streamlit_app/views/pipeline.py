@@ -7,7 +7,7 @@ import streamlit as st
 
 from soundmates.config import get_settings
 from soundmates.recommend.models import RecommendError
-from streamlit_app import airflow_api, ui
+from streamlit_app import airflow_api, inbox_view, ui
 
 st.title("Pipeline")
 
@@ -62,6 +62,19 @@ p_col.metric("Waiting", counts.get("pending", 0))
 r_col.metric("Processing", counts.get("processing", 0))
 d_col.metric("Done", counts.get("done", 0))
 f_col.metric("Failed", counts.get("failed", 0))
+for label, status_name in (("Waiting requests", "pending"), ("Failed requests, with the reason", "failed")):
+    if counts.get(status_name, 0):
+        rows = inbox_view.inbox_requests(rec, status_name)
+        with st.expander(f"{label} ({counts[status_name]})", expanded=status_name == "failed"):
+            if not rows:
+                st.caption("This store cannot list the requests.")
+                continue
+            st.dataframe(
+                pd.DataFrame([{"user": e.user_id, "ref": e.ref, "reason": e.reason, "source": e.source,
+                               "updated": ui.when_text(e.updated_at)} for e in rows],
+                             columns=["user", "ref", "reason", "source", "updated"]),
+                hide_index=True, width="stretch", key=f"inbox_{status_name}",
+            )
 
 st.subheader("Recent DAG runs")
 airflow_url = get_settings().airflow_url
