@@ -346,13 +346,18 @@ class Ingestor:
                 if not isinstance(pl, dict) or not isinstance(pl.get("id"), str):
                     continue  # null rows in playlist listings are real; nothing to read
                 listed += 1
-                playlist = Playlist(id=pl["id"], name=str(pl.get("name") or ""), owner_id=(pl.get("owner") or {}).get("id"))
+                owner = pl.get("owner") if isinstance(pl.get("owner"), dict) else {}
+                playlist = Playlist(id=pl["id"], name=str(pl.get("name") or ""), owner_id=owner.get("id") if isinstance(owner.get("id"), str) else None)
                 # Feb 2026 renamed the playlist's `tracks` ({href, total}) to `items`; parse both.
                 ref = pl.get("items") if isinstance(pl.get("items"), dict) else pl.get("tracks")
                 total = ref.get("total") if isinstance(ref, dict) else None
                 if total != 0:  # an empty playlist costs no call
+                    # Read into fresh maps, merged only once the whole playlist was read: a playlist
+                    # refused half-way leaves nothing of itself in the profile.
+                    pl_tracks: dict[str, Track] = {}
+                    pl_artists: dict[str, str] = {}
                     try:
-                        self._read_items(playlist, udir, reuse, tracks, artist_names)
+                        self._read_items(playlist, udir, reuse, pl_tracks, pl_artists, known=tracks)
                     except ApiRefused:
                         refused += 1
                         self.playlists_skipped["refused"] += 1
@@ -360,6 +365,9 @@ class Ingestor:
                     except NotFound:
                         self.playlists_skipped["not_found"] += 1
                         continue
+                    tracks.update(pl_tracks)
+                    for aid, name in pl_artists.items():
+                        artist_names.setdefault(aid, name)
                 playlists.append(playlist)
 
         if listed == 0:
@@ -385,7 +393,8 @@ class Ingestor:
         self.repo.save(profile)
         return profile
 
-    def _read_items(self, playlist: Playlist, udir: Path, reuse: bool, tracks: dict, artist_names: dict) -> None:
+    def _read_items(self, playlist: Playlist, udir: Path, reuse: bool, tracks: dict, artist_names: dict, known: dict) -> None:
+        """Rows of one playlist into ``playlist.items``; new tracks (not in ``known``) into ``tracks``."""
         path = f"playlists/{quote_user_id(playlist.id)}/items"
         for page in self._pages("playlist_items", path, udir / "items" / safe_filename(playlist.id), reuse):
             for row in page["items"]:
@@ -396,7 +405,7 @@ class Ingestor:
                     setattr(playlist, field, getattr(playlist, field) + 1)
                     continue
                 track_id = obj["id"]
-                if track_id not in tracks:
+                if track_id not in tracks and track_id not in known:
                     track, refs = _track_from(obj)
                     tracks[track_id] = track
                     for aid, name in refs:
