@@ -63,6 +63,7 @@ class TasteBags:
     n_playlists_total: int = 0
     skipped: Counter = field(default_factory=Counter)  # episodes / local / null / unknown track
     genres_known: bool = False  # at least one artist had a genre list (possibly empty)
+    _top_artists: dict = field(default_factory=dict, repr=False)  # n -> top_artist_ids, computed once
 
 
 def _valid_year(y: int | None, max_year: int) -> bool:
@@ -111,11 +112,15 @@ def taste_bags(profile: Profile) -> TasteBags:
 
 def top_artist_ids(bags: TasteBags, profile: Profile, n: int) -> list[str]:
     """The n most frequent artists whose name is known (ties: by id, so the choice is deterministic)."""
+    cached = bags._top_artists.get(n)
+    if cached is not None:
+        return cached
     ranked = sorted(
         ((aid, c) for aid, c in bags.artist_counts.items() if aid in profile.artists and profile.artists[aid].name),
         key=lambda kv: (-kv[1], kv[0]),
     )
-    return [aid for aid, _ in ranked[: max(n, 0)]]
+    bags._top_artists[n] = top = [aid for aid, _ in ranked[: max(n, 0)]]
+    return top
 
 
 def texts_needed(bags: TasteBags, profile: Profile, top_n: int) -> set[str]:
@@ -353,10 +358,12 @@ def featurize_profiles(
     top_n: int = 10,
     views: bool = True,
     seed: int = 0,
+    hashes: Mapping[str, str] | None = None,
 ) -> FeatureBatch:
     """Features for many profiles: rows view ``full`` (and ``a``/``b`` when ``views``), one encoder call.
 
     One bad user never fails the batch: it is listed in ``rejected`` with the reason.
+    ``hashes``: ``content_hash()`` of profiles by user id, when the caller already computed them.
     """
     from soundmates.features.views import split_views
 
@@ -381,7 +388,8 @@ def featurize_profiles(
     for prof, parts in work:
         try:
             full_view, full_prof, full_bags = parts[0]
-            full_row = features_from_bags(full_bags, full_prof, table, dim, top_n)
+            known_hash = hashes.get(prof.user_id) if hashes else None
+            full_row = features_from_bags(full_bags, full_prof, table, dim, top_n, profile_hash=known_hash)
             phash = full_row["profile_hash"]
         except Rejected as rej:
             batch.rejected.append({"user_id": rej.user_id, "reason": rej.reason})

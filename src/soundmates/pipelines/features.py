@@ -101,12 +101,13 @@ def build_features(
     profiles = _load_profiles(repo, considered, rejected)
     stored = store.read(S.USER_PROFILES, keys=None if user_ids is None or refit else considered)
     stored_hash = dict(zip(stored["user_id"], stored["profile_hash"])) if len(stored) else {}
-    todo = [p for p in profiles if refit or stored_hash.get(p.user_id) != p.content_hash()]
+    hashes = {p.user_id: p.content_hash() for p in profiles}  # once per user: it serialises the whole profile
+    todo = [p for p in profiles if refit or stored_hash.get(p.user_id) != hashes[p.user_id]]
     todo_ids = {p.user_id for p in todo}
     unchanged = [p.user_id for p in profiles if p.user_id not in todo_ids]
     _log(f"{len(considered)} user(s) considered, {len(todo)} to compute, {len(unchanged)} unchanged" + (", refitting the scaler" if refit else ""))
 
-    batch = featurize_profiles(todo, encoder, top_n=settings.top_n_artists, views=True, seed=seed)
+    batch = featurize_profiles(todo, encoder, top_n=settings.top_n_artists, views=True, seed=seed, hashes=hashes)
     rejected += batch.rejected
 
     rows = batch.feature_rows
