@@ -11,6 +11,7 @@ requests would only measure sleeping).
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -102,10 +103,17 @@ def _one_run(world_dir: Path, user_ids: list[str], pages: dict, data_dir: Path, 
 
 
 def run(out_dir: Path) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        return _run_in(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # ~2 MB of raw pages per user and run
+
+
+def _run_in(tmp: Path) -> dict:
     from soundmates.world.generator import generate_world
     from soundmates.world.server import FaultConfig
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     world_dir = tmp / "world"
     t0 = time.perf_counter()
     generate_world(world_dir, N_USERS, SEED)
