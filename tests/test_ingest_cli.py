@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from soundmates.config import get_settings, reset_settings
 from soundmates.profiles import ProfileRepository
 from soundmates.spotify.ingest import Ingestor
@@ -61,6 +63,7 @@ def test_missing_file_and_no_refs_are_usage_errors(tmp_path):
     assert proc.returncode != 0 and "nothing to ingest" in proc.stderr
 
 
+@pytest.mark.slow
 def test_rerun_after_kill_ends_with_the_same_profiles_and_no_duplicates(small_world, spotify_server, tmp_path):
     from soundmates.world.generator import World, describe_user
 
