@@ -131,16 +131,17 @@ def test_embedder_survives_bad_rows(trained, frame, settings):
 
     reg = ModelRegistry(settings.models_dir)
     loaded = reg.load(reg.register(trained, metrics={}, data_version=None, feature_schema={})["version"])
-    bad = frame[frame.view == "full"].head(3).copy()
+    bad = frame[frame.view == "full"].head(4).copy()
     bad.at[bad.index[0], "genre_emb"] = [1.0, 2.0]  # wrong width
     bad.at[bad.index[1], "artist_ids"] = ["never-seen-artist"]  # unseen id -> hash bucket
     bad.at[bad.index[1], "artist_weights"] = [3.0]
     bad.at[bad.index[2], "genre_names"] = []
     bad.at[bad.index[2], "genre_weights"] = []
+    bad.at[bad.index[3], "artist_weights"] = ["x"] * len(bad.at[bad.index[3], "artist_ids"])  # not numbers
     from soundmates.model.embedder import TwoTowerEmbedder
 
     v = TwoTowerEmbedder(loaded).embed(bad)
-    assert np.isfinite(v).all() and v.shape[0] == 3
+    assert np.isfinite(v).all() and v.shape[0] == 4
 
 
 def test_promotion_gate_both_ways(trained, settings):

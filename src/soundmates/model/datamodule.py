@@ -189,8 +189,11 @@ class FeaturePreprocessor:
                 continue
             m = np.full((n, w), np.nan)
             for i, vec in enumerate(rows[c]):
-                if vec is not None and len(vec) == w:
-                    m[i] = np.asarray(vec, dtype=np.float64)
+                try:
+                    if vec is not None and len(vec) == w:
+                        m[i] = np.asarray(vec, dtype=np.float64)
+                except (TypeError, ValueError):  # malformed vector: treated as missing (the training mean)
+                    pass
             blocks.append(m)
         return np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0))
 
@@ -203,10 +206,14 @@ class FeaturePreprocessor:
             return idx, wts
         weights_iter = rows[weights_col] if weights_col in rows.columns else [None] * n
         for i, (names, weights) in enumerate(zip(rows[names_col], weights_iter)):
-            names = list(names) if names is not None else []
+            try:
+                names = [str(t) for t in names] if names is not None else []
+                w = np.asarray(weights if weights is not None and len(weights) == len(names) else [1.0] * len(names), dtype=np.float64)
+            except (TypeError, ValueError) as e:  # one malformed bag must not fail the batch: it stays empty
+                log.warning("row %d: unreadable %s/%s (%s); bag left empty", i, names_col, weights_col, e)
+                continue
             if not names:
                 continue
-            w = np.asarray(weights if weights is not None and len(weights) == len(names) else [1.0] * len(names), dtype=np.float64)
             w = np.where(np.isfinite(w), w, 0.0)
             tf = _tf(w, tf_mode)
             looked = [vocab.lookup(str(t)) for t in names]
