@@ -45,7 +45,7 @@ def test_valid_profile_shows_match_cards(app_test, contract_recommender):
     assert "#### 1. Listener 00" in page and "Listener 03" not in page.split("Soundmates of Listener 03", 1)[1]
     assert "Match score 0.90" in page and "Closer than 99%" in page
     assert "indie folk" in page and "Big Thief" in page and "Tracks you both have" in page
-    links = [el.proto.url for el in at.get("link_button")]
+    links = [el.proto.url for el in at.get("link_button") if "open.spotify.com/user/" in el.proto.url]
     assert "https://open.spotify.com/user/user00" in links and len(links) == 10
     assert at.main.status[0].label == "Found 10 soundmates"
     assert contract_recommender.calls[0] == ("recommend", "https://open.spotify.com/user/user03?si=abc", 10)

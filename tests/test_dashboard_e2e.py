@@ -12,15 +12,19 @@ from tests.test_dashboard import CONSENT, MAP, PIPELINE, plotly_specs, search, t
 pytestmark = pytest.mark.slow
 
 
+def profile_links(at) -> list[str]:
+    """The match cards' links to Spotify profiles (the page also has a 'Connect with Spotify' link)."""
+    return [el.proto.url for el in at.get("link_button") if el.proto.url.startswith("https://open.spotify.com/user/")]
+
+
 def test_stored_user_gets_match_cards_with_reasons(app_test, dashboard_world):
     me = dashboard_world.stored_ids[0]
     at = search(app_test(timeout=120), f"https://open.spotify.com/user/{me}?si=0123")
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert at.main.status[0].label.startswith("Found 10 soundmates")
-    links = [el.proto.url for el in at.get("link_button")]
+    links = profile_links(at)
     assert len(links) == 10 and f"https://open.spotify.com/user/{me}" not in links
-    assert all(link.startswith("https://open.spotify.com/user/") for link in links)
     scores = [float(m.value) for m in at.metric if m.label == "Match score"]
     assert scores == sorted(scores, reverse=True) and len(scores) == 10
     assert any(m.label == "Closer than" for m in at.metric)  # calibrated percentile shown
@@ -39,10 +43,10 @@ def test_unknown_user_is_fetched_live_and_not_stored(app_test, dashboard_world):
     assert status.label.endswith("(profile fetched live)")
     steps = [m.value for m in status.markdown]
     assert any("from Spotify" in s for s in steps) and any("Searching" in s for s in steps)
-    assert len([el for el in at.get("link_button")]) == 10
+    assert len(profile_links(at)) == 10
     assert not ProfileRepository(get_settings().profiles_dir).exists(newcomer)
     # Why this match works for a live profile too (kept in memory, not stored).
-    first = unquote(at.get("link_button")[0].proto.url.rsplit("/", 1)[1])  # world ids include '#', 'ç'…
+    first = unquote(profile_links(at)[0].rsplit("/", 1)[1])  # world ids include '#', 'ç'…
     at.toggle(key=f"why_{first}").set_value(True).run()
     assert not at.exception, at.exception
     titles = [s["layout"]["title"]["text"] for s in plotly_specs(at)]
@@ -99,7 +103,7 @@ def test_add_then_remove_changes_inbox_and_store(app_test, dashboard_world):
     features = get_store(get_settings()).read("user_features")
     assert victim not in set(features["user_id"])
     at = search(at.switch_page("views/find.py").run(), dashboard_world.stored_ids[4])
-    assert f"https://open.spotify.com/user/{victim}" not in [el.proto.url for el in at.get("link_button")]
+    assert f"https://open.spotify.com/user/{victim}" not in profile_links(at)
 
 
 def test_map_and_pipeline_pages(app_test, dashboard_world):
