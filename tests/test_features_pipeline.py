@@ -135,3 +135,37 @@ def test_cli_features_build_json(settings, world):
     assert out["users"] == 4 and [r["user_id"] for r in out["rejected"]] == ["podcaster"]
     help_text = CliRunner().invoke(app, ["features", "build", "--help"]).output
     assert "--force" in help_text and "--json" in help_text
+
+
+class ExplodingModel:
+    """Stands for the encoder model where a test asserts it is never used."""
+
+    from soundmates.features.encoder import DEFAULT_MODEL_ID as model_id
+
+    def encode(self, texts, **kw):
+        raise AssertionError(f"the model was asked to encode {texts[:3]}")
+
+    def get_sentence_embedding_dimension(self):
+        raise AssertionError("the model was loaded to learn its dimension")
+
+
+def test_empty_build_never_loads_the_model(settings):
+    from soundmates.features.encoder import TextEncoder
+    from soundmates.pipelines.features import build_features
+
+    out = build_features(settings, encoder=TextEncoder(settings, model=ExplodingModel()))
+    assert out["users"] == 0 and out["rejected"] == [] and out["data_version"] is None
+
+
+def test_cached_builds_never_touch_the_model(settings, world, encoder):
+    from soundmates.features.encoder import TextEncoder
+    from soundmates.pipelines.features import build_features
+
+    nobody = build_features(settings, user_ids=[], encoder=TextEncoder(settings, model=ExplodingModel()))
+    assert nobody["users"] == 0 and nobody["updated"] == 0
+
+    build_features(settings, encoder=encoder)
+    # A new user whose genres and artist names ("Band indie rock", ...) are all in the persistent cache.
+    world.save(make_profile("eve", (0, 1)))
+    out = build_features(settings, encoder=TextEncoder(settings, model=ExplodingModel()))
+    assert out["updated"] == 1 and out["unchanged"] == 4 and out["encoder"]["disk_hits"] > 0

@@ -383,6 +383,8 @@ def featurize_profiles(
         except Exception as exc:  # a malformed profile must not stop the others
             batch.rejected.append({"user_id": prof.user_id, "reason": f"could not read the profile: {exc}"})
 
+    if not work:
+        return batch  # nothing to encode: do not load the model just to learn its dimension
     dim = encoder.dim
     table = _VectorTable(encoder.lookup(sorted(texts)), dim)
     for prof, parts in work:

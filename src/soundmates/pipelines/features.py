@@ -96,6 +96,8 @@ def build_features(
     considered = repo.user_ids() if (user_ids is None or refit) else list(dict.fromkeys(user_ids))
     if user_ids is not None and refit:
         considered = list(dict.fromkeys([*considered, *user_ids]))
+    if user_ids is not None and len(user_ids) == 0:
+        considered = []  # asked for nobody (e.g. an empty inbox batch): do nothing, even without a scaler
 
     rejected: list[dict] = []
     profiles = _load_profiles(repo, considered, rejected)
@@ -105,7 +107,7 @@ def build_features(
     todo = [p for p in profiles if refit or stored_hash.get(p.user_id) != hashes[p.user_id]]
     todo_ids = {p.user_id for p in todo}
     unchanged = [p.user_id for p in profiles if p.user_id not in todo_ids]
-    _log(f"{len(considered)} user(s) considered, {len(todo)} to compute, {len(unchanged)} unchanged" + (", refitting the scaler" if refit else ""))
+    _log(f"{len(considered)} user(s) considered, {len(todo)} to compute, {len(unchanged)} unchanged" + (", refitting the scaler" if refit and todo else ""))
 
     batch = featurize_profiles(todo, encoder, top_n=settings.top_n_artists, views=True, seed=seed, hashes=hashes)
     rejected += batch.rejected
@@ -151,7 +153,12 @@ def build_features(
         "without_views": len(batch.no_views),
         "refit_scaler": bool(refit and rows),
         "scaler_version": scaler.version if scaler is not None else None,
-        "encoder": {"model": encoder.model_id, "dim": encoder.dim, **{k: v - stats_before.get(k, 0) for k, v in encoder.stats.items()}},
+        # dim only when already known: an empty build must not load the model just to print it.
+        "encoder": {
+            "model": encoder.model_id,
+            "dim": encoder.dim if rows else (scaler.encoder_dim if scaler is not None else None),
+            **{k: v - stats_before.get(k, 0) for k, v in encoder.stats.items()},
+        },
         "data_version": store.data_version(S.USER_FEATURES),
         "seconds": round(time.perf_counter() - t0, 2),
     }
