@@ -163,6 +163,7 @@ def bench_new_user(root: Path) -> dict:
 
 def run(out_dir: Path) -> dict:
     root = Path(tempfile.mkdtemp(prefix="soundmates-bench-index-"))
+    load_before = os.getloadavg()[0]
     try:
         rows = [bench_size(n, root) for n in SIZES]
         try:
@@ -173,7 +174,11 @@ def run(out_dir: Path) -> dict:
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
+    load_after = os.getloadavg()[0]
     lines = [
+        f"Machine load average {load_before:.1f} at the start, {load_after:.1f} at the end "
+        f"({os.cpu_count()} cores, shared): latencies are noisy, ratios were measured side by side.",
+        "",
         f"Synthetic {DIM}-d clustered embeddings ({CLUSTERS} taste clusters); {N_QUERIES_ANN} held-out users as queries "
         f"(recall@10 against exact search); Annoy latency = `UserIndex.query` (includes the per-query version check), "
         f"brute force = numpy dot product + argpartition over the same matrix ({N_QUERIES_BRUTE} queries). "
@@ -197,4 +202,10 @@ def run(out_dir: Path) -> dict:
             f"features + embedding + search + reasons): p50 {e2e['p50_s']} s, p95 {e2e['p95_s']} s over {e2e['runs']} runs "
             f"(first, cold run {e2e['first_run_s']} s). Goal p95 ≤ 1.5 s.",
         ]
-    return {"title": "Index: Annoy vs brute force, new-user latency", "markdown": "\n".join(lines), "sizes": rows, "new_user": e2e}
+    return {
+        "title": "Index: Annoy vs brute force, new-user latency",
+        "markdown": "\n".join(lines),
+        "sizes": rows,
+        "new_user": e2e,
+        "load_average": [round(load_before, 2), round(load_after, 2)],
+    }
