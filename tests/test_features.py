@@ -276,3 +276,22 @@ def test_scaler_fit_persist_reload_and_nan_becomes_mean(settings):
     (settings.data_dir / "features" / "scaler.json").write_text("{not json")
     with pytest.raises(ScalerError, match="not a valid scaler"):
         load_scaler(settings)
+
+
+def test_unexpected_error_in_one_user_does_not_fail_the_batch(tmp_path, settings, monkeypatch):
+    from soundmates.features import taste
+    from tests.test_encoder import HashModel
+
+    real = taste.features_from_bags
+
+    def flaky(bags, prof, *a, **kw):
+        if prof.user_id == "bad":
+            raise ZeroDivisionError("odd data")
+        return real(bags, prof, *a, **kw)
+
+    monkeypatch.setattr(taste, "features_from_bags", flaky)
+    arts = [Artist(id="a", name="A", genres=["rock"])]
+    profs = [profile(u, [("p", [("t1", 1.0), ("t2", 1.0)], {})], [track("t1", ["a"]), track("t2", ["a"])], arts) for u in ("ok1", "bad", "ok2")]
+    batch = featurize_profiles(profs, TextEncoder(settings, cache_dir=tmp_path, model=HashModel()))
+    assert batch.rejected == [{"user_id": "bad", "reason": "feature computation failed: ZeroDivisionError: odd data"}]
+    assert {r["user_id"] for r in batch.feature_rows} == {"ok1", "ok2"}

@@ -396,11 +396,14 @@ def featurize_profiles(
         except Rejected as rej:
             batch.rejected.append({"user_id": rej.user_id, "reason": rej.reason})
             continue
+        except Exception as exc:  # a bug or odd data in one profile must not cost the others their features
+            batch.rejected.append({"user_id": prof.user_id, "reason": f"feature computation failed: {type(exc).__name__}: {exc}"})
+            continue
         rows = [{"user_id": prof.user_id, "view": full_view, **full_row}]
         for view, p, b in parts[1:]:
             try:
                 r = features_from_bags(b, p, table, dim, top_n, profile_hash=phash)
-            except Rejected:
+            except Exception:  # Rejected or odd data in one half
                 rows = rows[:1]  # both halves or neither: a lone half is no training pair
                 break
             rows.append({"user_id": prof.user_id, "view": view, **r})
