@@ -93,7 +93,7 @@ def _authorize_url() -> str | None:
 
 
 def _search(rec: Recommender, connected: dict[str, Any], k: int) -> None:
-    from soundmates.spotify.connect import recommend_for
+    from soundmates.spotify.connect import connected_recommender
     from streamlit_app import ui
 
     profile = connected["profile"]
@@ -102,7 +102,10 @@ def _search(rec: Recommender, connected: dict[str, Any], k: int) -> None:
         st.session_state.pop(key, None)
     with st.status("Looking for your soundmates…", expanded=True) as status:
         try:
-            result = recommend_for(profile, k, recommender=rec, progress=ui.StatusProgress(status))
+            # Kept for this session: it knows the connected profile, so "Why this match?" can explain.
+            own = connected_recommender(profile, share_with=rec)
+            connected["recommender"] = own
+            result = own.recommend(profile.user_id, k=k, progress=ui.StatusProgress(status))
         except Exception as exc:
             from soundmates.recommend import RecommendError
 
@@ -115,8 +118,12 @@ def _search(rec: Recommender, connected: dict[str, Any], k: int) -> None:
         status.update(label=f"Found {len(result.matches)} soundmates", state="complete", expanded=False)
 
 
-def render(rec: Recommender) -> None:
-    """The "Connect with Spotify" control, or the connected account with its matches and the Add me button."""
+def render(rec: Recommender) -> Recommender:
+    """The "Connect with Spotify" control, or the connected account with its matches and the Add me button.
+
+    Returns the Recommender the page should explain the shown matches with: the connected account's own
+    when the result on the page is theirs (it knows their unstored profile), else ``rec``.
+    """
     error = st.session_state.get(CONNECT_ERROR_KEY)
     connected = st.session_state.get(CONNECTED_KEY)
     with st.container(border=True, key="connect_panel"):
@@ -127,7 +134,7 @@ def render(rec: Recommender) -> None:
             url = _authorize_url()
             if url:
                 st.link_button("Connect with Spotify", url, icon=":material/login:")
-            return
+            return rec
         account, summary = connected["account"], connected["summary"]
         st.markdown(
             f":material/check_circle: Connected as **{account.display_name or account.user_id}** "
@@ -155,3 +162,10 @@ def render(rec: Recommender) -> None:
     if again or st.session_state.get(CONNECT_SEARCHED_KEY) != account.user_id:
         st.session_state[CONNECT_SEARCHED_KEY] = account.user_id
         _search(rec, connected, int(st.session_state.get("find_k", 10)))
+    from streamlit_app import ui
+
+    result = st.session_state.get(ui.RESULT_KEY)
+    own = connected.get("recommender")
+    if own is not None and result is not None and getattr(result, "user_id", None) == account.user_id:
+        return own
+    return rec

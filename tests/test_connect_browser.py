@@ -61,10 +61,10 @@ def connect_world(dashboard_world, monkeypatch):
     server = SpotifyServer(dashboard_world.world_dir, port=0, mode="development").start()
     allowed = dashboard_world.unknown_ids[:3]
     oauth.configure(server, allowlist=allowed)
+    # The app's secret stays configured: the pipeline's own ingest (process_inbox) needs app credentials.
+    # The PKCE flow never sends it (tests/test_connect.py runs the flow with no secret at all).
     env = {**dashboard_world.env, "SOUNDMATES_SPOTIFY_API_URL": server.api_url,
            "SOUNDMATES_SPOTIFY_TOKEN_URL": server.token_url, "SPOTIPY_CLIENT_ID": "browser-test"}
-    env.pop("SPOTIPY_CLIENT_SECRET", None)  # PKCE: no secret anywhere
-    monkeypatch.delenv("SPOTIPY_CLIENT_SECRET", raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     reset_settings()
@@ -177,17 +177,33 @@ def test_dashboard_connect_matches_and_consent(dashboard, browser):
     _wait(browser, "a.login")
     browser.find_element(By.CSS_SELECTOR, f"a.login[data-user-id='{me}']").click()
 
-    _wait(browser, "[class*='st-key-match_card_10']", 240)
+    try:
+        _wait(browser, "[class*='st-key-match_card_10']", 240)
+    except Exception:
+        pytest.fail("no match cards; the page says:\n" + browser.find_element(By.TAG_NAME, "body").text[-3000:])
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "Connected as" in body and "Soundmates of" in body
     assert "code=" not in browser.current_url  # the single-use code is cleared from the address bar
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']"), body
     assert ProfileRepository(world.data_dir / "profiles").load(me) is None  # nothing stored before consent
+    # "Why this match?" explains a match of the unstored, connected profile too.
+    card = browser.find_elements(By.CSS_SELECTOR, "[class*='st-key-match_card_']")[0]
+    card.find_element(By.XPATH, ".//label[.//*[contains(text(), 'Why this match?')]]").click()
+    _wait(browser, "[class*='st-key-match_card_1'] .js-plotly-plot", 120)
 
     browser.find_element(By.XPATH, "//button[.//*[contains(text(), 'Add me (store my profile)')]]").click()
     WebDriverWait(browser, 60).until(lambda d: "queued" in d.find_element(By.TAG_NAME, "body").text)
     stored = ProfileRepository(world.data_dir / "profiles").load(me)
     assert stored is not None and stored.source == "oauth"
+    # The pipeline takes the consented profile as stored (its ingest skips stored users: no public-API
+    # call that development mode would refuse) and makes the person findable.
+    from soundmates.config import get_settings
+    from soundmates.index import UserIndex
+    from soundmates.pipelines.new_users import process_inbox
+
+    done = process_inbox(get_settings())
+    assert me in done["done"], done
+    assert UserIndex(get_settings()).vector(me) is not None
 
     # A redirect with a state this app never issued: refused, with the reason on the page.
     browser.get(f"{base}/?code=forged&state={'C' * 43}")

@@ -35,7 +35,7 @@ rec = ui.recommender()
 if rec is None:
     st.stop()
 
-connect_ui.render(rec)  # the other way in: Connect with Spotify (your own account, OAuth)
+rec = connect_ui.render(rec)  # the other way in: Connect with Spotify (your own account, OAuth)
 
 if submitted:
     if not ref.strip():

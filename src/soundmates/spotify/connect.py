@@ -32,7 +32,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import tempfile
 import time
 from collections import Counter
@@ -508,6 +507,7 @@ def fetch_profile(client: ConnectedClient, settings: Settings | None = None, *, 
     details (genres), the rest is batched/cached exactly as the ingest does.
     """
     from .ingest import Ingestor, _classify_row, _track_from
+    from .refs import quote_user_id
 
     settings = settings or client.settings
     t0 = time.perf_counter()
@@ -518,90 +518,110 @@ def fetch_profile(client: ConnectedClient, settings: Settings | None = None, *, 
         raise ConnectError("Spotify's /me answer has no user id")
     summary = ConnectSummary(user_id=user_id, display_name=me.get("display_name"))
 
+    # The ingest's artist policy (batched, cached, development-mode fallback) is reused as is. Nothing
+    # personal is written: pages are parsed in memory; only the shared artist cache (public catalogue
+    # data) grows, as for live searches.
     ing = Ingestor(settings, client=client)
-    # Raw pages of a person who has not consented go to a throwaway folder; the shared artist cache
-    # (public catalogue data) stays warm, as for live searches.
-    tmp = Path(tempfile.mkdtemp(prefix="soundmates-connect-"))
-    ing.repo = ProfileRepository(tmp / "profiles")
-    udir = tmp / "me"
     skipped: Counter[str] = Counter()
-    try:
-        playlists: list[Playlist] = []
-        tracks: dict = {}
-        artist_names: dict[str, str] = {}
-        for page in _pages(client, "me_playlists", "me/playlists"):
-            for pl in page["items"]:
-                if not isinstance(pl, dict) or not isinstance(pl.get("id"), str):
-                    continue
-                summary.playlists_listed += 1
-                owner = (pl.get("owner") or {}).get("id")
-                if owner != user_id and not pl.get("collaborative"):
-                    summary.playlists_not_readable += 1
-                    continue
-                playlist = Playlist(id=pl["id"], name=str(pl.get("name") or ""), owner_id=owner)
-                ref = pl.get("items") if isinstance(pl.get("items"), dict) else pl.get("tracks")
-                if not (isinstance(ref, dict) and ref.get("total") == 0):
-                    try:
-                        ing._read_items(playlist, udir, False, tracks, artist_names)
-                    except ApiRefused:
-                        summary.playlists_refused += 1
-                        continue
-                    except NotFound:
-                        continue
-                summary.playlists_read += 1
-                playlists.append(playlist)
+    playlists: list[Playlist] = []
+    tracks: dict = {}
+    artist_names: dict[str, str] = {}
 
-        def add_tracks(objs: list[dict], name: str, pid: str, weights: list[float] | None = None, added: list | None = None) -> int:
-            playlist = Playlist(id=pid, name=name, owner_id=user_id)
-            for k, obj in enumerate(objs):
-                kind, content = _classify_row({"item": obj})
+    def read_items(playlist: Playlist) -> None:
+        """All rows of one playlist; merged only once it was read whole (a refusal half-way leaves nothing)."""
+        pl_tracks: dict = {}
+        pl_artists: dict[str, str] = {}
+        path = f"playlists/{quote_user_id(playlist.id)}/items"
+        for page in _pages(client, "playlist_items", path):
+            for row in page["items"]:
+                kind, obj = _classify_row(row)
                 if kind != "track":
-                    skipped[kind] += 1
+                    field = {"episode": "skipped_episodes", "local": "skipped_local", "null": "skipped_null"}[kind]
+                    setattr(playlist, field, getattr(playlist, field) + 1)
                     continue
-                track, refs = _track_from(content)
-                tracks.setdefault(track.id, track)
-                for aid, aname in refs:
-                    artist_names.setdefault(aid, aname)
-                playlist.items.append(PlaylistItem(track_id=track.id, weight=weights[k] if weights else 1.0,
-                                                   added_at=added[k] if added else None))
-            if playlist.items:
-                playlists.append(playlist)
-            return len(playlist.items)
+                if obj["id"] not in tracks and obj["id"] not in pl_tracks:
+                    track, refs = _track_from(obj)
+                    pl_tracks[track.id] = track
+                    for aid, aname in refs:
+                        pl_artists.setdefault(aid, aname)
+                added_at = row.get("added_at") if isinstance(row, dict) else None
+                playlist.items.append(PlaylistItem(track_id=obj["id"], added_at=added_at if isinstance(added_at, str) else None))
+        tracks.update(pl_tracks)
+        for aid, aname in pl_artists.items():
+            artist_names.setdefault(aid, aname)
 
-        try:
-            top = [t for page in _pages(client, "me_top_tracks", "me/top/tracks", {"time_range": TOP_TIME_RANGE}, 50) for t in page["items"]]
-            n = len(top)
-            weights = [1.0 + (TOP_TRACK_MAX_WEIGHT - 1.0) * (n - 1 - r) / max(1, n - 1) for r in range(n)]
-            summary.top_tracks = add_tracks(top, "Top tracks", TOP_TRACKS_PLAYLIST_ID, weights)
-        except ApiRefused:
-            log.info("/me/top/tracks refused: profile without top tracks")
-        try:
-            saved_rows = [r for page in _pages(client, "me_tracks", "me/tracks") for r in page["items"] if isinstance(r, dict)]
-            summary.saved_tracks = add_tracks([r.get("track") for r in saved_rows], "Liked songs", SAVED_TRACKS_PLAYLIST_ID,
-                                              added=[r.get("added_at") if isinstance(r.get("added_at"), str) else None for r in saved_rows])
-        except ApiRefused:
-            log.info("/me/tracks refused: profile without saved tracks")
+    for page in _pages(client, "me_playlists", "me/playlists"):
+        for pl in page["items"]:
+            if not isinstance(pl, dict) or not isinstance(pl.get("id"), str):
+                continue
+            summary.playlists_listed += 1
+            owner_obj = pl.get("owner") if isinstance(pl.get("owner"), dict) else {}
+            owner = owner_obj.get("id") if isinstance(owner_obj.get("id"), str) else None
+            if owner != user_id and not pl.get("collaborative"):
+                summary.playlists_not_readable += 1
+                continue
+            playlist = Playlist(id=pl["id"], name=str(pl.get("name") or ""), owner_id=owner)
+            ref = pl.get("items") if isinstance(pl.get("items"), dict) else pl.get("tracks")
+            if not (isinstance(ref, dict) and ref.get("total") == 0):
+                try:
+                    read_items(playlist)
+                except ApiRefused:
+                    summary.playlists_refused += 1
+                    continue
+                except NotFound:
+                    continue
+            summary.playlists_read += 1
+            playlists.append(playlist)
 
-        # Full artist objects the account answers anyway: they spare /artists calls (refused in development mode).
-        known: dict[str, dict] = {}
-        try:
-            top_artists = [a for page in _pages(client, "me_top_artists", "me/top/artists", {"time_range": TOP_TIME_RANGE}, 50)
-                           for a in page["items"] if isinstance(a, dict) and isinstance(a.get("id"), str)]
-            summary.top_artists = len(top_artists)
-            known.update({a["id"]: a for a in top_artists})
-        except ApiRefused:
-            log.info("/me/top/artists refused")
-        try:
-            followed = _followed_artists(client)
-            summary.followed_artists = len(followed)
-            known.update({a["id"]: a for a in followed})
-        except ApiRefused:
-            log.info("/me/following refused")
-        fresh = {aid: obj for aid, obj in known.items() if aid in artist_names and aid not in ing.artist_cache}
-        ing.artist_cache.add(fresh)
-        artists = ing._artists(artist_names)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    def add_tracks(objs: list[dict], name: str, pid: str, weights: list[float] | None = None, added: list | None = None) -> int:
+        playlist = Playlist(id=pid, name=name, owner_id=user_id)
+        for k, obj in enumerate(objs):
+            kind, content = _classify_row({"item": obj})
+            if kind != "track":
+                skipped[kind] += 1
+                continue
+            track, refs = _track_from(content)
+            tracks.setdefault(track.id, track)
+            for aid, aname in refs:
+                artist_names.setdefault(aid, aname)
+            playlist.items.append(PlaylistItem(track_id=track.id, weight=weights[k] if weights else 1.0,
+                                               added_at=added[k] if added else None))
+        if playlist.items:
+            playlists.append(playlist)
+        return len(playlist.items)
+
+    try:
+        top = [t for page in _pages(client, "me_top_tracks", "me/top/tracks", {"time_range": TOP_TIME_RANGE}, 50) for t in page["items"]]
+        n = len(top)
+        weights = [1.0 + (TOP_TRACK_MAX_WEIGHT - 1.0) * (n - 1 - r) / max(1, n - 1) for r in range(n)]
+        summary.top_tracks = add_tracks(top, "Top tracks", TOP_TRACKS_PLAYLIST_ID, weights)
+    except ApiRefused:
+        log.info("/me/top/tracks refused: profile without top tracks")
+    try:
+        saved_rows = [r for page in _pages(client, "me_tracks", "me/tracks") for r in page["items"] if isinstance(r, dict)]
+        summary.saved_tracks = add_tracks([r.get("track") for r in saved_rows], "Liked songs", SAVED_TRACKS_PLAYLIST_ID,
+                                          added=[r.get("added_at") if isinstance(r.get("added_at"), str) else None for r in saved_rows])
+    except ApiRefused:
+        log.info("/me/tracks refused: profile without saved tracks")
+
+    # Full artist objects the account answers anyway: they spare /artists calls (refused in development mode).
+    known: dict[str, dict] = {}
+    try:
+        top_artists = [a for page in _pages(client, "me_top_artists", "me/top/artists", {"time_range": TOP_TIME_RANGE}, 50)
+                       for a in page["items"] if isinstance(a, dict) and isinstance(a.get("id"), str)]
+        summary.top_artists = len(top_artists)
+        known.update({a["id"]: a for a in top_artists})
+    except ApiRefused:
+        log.info("/me/top/artists refused")
+    try:
+        followed = _followed_artists(client)
+        summary.followed_artists = len(followed)
+        known.update({a["id"]: a for a in followed})
+    except ApiRefused:
+        log.info("/me/following refused")
+    fresh = {aid: obj for aid, obj in known.items() if aid in artist_names and aid not in ing.artist_cache}
+    ing.artist_cache.add(fresh)
+    artists = ing._artists(artist_names)
 
     for pl in playlists:
         for kind in ("episode", "local", "null"):
@@ -650,23 +670,23 @@ class _ConnectedProfileSource:
         return self.profile
 
 
-def recommend_for(profile: Profile, k: int = 10, settings: Settings | None = None, *, recommender=None, progress=None):
-    """Matches for a connected (not necessarily stored) profile; stores nothing.
+def connected_recommender(profile: Profile, settings: Settings | None = None, *, share_with=None):
+    """A :class:`Recommender` that reads this (not necessarily stored) profile instead of asking Spotify.
 
-    ``recommender``: an existing one (the dashboard's, with its model and index loaded). Its live-user
-    cache then holds this profile, so its ``match_detail`` can explain the matches afterwards.
+    Its ingestor is the profile in hand (the Recommender's documented ``ingestor_factory`` seam), so the
+    person is embedded and matched like any live user and its ``match_detail`` explains their matches.
+    ``share_with``: an existing Recommender whose feature store and text encoder are reused (the dashboard's).
     """
-    if recommender is None:
-        from soundmates.recommend import Recommender
+    from soundmates.recommend import Recommender
 
-        rec = Recommender(settings or get_settings(), ingestor_factory=lambda _s: _ConnectedProfileSource(profile))
-        return rec.recommend(profile.user_id, k=k, consent=False, progress=progress)
-    # The Recommender reads an unknown user through its ingestor factory: for this one call, that is
-    # the profile in hand. Its (re-entrant) lock keeps other sessions' live searches off the swapped factory.
-    with recommender._lock:
-        saved = recommender._ingestor_factory
-        recommender._ingestor_factory = lambda _s: _ConnectedProfileSource(profile)
-        try:
-            return recommender.recommend(profile.user_id, k=k, consent=False, progress=progress)
-        finally:
-            recommender._ingestor_factory = saved
+    kwargs: dict[str, Any] = {}
+    if share_with is not None:
+        settings = settings or share_with.settings
+        kwargs = {"store": share_with.store, "encoder": share_with.encoder}
+    return Recommender(settings or get_settings(), ingestor_factory=lambda _s: _ConnectedProfileSource(profile), **kwargs)
+
+
+def recommend_for(profile: Profile, k: int = 10, settings: Settings | None = None, *, recommender=None, progress=None):
+    """Matches for a connected profile; stores nothing. ``recommender``: one to share the store and encoder with."""
+    rec = connected_recommender(profile, settings, share_with=recommender)
+    return rec.recommend(profile.user_id, k=k, consent=False, progress=progress)
