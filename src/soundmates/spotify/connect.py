@@ -502,7 +502,7 @@ def fetch_profile(client: ConnectedClient, settings: Settings | None = None, *, 
     """The connected account's canonical profile (``source="oauth"``); stores nothing personal.
 
     Playlists: the owned and collaborative ones from ``/me/playlists`` (development mode refuses the
-    items of playlists merely followed), their items parsed by the ingest; the top tracks as a weighted
+    items of playlists merely followed), their rows parsed by the ingest's own row/track parsers; the top tracks as a weighted
     "Top tracks" playlist, saved tracks as "Liked songs"; top and followed artists seed the artist
     details (genres), the rest is batched/cached exactly as the ingest does.
     """
