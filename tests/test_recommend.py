@@ -247,9 +247,14 @@ def test_remove_takes_effect_at_once_and_deletes_stored_data(rec, settings, worl
     victim = rec.recommend("jazz0", k=1).matches[0].user_id
     from soundmates.store import inbox
 
+    from soundmates.spotify.connect import TokenStore
+
     inbox.add_request(rec.store, victim, victim)
+    tokens = TokenStore(settings.data_dir / "oauth" / "tokens")
+    tokens.save(victim, {"access_token": "a", "refresh_token": "r", "expires_at": 0, "scope": ""})
     report = rec.remove(f"https://open.spotify.com/user/{victim}")
     assert report["hidden_from_results"] and report["profile_deleted"] and report["raw_responses_deleted"]
+    assert report["oauth_tokens_deleted"] and tokens.load(victim) is None  # a connected account's tokens go too
     assert report["store_groups"].get("user_features") == 3  # views full, a, b
     assert report["store_groups"].get("user_profiles") == 1
     assert report["store_groups"].get("new_users_inbox") == 1

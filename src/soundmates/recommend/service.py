@@ -495,6 +495,12 @@ class Recommender:
             report["raw_responses_deleted"] = self._delete_raw(user_id)
         except OSError as e:
             errors.append(f"raw responses: {e}")
+        try:
+            from soundmates.spotify.connect import forget_account
+
+            report["oauth_tokens_deleted"] = forget_account(self.settings, user_id)
+        except OSError as e:
+            errors.append(f"connected-account tokens: {e}")
         rows = 0
         groups: dict[str, int] = {}
         try:

@@ -150,6 +150,11 @@ def _oauth_dir(settings: Settings) -> Path:
     return Path(settings.data_dir) / "oauth"
 
 
+def forget_account(settings: Settings, user_id: str) -> bool:
+    """Delete a connected account's stored tokens ("remove me" must leave no credentials behind)."""
+    return TokenStore(_oauth_dir(settings) / "tokens").delete(user_id)
+
+
 @dataclass(frozen=True)
 class PendingAuthorization:
     state: str
