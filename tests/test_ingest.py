@@ -187,8 +187,10 @@ def test_a_rerun_resumes_from_raw_pages_and_refetches_only_what_is_missing_or_br
     from soundmates.profiles import safe_filename
 
     user_dir = settings.raw_dir / "users" / safe_filename(uid)
-    (user_dir / "playlists" / "0.json").write_text('{"error": "not a page"}')
-    one_items_page = next((user_dir / "items").rglob("0.json"))
+    import gzip
+
+    (user_dir / "playlists" / "0.json.gz").write_bytes(gzip.compress(b'{"error": "not a page"}'))
+    one_items_page = next((user_dir / "items").rglob("0.json.gz"))
     one_items_page.unlink()
     repo.delete(uid)
     again = Ingestor(settings).ingest_many([uid], progress=False)

@@ -8,8 +8,8 @@ of API calls; tracks come embedded in the items, so no ``/tracks`` calls.
 
 State under ``settings.raw_dir`` (see docs/ARCHITECTURE.md):
 
-- ``users/<safe id>/user.json``, ``users/<safe id>/playlists/<offset>.json``,
-  ``users/<safe id>/items/<safe playlist id>/<offset>.json``: every raw page, written
+- ``users/<safe id>/user.json.gz``, ``users/<safe id>/playlists/<offset>.json.gz``,
+  ``users/<safe id>/items/<safe playlist id>/<offset>.json.gz``: every raw page (gzip), written
   atomically once fetched, so a rerun after a crash resumes without refetching;
 - ``artists.jsonl``: the artist cache shared by all users and runs (one JSON line per
   artist, appended under a file lock; ``null`` = the API does not know that id).
@@ -21,6 +21,7 @@ atomic), written only when the user is complete.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import logging
 import os
@@ -104,7 +105,8 @@ class IngestSummary(BaseModel):
 # --- raw storage ---------------------------------------------------------------
 def _load_json(path: Path) -> Any | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+        return json.loads(gzip.decompress(data) if path.suffix == ".gz" else data)
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
@@ -119,7 +121,10 @@ def _save_raw(path: Path, body: bytes) -> None:
     only costs refetching them, while an fsync per page would dominate the ingest.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    if path.suffix == ".gz":
+        # Item pages repeat whole track objects: gzip (fastest level) keeps raw/ ~8x smaller.
+        body = gzip.compress(body, compresslevel=1)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(body)
@@ -318,7 +323,7 @@ class Ingestor:
     def _pages(self, endpoint: str, path: str, raw_dir: Path, reuse: bool) -> Iterator[dict]:
         offset: int | None = 0
         while offset is not None:
-            page = self._fetch(endpoint, path, {"limit": PAGE_LIMIT, "offset": offset}, raw_dir / f"{offset}.json", reuse)
+            page = self._fetch(endpoint, path, {"limit": PAGE_LIMIT, "offset": offset}, raw_dir / f"{offset}.json.gz", reuse)
             page = _check_page(page, endpoint, offset)
             yield page
             offset = _next_offset(page, offset, endpoint)
@@ -331,7 +336,7 @@ class Ingestor:
         qid = quote_user_id(user_id)
 
         try:
-            user = self._fetch("user", f"users/{qid}", None, udir / "user.json", reuse)
+            user = self._fetch("user", f"users/{qid}", None, udir / "user.json.gz", reuse)
         except ApiRefused:
             user = None  # development mode removed /users/{id}; the playlists may still answer
         if user is not None and not isinstance(user.get("id", user_id), str):
