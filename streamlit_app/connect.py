@@ -93,7 +93,7 @@ def _authorize_url() -> str | None:
 
 
 def _search(rec: Recommender, connected: dict[str, Any], k: int) -> None:
-    from soundmates.spotify.connect import connected_recommender
+    from soundmates.recommend.connected import connected_recommender
     from streamlit_app import ui
 
     profile = connected["profile"]
@@ -148,7 +148,7 @@ def render(rec: Recommender) -> Recommender:
         again = left.button("Find soundmates for my account", key="connect_search")
         stored = st.session_state.get(CONNECT_STORED_KEY)
         if stored is None and right.button("Add me (store my profile)", key="connect_add", type="primary"):
-            from soundmates.spotify.connect import store_connected
+            from soundmates.recommend.connected import store_connected
 
             try:
                 stored = store_connected(connected["profile"], rec.settings, recommender=rec)

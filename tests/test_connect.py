@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from soundmates.recommend.connected import store_connected
 from soundmates.spotify import connect as C
 from soundmates.world import oauth
 
@@ -236,12 +237,12 @@ def test_consent_stores_the_profile_and_queues_it(dev, settings):
     flow.finish_from_url(_login(url, user))
     profile, _ = C.fetch_profile(flow.client(user), settings)
     assert ProfileRepository(settings.profiles_dir).load(user) is None
-    entry = C.store_connected(profile, settings)
+    entry = store_connected(profile, settings)
     assert entry.user_id == user and entry.status == "pending"
     assert ProfileRepository(settings.profiles_dir).load(user).source == "oauth"
     assert inbox.get(get_store(settings), user).status == "pending"
     with pytest.raises(ValueError, match="source"):
-        C.store_connected(profile.model_copy(update={"source": "spotify"}), settings)
+        store_connected(profile.model_copy(update={"source": "spotify"}), settings)
 
 
 # --- the CLI -----------------------------------------------------------------------------------------------

@@ -81,7 +81,8 @@ def connect_cmd(
 ) -> None:
     """Connect your own Spotify account (OAuth with PKCE) and read your taste from it."""
     from soundmates.config import get_settings
-    from soundmates.spotify.connect import ConnectError, SpotifyConnect, fetch_profile, loopback_redirect_uri, store_connected
+    from soundmates.recommend.connected import store_connected
+    from soundmates.spotify.connect import ConnectError, SpotifyConnect, fetch_profile, loopback_redirect_uri
     from soundmates.spotify.errors import SpotifyError
 
     settings = get_settings()
@@ -116,7 +117,7 @@ def connect_cmd(
         result["inbox"] = entry.model_dump() if hasattr(entry, "model_dump") else dict(entry)
     if matches:
         from soundmates.recommend import RecommendError
-        from soundmates.spotify.connect import recommend_for
+        from soundmates.recommend.connected import recommend_for
 
         try:
             rec = recommend_for(profile, matches, settings)

@@ -1,0 +1,24 @@
+"""The package's floors: data flows one way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def test_lower_stages_never_import_higher_ones():
+    """Data flows one way (docs/ARCHITECTURE.md): a lower floor never imports a higher one,
+    and the Spotify client never imports the local world (real API vs local server is configuration)."""
+    import re
+
+    floor = {"profiles": 1, "config": 1, "spotify": 2, "world": 2, "export": 2, "features": 2, "store": 2,
+             "index": 2, "sources": 2, "model": 3, "recommend": 4, "pipelines": 4, "orchestration": 4, "cli": 5}
+    root = Path(__file__).resolve().parents[1] / "src" / "soundmates"
+    violations = []
+    for f in root.rglob("*.py"):
+        stage = f.relative_to(root).parts[0].removesuffix(".py")
+        if stage not in floor:
+            continue
+        for target in re.findall(r"(?:from|import)\s+soundmates\.(\w+)", f.read_text(encoding="utf-8")):
+            if floor.get(target, 0) > floor[stage] or (stage == "spotify" and target == "world"):
+                violations.append(f"{f.relative_to(root)} imports soundmates.{target}")
+    assert violations == []
