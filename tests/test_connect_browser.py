@@ -187,8 +187,12 @@ def test_dashboard_connect_matches_and_consent(dashboard, browser):
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']"), body
     assert ProfileRepository(world.data_dir / "profiles").load(me) is None  # nothing stored before consent
     # "Why this match?" explains a match of the unstored, connected profile too.
-    card = browser.find_elements(By.CSS_SELECTOR, "[class*='st-key-match_card_']")[0]
-    card.find_element(By.XPATH, ".//label[.//*[contains(text(), 'Why this match?')]]").click()
+    # Streamlit renders a card's parts progressively: wait for the toggle itself, not just the card.
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    toggle = (By.XPATH, "//*[contains(@class, 'st-key-match_card_')]//label[.//*[contains(text(), 'Why this match?')]]")
+    WebDriverWait(browser, 120).until(EC.element_to_be_clickable(toggle)).click()
     _wait(browser, "[class*='st-key-match_card_1'] .js-plotly-plot", 120)
 
     browser.find_element(By.XPATH, "//button[.//*[contains(text(), 'Add me (store my profile)')]]").click()
