@@ -1,5 +1,5 @@
 """Fit the two-tower model: seeded, deterministic on CPU, early stopping and checkpointing
-on validation recall@10, CSV logs.
+on a validation metric (``ModelConfig.monitor``: recall@10 or MRR), CSV logs.
 
 The LSA-initialised model is validated before the first epoch; if training never beats
 that start on validation, the start is kept (and the result says so), so training can
@@ -68,16 +68,17 @@ def fit_model(
     model = TwoTowerModel(cfg.model_dump(), dm.pre.genres.rows, dm.pre.artists.rows, dm.pre.dense_dim,
                           tables.get("genre"), tables.get("artist"))
     # a fresh checkpoint folder per run: best-of-run must never pick up an older run's file
-    ckpt = ModelCheckpoint(dirpath=tempfile.mkdtemp(prefix="checkpoints-", dir=work), monitor="val_recall@10", mode="max", save_top_k=1,
+    ckpt = ModelCheckpoint(dirpath=tempfile.mkdtemp(prefix="checkpoints-", dir=work), monitor=cfg.monitor, mode="max", save_top_k=1,
                            filename="best-{epoch}")
-    stop = EarlyStopping(monitor="val_recall@10", mode="max", patience=cfg.patience)
+    stop = EarlyStopping(monitor=cfg.monitor, mode="max", patience=cfg.patience)
     logger = CSVLogger(str(work), name="logs") if not fast_dev_run else False
     trainer = L.Trainer(
         max_epochs=cfg.max_epochs, accelerator="cpu", devices=1, deterministic=True, logger=logger,
         callbacks=[ckpt, stop], enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, fast_dev_run=fast_dev_run, log_every_n_steps=1,
     )
-    initial = trainer.validate(model, datamodule=dm, verbose=False)[0]["val_recall@10"]
+    initial_metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
+    initial = initial_metrics[cfg.monitor]
     initial_state = copy.deepcopy(model.state_dict())
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm)
@@ -90,15 +91,15 @@ def fit_model(
         saved = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
         model.load_state_dict(saved["state_dict"])
         best_epoch = int(saved.get("epoch", -1))
-        val = best
     else:
         model.load_state_dict(initial_state)
-        val = initial
         if not fast_dev_run:
-            notes.append(f"training did not beat the SVD/LSA start on validation ({best} < {initial}); kept the start")
+            notes.append(f"training did not beat the SVD/LSA start on validation {cfg.monitor} ({best} < {initial}); kept the start")
     model.eval()
+    # the kept model's validation recall@10 (what the registry's promotion gate compares), whatever was monitored
+    val = initial_metrics["val_recall@10"] if best_epoch is None else trainer.validate(model, datamodule=dm, verbose=False)[0]["val_recall@10"]
     return TrainedModel(
-        model=model, datamodule=dm, config=cfg, val_recall_at_10=float(val), initial_val_recall_at_10=float(initial),
+        model=model, datamodule=dm, config=cfg, val_recall_at_10=float(val), initial_val_recall_at_10=float(initial_metrics["val_recall@10"]),
         epochs_run=epochs, best_epoch=best_epoch, seconds=seconds, seconds_per_epoch=seconds / epochs,
         log_dir=str(logger.log_dir) if logger else None, notes=notes,
     )
