@@ -185,3 +185,22 @@ def test_config_file_and_overrides(tmp_path):
         ModelConfig.load(p)
     with pytest.raises(FileNotFoundError):
         ModelConfig.load(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("monitor", ["val_recall@10", "val_mrr"])
+def test_monitor_picks_the_kept_model_and_reports_its_val_recall(frame, monitor):
+    """Whatever metric early stopping watches, the result reports the kept model's own validation recall@10."""
+    from soundmates.model.evaluate import compare_methods
+    from soundmates.model.train import fit_model
+
+    cfg = ModelConfig.load(val_frac=0.3, max_epochs=2, batch_size=16, genre_dim=8, artist_dim=8, dense_dim=4, hidden=16,
+                           patience=2, monitor=monitor)
+    t = fit_model(cfg, frame)
+    assert t.config.monitor == monitor
+    val = compare_methods(t, split="val")["methods"]["two_tower"]["recall@10"]
+    assert t.val_recall_at_10 == pytest.approx(val, abs=1e-6)
+
+
+def test_unknown_monitor_is_refused():
+    with pytest.raises(ValueError, match="monitor"):
+        ModelConfig.load(monitor="val_loss")
