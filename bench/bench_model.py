@@ -186,7 +186,7 @@ def run(out_dir: Path) -> dict:
         for name, res in h["variants"].items():
             md += ["", f"*{name} towers* (val recall@10 {res['val_recall_at_10']:.3f}, LSA start {res['initial_val_recall_at_10']:.3f}, "
                    f"best epoch {res['best_epoch']}, {res['seconds']} s)", "", markdown_table(res)]
-        write_report(h["variants"][best], out_dir, name="model_hetrec")
+        write_report(h["variants"][best], out_dir / "model_reports", name="hetrec")  # not *.json in results/: run_all reads those as sections
     if os.environ.get("SOUNDMATES_BENCH_MODEL_WORLD", "1") == "1":
         w = world_section()
         result["world"] = w
@@ -204,6 +204,6 @@ def run(out_dir: Path) -> dict:
                f"config: temperature {w['config']['temperature']}, monitor {w['config']['monitor']}, batch {w['config']['batch_size']}.",
                "", "Held-out test users (taste_precision@10 = share of the top 10 other users among the generator's 10 true taste neighbours):",
                "", markdown_table(w), f"Best baseline: {best_base}; two_tower = **{w['ratio_to_best_baseline']:.2f}×** its recall@10 (goal 1.1×)."]
-        write_report(w, out_dir, name="model_world")
+        write_report(w, out_dir / "model_reports", name="world")
     result["markdown"] = "\n".join(md)
     return result
