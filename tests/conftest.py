@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.spotify",
     "tests.fixtures.airflow",
     "tests.fixtures.dashboard",
+    "tests.fixtures.browser",
 ]
 
 

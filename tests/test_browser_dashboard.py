@@ -4,89 +4,18 @@ chromedriver (nothing downloads a browser). Screenshots land in tests/output/ (g
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
 
-from tests.fixtures.dashboard import APP_PATH, OUTPUT_DIR, REPO_ROOT
+from tests.fixtures.browser import serve_streamlit
+from tests.fixtures.dashboard import OUTPUT_DIR
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("no chromium: install it with `bash scripts/install_chromium.sh` (Debian chromium + chromium-driver)")
 
 
 @pytest.fixture
 def dashboard_url(dashboard_world, tmp_path):
-    """``streamlit run streamlit_app/app.py`` in its own process group, stopped at teardown."""
-    port = _free_port()
-    env = {**os.environ, **dashboard_world.env, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    log_path = tmp_path / "streamlit.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(APP_PATH), "--server.address", "127.0.0.1",
-             "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                    if resp.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not come up on {url}:\n{log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
+    with serve_streamlit(dashboard_world.env, tmp_path / "streamlit.log") as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # our own session: streamlit and nothing else
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if not os.path.exists(CHROMEDRIVER):
-        pytest.skip(f"no {CHROMEDRIVER}: install chromium-driver (bash scripts/install_chromium.sh)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = _chromium()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,1800", "--lang=en-US"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
 
 
 def _settled(driver) -> bool:

@@ -9,47 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
 
 from soundmates.world import oauth
+from tests.fixtures.browser import free_port, serve_streamlit
+from tests.fixtures.dashboard import REPO_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMEDRIVER = "/usr/bin/chromedriver"
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-APP_PATH = os.path.join(REPO_ROOT, "streamlit_app", "app.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not binary or not os.path.exists(CHROMEDRIVER):
-        pytest.skip("no chromium/chromedriver: install them with `bash scripts/install_chromium.sh`")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1800"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture
@@ -85,7 +56,7 @@ def test_cli_connect_in_a_browser_gives_matches(connect_world, browser):
 
     world, server, allowed, env = connect_world
     me = allowed[0]
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "soundmates.cli.main", "connect", "--port", str(port), "--timeout", "120",
                              "--matches", "5", "--json"], cwd=REPO_ROOT, env={**os.environ, **env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -131,34 +102,10 @@ def test_cli_connect_in_a_browser_gives_matches(connect_world, browser):
 @pytest.fixture
 def dashboard(connect_world, tmp_path):
     world, server, allowed, env = connect_world
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **env, "SOUNDMATES_DASHBOARD_URL": base, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    log_path = tmp_path / "streamlit.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP_PATH, "--server.address", "127.0.0.1",
-                                 "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none"],
-                                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as resp:
-                    if resp.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not come up:\n{log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
+    with serve_streamlit({**env, "SOUNDMATES_DASHBOARD_URL": base}, tmp_path / "streamlit.log", port=port):
         yield base, world, allowed
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the process group we started: streamlit only
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def test_dashboard_connect_matches_and_consent(dashboard, browser):
@@ -189,7 +136,6 @@ def test_dashboard_connect_matches_and_consent(dashboard, browser):
     # "Why this match?" explains a match of the unstored, connected profile too.
     # Streamlit renders a card's parts progressively: wait for the toggle itself, not just the card.
     from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
 
     toggle = (By.XPATH, "//*[contains(@class, 'st-key-match_card_')]//label[.//*[contains(text(), 'Why this match?')]]")
     WebDriverWait(browser, 120).until(EC.element_to_be_clickable(toggle)).click()
