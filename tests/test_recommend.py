@@ -82,20 +82,22 @@ def make_profile(uid: str, community: str, seed: int, n_playlists: int = 4, per:
 
 
 class FakeIngestor:
-    """Behaves like spotify.ingest.Ingestor: saves the profile to ``repo`` and raw pages under ``_user_dir``."""
+    """Behaves like spotify.ingest.Ingestor: saves the profile and a raw page where the ingest stage would
+    (its ``user_data_dir`` seam for users who did not consent), and deletes them through the stage."""
 
     behaviours: dict = {}
 
-    def __init__(self, settings):
+    def __init__(self, settings, user_data_dir=None):
+        from soundmates.spotify import ingest
+
         self.settings = settings
-        self.repo = ProfileRepository(settings.profiles_dir)
-
-    def _user_dir(self, uid):
-        from soundmates.profiles import safe_filename
-
-        return self.settings.raw_dir / "users" / safe_filename(uid)
+        self.user_data_dir = user_data_dir
+        self.repo = ProfileRepository(ingest._profiles_dir(settings, user_data_dir))
+        self.raw_users = ingest._users_raw_dir(settings, user_data_dir)
 
     def ingest_user(self, user_id, refresh=False):
+        from soundmates.profiles import safe_filename
+
         what = self.behaviours.get(user_id)
         if isinstance(what, Exception):
             raise what
@@ -103,11 +105,16 @@ class FakeIngestor:
             from soundmates.spotify.errors import UserNotFound
 
             raise UserNotFound(f"no user {user_id}", status=404)
-        d = self._user_dir(user_id)
+        d = self.raw_users / safe_filename(user_id)
         d.mkdir(parents=True, exist_ok=True)
         (d / "user.json").write_text(json.dumps({"id": user_id}))
         self.repo.save(what)
         return what
+
+    def delete_user_data(self, user_id):
+        from soundmates.spotify.ingest import delete_user_data
+
+        return delete_user_data(user_id, self.settings, user_data_dir=self.user_data_dir)
 
 
 @pytest.fixture
@@ -371,3 +378,133 @@ def test_cli_index_build_status_and_add(rec, monkeypatch, settings, encoder):
     assert added.exit_code == 0 and json.loads(added.stdout)["status"] == "pending"
     for cmd in (["index", "build"], ["index", "status"], ["recommend"], ["add"], ["remove"]):
         assert CliRunner().invoke(app, [*cmd, "--help"]).exit_code == 0
+
+
+# --- serving as evaluated: separate query and candidate sides ------------------------------------------------
+class TwoSidedEmbedder:
+    """Separate query and candidate sides, like separate towers, over a tight population.
+
+    Candidate side: a shared axis plus a per-user part (from the features, plus a fixed per-user random
+    direction, so that in this many dimensions every pair of users is about equally close: a tight cone).
+    Query side: the same, nearer the axis. A query then scores higher against everyone than any two
+    candidates score against each other, as independently trained towers can.
+    """
+
+    name = "two_sided_test"
+    version = "two-sided-test"
+
+    def __init__(self, candidate_axis: float = 1.5, query_axis: float = 3.0, taste: float = 0.3):
+        from soundmates.model.embedder import RawFeatureEmbedder
+
+        self.base = RawFeatureEmbedder()
+        self.axes = candidate_axis, query_axis
+        self.taste = taste
+
+    @property
+    def dim(self):
+        return self.base.dim
+
+    def _side(self, frame, axis):
+        b = self.base.embed(frame).astype(np.float64)
+        noise = np.stack([np.random.default_rng(int(hashlib.sha256(str(u).encode()).hexdigest()[:8], 16)).normal(size=b.shape[1])
+                          for u in frame["user_id"]])
+        d = np.random.default_rng(0).normal(size=b.shape[1])
+        d /= np.linalg.norm(d)
+        part = self.taste * b / np.linalg.norm(b, axis=1, keepdims=True) + noise / np.sqrt(b.shape[1])
+        part -= (part @ d)[:, None] * d
+        part /= np.linalg.norm(part, axis=1, keepdims=True)
+        x = part + axis * d
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    def embed(self, frame):
+        return self._side(frame, self.axes[0])
+
+    def embed_query(self, frame):
+        return self._side(frame, self.axes[1])
+
+
+@pytest.fixture(scope="module")
+def tight_template(tmp_path_factory):
+    """20 users of one taste (rock), features built, the index built from the two-sided candidate side."""
+    from soundmates.config import Settings
+    from soundmates.features.encoder import TextEncoder
+    from soundmates.index import UserIndex
+    from soundmates.pipelines.features import build_features
+    from soundmates.store import get_store
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("tight_world"))
+    repo = ProfileRepository(settings.profiles_dir)
+    for i in range(20):
+        repo.save(make_profile(f"fan{i}", "rock", seed=7000 + i))
+    build_features(settings, encoder=TextEncoder(settings, model=HashModel()))
+    frame = get_store(settings).read("user_features")
+    frame = frame[frame["view"] == "full"].reset_index(drop=True)
+    emb = TwoSidedEmbedder()
+    UserIndex(settings).build(list(frame["user_id"]), emb.embed(frame), {"model_version": emb.version})
+    return settings.data_dir
+
+
+@pytest.fixture
+def two_sided(settings, tight_template, encoder):
+    import shutil
+
+    from soundmates.recommend import Recommender
+
+    shutil.copytree(tight_template, settings.data_dir, dirs_exist_ok=True)
+    emb = TwoSidedEmbedder()
+    FakeIngestor.behaviours = {}
+    return Recommender(settings, encoder=encoder, embedder=emb, ingestor_factory=FakeIngestor), emb
+
+
+def _features(rec, user_ids):
+    frame = rec.store.read("user_features", keys=user_ids)
+    return frame[frame["view"] == "full"].set_index("user_id").loc[user_ids].reset_index()
+
+
+def test_percentile_is_calibrated_on_served_scores_and_top_match_is_below_100(two_sided):
+    rec, emb = two_sided
+    res = rec.recommend("fan0", k=5)
+    assert res.embedder.name == "two_sided_test" and res.embedder.version == "two-sided-test"
+    top = res.matches[0]
+    # The flaw being fixed: against candidate·candidate pairs every served top match reads 100%.
+    assert rec.index.percentile(top.score) == 100.0
+    ids, cands = rec.index.all_vectors()
+    queries = emb.embed_query(_features(rec, list(ids)))
+    table = queries @ cands.T
+    pairs = table[~np.eye(len(ids), dtype=bool)]  # every (query, candidate) pair of two distinct users
+    assert top.percentile < 100.0
+    assert top.percentile == pytest.approx(100.0 * (pairs < top.score).mean(), abs=0.2)
+    # The list ranks by the served score: fan0's query side against each candidate side.
+    q0 = queries[list(ids).index("fan0")]
+    for m in res.matches:
+        assert m.score == pytest.approx(float(q0 @ cands[list(ids).index(m.user_id)]), abs=1e-4)
+
+
+def test_list_and_detail_show_the_same_score(two_sided):
+    rec, emb = two_sided
+    FakeIngestor.behaviours["outsider"] = make_profile("outsider", "rock", seed=31337)
+    for who in ("fan3", "outsider"):  # a stored user and one fetched live
+        res = rec.recommend(who, k=6)
+        for m in res.matches:
+            detail = rec.match_detail(who, m.user_id)
+            assert (detail.score, detail.percentile) == (m.score, m.percentile), (who, m.user_id)
+
+
+def test_consenting_user_is_stored_with_the_candidate_side(two_sided, settings):
+    from soundmates.pipelines.features import featurize_profile
+
+    rec, emb = two_sided
+    profile = make_profile("joiner", "rock", seed=4711, name="Joiner")
+    FakeIngestor.behaviours["joiner"] = profile
+    res = rec.recommend("joiner", k=3, consent=True)
+    assert res.stored
+    frame, _ = featurize_profile(profile, rec.encoder, settings)
+    stored = rec.index.fresh.vector("joiner")
+    candidate, query = emb.embed(frame)[0], emb.embed_query(frame)[0]
+    assert np.allclose(stored, candidate, atol=1e-5)
+    assert not np.allclose(stored, query, atol=1e-2)  # the sides really differ here
+    # Others find the newcomer with the score the index serves for everyone: query side vs candidate side.
+    found = {m.user_id: m for m in rec.recommend("fan1", k=20).matches}
+    q1 = emb.embed_query(_features(rec, ["fan1"]))[0]
+    assert found["joiner"].source == "fresh"
+    assert found["joiner"].score == pytest.approx(float(q1 @ candidate), abs=1e-4)

@@ -40,9 +40,10 @@ def recommend(
         emit_json(result.model_dump(mode="json"))
         return
     who = result.display_name or result.user_id
-    typer.echo(f"Closest to {who} ({'known' if result.known else 'fetched live'}):")
+    served = f", served by {result.embedder.name} {result.embedder.version}" if result.embedder else ""
+    typer.echo(f"Closest to {who} ({'known' if result.known else 'fetched live'}{served}):")
     for i, m in enumerate(result.matches, 1):
-        pct = f", closer than {m.percentile:.0f}% of pairs" if m.percentile is not None else ""
+        pct = f", closer than {m.percentile:.0f}% of random pairs" if m.percentile is not None else ""
         typer.echo(f"{i:2}. {m.display_name or m.user_id} [{m.user_id}] score {m.score:.3f}{pct}")
         if m.shared_genres:
             typer.echo("    genres:  " + ", ".join(g.genre for g in m.shared_genres[:5]))
@@ -58,14 +59,23 @@ def recommend(
 
 def add(
     ref: str = typer.Argument(..., help="Spotify profile link, spotify:user:ID URI, or user ID."),
+    restore_removed: bool = typer.Option(
+        False, "--restore-removed",
+        help="Operator only, after checking with the owner: queue a profile its owner removed. It is fetched "
+             "afresh and findable only once the pipeline has run; nothing removed comes back.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """Consent: queue REF for the pipeline (ingest, features, index) so others can find them."""
+    """Consent: queue REF for the pipeline (ingest, features, index) so others can find them.
+
+    A profile removed with 'soundmates remove' is refused, unless its owner connects with Spotify
+    (dashboard) or an operator passes --restore-removed.
+    """
     from soundmates.cli._common import emit_json
     from soundmates.recommend import Recommender, RecommendError
 
     try:
-        entry = Recommender().add(ref)
+        entry = Recommender().add(ref, restore_removed=restore_removed)
     except RecommendError as exc:
         _error(exc, as_json)
         return

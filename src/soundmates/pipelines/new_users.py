@@ -93,22 +93,9 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
 
         embedder = get_embedder(settings)
         summary["model_version"] = embedder.version
+        summary["embedder"] = getattr(embedder, "name", None) or embedder.version
         if ok:
-            frame = store.read("user_features", keys=ok)
-            if "view" in frame.columns:
-                frame = frame[frame["view"] == "full"]
-            frame = frame.drop_duplicates("user_id", keep="last").reset_index(drop=True)
-            have = set(frame["user_id"].astype(str))
-            for uid in ok:
-                if uid not in have:
-                    failed[uid] = "no features were stored for this user (nothing usable in the profile)"
-            if len(frame):
-                vectors = embedder.embed(frame)
-                for uid, vector in zip(frame["user_id"].astype(str), vectors):
-                    try:
-                        index.add_fresh(uid, vector, model_version=embedder.version)
-                    except ValueError as exc:  # e.g. a NaN vector: this user only
-                        failed[uid] = f"could not add to the index: {exc}"
+            _index_new_vectors(store, index, inbox, embedder, ok, failed)
     except Exception:
         # A stage failed as a whole: hand the requests back untouched for the task's retry.
         log.exception("new-users batch failed as a whole; requests go back to pending")
@@ -116,9 +103,12 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
         raise
 
     done = [uid for uid in user_ids if uid not in failed]
-    inbox.mark_many(store, done, inbox.DONE)
+    # A request deleted meanwhile (its user removed) has nothing left to mark.
+    still = set(store.read(inbox.INBOX_GROUP, keys=user_ids)["user_id"].astype(str))
+    inbox.mark_many(store, [uid for uid in done if uid in still], inbox.DONE)
     for uid, reason in failed.items():
-        inbox.mark(store, uid, inbox.FAILED, reason=reason)
+        if uid in still:
+            inbox.mark(store, uid, inbox.FAILED, reason=reason)
         summary["failed"].append({"user_id": uid, "ref": by_user[uid], "reason": reason})
     summary["done"] = done
     summary["processed"] = len(user_ids)
@@ -126,6 +116,33 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
     summary["rebuild_due"] = _rebuild_due(index)
     log.info("new users: %d done, %d failed, rebuild due: %s", len(done), len(failed), summary["rebuild_due"])
     return summary
+
+
+def _index_new_vectors(store: Any, index: Any, inbox: Any, embedder: Any, ok: list[str], failed: dict[str, str]) -> None:
+    """Embed the users' stored features with the served embedder's candidate side into the fresh buffer.
+
+    A user removed while this batch ran (their request deleted with the rest of their data) is left
+    out: their vector was made from data read before the removal.
+    """
+    frame = store.read("user_features", keys=ok)
+    if "view" in frame.columns:
+        frame = frame[frame["view"] == "full"]
+    frame = frame.drop_duplicates("user_id", keep="last").reset_index(drop=True)
+    have = set(frame["user_id"].astype(str))
+    for uid in ok:
+        if uid not in have:
+            failed[uid] = "no features were stored for this user (nothing usable in the profile)"
+    if not len(frame):
+        return
+    vectors = embedder.embed(frame)  # the candidate side: what the index holds for everyone
+    for uid, vector in zip(frame["user_id"].astype(str), vectors):
+        if index.is_removed(uid) and inbox.get(store, uid) is None:
+            failed[uid] = "removed while this batch ran: not indexed"
+            continue
+        try:
+            index.add_fresh(uid, vector, model_version=embedder.version)
+        except ValueError as exc:  # e.g. a NaN vector: this user only
+            failed[uid] = f"could not add to the index: {exc}"
 
 
 def _requeue_stale(store: Any, inbox: Any) -> list[str]:

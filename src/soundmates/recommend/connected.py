@@ -24,7 +24,9 @@ def store_connected(profile: Profile, settings: Settings | None = None, *, recom
     if recommender is None:
         recommender = Recommender(settings)
     # The pipeline's ingest skips users whose profile is stored, so it goes straight to features.
-    return recommender.add(profile.user_id)
+    # Connect with Spotify proved ownership: an owner who removed their profile may come back
+    # (from this newly read profile, once the pipeline has embedded it).
+    return recommender.add(profile.user_id, restore_removed=True)
 
 
 class _ConnectedProfileSource:
@@ -38,6 +40,9 @@ class _ConnectedProfileSource:
             raise SpotifyError(f"only the connected account {self.profile.user_id!r} can be read here", status=403)
         return self.profile
 
+    def delete_user_data(self, user_id: str) -> dict[str, bool]:  # noqa: ARG002 - nothing was written
+        return {"raw": False, "profile": False}
+
 
 def connected_recommender(profile: Profile, settings: Settings | None = None, *, share_with=None):
     """A :class:`Recommender` that reads this (not necessarily stored) profile instead of asking Spotify.
@@ -50,7 +55,7 @@ def connected_recommender(profile: Profile, settings: Settings | None = None, *,
     if share_with is not None:
         settings = settings or share_with.settings
         kwargs = {"store": share_with.store, "encoder": share_with.encoder}
-    return Recommender(settings or get_settings(), ingestor_factory=lambda _s: _ConnectedProfileSource(profile), **kwargs)
+    return Recommender(settings or get_settings(), ingestor_factory=lambda _s, **_: _ConnectedProfileSource(profile), **kwargs)
 
 
 def recommend_for(profile: Profile, k: int = 10, settings: Settings | None = None, *, recommender=None, progress=None):

@@ -72,6 +72,22 @@ class SpotifyRefused(RecommendError):
         )
 
 
+class RemovedByOwner(RecommendError):
+    """The profile was removed; only its proven owner or an explicit operator flag brings it back."""
+
+    kind = "removed"
+
+    def __init__(self, user_id: str, removed_at: str | None = None):
+        self.user_id = user_id
+        when = f" on {removed_at}" if removed_at else ""
+        super().__init__(
+            f"{user_id!r} was removed from Soundmates{when} and is not added back on anyone's say-so. "
+            "Its owner can come back through 'Connect with Spotify' on the dashboard; an operator who has "
+            f"checked with the owner can run 'soundmates add {user_id} --restore-removed' (fetched afresh, "
+            "findable after the pipeline has run)."
+        )
+
+
 class NothingBuiltYet(RecommendError):
     kind = "nothing_built_yet"
 
@@ -105,11 +121,21 @@ class ClosestArtist(BaseModel):
     similarity: float
 
 
+class EmbedderInfo(BaseModel):
+    """The served method: what put the vectors in the index (a trained model or a baseline)."""
+
+    name: str  # e.g. two_tower, raw_cosine, a baseline's method name
+    version: str
+
+
 class Match(BaseModel):
     user_id: str
     display_name: str | None = None
-    score: float  # cosine similarity of the two embeddings, -1..1
-    percentile: float | None = None  # closer than this % of sampled user pairs
+    # Served score: cosine of your query-side vector and their candidate-side vector, -1..1
+    # (the same number match_detail shows).
+    score: float
+    # Closer than this % of random (query, candidate) pairs of the current index, scored the same way.
+    percentile: float | None = None
     shared_genres: list[SharedGenre] = Field(default_factory=list)
     shared_artists: list[SharedArtist] = Field(default_factory=list)
     shared_tracks: list[SharedTrack] = Field(default_factory=list)
@@ -126,6 +152,7 @@ class RecommendResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     model_version: str | None = None
     index_version: str | None = None
+    embedder: EmbedderInfo | None = None  # the served method's name and version
     known: bool = True  # False = ingested live for this request
     stored: bool = False  # True = this request stored the profile (consent)
 
@@ -140,10 +167,30 @@ class InboxEntry(BaseModel):
     updated_at: str | None = None
 
 
+class MethodScores(BaseModel):
+    """One method's figures in an evaluation: ``{metric: value}`` and ``{metric: [lo, hi]}`` (bootstrap 95%)."""
+
+    metrics: dict[str, float] = Field(default_factory=dict)
+    ci95: dict[str, list[float]] = Field(default_factory=dict)
+
+
+class Evaluation(BaseModel):
+    """The model stage's evaluation of the served method against the baselines (issue 15 protocol)."""
+
+    protocol: str | None = None
+    served: str | None = None  # method name of what recommend serves
+    reason: str | None = None  # why it is served (the promotion gate's words)
+    users: int | None = None  # queries
+    candidates: int | None = None
+    methods: dict[str, MethodScores] = Field(default_factory=dict)
+
+
 class PipelineStatus(BaseModel):
     users_stored: int = 0
     model_version: str | None = None
     model_metrics: dict[str, Any] = Field(default_factory=dict)
+    embedder: EmbedderInfo | None = None
+    evaluation: Evaluation | None = None
     index_version: str | None = None
     index_size: int = 0
     index_built_at: str | None = None

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -280,19 +281,42 @@ def _failure_reason(uid: str, exc: SpotifyError) -> str:
     return exc.reason
 
 
+# --- per-user storage: the layout is this stage's own ----------------------------------------
+def _users_raw_dir(settings: Settings, user_data_dir: Path | None) -> Path:
+    return (Path(user_data_dir) / "raw" if user_data_dir is not None else Path(settings.raw_dir)) / "users"
+
+
+def _profiles_dir(settings: Settings, user_data_dir: Path | None) -> Path:
+    return Path(user_data_dir) / "profiles" if user_data_dir is not None else Path(settings.profiles_dir)
+
+
+def delete_user_data(user_id: str, settings: Settings | None = None, *, user_data_dir: Path | None = None) -> dict[str, bool]:
+    """Delete what ingest keeps about one user (raw pages, profile): ``{"raw": bool, "profile": bool}`` (True = deleted)."""
+    settings = settings or get_settings()
+    udir = _users_raw_dir(settings, user_data_dir) / safe_filename(user_id)
+    raw = udir.exists()
+    if raw:
+        shutil.rmtree(udir)
+    return {"raw": raw, "profile": ProfileRepository(_profiles_dir(settings, user_data_dir)).delete(user_id)}
+
+
 # --- the ingestor ----------------------------------------------------------------------
 class Ingestor:
     """Fetches users into canonical profiles; one instance can ingest many users (shared artist cache)."""
 
-    def __init__(self, settings: Settings | None = None, client=None):
+    def __init__(self, settings: Settings | None = None, client=None, *, user_data_dir: Path | None = None):
+        """``user_data_dir``: keep profiles and per-user raw pages there instead of the data directory
+        (a private scratch place for users who did not consent); the artist cache stays shared."""
         self.settings = settings or get_settings()
         if client is None:
             from .client import SpotifyClient
 
             client = SpotifyClient(self.settings)
         self.client = client
-        self.repo = ProfileRepository(self.settings.profiles_dir)
         self.raw_dir = Path(self.settings.raw_dir)
+        self._user_data_dir = user_data_dir
+        self.repo = ProfileRepository(_profiles_dir(self.settings, user_data_dir))
+        self._users_raw_dir = _users_raw_dir(self.settings, user_data_dir)
         self.artist_cache = ArtistCache(self.raw_dir / "artists.jsonl")
         self.items_skipped: Counter[str] = Counter()
         self.playlists_skipped: Counter[str] = Counter()
@@ -304,7 +328,11 @@ class Ingestor:
 
     # --- raw pages ---------------------------------------------------------------
     def _user_dir(self, user_id: str) -> Path:
-        return self.raw_dir / "users" / safe_filename(user_id)
+        return self._users_raw_dir / safe_filename(user_id)
+
+    def delete_user_data(self, user_id: str) -> dict[str, bool]:
+        """Delete what this ingestor keeps about one user: see :func:`delete_user_data`."""
+        return delete_user_data(user_id, self.settings, user_data_dir=self._user_data_dir)
 
     def _fetch(self, endpoint: str, path: str, params: dict | None, raw_path: Path, reuse: bool) -> dict:
         if reuse:
