@@ -390,13 +390,29 @@ class UserIndex:
             )
         return e.ids[ok], e.vectors[ok], warnings
 
+    def _back_since_removal(self) -> set[str]:
+        """Removed users with a fresh vector added after their removal (new data): served again."""
+        dead = self.tombstones.all()
+        if not dead:
+            return set()
+        e = self.fresh.entries()
+        return {u for u, t in zip(e.ids.tolist(), e.added_at.tolist())
+                if u in dead and t > (self.tombstones.removed_at(u) or math.inf)}
+
+    def is_removed(self, user_id: str) -> bool:
+        """True while ``user_id`` is tombstoned and no vector from data read since has been added."""
+        return user_id in self.tombstones and user_id not in self._back_since_removal()
+
     def search(self, vector, k: int = 10, exclude: Iterable[str] = ()) -> SearchResult:
         """Top-k users by cosine: Annoy ∪ fresh buffer − tombstones − ``exclude``, best first."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         v = normalise(vector)
         exclude = set(exclude)
-        hidden = exclude | self.tombstones.ids()
+        # Annoy's vectors of a removed user predate the removal: always hidden. A fresh vector added
+        # after the removal (new data through the pipeline) is served.
+        dead = self.tombstones.ids()
+        hidden = exclude | (dead - self._back_since_removal())
         try:
             loaded = self._current()
         except IndexNotBuilt:
@@ -418,7 +434,7 @@ class UserIndex:
                     best[u] = Hit(u, float(max(-1.0, min(1.0, s))), "fresh")
         if loaded is not None:
             # A fresh entry replaces the user's indexed vector (re-added with a newer profile).
-            shadowed = hidden | set(fresh_ids.tolist())
+            shadowed = hidden | dead | set(fresh_ids.tolist())
             count = int(loaded.manifest["count"])
             # Ask Annoy for exactly as many extra results as indexed users will be filtered out.
             n_shadowed = sum(1 for u in shadowed if u in loaded.positions)
@@ -442,8 +458,9 @@ class UserIndex:
 
     def vector(self, user_id: str) -> np.ndarray | None:
         """The stored (normalised) vector of a user: fresh buffer first, then the index; None if unknown/removed."""
-        if user_id in self.tombstones:
+        if self.is_removed(user_id):
             return None
+        removed = user_id in self.tombstones  # and back since, through the fresh buffer only
         try:
             loaded = self._current()
         except IndexNotBuilt:
@@ -458,7 +475,7 @@ class UserIndex:
             fv = self.fresh.vector(user_id)
             if fv is not None:
                 return fv.copy()
-        if loaded is not None and user_id in loaded.positions:
+        if loaded is not None and user_id in loaded.positions and not removed:
             return np.asarray(loaded.annoy.get_item_vector(loaded.positions[user_id]), dtype=np.float32)
         return None
 
@@ -468,14 +485,15 @@ class UserIndex:
     def all_vectors(self, limit: int | None = None) -> tuple[list[str], np.ndarray]:
         """Every live user's vector (index ∪ fresh − tombstones); ``limit`` keeps an evenly spaced subset."""
         dead = self.tombstones.ids()
+        back = self._back_since_removal()
         try:
             loaded = self._current()
         except IndexNotBuilt:
             loaded = None
         if loaded is None:
             e = self.fresh.entries()
-            keep = [i for i, u in enumerate(e.ids.tolist()) if u not in dead]
-            return [e.ids[i] for i in keep], e.vectors[keep]
+            keep = [i for i, u in enumerate(e.ids.tolist()) if u not in dead or u in back]
+            return [str(e.ids[i]) for i in keep], e.vectors[keep]
         fresh_ids, fresh_vecs, _ = self._usable_fresh(loaded, loaded.dim)
         fresh_set = set(fresh_ids.tolist())
         positions = [i for i, u in enumerate(loaded.ids) if u not in dead and u not in fresh_set]
@@ -483,7 +501,7 @@ class UserIndex:
             positions = [positions[int(j)] for j in np.linspace(0, len(positions) - 1, limit)]
         ids = [loaded.ids[i] for i in positions]
         vecs = np.array([loaded.annoy.get_item_vector(i) for i in positions], dtype=np.float32).reshape(-1, loaded.dim)
-        fkeep = [i for i, u in enumerate(fresh_ids.tolist()) if u not in dead]
+        fkeep = [i for i, u in enumerate(fresh_ids.tolist()) if u not in dead or u in back]
         return ids + [str(fresh_ids[i]) for i in fkeep], np.vstack([vecs, fresh_vecs[fkeep]])
 
     def percentile(self, score: float) -> float | None:

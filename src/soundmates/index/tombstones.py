@@ -52,14 +52,18 @@ class Tombstones:
         atomic_write_bytes(self.path, json.dumps(data, sort_keys=True, ensure_ascii=False).encode("utf-8"))
 
     def add(self, user_id: str) -> bool:
-        """Tombstone ``user_id``; False if already tombstoned."""
+        """Tombstone ``user_id`` as of now (a repeated removal moves the time on); False if already tombstoned."""
         with self._lock:
             data = self._read_file()
-            if user_id in data:
-                return False
+            new = user_id not in data
             data[user_id] = datetime.now(timezone.utc).isoformat()
             self._write(data)
-            return True
+            return new
+
+    def removed_at(self, user_id: str) -> float | None:
+        """Epoch seconds of ``user_id``'s removal, or None if not removed."""
+        when = self.all().get(user_id)
+        return None if when is None else datetime.fromisoformat(when).timestamp()
 
     def discard(self, user_id: str) -> bool:
         """Lift a tombstone (the user consented again); False if there was none."""
