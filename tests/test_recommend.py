@@ -508,3 +508,34 @@ def test_consenting_user_is_stored_with_the_candidate_side(two_sided, settings):
     q1 = emb.embed_query(_features(rec, ["fan1"]))[0]
     assert found["joiner"].source == "fresh"
     assert found["joiner"].score == pytest.approx(float(q1 @ candidate), abs=1e-4)
+
+
+def test_remove_then_add_by_anyone_does_not_bring_them_back(rec, settings, world):
+    from soundmates.pipelines.index import build_index
+    from soundmates.recommend import RemovedByOwner
+
+    victim = rec.recommend("jazz0", k=1).matches[0].user_id
+    old_profile = ProfileRepository(settings.profiles_dir).load(victim)
+    rec.remove(victim)
+    with pytest.raises(RemovedByOwner, match="Connect with Spotify"):
+        rec.add(f"https://open.spotify.com/user/{victim}")
+    # Someone searches for them with consent (Spotify still shows the profile): nothing of theirs is written.
+    FakeIngestor.behaviours[victim] = old_profile
+    before = sorted(str(p.relative_to(settings.data_dir)) for p in settings.data_dir.rglob("*") if victim in p.name)
+    res = rec.recommend(victim, k=3, consent=True)
+    assert not res.stored and not res.known and any("removed" in w for w in res.warnings)
+    after = sorted(str(p.relative_to(settings.data_dir)) for p in settings.data_dir.rglob("*") if victim in p.name)
+    assert before == after == []
+    from soundmates.store import inbox
+
+    assert inbox.get(rec.store, victim) is None and victim not in rec.index.fresh
+    # The tombstone survives a rebuild; nobody is ever served the old vector.
+    build_index(settings, progress=False)
+    assert rec.index.is_removed(victim) and rec.index.vector(victim) is None
+    for uid in world:
+        if uid != victim:
+            assert victim not in [m.user_id for m in rec.recommend(uid, k=17).matches]
+    # The operator flag only queues a fresh ingest: still not findable before the pipeline ran.
+    assert rec.add(victim, restore_removed=True).status == "pending"
+    assert rec.index.is_removed(victim)
+    assert victim not in [m.user_id for m in rec.recommend("jazz3", k=17).matches]

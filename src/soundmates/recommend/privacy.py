@@ -19,6 +19,11 @@ from soundmates.recommend.subject import Subject, candidate_vector
 
 log = logging.getLogger("soundmates.recommend")
 
+REMOVED_NOT_STORED = (
+    "{user_id} was removed from Soundmates: matched for you, but not stored. Its owner can come back "
+    "through 'Connect with Spotify'"
+)
+
 
 def _entry(e) -> InboxEntry:
     d = e.to_dict() if hasattr(e, "to_dict") else dict(e)
@@ -43,10 +48,7 @@ def store_consented(ctx: RecommendContext, subject: Subject, ref: str, warnings:
     from soundmates.store import inbox
 
     if ctx.index.is_removed(subject.user_id):
-        warnings.append(
-            f"{subject.user_id} was removed from Soundmates: matched for you, but not stored. Its owner can "
-            "come back through 'Connect with Spotify'"
-        )
+        warnings.append(REMOVED_NOT_STORED.format(user_id=subject.user_id))
         return False
     vector = candidate_vector(ctx, subject)
     ctx.profiles.save(subject.profile)

@@ -105,8 +105,12 @@ def recommend(
     user_id = ctx.resolve(ref)
     manifest = index_manifest(ctx)
     index_model = (manifest or {}).get("model_version")
-    subject = subject_for(ctx, user_id, consent=consent, progress=progress, index_model=index_model)
     warnings: list[str] = []
+    if consent and ctx.index.is_removed(user_id):
+        # Removed by its owner: matched like anyone not stored, and nothing of theirs is written.
+        consent = False
+        warnings.append(privacy.REMOVED_NOT_STORED.format(user_id=user_id))
+    subject = subject_for(ctx, user_id, consent=consent, progress=progress, index_model=index_model)
     if subject.model_version and index_model and subject.model_version != index_model:
         warnings.append(
             f"your profile was embedded by model {subject.model_version}, the index was built with "
