@@ -143,3 +143,43 @@ def user_map_figure(
         **_LAYOUT,
     )
     return fig
+
+
+# The product's taste metrics (issue 15 protocol), in the order the chart shows them; others are left out.
+TASTE_METRICS = ("taste_ndcg@10", "taste_precision@10", "neighbour_recall@20", "friends@10", "recall@10")
+
+
+def evaluation_figure(
+    methods: dict[str, dict[str, float]],
+    served: str | None,
+    *,
+    ci95: dict[str, dict[str, Sequence[float]]] | None = None,
+    metrics: Sequence[str] = TASTE_METRICS,
+) -> go.Figure:
+    """Grouped bars, one group per taste metric, one bar per method (the served one in green, first),
+    with the bootstrap 95% interval as error bars where the evaluation has one."""
+    shown = [m for m in metrics if any(m in v for v in methods.values())]
+    if not shown:
+        raise ValueError(f"evaluation_figure: none of the metrics {list(metrics)} is in the evaluation")
+    order = sorted(methods, key=lambda name: (name != served, name))
+    fig = go.Figure()
+    for name in order:
+        values = methods[name]
+        lo_hi = (ci95 or {}).get(name, {})
+        ys = [values.get(m) for m in shown]
+        err = dict(
+            type="data", symmetric=False,
+            array=[(lo_hi[m][1] - values[m]) if m in lo_hi and m in values else 0 for m in shown],
+            arrayminus=[(values[m] - lo_hi[m][0]) if m in lo_hi and m in values else 0 for m in shown],
+            visible=bool(lo_hi),
+        )
+        is_served = name == served
+        fig.add_bar(
+            x=list(shown), y=ys, name=f"{name} (served)" if is_served else name, error_y=err,
+            marker_color=YOU_COLOUR if is_served else None,
+            marker_line=dict(width=2 if is_served else 0, color="#0b5d2a"),
+            hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
+        )
+    fig.update_layout(title="Served method vs baselines (held-out users; higher is better)", barmode="group",
+                      yaxis=dict(title="score", rangemode="tozero"), height=380, **_LAYOUT)
+    return fig

@@ -19,6 +19,7 @@ from soundmates.recommend.models import (
     NothingBuiltYet,
     RecommendError,
     RecommendResult,
+    RemovedByOwner,
     SpotifyRefused,
     UnknownUser,
 )
@@ -84,6 +85,8 @@ def show_error(exc: Exception) -> None:
     elif isinstance(exc, SpotifyRefused):
         st.error("Spotify refused to share this profile (development-mode restriction).", icon=":material/block:")
         st.markdown(str(exc))
+    elif isinstance(exc, RemovedByOwner):
+        st.info(str(exc), icon=":material/person_off:")
     elif isinstance(exc, NothingBuiltYet):
         st.info(f"Nothing to match against yet: {exc}.\n\n{BUILD_HINT}", icon=":material/construction:")
     elif isinstance(exc, RecommendError):
@@ -106,6 +109,23 @@ class StatusProgress:
         self.steps.append(text)
         self.status.update(label=text)
         self.status.write(text)
+
+
+def with_interval(value: float | None, interval: list[float] | None) -> str:
+    """``0.812 [0.79, 0.83]``: a metric with its bootstrap 95% interval, ``–`` when not measured."""
+    if value is None:
+        return "–"
+    return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+
+def evaluation_caption(evaluation: Any) -> str:
+    """Under what conditions the evaluation's figures were measured."""
+    parts = [f"protocol: {evaluation.protocol}" if evaluation.protocol else None,
+             f"{evaluation.users:,} held-out query users" if evaluation.users else None,
+             f"ranked against {evaluation.candidates:,} candidates" if evaluation.candidates else None]
+    said = "; ".join(p for p in parts if p)
+    return ("From the model stage's evaluation" + (f" ({said})" if said else "")
+            + ". Brackets: bootstrap 95% interval over queries.")
 
 
 def percent(value: float | None) -> str:
@@ -132,9 +152,13 @@ def render_match_card(rank: int, match: Match, result: RecommendResult, rec: Rec
             st.markdown(f"#### {rank}. {match_name(match)}")
             st.caption(f"Spotify user `{match.user_id}`" + (" · new since the last index build" if match.source == "fresh" else ""))
             score_col, pct_col = st.columns(2)
-            score_col.metric("Match score", f"{match.score:.2f}", help="Cosine similarity of your taste embeddings (−1 … 1).")
+            score_col.metric("Match score", f"{match.score:.2f}",
+                             help="Cosine of your taste embedding (query side) and theirs (as indexed), −1 … 1.")
             if match.percentile is not None:
-                pct_col.metric("Closer than", f"{match.percentile:.0f}%", help="Share of sampled pairs of users who are further apart than you two.")
+                pct_col.metric("Closer than", f"{match.percentile:.0f}%",
+                               help="Share of random pairs of users in the current index whose match score, computed "
+                                    "the same way, is lower than yours. A top match among thousands of users is "
+                                    "expected to read in the high 90s.")
             if match.era_overlap is not None:
                 st.progress(min(max(match.era_overlap, 0.0), 1.0), text=f"Era overlap {percent(match.era_overlap)}")
             st.link_button("Open their Spotify profile ↗", spotify_profile_url(match))

@@ -201,6 +201,18 @@ def test_remove_me_needs_confirmation_then_deletes(app_test, contract_recommende
     assert "you" not in {t["name"] for t in spec["data"]}
 
 
+def test_a_removed_profile_is_not_added_back_from_the_page(app_test, contract_recommender):
+    at = app_test(CONSENT)
+    at.text_input(key="consent_ref").input("spotify:user:newcomer").run()
+    at.button(key="consent_remove").click().run()
+    at.button(key="consent_remove_confirm").click().run()
+    at.button(key="consent_add").click().run()
+    assert not at.exception
+    refusal = "\n".join(i.value for i in at.info)
+    assert "was removed from Soundmates" in refusal and "Connect with Spotify" in refusal
+    assert "newcomer" not in contract_recommender.inbox
+
+
 def test_consent_page_rejects_malformed_reference(app_test, contract_recommender):
     at = app_test(CONSENT)
     at.text_input(key="consent_ref").input("not a profile!").run()
@@ -218,6 +230,18 @@ def test_pipeline_page_shows_status_and_airflow_note(app_test, contract_recommen
     assert not at.exception
     page = texts(at)
     assert "Users stored 12" in page and "Model raw-features" in page and "Waiting 1" in page
+    # The served method against the baselines on the taste metrics: a chart and a table, not a JSON blob.
+    assert "Matches are served by **als** (version `als-v3`)" in page
+    assert not at.json
+    (spec,) = plotly_specs(at)
+    bars = {t["name"]: t for t in spec["data"]}
+    assert list(bars)[0] == "als (served)" and set(bars) == {"als (served)", "two_tower", "genre_tfidf", "random"}
+    assert bars["als (served)"]["x"] == ["taste_ndcg@10", "taste_precision@10", "recall@10"]
+    assert bars["als (served)"]["y"] == [0.84, 0.241, 0.789]
+    assert bars["als (served)"]["error_y"]["array"][0] == pytest.approx(0.02)
+    table = at.dataframe[0].value
+    assert table["method"].iloc[0] == "als (served)" and table["taste_ndcg@10"].iloc[0] == "0.840 [0.820, 0.860]"
+    assert "374 held-out query users" in page and "1,874 candidates" in page
     assert "Failed 0" in page
     assert "1.0 h ago" in page
     note = "\n".join(i.value for i in at.info)
@@ -280,7 +304,7 @@ def airflow_on_loopback(monkeypatch):
 def test_pipeline_page_lists_recent_dag_runs(app_test, contract_recommender, airflow_on_loopback):
     at = app_test(PIPELINE)
     assert not at.exception
-    (table,) = at.dataframe[1:]  # the first table holds the model metrics
+    (table,) = at.dataframe[1:]  # the first table holds the evaluation
     frame = table.value
     assert list(frame["DAG"]) == ["soundmates_rebuild", "soundmates_new_users"]
     assert list(frame["state"]) == ["success", "running"]

@@ -64,4 +64,5 @@ elif result is not None:
         st.info("No one to match you with yet: the index is empty or everyone else was filtered out.")
     for rank, match in enumerate(result.matches, start=1):
         ui.render_match_card(rank, match, result, rec)
-    st.caption(f"Model `{result.model_version or '?'}` · index `{result.index_version or '?'}`")
+    served = f"Served by {result.embedder.name} · " if result.embedder else ""
+    st.caption(f"{served}Model `{result.model_version or '?'}` · index `{result.index_version or '?'}`")

@@ -7,7 +7,7 @@ import streamlit as st
 
 from soundmates.config import get_settings
 from soundmates.recommend.models import RecommendError
-from streamlit_app import airflow_api, inbox_view, ui
+from streamlit_app import airflow_api, charts, inbox_view, ui
 
 st.title("Pipeline")
 
@@ -44,16 +44,30 @@ if status.index_version is None:
     st.info(f"No index built yet. {ui.BUILD_HINT}", icon=":material/construction:")
 
 st.subheader("Model")
-if status.model_metrics:
-    scalar = {k: v for k, v in status.model_metrics.items() if isinstance(v, (int, float, str, bool))}
-    nested = {k: v for k, v in status.model_metrics.items() if k not in scalar}
-    if scalar:
-        st.dataframe(pd.DataFrame({"metric": list(scalar), "value": [str(v) for v in scalar.values()]}),
-                     hide_index=True, width="content")
-    if nested:
-        st.json(nested, expanded=False)
+served = status.embedder
+evaluation = status.evaluation
+if served is not None:
+    st.markdown(f"Matches are served by **{served.name}** (version `{served.version}`)."
+                + (f" {evaluation.reason}." if evaluation is not None and evaluation.reason else ""))
+if evaluation is not None and evaluation.methods:
+    methods = {name: s.metrics for name, s in evaluation.methods.items()}
+    try:
+        figure = charts.evaluation_figure(methods, evaluation.served,
+                                          ci95={name: s.ci95 for name, s in evaluation.methods.items()})
+    except ValueError:
+        figure = None  # none of the taste metrics recorded: the table below still shows what was
+    if figure is not None:
+        st.plotly_chart(figure, key="evaluation_chart", width="stretch")
+    shown = [m for m in charts.TASTE_METRICS if any(m in v for v in methods.values())] or sorted(
+        {m for v in methods.values() for m in v})
+    rows = [{"method": name + (" (served)" if name == evaluation.served else ""),
+             **{m: ui.with_interval(methods[name].get(m), evaluation.methods[name].ci95.get(m)) for m in shown}}
+            for name in sorted(methods, key=lambda n: (n != evaluation.served, n))]
+    st.dataframe(pd.DataFrame(rows, columns=["method", *shown]), hide_index=True, width="stretch", key="evaluation_table")
+    st.caption(ui.evaluation_caption(evaluation))
 else:
-    st.caption("No evaluation metrics recorded" + (" for this model." if status.model_version else ": no model trained yet (the index uses raw features)."))
+    st.caption("No evaluation recorded" + (" for this model: run 'soundmates evaluate'." if status.model_version
+                                          else ": no model trained yet (the index uses raw features)."))
 
 st.subheader("New-users inbox")
 counts = status.inbox_counts
