@@ -352,6 +352,7 @@ def test_cli_recommend_json(rec, monkeypatch, settings, encoder):
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert data["user_id"] == "rock2" and len(data["matches"]) == 3 and "warnings" in data
+    assert data["embedder"] == {"name": "raw_cosine", "version": "raw-features"}  # the served method
     for key in ("user_id", "display_name", "score", "percentile", "shared_genres", "shared_artists", "shared_tracks"):
         assert key in data["matches"][0]
     bad = CliRunner().invoke(app, ["recommend", "spotify:track:xyz", "--json"])
@@ -539,3 +540,28 @@ def test_remove_then_add_by_anyone_does_not_bring_them_back(rec, settings, world
     assert rec.add(victim, restore_removed=True).status == "pending"
     assert rec.index.is_removed(victim)
     assert victim not in [m.user_id for m in rec.recommend("jazz3", k=17).matches]
+
+
+def test_status_reads_the_model_stages_evaluation(rec, monkeypatch):
+    import soundmates.model.registry as registry
+
+    report = {
+        "protocol": "served: full profile vs every user", "served": "als", "reason": "als beats two_tower",
+        "users": 374, "candidates": 1874,
+        "methods": {
+            "als": {"taste_ndcg@10": 0.84, "recall@10": 0.79, "ci95": {"taste_ndcg@10": [0.82, 0.86]}, "setting": {"alpha": 2}},
+            "two_tower": {"taste_ndcg@10": 0.8, "recall@10": float("nan")},
+            "artist_overlap": {"skipped": "cannot work on disjoint halves"},
+        },
+    }
+    asked = []
+    monkeypatch.setattr(registry, "evaluation_report", lambda settings: asked.append(settings) or report, raising=False)
+    ev = rec.pipeline_status().evaluation
+    assert asked == [rec.settings]
+    assert ev.served == "als" and ev.reason == "als beats two_tower" and (ev.users, ev.candidates) == (374, 1874)
+    assert set(ev.methods) == {"als", "two_tower"}  # a skipped method has no figures to chart
+    assert ev.methods["als"].metrics == {"taste_ndcg@10": 0.84, "recall@10": 0.79}
+    assert ev.methods["als"].ci95 == {"taste_ndcg@10": [0.82, 0.86]}
+    assert ev.methods["two_tower"].metrics == {"taste_ndcg@10": 0.8}  # NaN is not a figure
+    monkeypatch.setattr(registry, "evaluation_report", lambda settings: (_ for _ in ()).throw(LookupError("none")))
+    assert rec.pipeline_status().evaluation is None

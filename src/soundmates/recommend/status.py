@@ -62,7 +62,7 @@ def pipeline_status(ctx: RecommendContext) -> PipelineStatus:
     st.model_metrics = model.get("metrics") or {}
     st.evaluation = served_evaluation(ctx, st.model_metrics)
     if st.model_version:
-        st.embedder = embedder_info(_Named(st.model_version, st.evaluation.served if st.evaluation else None))
+        st.embedder = embedder_info(_Named(st.model_version, model.get("method")))
     if model.get("version") and idx.get("model_version") and model["version"] != idx["model_version"]:
         st.warnings.append(
             f"the index was built with model {idx['model_version']}, the current model is {model['version']}: "
@@ -85,29 +85,40 @@ def model_info(ctx: RecommendContext) -> dict:
         from soundmates.model.registry import ModelRegistry
 
         reg = ModelRegistry(ctx.settings.models_dir)
-        version = reg.current_version()
+        # ``served_version``: the gate's choice, or a registered baseline before any promotion.
+        version = (getattr(reg, "served_version", None) or reg.current_version)()
         if version is None:
             return {}
-        return {"version": version, "metrics": dict(reg.meta(version).get("metrics") or {})}
+        meta = reg.meta(version)
+        return {"version": version, "method": meta.get("method"), "metrics": dict(meta.get("metrics") or {})}
     except Exception as e:  # noqa: BLE001 - a status page shows what it can
         log.warning("model registry unreadable: %s", e)
         return {}
 
 
+# The model stage's readers of its evaluation report, in order of preference (the stage owns the files).
+_REPORT_READERS = (("soundmates.model.registry", "evaluation_report"), ("soundmates.pipelines.model", "stored_evaluation"))
+
+
 def _report_from_model_stage(ctx: RecommendContext) -> dict | None:
-    """The model stage's evaluation report of what it serves, read through its own function."""
-    try:
-        from soundmates.model import registry
-    except Exception:  # noqa: BLE001 - no model stage installed: nothing to show
-        return None
-    read = getattr(registry, "evaluation_report", None)
-    if read is None:
-        return None
-    try:
-        return read(ctx.settings)
-    except Exception as e:  # noqa: BLE001 - a status page shows what it can
-        log.warning("evaluation report unreadable: %s", e)
-        return None
+    """The model stage's evaluation of what it serves (issue 15 protocol object), read through its own function."""
+    import importlib
+
+    for module, name in _REPORT_READERS:
+        try:
+            read = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            read = None
+        if read is None:
+            continue
+        try:
+            return read(ctx.settings)
+        except LookupError:  # nothing evaluated yet
+            return None
+        except Exception as e:  # noqa: BLE001 - a status page shows what it can
+            log.warning("evaluation report unreadable: %s", e)
+            return None
+    return None
 
 
 def _method_scores(values: Any) -> MethodScores | None:
