@@ -4,7 +4,7 @@
 fires (and what a test or the CLI may call directly):
 
     pending requests -> ingest -> features (upserted into the store)
-    -> embed with the current model -> the index's fresh buffer
+    -> embed with the served embedder (candidate side) -> the index's fresh buffer
 
 Every request ends ``done`` or ``failed`` with its reason; one bad user never
 fails the others. A failure of a whole stage (the store or the encoder down)
@@ -53,7 +53,6 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
     from soundmates.config import get_settings
     from soundmates.index import UserIndex
     from soundmates.model.embedder import get_embedder
-    from soundmates.pipelines import build_features, ingest_users
     from soundmates.store import get_store, inbox
 
     if limit is not None and int(limit) < 1:
@@ -75,22 +74,7 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
 
     failed: dict[str, str] = {}
     try:
-        ingest = ingest_users(list(by_user.values()), settings=settings, progress=False)
-        # Refs ingest skipped are users already stored (a repeated request): they go on to features.
-        ref_failures = _ingest_failures(ingest)
-        for uid, ref in by_user.items():
-            if ref in ref_failures:
-                failed[uid] = ref_failures[ref]
-        ok = [uid for uid in user_ids if uid not in failed]
-
-        if ok:
-            feats = build_features(settings=settings, user_ids=ok) or {}
-            for item in feats.get("rejected") or []:
-                uid = str(_field(item, "user_id"))
-                if uid in by_user and uid not in failed:
-                    failed[uid] = str(_field(item, "reason") or "features rejected")
-            ok = [uid for uid in ok if uid not in failed]
-
+        ok = _ingest_and_featurize(settings, by_user, failed)
         embedder = get_embedder(settings)
         summary["model_version"] = embedder.version
         summary["embedder"] = getattr(embedder, "name", None) or embedder.version
@@ -101,7 +85,36 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
         log.exception("new-users batch failed as a whole; requests go back to pending")
         inbox.mark_many(store, user_ids, inbox.PENDING)
         raise
+    _finish(store, inbox, by_user, failed, summary)
+    summary["fresh_buffer"] = _fresh_size(index)
+    summary["rebuild_due"] = _rebuild_due(index)
+    log.info("new users: %d done, %d failed, rebuild due: %s", len(summary["done"]), len(failed), summary["rebuild_due"])
+    return summary
 
+
+def _ingest_and_featurize(settings: Any, by_user: dict[str, str], failed: dict[str, str]) -> list[str]:
+    """Ingest the requested refs and build their features; returns the users that got through both."""
+    from soundmates.pipelines import build_features, ingest_users
+
+    ingest = ingest_users(list(by_user.values()), settings=settings, progress=False)
+    # Refs ingest skipped are users already stored (a repeated request): they go on to features.
+    ref_failures = _ingest_failures(ingest)
+    for uid, ref in by_user.items():
+        if ref in ref_failures:
+            failed[uid] = ref_failures[ref]
+    ok = [uid for uid in by_user if uid not in failed]
+    if ok:
+        feats = build_features(settings=settings, user_ids=ok) or {}
+        for item in feats.get("rejected") or []:
+            uid = str(_field(item, "user_id"))
+            if uid in by_user and uid not in failed:
+                failed[uid] = str(_field(item, "reason") or "features rejected")
+    return [uid for uid in ok if uid not in failed]
+
+
+def _finish(store: Any, inbox: Any, by_user: dict[str, str], failed: dict[str, str], summary: dict[str, Any]) -> None:
+    """Mark each request done or failed (with the reason) and fill the summary."""
+    user_ids = list(by_user)
     done = [uid for uid in user_ids if uid not in failed]
     # A request deleted meanwhile (its user removed) has nothing left to mark.
     still = set(store.read(inbox.INBOX_GROUP, keys=user_ids)["user_id"].astype(str))
@@ -112,10 +125,6 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
         summary["failed"].append({"user_id": uid, "ref": by_user[uid], "reason": reason})
     summary["done"] = done
     summary["processed"] = len(user_ids)
-    summary["fresh_buffer"] = _fresh_size(index)
-    summary["rebuild_due"] = _rebuild_due(index)
-    log.info("new users: %d done, %d failed, rebuild due: %s", len(done), len(failed), summary["rebuild_due"])
-    return summary
 
 
 def _index_new_vectors(store: Any, index: Any, inbox: Any, embedder: Any, ok: list[str], failed: dict[str, str]) -> None:
