@@ -15,7 +15,9 @@ feature upserts and ``add_fresh`` are keyed by user id.
 
 from __future__ import annotations
 
+import inspect
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -73,13 +75,14 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
     log.info("processing %d new-user request(s)", len(user_ids))
 
     failed: dict[str, str] = {}
+    read_at = time.time()  # the data of this batch is read from now on (a removal before this is honoured)
     try:
         ok = _ingest_and_featurize(settings, by_user, failed)
         embedder = get_embedder(settings)
         summary["model_version"] = embedder.version
         summary["embedder"] = getattr(embedder, "name", None) or embedder.version
         if ok:
-            _index_new_vectors(store, index, inbox, embedder, ok, failed)
+            _index_new_vectors(store, index, inbox, embedder, ok, failed, read_at)
     except Exception:
         # A stage failed as a whole: hand the requests back untouched for the task's retry.
         log.exception("new-users batch failed as a whole; requests go back to pending")
@@ -127,12 +130,15 @@ def _finish(store: Any, inbox: Any, by_user: dict[str, str], failed: dict[str, s
     summary["processed"] = len(user_ids)
 
 
-def _index_new_vectors(store: Any, index: Any, inbox: Any, embedder: Any, ok: list[str], failed: dict[str, str]) -> None:
+def _index_new_vectors(store: Any, index: Any, inbox: Any, embedder: Any, ok: list[str], failed: dict[str, str],
+                       read_at: float) -> None:
     """Embed the users' stored features with the served embedder's candidate side into the fresh buffer.
 
     A user removed while this batch ran (their request deleted with the rest of their data) is left
-    out: their vector was made from data read before the removal.
+    out: their vector was made from data read before the removal. The index is told when the data was
+    read (``read_at``), where it can check that itself.
     """
+    dated = "read_at" in inspect.signature(index.add_fresh).parameters
     frame = store.read("user_features", keys=ok)
     if "view" in frame.columns:
         frame = frame[frame["view"] == "full"]
@@ -149,9 +155,13 @@ def _index_new_vectors(store: Any, index: Any, inbox: Any, embedder: Any, ok: li
             failed[uid] = "removed while this batch ran: not indexed"
             continue
         try:
-            index.add_fresh(uid, vector, model_version=embedder.version)
+            added = (index.add_fresh(uid, vector, model_version=embedder.version, read_at=read_at) if dated
+                     else index.add_fresh(uid, vector, model_version=embedder.version))
         except ValueError as exc:  # e.g. a NaN vector: this user only
             failed[uid] = f"could not add to the index: {exc}"
+            continue
+        if added is False:
+            failed[uid] = "removed while this batch ran: not indexed"
 
 
 def _requeue_stale(store: Any, inbox: Any) -> list[str]:

@@ -32,9 +32,17 @@ def _entry(e) -> InboxEntry:
 
 
 def _removed_at(ctx: RecommendContext, user_id: str) -> str | None:
-    when = getattr(ctx.index, "tombstones", None)
+    """When ``user_id`` was removed (ISO time) for the message; None when the index does not say."""
+    from datetime import datetime, timezone
+
     try:
-        return when.all().get(user_id) if when is not None else None
+        tombstones = ctx.index.tombstones
+        records = getattr(tombstones, "records", None)  # {user_id: Tomb(removed_at=epoch s, ...)}
+        if records is not None:
+            tomb = records().get(user_id)
+            when = getattr(tomb, "removed_at", None)
+            return datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="seconds") if when else None
+        return tombstones.all().get(user_id)  # {user_id: ISO time}
     except Exception:  # noqa: BLE001 - only for the message
         return None
 
