@@ -89,7 +89,11 @@ def remove(
     ref: str = typer.Argument(..., help="Spotify profile link, spotify:user:ID URI, or user ID."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """Remove REF: hidden from every result at once, stored profile, raw responses and features deleted."""
+    """Remove REF: hidden from every result at once and for good; stored profile, raw responses and features deleted.
+
+    Nobody brings a removed profile back by asking: only its owner (Connect with Spotify) or an
+    operator (add --restore-removed), and then only from newly fetched data.
+    """
     from soundmates.cli._common import emit_json
     from soundmates.recommend import Recommender, RecommendError
 
