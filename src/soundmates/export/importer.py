@@ -13,7 +13,10 @@ from pydantic import BaseModel, Field
 from soundmates.config import Settings, get_settings
 from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, Track
 
-from .archive import ExportSource
+from soundmates.keys import user_id_problem
+from soundmates.logs import one_line
+
+from .archive import ExportError, ExportSource
 from .formats import ParsedExport, TrackRef, parse_export
 from .genres import GenreResolver, normalize_artist_name
 
@@ -40,12 +43,23 @@ def _stable_id(prefix: str, *parts: str) -> str:
     return f"{prefix}{h[:21]}"
 
 
+def _checked_id(user_id: str, where: str) -> str:
+    problem = user_id_problem(user_id)
+    if problem is not None:
+        raise ExportError(f"{where} {one_line(repr(user_id), 80)} cannot be a user id: {problem}; "
+                          "store the export under another id with --user-id ID (letters, digits, . _ # + -)")
+    return user_id
+
+
 def export_user_id(parsed: ParsedExport, explicit: str | None) -> str:
-    """The id given, else the export's username, else one derived from its content (stable across re-imports)."""
-    if explicit:
-        return explicit
+    """The id given, else the export's username, else one derived from its content (stable across re-imports).
+
+    An id given or found is validated like a Spotify user id (length, characters, no path parts).
+    """
+    if explicit is not None:
+        return _checked_id(explicit, "--user-id")
     if parsed.username:
-        return parsed.username
+        return _checked_id(parsed.username, "the username in Userdata.json,")
     refs = [t for pl in parsed.playlists for t in pl.tracks] + parsed.saved_tracks + [p.track for p in parsed.plays]
     return _stable_id("export-", *sorted({f"{t.artist}|{t.name}" for t in refs}))[:19]
 
@@ -149,7 +163,7 @@ def import_export(path: str | Path, *, user_id: str | None = None, settings: Set
         if own_resolver:
             resolver.close()
     if not profile.tracks:
-        raise ValueError(f"{Path(path).name}: the export has no music tracks to build a taste from (skipped: {parsed.skipped})")
+        raise ExportError(f"{Path(path).name}: the export has no music tracks to build a taste from (skipped: {parsed.skipped})")
     summary = ImportSummary(
         user_id=uid,
         files=parsed.files,
@@ -163,3 +177,37 @@ def import_export(path: str | Path, *, user_id: str | None = None, settings: Set
         elapsed_s=round(time.perf_counter() - t0, 3),
     )
     return profile, summary
+
+
+def _owner_proven(user_id: str, settings: Settings) -> bool:
+    """The account ``user_id`` was connected here with Connect with Spotify (OAuth), so its owner consented."""
+    from soundmates.keys import storage_names
+
+    tokens = settings.data_dir / "oauth" / "tokens"
+    return any((tokens / f"{name}.json").is_file() for name in storage_names(user_id))
+
+
+def store_export(profile: Profile, settings: Settings | None = None, *, dry_run: bool = False) -> bool:
+    """Store an imported profile in the profile repository, in the export namespace.
+
+    An export never replaces a profile that came from elsewhere (an ingested Spotify user, an
+    OAuth account, another person's export: an export proves no identity), unless the owner of
+    that Spotify account connected it here (Connect with Spotify). Refused: :class:`ExportError`,
+    and nothing is written. Returns whether the profile was stored (False on a dry run).
+    """
+    from soundmates.profiles import ProfileRepository
+
+    settings = settings or get_settings()
+    repo = ProfileRepository(settings.profiles_dir)
+    uid = profile.user_id
+    existing = repo.load(uid)
+    if existing is not None and not _owner_proven(uid, settings):
+        raise ExportError(
+            f"a profile for {uid!r} (source: {existing.source}) is already stored and an export cannot "
+            "prove it is the same person; import under another id with --user-id ID, or prove the account "
+            "is yours first with `soundmates connect`"
+        )
+    if dry_run:
+        return False
+    repo.save(profile)
+    return True

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from soundmates.config import Settings, get_settings
-from soundmates.profiles import Profile, ProfileRepository, safe_filename
+from soundmates.keys import storage_key, storage_names
+from soundmates.profiles import Profile, ProfileRepository
 from soundmates.recommend.models import (
     InboxEntry,
     InvalidReference,
@@ -163,13 +164,13 @@ class Recommender:
                 weakref.finalize(self, shutil.rmtree, str(self._live_tmp), True)
             tmp = self._live_tmp
             ing.repo = ProfileRepository(tmp / "profiles")
-            ing._user_dir = lambda uid, _tmp=tmp: _tmp / "users" / safe_filename(uid)
+            ing._user_dir = lambda uid, _tmp=tmp: _tmp / "users" / storage_key(uid)
         self._ingestors[store_results] = ing
         return ing
 
     def _forget_live_files(self, user_id: str) -> None:
         if self._live_tmp is not None:
-            shutil.rmtree(self._live_tmp / "users" / safe_filename(user_id), ignore_errors=True)
+            shutil.rmtree(self._live_tmp / "users" / storage_key(user_id), ignore_errors=True)
             ProfileRepository(self._live_tmp / "profiles").delete(user_id)
 
     # ------------------------------------------------------------------ references
@@ -529,11 +530,13 @@ class Recommender:
 
     def _delete_raw(self, user_id: str) -> bool:
         # The ingest stage keeps a user's raw pages in raw/users/<safe id>/ (spotify.ingest.Ingestor._user_dir).
-        path = Path(self.settings.raw_dir) / "users" / safe_filename(user_id)
-        if not path.exists():
-            return False
-        shutil.rmtree(path)
-        return True
+        deleted = False
+        for name in storage_names(user_id):  # the key, and a legacy name older files may have
+            path = Path(self.settings.raw_dir) / "users" / name
+            if path.exists():
+                shutil.rmtree(path)
+                deleted = True
+        return deleted
 
     # ------------------------------------------------------------------ status, map, detail
     def pipeline_status(self) -> PipelineStatus:

@@ -46,7 +46,8 @@ from spotipy.cache_handler import CacheHandler
 from spotipy.oauth2 import SpotifyOauthError, SpotifyPKCE
 
 from soundmates.config import Settings, SpotifyCredentials, get_settings
-from soundmates.profiles import Playlist, PlaylistItem, Profile, safe_filename
+from soundmates.keys import storage_key
+from soundmates.profiles import Playlist, PlaylistItem, Profile
 
 from .client import SpotifyClient, _TokenHttpError
 from .errors import ApiRefused, NotFound
@@ -226,7 +227,7 @@ class TokenStore:
         self.root = Path(root)
 
     def path(self, user_id: str) -> Path:
-        return self.root / f"{safe_filename(user_id)}.json"
+        return self.root / f"{storage_key(user_id)}.json"
 
     def lock(self, user_id: str):
         from filelock import FileLock

@@ -38,6 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, Field
 
 from soundmates.config import Settings, get_settings
+from soundmates.keys import storage_key
 from soundmates.profiles import (
     Artist,
     Playlist,
@@ -45,7 +46,6 @@ from soundmates.profiles import (
     Profile,
     ProfileRepository,
     Track,
-    safe_filename,
 )
 
 from .errors import (
@@ -304,7 +304,7 @@ class Ingestor:
 
     # --- raw pages ---------------------------------------------------------------
     def _user_dir(self, user_id: str) -> Path:
-        return self.raw_dir / "users" / safe_filename(user_id)
+        return self.raw_dir / "users" / storage_key(user_id)
 
     def _fetch(self, endpoint: str, path: str, params: dict | None, raw_path: Path, reuse: bool) -> dict:
         if reuse:
@@ -401,7 +401,7 @@ class Ingestor:
     def _read_items(self, playlist: Playlist, udir: Path, reuse: bool, tracks: dict, artist_names: dict, known: dict) -> None:
         """Rows of one playlist into ``playlist.items``; new tracks (not in ``known``) into ``tracks``."""
         path = f"playlists/{quote_user_id(playlist.id)}/items"
-        for page in self._pages("playlist_items", path, udir / "items" / safe_filename(playlist.id), reuse):
+        for page in self._pages("playlist_items", path, udir / "items" / storage_key(playlist.id), reuse):
             for row in page["items"]:
                 kind, obj = _classify_row(row)
                 if kind != "track":
