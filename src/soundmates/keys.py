@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 # Keys up to this many bytes are the legacy encoding itself (so existing files are found as they are);
-# 240 + ".json.lock" or ".json.bad-NNNNNNNNNN" still fits a 255-byte file name.
+# 240 + ".json.lock" still fits a 255-byte file name.
 MAX_KEY_BYTES = 240
 # The longest name a stored file or folder could have had under the legacy scheme.
 _MAX_LEGACY_BYTES = 250

@@ -171,13 +171,14 @@ class ProfileRepository:
         return profile
 
     def quarantine(self, path: Path, why: BaseException) -> Path | None:
-        """Move a corrupt profile file aside (``.quarantine/<name>.bad-<time>``) and say so."""
+        """Move a corrupt profile file aside (``.quarantine/<time>/<name>``) and say so."""
         import time
 
         from soundmates.logs import one_line
 
-        qdir = self.root / QUARANTINE_DIR
-        target = qdir / f"{path.name}.bad-{time.time_ns()}"
+        # .quarantine/<time>/<name>: the name stays as short as the profile's own
+        qdir = self.root / QUARANTINE_DIR / str(time.time_ns())
+        target = qdir / path.name
         try:
             qdir.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
@@ -219,7 +220,7 @@ class ProfileRepository:
                 pass
             qdir = self.root / QUARANTINE_DIR
             if qdir.is_dir():
-                for q in qdir.glob(f"{_glob_escape(name)}.json.bad-*"):
+                for q in qdir.glob(f"*/{_glob_escape(name)}.json"):
                     q.unlink(missing_ok=True)
                     deleted = True
         return deleted

@@ -24,7 +24,7 @@ def import_export_cmd(
 
     settings = get_settings()
     try:
-        profile, summary = import_export(path, user_id=user_id, settings=settings)
+        profile, summary = import_export(path, user_id=user_id, settings=settings, check_slot=True)
         stored = store_export(profile, settings, dry_run=dry_run)
     except ExportError as exc:
         if as_json:

@@ -148,13 +148,22 @@ def make_resolver(settings: Settings) -> GenreResolver:
     return GenreResolver(settings.cache_dir / "artist_genres.sqlite", online=online)
 
 
-def import_export(path: str | Path, *, user_id: str | None = None, settings: Settings | None = None, resolver: GenreResolver | None = None) -> tuple[Profile, ImportSummary]:
-    """Read and validate an export; return its profile and summary. Stores nothing."""
+def import_export(path: str | Path, *, user_id: str | None = None, settings: Settings | None = None,
+                  resolver: GenreResolver | None = None, check_slot: bool = False) -> tuple[Profile, ImportSummary]:
+    """Read and validate an export; return its profile and summary. Stores nothing.
+
+    ``check_slot``: refuse at once (before any lookup writes the genre cache) when the id is taken
+    by a profile the export may not replace (see :func:`store_export`).
+    """
     settings = settings or get_settings()
     t0 = time.perf_counter()
     with ExportSource(path) as src:
         parsed = parse_export(src)
     uid = export_user_id(parsed, user_id)
+    if not (parsed.plays or parsed.saved_tracks or any(pl.tracks for pl in parsed.playlists)):
+        raise ExportError(f"{Path(path).name}: the export has no music tracks to build a taste from (skipped: {parsed.skipped})")
+    if check_slot:
+        check_export_slot(uid, settings)
     own_resolver = resolver is None
     resolver = resolver or make_resolver(settings)
     try:
@@ -198,16 +207,21 @@ def store_export(profile: Profile, settings: Settings | None = None, *, dry_run:
     from soundmates.profiles import ProfileRepository
 
     settings = settings or get_settings()
-    repo = ProfileRepository(settings.profiles_dir)
-    uid = profile.user_id
-    existing = repo.load(uid)
-    if existing is not None and not _owner_proven(uid, settings):
+    check_export_slot(profile.user_id, settings)  # again: another import may have stored it meanwhile
+    if dry_run:
+        return False
+    ProfileRepository(settings.profiles_dir).save(profile)
+    return True
+
+
+def check_export_slot(user_id: str, settings: Settings) -> None:
+    """ExportError when a stored profile holds ``user_id`` and its owner has not connected it here."""
+    from soundmates.profiles import ProfileRepository
+
+    existing = ProfileRepository(settings.profiles_dir).load(user_id)
+    if existing is not None and not _owner_proven(user_id, settings):
         raise ExportError(
-            f"a profile for {uid!r} (source: {existing.source}) is already stored and an export cannot "
+            f"a profile for {user_id!r} (source: {existing.source}) is already stored and an export cannot "
             "prove it is the same person; import under another id with --user-id ID, or prove the account "
             "is yours first with `soundmates connect`"
         )
-    if dry_run:
-        return False
-    repo.save(profile)
-    return True
