@@ -14,7 +14,6 @@ import pytest
 from typer.testing import CliRunner
 
 from soundmates.cli.main import app
-from soundmates.keys import MAX_KEY_BYTES, legacy_filename, storage_key, storage_names, user_id_from_key
 from soundmates.profiles import ProfileRepository
 from tests.fixtures.spotify import world_user_ids
 
@@ -224,6 +223,8 @@ def test_ingest_file_of_unbounded_size_is_one_line_and_bounded(tmp_path):
 
 
 def test_storage_keys_are_bounded_distinct_and_keep_old_names():
+    from soundmates.keys import MAX_KEY_BYTES, legacy_filename, storage_key, storage_names, user_id_from_key
+
     ids = ["alice", "john.smith", "music#1", "müller", LONG_E, LONG_E + "x", "é" * 40, "日本" * 32, "a" * 64,
            "..", "a" * 300, "%41", "A"]
     keys = [storage_key(u) for u in ids]
@@ -250,6 +251,8 @@ def test_profiles_with_long_ids_are_stored_listed_loaded_and_deleted(tmp_path):
 
 
 def test_a_profile_stored_under_its_old_long_name_is_still_found(tmp_path):
+    from soundmates.keys import legacy_filename, storage_key
+
     uid = "é" * 41  # legacy name 246 bytes: a valid file name before, a hashed key now
     root = tmp_path / "profiles"
     root.mkdir()
