@@ -128,6 +128,7 @@ class ProfileRepository:
     def __init__(self, root: Path):
         self.root = Path(root)
         self._valid: dict[str, tuple[int, int]] = {}  # file name -> (mtime_ns, size) last seen valid
+        self.quarantined: dict[str, Path] = {}  # user id -> where this repository moved their corrupt file
 
     def path(self, user_id: str) -> Path:
         return self.root / f"{storage_key(user_id)}.json"
@@ -162,13 +163,18 @@ class ProfileRepository:
             profile = Profile.model_validate_json(text)
         except FileNotFoundError:
             return None
-        except (ValidationError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-            self.quarantine(p, exc)
+        except (ValidationError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            self._quarantine(user_id, p, exc)
             return None
         if profile.user_id != user_id:
-            self.quarantine(p, ValueError(f"the file holds user {profile.user_id!r}"))
+            self._quarantine(user_id, p, ValueError(f"the file holds user {profile.user_id!r}"))
             return None
         return profile
+
+    def _quarantine(self, user_id: str, path: Path, why: BaseException) -> None:
+        target = self.quarantine(path, why)
+        if target is not None:
+            self.quarantined[user_id] = target
 
     def quarantine(self, path: Path, why: BaseException) -> Path | None:
         """Move a corrupt profile file aside (``.quarantine/<time>/<name>``) and say so."""
