@@ -236,3 +236,9 @@ def test_recommend_for_a_user_with_a_corrupt_profile_file_does_not_crash(dashboa
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["user_id"] == me
     assert "moved to" in proc.stderr  # the quarantine warning, one line
+
+
+def test_usage_errors_stay_typer_usage_errors(exploding):
+    res = CliRunner().invoke(app, ["recommend", "x", "--k", "0"])
+    assert res.exit_code == 2
+    assert "Invalid value" in res.output and "unexpected error" not in res.output and "Traceback" not in res.output

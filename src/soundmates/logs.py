@@ -12,7 +12,7 @@ import os
 import sys
 import unicodedata
 
-__all__ = ["configure_logging", "is_debug", "one_line", "set_debug"]
+__all__ = ["configure_logging", "describe", "is_debug", "one_line", "set_debug"]
 
 DEBUG_ENV = "SOUNDMATES_DEBUG"
 _MAX_LINE = 400

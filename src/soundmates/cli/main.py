@@ -22,13 +22,9 @@ class _SoundmatesGroup(TyperGroup):
         as_json = "--json" in ctx.args
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
-            raise
+        except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt, SystemExit):
+            raise  # exits and usage errors (bad options): typer prints those itself
         except Exception as exc:  # noqa: BLE001 - the one top-level handler (see cli/_common.report_error)
-            from click.exceptions import ClickException
-
-            if isinstance(exc, ClickException):
-                raise
             report_error(exc, as_json=as_json)  # re-raises under --debug, else typer.Exit(code)
             raise
 
@@ -84,7 +80,10 @@ def main() -> None:  # pragma: no cover - console script
     except (SystemExit, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - raised before a command ran (e.g. while parsing options)
-        report_error(exc)
+        try:
+            report_error(exc)  # re-raises under --debug
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
 
 
 if __name__ == "__main__":  # pragma: no cover
