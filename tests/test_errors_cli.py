@@ -14,7 +14,14 @@ import pytest
 from typer.testing import CliRunner
 
 from soundmates.cli.main import app
-from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, ProfileRepository, Track
+from soundmates.profiles import (
+    Artist,
+    Playlist,
+    PlaylistItem,
+    Profile,
+    ProfileRepository,
+    Track,
+)
 from tests.fixtures.spotify import world_user_ids
 
 SOUNDMATES = [sys.executable, "-m", "soundmates.cli.main"]
@@ -23,7 +30,7 @@ SOUNDMATES = [sys.executable, "-m", "soundmates.cli.main"]
 def _validation_error() -> Exception:
     try:
         Profile.model_validate({"user_id": 5})
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return exc
     raise AssertionError("expected a ValidationError")
 

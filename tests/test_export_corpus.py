@@ -19,7 +19,14 @@ from typer.testing import CliRunner
 
 from soundmates.cli.main import app
 from soundmates.export import archive
-from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, ProfileRepository, Track
+from soundmates.profiles import (
+    Artist,
+    Playlist,
+    PlaylistItem,
+    Profile,
+    ProfileRepository,
+    Track,
+)
 
 SOUNDMATES = [sys.executable, "-m", "soundmates.cli.main"]
 ACCOUNT = "Spotify Account Data"

@@ -65,7 +65,7 @@ def malformed_refs() -> list[tuple[str, str]]:
         (f"https://open.spotify.com:8443/user/{uid}", "host"),
         (f"ftp://open.spotify.com/user/{uid}", "scheme"),
         (f"javascript://open.spotify.com/user/{uid}", "scheme"),
-        (f"file:///etc/passwd", "scheme"),
+        ("file:///etc/passwd", "scheme"),
         (f"https://open.spotify.com/users/{uid}", "not /user/ID"),
         (f"https://open.spotify.com/intl-de/intl-fr/user/{uid}", "not /user/ID"),
         (f"https://open.spotify.com/user/{uid}/extra", "not /user/ID"),
@@ -223,7 +223,13 @@ def test_ingest_file_of_unbounded_size_is_one_line_and_bounded(tmp_path):
 
 
 def test_storage_keys_are_bounded_distinct_and_keep_old_names():
-    from soundmates.keys import MAX_KEY_BYTES, legacy_filename, storage_key, storage_names, user_id_from_key
+    from soundmates.keys import (
+        MAX_KEY_BYTES,
+        legacy_filename,
+        storage_key,
+        storage_names,
+        user_id_from_key,
+    )
 
     ids = ["alice", "john.smith", "music#1", "müller", LONG_E, LONG_E + "x", "é" * 40, "日本" * 32, "a" * 64,
            "..", "a" * 300, "%41", "A"]

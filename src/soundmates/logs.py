@@ -60,7 +60,11 @@ def describe(exc: BaseException) -> str:
 def _collapse(record: logging.LogRecord) -> logging.LogRecord:
     """Turn a record's traceback into a one-line suffix (without debug)."""
     if record.exc_info and record.exc_info[1] is not None and not is_debug():
-        record.msg = f"{record.getMessage()} ({describe(record.exc_info[1])})"
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        record.msg = f"{message} ({describe(record.exc_info[1])})"
         record.args = None
         record.exc_info = None
         record.exc_text = None
@@ -82,7 +86,7 @@ class _StderrHandler(logging.Handler):
         try:
             sys.stderr.write(self.format(record) + "\n")
             sys.stderr.flush()
-        except Exception:  # noqa: BLE001 - logging must never raise
+        except Exception:
             self.handleError(record)
 
 
@@ -107,11 +111,11 @@ def _install_record_factory() -> None:
 def configure_logging(*, debug: bool | None = None, handler: bool = True) -> None:
     """Configure logging once per process; calling again only updates the debug setting.
 
-    ``handler=False`` (DAG tasks: Airflow owns the handlers) installs only the one-line policy.
+    ``debug``: True/False forces it, None follows ``SOUNDMATES_DEBUG``. ``handler=False`` (DAG
+    tasks: Airflow owns the handlers) installs only the one-line policy.
     """
     global _handler
-    if debug is not None:
-        set_debug(debug)
+    set_debug(debug)
     _install_record_factory()
     if handler and _handler is None:
         h = _StderrHandler()

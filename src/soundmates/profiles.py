@@ -19,7 +19,12 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, Field, ValidationError
 
-from soundmates.keys import legacy_filename, storage_key, storage_names, user_id_from_key
+from soundmates.keys import (
+    legacy_filename,
+    storage_key,
+    storage_names,
+    user_id_from_key,
+)
 
 PROFILE_SCHEMA_VERSION = 1
 QUARANTINE_DIR = ".quarantine"

@@ -10,7 +10,6 @@ import typer
 
 from soundmates.cli._common import emit_json, fail
 
-
 # A reference is at most 512 characters (soundmates.spotify.refs); a line far longer is not one.
 MAX_REF_LINE_BYTES = 4096
 # A million-user world's users.txt is ~30 MB; a --file far larger is not a list of references.

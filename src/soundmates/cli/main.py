@@ -24,7 +24,7 @@ class _SoundmatesGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt, SystemExit):
             raise  # exits and usage errors (bad options): typer prints those itself
-        except Exception as exc:  # noqa: BLE001 - the one top-level handler (see cli/_common.report_error)
+        except Exception as exc:  # the one top-level handler (see cli/_common.report_error)
             report_error(exc, as_json=as_json)  # re-raises under --debug, else typer.Exit(code)
             raise
 
@@ -59,7 +59,8 @@ def _root(
     """Soundmates: find the people whose music taste is closest to yours."""
     from soundmates.logs import configure_logging
 
-    configure_logging(debug=debug)
+    # True, or None = follow SOUNDMATES_DEBUG (an earlier in-process --debug run does not stick)
+    configure_logging(debug=True if debug else None)
 
 
 @app.command()
@@ -79,7 +80,7 @@ def main() -> None:  # pragma: no cover - console script
         app()
     except (SystemExit, KeyboardInterrupt):
         raise
-    except Exception as exc:  # noqa: BLE001 - raised before a command ran (e.g. while parsing options)
+    except Exception as exc:  # raised before a command ran (e.g. while loading the commands)
         try:
             report_error(exc)  # re-raises under --debug
         except typer.Exit as done:

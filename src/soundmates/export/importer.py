@@ -11,10 +11,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from soundmates.config import Settings, get_settings
-from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, Track
-
 from soundmates.keys import user_id_problem
 from soundmates.logs import one_line
+from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, Track
 
 from .archive import ExportError, ExportSource
 from .formats import ParsedExport, TrackRef, parse_export
