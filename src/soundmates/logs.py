@@ -52,8 +52,17 @@ def one_line(text: object, limit: int = _MAX_LINE) -> str:
 
 
 def describe(exc: BaseException) -> str:
-    """``Type: message`` on one line (the message alone is often empty, e.g. for MemoryError)."""
-    msg = one_line(exc)
+    """``Type: first line of the message`` (the message alone is often empty, e.g. for MemoryError;
+    the lines after the first are often a library's backtrace)."""
+    first = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and hasattr(exc, "title"):  # pydantic: the first line names no field
+        try:
+            e = errors()[0]
+            first += f": {'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}"
+        except Exception:  # noqa: BLE001 - the first line is enough
+            pass
+    msg = one_line(first)
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
