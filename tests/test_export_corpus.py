@@ -106,15 +106,23 @@ def _deep(n: int = 100_000) -> str:
     return "[" * n + "]" * n
 
 
-def refused_cases(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
-    """label -> (export path, extra CLI args, fragment of the one-line error). At least 50."""
-    c: dict[str, tuple[Path, list[str], str]] = {}
+Case = tuple[Path, list[str], str]  # export path, extra CLI args, fragment of the one-line error
+
+
+def refused_cases(tmp: Path) -> dict[str, Case]:
+    """label -> case: at least 50 exports no import may accept."""
+    c: dict[str, Case] = {}
 
     def add(label: str, path: Path, fragment: str, *args: str) -> None:
         c[label] = (path, list(args), fragment)
 
-    t = tmp
-    # --- the archive itself
+    for builder in (_archive_cases, _json_cases, _id_cases, _folder_cases):
+        builder(tmp, add)
+    return c
+
+
+def _archive_cases(t: Path, add: Callable[..., None]) -> None:
+    """The archive itself: not a ZIP, damaged, encrypted, odd compression, escaping paths, bombs."""
     (t / "text.zip").write_text("hello, I am not a zip")
     add("not a zip", t / "text.zip", "not a ZIP archive")
     (t / "empty.zip").write_bytes(b"")
@@ -148,7 +156,9 @@ def refused_cases(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
     add("no json", _zip(t / "nojson.zip", {"readme.txt": "x", "photo.jpg": b"\xff\xd8"}), "no Spotify export files")
     add("other json", _zip(t / "other.zip", {"photos/index.json": {"a": 1}}), "no Spotify export files")
     add("only Userdata", _zip(t / "userdata.zip", {"Userdata.json": {"username": "x"}}), "no Spotify export files")
-    # --- JSON inside
+
+def _json_cases(t: Path, add: Callable[..., None]) -> None:
+    """The JSON inside: undecodable, nested, non-finite, wrong shapes, absurd numbers."""
     add("not utf-8", _history(t, "latin1", "[{\"trackName\": \"caf\xe9\"}]".encode("latin-1")), "not UTF-8")
     add("truncated json", _history(t, "truncjson", '[{"trackName": "x", '), "not valid JSON")
     add("deep nesting", _history(t, "deep", _deep(), method=zipfile.ZIP_STORED), "nested far deeper")
@@ -180,9 +190,11 @@ def refused_cases(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
         "no music tracks")
     add("msPlayed as booleans", _history(t, "msbool", [_row(i, ms=True) for i in range(3)]), "no music tracks")
     add("msPlayed negative", _history(t, "msneg", [_row(0, ms=-10 ** 12)]), "no music tracks")
-    # --- usernames and ids
+
+def _id_cases(t: Path, add: Callable[..., None]) -> None:
+    """Usernames and --user-id values that cannot be a user id."""
     def user(label: str, name: object, fragment: str) -> None:
-        add(label, _history(t, "u-" + str(len(c)), GOOD_HISTORY, {f"{ACCOUNT}/Userdata.json": {"username": name}}), fragment)
+        add(label, _history(t, "u-" + label.replace(" ", "-").replace("'", ""), GOOD_HISTORY, {f"{ACCOUNT}/Userdata.json": {"username": name}}), fragment)
 
     user("username with path parts", "../../../outside/pwn", "cannot be a user id")
     user("username with ANSI escape", "\x1b[31mevil\x1b[0m", "control character")
@@ -195,7 +207,9 @@ def refused_cases(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
     add("--user-id with path parts", _history(t, "uid1", GOOD_HISTORY), "cannot be a user id", "--user-id", "../x")
     add("--user-id with escape", _history(t, "uid2", GOOD_HISTORY), "control character", "--user-id", "x\x1b[2J")
     add("--user-id empty", _history(t, "uid3", GOOD_HISTORY), "empty", "--user-id", "")
-    # --- folders
+
+def _folder_cases(t: Path, add: Callable[..., None]) -> None:
+    """Unpacked folders."""
     (t / "emptydir").mkdir()
     add("empty folder", t / "emptydir", "no Spotify export files")
     add("folder with a directory named like an export file", _folder(t / "dirjson", {"StreamingHistory_music_0.json/x.txt": "x"}),
@@ -209,7 +223,6 @@ def refused_cases(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
     (t / "linkdir" / "StreamingHistory_music_0.json").symlink_to(outside / "StreamingHistory_music_0.json")
     add("folder whose only file is a symlink out", t / "linkdir", "no Spotify export files")
     add("missing path", t / "does-not-exist.zip", "no such file or folder")
-    return c
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
