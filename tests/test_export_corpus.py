@@ -333,7 +333,9 @@ def test_an_export_never_replaces_another_export_but_the_connected_owner_may(tmp
 
     tokens = TokenStore(settings.data_dir / "oauth" / "tokens")
     tokens.path("alice_01").parent.mkdir(parents=True, exist_ok=True)
-    tokens.path("alice_01").write_text(json.dumps({"user_id": "alice_01"}), encoding="utf-8")
+    tokens.path("alice_01").write_text(json.dumps({"user_id": "mallory"}), encoding="utf-8")
+    assert CliRunner().invoke(app, ["import-export", str(forged)]).exit_code == 1  # a file is no proof
+    tokens.save("alice_01", {"access_token": "a", "refresh_token": "r", "expires_at": 1})
     res = CliRunner().invoke(app, ["import-export", str(forged)])
     assert res.exit_code == 0, res.output
     assert {t.name for t in repo.load("alice_01").tracks.values()} == {"Song 0"}

@@ -290,3 +290,16 @@ def test_long_non_ascii_id_through_recommend_add_remove_in_real_processes(dashbo
     assert rm.returncode == 0 and "Traceback" not in rm.stderr, rm.stderr
     assert json.loads(rm.stdout)["profile_deleted"] is True
     assert not repo.exists(LONG_E)
+
+
+def test_oauth_tokens_of_a_long_non_ascii_id_are_stored_found_and_listed(tmp_path):
+    from soundmates.spotify.connect import TokenStore
+
+    store = TokenStore(tmp_path / "tokens")
+    for uid in (LONG_E, "alice"):
+        store.save(uid, {"access_token": "a", "refresh_token": "r-" + uid, "expires_at": 1})
+    assert store.load(LONG_E)["refresh_token"] == "r-" + LONG_E
+    assert store.accounts() == sorted([LONG_E, "alice"])
+    with store.lock(LONG_E):
+        pass
+    assert store.delete(LONG_E) and store.accounts() == ["alice"]

@@ -189,10 +189,19 @@ def import_export(path: str | Path, *, user_id: str | None = None, settings: Set
 
 def _owner_proven(user_id: str, settings: Settings) -> bool:
     """The account ``user_id`` was connected here with Connect with Spotify (OAuth), so its owner consented."""
+    import json
+
     from soundmates.keys import storage_names
 
-    tokens = settings.data_dir / "oauth" / "tokens"
-    return any((tokens / f"{name}.json").is_file() for name in storage_names(user_id))
+    tokens = settings.data_dir / "oauth" / "tokens"  # spotify/connect's TokenStore layout
+    for name in storage_names(user_id):
+        try:
+            stored = json.loads((tokens / f"{name}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(stored, dict) and stored.get("user_id") == user_id and stored.get("refresh_token"):
+            return True
+    return False
 
 
 def store_export(profile: Profile, settings: Settings | None = None, *, dry_run: bool = False) -> bool:
