@@ -303,3 +303,11 @@ def test_oauth_tokens_of_a_long_non_ascii_id_are_stored_found_and_listed(tmp_pat
     with store.lock(LONG_E):
         pass
     assert store.delete(LONG_E) and store.accounts() == ["alice"]
+
+
+def test_ingest_text_output_never_echoes_control_characters(spotify_server):
+    spotify_server()
+    res = CliRunner().invoke(app, ["ingest", "\x1b[31mred", "ok\x07bell", "--no-progress"])
+    assert res.exit_code == 0
+    assert "\x1b" not in res.output and "\x07" not in res.output
+    assert "failed \\x1b[31mred: invalid reference" in res.stdout

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from soundmates.cli._common import emit_json, fail
+from soundmates.logs import one_line
 
 # A reference is at most 512 characters (soundmates.spotify.refs); a line far longer is not one.
 MAX_REF_LINE_BYTES = 4096
@@ -103,8 +104,8 @@ def ingest(
         f"ingested {summary.ingested}, skipped {summary.skipped} (already stored), failed {len(summary.failed)}; "
         f"{summary.api_calls} API calls in {summary.elapsed_s:.1f} s"
     )
-    for f in summary.failed:
-        typer.echo(f"  failed {f.ref}: {f.reason}")
+    for f in summary.failed:  # a reference is what someone typed: never echo its control characters raw
+        typer.echo(f"  failed {one_line(f.ref, 200)}: {one_line(f.reason, 600)}")
 
 
 def register(app: typer.Typer) -> None:
