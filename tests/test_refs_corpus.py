@@ -141,12 +141,13 @@ def test_the_corpus_is_large_and_every_reference_is_refused_by_the_parser():
         assert all(ch == " " or ch.isprintable() for ch in str(info.value)), ref
 
 
-def test_recommend_refuses_each_malformed_reference_in_one_line_and_changes_nothing(settings):
+def test_recommend_add_remove_refuse_each_malformed_reference_in_one_line_and_change_nothing(settings):
     data = settings.data_dir
     ProfileRepository(settings.profiles_dir).save(_profile("keeper"))
     before = _snapshot(data)
-    for ref, fragment in CORPUS:
-        res = _invoke(["recommend", ref])
+    commands = ["recommend", "add", "remove"]
+    for i, (ref, fragment) in enumerate(CORPUS):
+        res = _invoke([commands[i % 3], ref])  # the three share the resolver: each sees a third of the corpus
         assert res.exit_code == 1, (ref, res.output, res.exception)
         lines = res.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: not a Spotify profile reference"), (ref, res.stderr)
