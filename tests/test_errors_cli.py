@@ -191,7 +191,6 @@ CORRUPT = {
     "wrong shape": lambda good: b'{"user_id": 5, "playlists": "none"}',
     "not utf-8": lambda good: b"\xff\xfe" + good,
     "empty": lambda good: b"",
-    "someone else's": lambda good: _profile("mallory").model_dump_json().encode(),
 }
 
 
@@ -249,3 +248,12 @@ def test_usage_errors_stay_typer_usage_errors(exploding):
     res = CliRunner().invoke(app, ["recommend", "x", "--k", "0"])
     assert res.exit_code == 2
     assert "Invalid value" in res.output and "unexpected error" not in res.output and "Traceback" not in res.output
+
+
+def test_a_file_holding_another_user_is_ignored_not_moved(tmp_path, caplog):
+    repo = ProfileRepository(tmp_path / "profiles")
+    path = repo.save(_profile("alice"))
+    path.write_text(_profile("mallory").model_dump_json(), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="soundmates.profiles"):
+        assert repo.load("alice") is None and not repo.exists("alice")
+    assert path.exists() and "holds user 'mallory'" in caplog.text

@@ -164,25 +164,26 @@ class ProfileRepository:
         if p is None:
             return None
         try:
-            text = p.read_text(encoding="utf-8")
-            profile = Profile.model_validate_json(text)
+            seen = _file_identity(p)
+            profile = Profile.model_validate_json(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except (ValidationError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            self._quarantine(user_id, p, exc)
+            target = self.quarantine(p, exc, seen=seen)
+            if target is not None:
+                self.quarantined[user_id] = target
             return None
         if profile.user_id != user_id:
-            self._quarantine(user_id, p, ValueError(f"the file holds user {profile.user_id!r}"))
+            # Not corrupt, but not this user's (a copied file, or a case-insensitive file system): leave it.
+            log.warning("profile file %s holds user %r, not %r: ignored", p.name, profile.user_id, user_id)
             return None
         return profile
 
-    def _quarantine(self, user_id: str, path: Path, why: BaseException) -> None:
-        target = self.quarantine(path, why)
-        if target is not None:
-            self.quarantined[user_id] = target
+    def quarantine(self, path: Path, why: BaseException, *, seen: tuple | None = None) -> Path | None:
+        """Move a corrupt profile file aside (``.quarantine/<time>/<name>``) and say so.
 
-    def quarantine(self, path: Path, why: BaseException) -> Path | None:
-        """Move a corrupt profile file aside (``.quarantine/<time>/<name>``) and say so."""
+        ``seen``: the file's identity when it was read; a file replaced since (a concurrent save) stays.
+        """
         import time
 
         from soundmates.logs import one_line
@@ -191,6 +192,8 @@ class ProfileRepository:
         qdir = self.root / QUARANTINE_DIR / str(time.time_ns())
         target = qdir / path.name
         try:
+            if seen is not None and _file_identity(path) != seen:
+                return None
             qdir.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
         except FileNotFoundError:
@@ -258,6 +261,11 @@ class ProfileRepository:
 
     def __len__(self) -> int:
         return len(self.user_ids())
+
+
+def _file_identity(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _glob_escape(name: str) -> str:
