@@ -17,6 +17,10 @@ if _REPO_ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from soundmates.logs import configure_logging  # noqa: E402
+
+configure_logging()  # one line per handled failure on stderr, tracebacks only with SOUNDMATES_DEBUG=1
+
 from streamlit_app import ui  # noqa: E402
 
 VIEWS = ui.VIEWS

@@ -259,7 +259,7 @@ def test_cli_bad_input_leaves_the_store_unchanged(tmp_path, samples):
         res = _cli([str(path), "--user-id", "keeper", "--json"], data_dir)
         assert res.returncode != 0, label
         assert message in res.stderr, (label, res.stderr)
-        assert res.stdout == ""
+        assert json.loads(res.stdout) == {"error": res.stderr.strip().removeprefix("error: "), "stored": False}
     after = {p.name: p.read_bytes() for p in (data_dir / "profiles").iterdir()}
     assert after == before
     assert ProfileRepository(data_dir / "profiles").load("keeper") is not None

@@ -9,16 +9,27 @@ the index and recommendations read nothing else. Missing data is ``None``
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+
+from soundmates.keys import (
+    legacy_filename,
+    storage_key,
+    storage_names,
+    user_id_from_key,
+)
 
 PROFILE_SCHEMA_VERSION = 1
+QUARANTINE_DIR = ".quarantine"
+
+log = logging.getLogger(__name__)
 
 
 class Artist(BaseModel):
@@ -86,10 +97,8 @@ class Profile(BaseModel):
 
 
 def safe_filename(user_id: str) -> str:
-    """A reversible, filesystem-safe name for any user id (legacy ids hold . _ # + and non-ASCII)."""
-    name = quote(user_id, safe="-_")
-    # '.' and '..' would be special; quote() keeps dots, so encode them too.
-    return name.replace(".", "%2E")
+    """The legacy, reversible file name of an id; new code names files with :func:`soundmates.keys.storage_key`."""
+    return legacy_filename(user_id)
 
 
 def user_id_from_filename(name: str) -> str:
@@ -115,13 +124,35 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 class ProfileRepository:
-    """Canonical profiles as one JSON file per user: upsert by user id, never duplicated."""
+    """Canonical profiles as one JSON file per user (``<storage key>.json``): upsert by user id, never duplicated.
+
+    A file that does not parse as a profile is moved to ``.quarantine/`` with a warning and
+    treated as absent, so the next ingest fetches that user again instead of skipping them.
+    """
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._valid: dict[str, tuple[int, int]] = {}  # file name -> (mtime_ns, size) last seen valid
+        self.quarantined: dict[str, Path] = {}  # user id -> where this repository moved their corrupt file
 
     def path(self, user_id: str) -> Path:
-        return self.root / f"{safe_filename(user_id)}.json"
+        return self.root / f"{storage_key(user_id)}.json"
+
+    def _existing_path(self, user_id: str) -> Path | None:
+        """The stored file of ``user_id``; a file under its legacy name is renamed to the key first."""
+        names = storage_names(user_id)
+        p = self.root / f"{names[0]}.json"
+        if p.exists():
+            return p
+        for legacy in names[1:]:
+            old = self.root / f"{legacy}.json"
+            if old.exists():
+                try:
+                    os.replace(old, p)
+                except OSError:
+                    return old
+                return p
+        return None
 
     def save(self, profile: Profile) -> Path:
         p = self.path(profile.user_id)
@@ -129,27 +160,98 @@ class ProfileRepository:
         return p
 
     def load(self, user_id: str) -> Profile | None:
-        p = self.path(user_id)
-        if not p.exists():
+        p = self._existing_path(user_id)
+        if p is None:
             return None
-        return Profile.model_validate_json(p.read_text(encoding="utf-8"))
+        try:
+            seen = _file_identity(p)
+            profile = Profile.model_validate_json(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (ValidationError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            target = self.quarantine(p, exc, seen=seen)
+            if target is not None:
+                self.quarantined[user_id] = target
+            return None
+        if profile.user_id != user_id:
+            # Not corrupt, but not this user's (a copied file, or a case-insensitive file system): leave it.
+            log.warning("profile file %s holds user %r, not %r: ignored", p.name, profile.user_id, user_id)
+            return None
+        return profile
+
+    def quarantine(self, path: Path, why: BaseException, *, seen: tuple | None = None) -> Path | None:
+        """Move a corrupt profile file aside (``.quarantine/<time>/<name>``) and say so.
+
+        ``seen``: the file's identity when it was read; a file replaced since (a concurrent save) stays.
+        """
+        import time
+
+        from soundmates.logs import one_line
+
+        # .quarantine/<time>/<name>: the name stays as short as the profile's own
+        qdir = self.root / QUARANTINE_DIR / str(time.time_ns())
+        target = qdir / path.name
+        try:
+            if seen is not None and _file_identity(path) != seen:
+                return None
+            qdir.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("corrupt profile file %s could not be moved aside: %s", path, exc)
+            return None
+        self._valid.pop(path.name, None)
+        log.warning("corrupt profile file %s moved to %s (%s); the user will be fetched again",
+                    path.name, target, one_line(why, 200))
+        return target
 
     def exists(self, user_id: str) -> bool:
-        return self.path(user_id).exists()
-
-    def delete(self, user_id: str) -> bool:
+        """A readable profile is stored for ``user_id`` (a corrupt file is quarantined: False)."""
+        p = self._existing_path(user_id)
+        if p is None:
+            return False
         try:
-            self.path(user_id).unlink()
-            return True
+            st = p.stat()
         except FileNotFoundError:
             return False
+        seen = (st.st_mtime_ns, st.st_size)
+        if self._valid.get(p.name) == seen:
+            return True
+        if self.load(user_id) is None:
+            return False
+        self._valid[p.name] = seen
+        return True
+
+    def delete(self, user_id: str) -> bool:
+        """Delete the stored profile and any quarantined copy of it."""
+        deleted = False
+        for name in storage_names(user_id):
+            try:
+                (self.root / f"{name}.json").unlink()
+                deleted = True
+            except FileNotFoundError:
+                pass
+            qdir = self.root / QUARANTINE_DIR
+            if qdir.is_dir():
+                for q in qdir.glob(f"*/{_glob_escape(name)}.json"):
+                    q.unlink(missing_ok=True)
+                    deleted = True
+        return deleted
 
     def user_ids(self) -> list[str]:
         if not self.root.exists():
             return []
-        return sorted(
-            user_id_from_filename(p.stem) for p in self.root.glob("*.json") if not p.name.startswith(".tmp-")
-        )
+        ids = set()
+        for p in self.root.glob("*.json"):
+            if p.name.startswith(".tmp-"):
+                continue
+            uid = user_id_from_key(p.stem)
+            if uid is None:  # a hashed key: the file says whose it is
+                uid = _stored_user_id(p)
+            if uid is not None:
+                ids.add(uid)
+        return sorted(ids)
 
     def __iter__(self) -> Iterator[Profile]:
         for uid in self.user_ids():
@@ -159,3 +261,22 @@ class ProfileRepository:
 
     def __len__(self) -> int:
         return len(self.user_ids())
+
+
+def _file_identity(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
+def _stored_user_id(path: Path) -> str | None:
+    try:
+        uid = json.loads(path.read_text(encoding="utf-8")).get("user_id")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return uid if isinstance(uid, str) and storage_key(uid) == path.stem else None

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from soundmates.logs import one_line
+
 from ._common import emit_json, fail
 
 
@@ -18,19 +20,17 @@ def import_export_cmd(
     """Import a Spotify data export (Account data or Extended streaming history) as a taste profile."""
     from soundmates.config import get_settings
     from soundmates.export.archive import ExportError
-    from soundmates.export.importer import import_export
-    from soundmates.profiles import ProfileRepository
+    from soundmates.export.importer import import_export, store_export
 
     settings = get_settings()
     try:
-        profile, summary = import_export(path, user_id=user_id, settings=settings)
-    except (ExportError, ValueError) as exc:
-        fail(str(exc))
+        profile, summary = import_export(path, user_id=user_id, settings=settings, check_slot=True)
+        stored = store_export(profile, settings, dry_run=dry_run)
+    except ExportError as exc:
+        if as_json:
+            emit_json({"error": one_line(exc, limit=1000), "stored": False})
+        fail(str(exc), code=1)
         return
-    stored = False
-    if not dry_run:
-        ProfileRepository(settings.profiles_dir).save(profile)
-        stored = True
     result = summary.model_dump() | {"stored": stored}
     if as_json:
         emit_json(result)

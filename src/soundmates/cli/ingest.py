@@ -2,25 +2,59 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from soundmates.cli._common import emit_json, fail
+from soundmates.logs import one_line
+
+# A reference is at most 512 characters (soundmates.spotify.refs); a line far longer is not one.
+MAX_REF_LINE_BYTES = 4096
+# A million-user world's users.txt is ~30 MB; a --file far larger is not a list of references.
+MAX_REF_FILE_BYTES = 128 << 20
+_CHUNK = 1 << 16
 
 
-def read_ref_file(path: Path) -> list[str]:
-    """One reference per line; blank lines and ``#`` comment lines are ignored.
+def read_ref_file(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """The references in ``path``, one per line, and the lines that cannot be one as (shown, reason).
 
-    A ``#`` only starts a comment at the beginning of a line: legacy user ids may hold ``#``.
+    Blank lines and ``#`` comment lines are ignored; a ``#`` only starts a comment at the beginning
+    of a line (legacy user ids may hold ``#``). The file is read line by line, each line and the
+    whole file bounded (``MAX_REF_LINE_BYTES``, ``MAX_REF_FILE_BYTES``): ``ValueError`` past the latter.
     """
-    refs = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        text = line.strip()
-        if text and not text.startswith("#"):
-            refs.append(text)
-    return refs
+    refs: list[str] = []
+    bad: list[tuple[str, str]] = []
+    total = 0
+    with open(path, "rb") as fh:
+        for number in itertools.count(1):
+            raw = fh.readline(MAX_REF_LINE_BYTES + 1)
+            if not raw:
+                break
+            total += len(raw)
+            overlong = len(raw) > MAX_REF_LINE_BYTES
+            piece = raw
+            while overlong and piece and not piece.endswith(b"\n") and total <= MAX_REF_FILE_BYTES:
+                piece = fh.readline(_CHUNK)  # skip the rest of the line, in bounded pieces
+                total += len(piece)
+            if total > MAX_REF_FILE_BYTES:
+                raise ValueError(f"--file {path} is larger than {MAX_REF_FILE_BYTES >> 20} MiB, far more than a list "
+                                 "of profile references; give a file with one reference per line")
+            if overlong:
+                bad.append((f"line {number}", f"longer than {MAX_REF_LINE_BYTES} bytes: not a profile reference"))
+                continue
+            try:
+                text = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                bad.append((f"line {number}", "not UTF-8 text: not a profile reference"))
+                continue
+            if number == 1:
+                text = text.removeprefix("\ufeff").strip()
+            if text and not text.startswith("#"):
+                refs.append(text)
+    return refs, bad
 
 
 def ingest(
@@ -38,25 +72,29 @@ def ingest(
     reason and the exit code stays 0; it is non-zero only when nothing could run.
     """
     all_refs = list(refs or [])
+    bad_lines: list[tuple[str, str]] = []
     if file is not None:
         try:
-            all_refs += read_ref_file(file)
+            from_file, bad_lines = read_ref_file(file)
         except OSError as exc:
             fail(f"cannot read --file {file}: {exc.strerror or exc}")
-        except UnicodeDecodeError:
-            fail(f"--file {file} is not UTF-8 text")
-    if not all_refs:
+        except ValueError as exc:
+            fail(str(exc))
+        all_refs += from_file
+    if not all_refs and not bad_lines:
         fail("nothing to ingest: give profile references or --file F (one reference per line)")
 
     from soundmates.config import get_settings
     from soundmates.pipelines.ingest import ingest_users
     from soundmates.spotify.errors import AuthenticationFailed, MissingCredentials
+    from soundmates.spotify.ingest import FailedRef, IngestSummary
 
     try:
-        summary = ingest_users(all_refs, settings=get_settings(), refresh=refresh, progress=progress)
+        summary = ingest_users(all_refs, settings=get_settings(), refresh=refresh, progress=progress) if all_refs else IngestSummary()
     except (MissingCredentials, AuthenticationFailed) as exc:
         fail(exc.reason)
         return
+    summary.failed += [FailedRef(ref=f"{file}: {where}", reason=f"invalid reference: {why}") for where, why in bad_lines]
 
     data = summary.model_dump(mode="json")
     if as_json:
@@ -66,8 +104,8 @@ def ingest(
         f"ingested {summary.ingested}, skipped {summary.skipped} (already stored), failed {len(summary.failed)}; "
         f"{summary.api_calls} API calls in {summary.elapsed_s:.1f} s"
     )
-    for f in summary.failed:
-        typer.echo(f"  failed {f.ref}: {f.reason}")
+    for f in summary.failed:  # a reference is what someone typed: never echo its control characters raw
+        typer.echo(f"  failed {one_line(f.ref, 200)}: {one_line(f.reason, 600)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,8 +10,27 @@ from __future__ import annotations
 import importlib
 
 import typer
+from typer.core import TyperGroup
+
+from soundmates.cli._common import report_error
+
+
+class _SoundmatesGroup(TyperGroup):
+    """The root command group: every error of every command ends here as one line and an exit code."""
+
+    def invoke(self, ctx):
+        as_json = "--json" in ctx.args
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt, SystemExit):
+            raise  # exits and usage errors (bad options): typer prints those itself
+        except Exception as exc:  # the one top-level handler (see cli/_common.report_error)
+            report_error(exc, as_json=as_json)  # re-raises under --debug, else typer.Exit(code)
+            raise
+
 
 app = typer.Typer(
+    cls=_SoundmatesGroup,
     name="soundmates",
     help="Soundmates: find the people whose music taste is closest to yours.",
     no_args_is_help=True,
@@ -33,8 +52,15 @@ _STAGE_MODULES = (
 )
 
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", envvar="SOUNDMATES_DEBUG",
+                               help="Show full tracebacks of errors (also SOUNDMATES_DEBUG=1)."),
+) -> None:
     """Soundmates: find the people whose music taste is closest to yours."""
+    from soundmates.logs import configure_logging
+
+    # True, or None = follow SOUNDMATES_DEBUG (an earlier in-process --debug run does not stick)
+    configure_logging(debug=True if debug else None)
 
 
 @app.command()
@@ -50,7 +76,15 @@ for _name in _STAGE_MODULES:
 
 
 def main() -> None:  # pragma: no cover - console script
-    app()
+    try:
+        app()
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # raised before a command ran (e.g. while loading the commands)
+        try:
+            report_error(exc)  # re-raises under --debug
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,7 +10,10 @@ and paths escaping the archive.
 from __future__ import annotations
 
 import json
+import lzma
+import math
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -27,6 +30,41 @@ MAX_COMPRESSION_RATIO = 200  # JSON compresses ~10-20x; far more is a bomb
 
 class ExportError(ValueError):
     """The export cannot be read; the message says what was wrong. Nothing is stored."""
+
+
+# What reading one member of a (possibly damaged or hostile) ZIP can raise besides ExportError:
+# bad CRC / truncated (BadZipFile, EOFError), a damaged deflate, bzip2 or lzma stream (zlib.error,
+# OSError, lzma.LZMAError), the encrypted flag (RuntimeError), an unsupported compression method
+# (NotImplementedError), undecodable member names (UnicodeDecodeError, a ValueError).
+ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, RuntimeError,
+                  NotImplementedError, OSError, ValueError)
+
+
+def _refuse_constant(name: str) -> float:
+    raise ExportError(f"the JSON holds {name}, which is not a number Spotify writes")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ExportError(f"the JSON holds the number {text[:20]}, too large to be real")
+    return value
+
+
+def loads_export_json(data: bytes, name: str) -> object:
+    """Parse one export file; every way it can fail is an :class:`ExportError` naming the file."""
+    try:
+        return json.loads(data.decode("utf-8-sig"), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except ExportError as exc:
+        raise ExportError(f"{name}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"{name} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{name} is not valid JSON (truncated or damaged?): {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise ExportError(f"{name} is nested far deeper than any Spotify export file") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ExportError(f"{name} holds a value that cannot be read: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -50,14 +88,22 @@ class ExportSource:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.exists():
-            raise ExportError(f"{self.path}: no such file or folder")
         self._zip: zipfile.ZipFile | None = None
         self._files: dict[str, tuple[str, int]] = {}
-        if self.path.is_dir():
-            self._scan_dir()
-        else:
-            self._scan_zip()
+        try:
+            if not self.path.exists():
+                raise ExportError(f"{self.path}: no such file or folder")
+            if self.path.is_dir():
+                self._scan_dir()
+            else:
+                self._scan_zip()
+        except ExportError:
+            self.close()
+            raise
+        except OSError as exc:
+            self.close()
+            where = exc.filename if exc.filename is not None else self.path
+            raise ExportError(f"cannot read {where}: {exc.strerror or exc}") from None
 
     # --- scanning -------------------------------------------------------------
     def _scan_dir(self) -> None:
@@ -82,8 +128,9 @@ class ExportSource:
         try:
             zf = zipfile.ZipFile(self.path)
             infos = zf.infolist()
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise ExportError(f"{self.path.name} is a damaged ZIP archive: {exc}") from exc
+        except ARCHIVE_ERRORS as exc:
+            raise ExportError(f"{self.path.name} is a damaged ZIP archive: {exc}") from None
+        self._zip = zf
         if len(infos) > MAX_MEMBERS:
             raise ExportError(f"{self.path.name} has {len(infos)} entries; a Spotify export has a few dozen (limit {MAX_MEMBERS})")
         total = 0
@@ -100,7 +147,6 @@ class ExportSource:
                 raise ExportError(f"the archive unpacks to more than {MAX_TOTAL_BYTES >> 30} GiB of JSON: refusing a likely ZIP bomb")
             base = PurePosixPath(info.filename).name
             self._files.setdefault(base, (info.filename, info.file_size))
-        self._zip = zf
 
     # --- access ---------------------------------------------------------------
     def files(self) -> list[ExportFile]:
@@ -108,19 +154,28 @@ class ExportSource:
 
     def read_json(self, f: ExportFile) -> Any:
         if self._zip is not None:
-            # Read at most the declared size + 1 byte: a member whose header lies about its size is caught.
-            with self._zip.open(f.location) as fh:
-                data = fh.read(MAX_MEMBER_BYTES + 1)
+            try:
+                # Read at most the declared size + 1 byte: a member whose header lies about its size is caught.
+                with self._zip.open(f.location) as fh:
+                    data = fh.read(MAX_MEMBER_BYTES + 1)
+            except RuntimeError as exc:  # the encrypted flag: zipfile wants a password
+                raise ExportError(f"{f.location} is encrypted; Spotify's exports are not: unpack it yourself ({exc})") from None
+            except NotImplementedError as exc:
+                raise ExportError(f"{f.location} uses a compression method that cannot be read ({exc}); "
+                                  "re-pack the folder as a plain ZIP or give the unpacked folder") from None
+            except ARCHIVE_ERRORS as exc:
+                raise ExportError(f"{f.location} is damaged in the archive ({type(exc).__name__}: {exc}); "
+                                  "download the export again") from None
             if len(data) > MAX_MEMBER_BYTES:
                 raise ExportError(f"{f.location} unpacks to more than {MAX_MEMBER_BYTES >> 20} MiB: refusing a likely ZIP bomb")
         else:
-            data = Path(f.location).read_bytes()
-        try:
-            return json.loads(data.decode("utf-8-sig"))
-        except UnicodeDecodeError as exc:
-            raise ExportError(f"{f.basename} is not UTF-8 text: {exc}") from exc
-        except json.JSONDecodeError as exc:
-            raise ExportError(f"{f.basename} is not valid JSON (truncated or damaged?): {exc.msg} at line {exc.lineno}") from exc
+            try:
+                data = Path(f.location).read_bytes()
+            except OSError as exc:
+                raise ExportError(f"cannot read {f.location}: {exc.strerror or exc}") from None
+            if len(data) > MAX_MEMBER_BYTES:
+                raise ExportError(f"{f.location} grew past {MAX_MEMBER_BYTES >> 20} MiB while being read")
+        return loads_export_json(data, f.basename)
 
     def __iter__(self) -> Iterator[ExportFile]:
         return iter(self.files())

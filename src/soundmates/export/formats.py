@@ -15,6 +15,8 @@ from typing import Any
 from .archive import ExportError, ExportFile, ExportSource
 
 MIN_PLAY_MS = 30_000  # Spotify counts a stream from 30 s; shorter plays say little about taste
+# One stream longer than a day is not a real play (a damaged or crafted row): refused and counted.
+MAX_PLAY_MS = 24 * 3600 * 1000
 
 _KINDS: list[tuple[str, re.Pattern[str]]] = [
     ("playlists", re.compile(r"^Playlist\d+\.json$", re.I)),
@@ -80,6 +82,35 @@ def _text(v: Any) -> str | None:
     return v.strip() if isinstance(v, str) and v.strip() else None
 
 
+def _rows(value: Any, out: ParsedExport, what: str) -> list:
+    """A list field, or [] (counted under ``what``) when a file gives a number, text or an object instead."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    out.skip(what)
+    return []
+
+
+def _play_ms(value: Any) -> int | None:
+    """Milliseconds played, or None when not an integer (bools are not durations)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _count_play(out: ParsedExport, ms: int | None, missing: str) -> bool:
+    """Whether a play of ``ms`` is kept; skipped plays are counted under their reason."""
+    if ms is None:
+        out.skip(missing)
+        return False
+    if ms < MIN_PLAY_MS:
+        out.skip("play under 30 s")
+        return False
+    if ms > MAX_PLAY_MS:
+        out.skip("play longer than a day (impossible duration)")
+        return False
+    return True
+
+
 def _expect(data: Any, typ: type, f: ExportFile, what: str) -> Any:
     if not isinstance(data, typ):
         raise ExportError(f"{f.basename}: expected {what}, found {type(data).__name__}")
@@ -93,7 +124,7 @@ def _parse_playlists(data: Any, f: ExportFile, out: ParsedExport) -> None:
             out.skip("malformed playlist")
             continue
         playlist = ExportPlaylist(name=_text(pl.get("name")) or "Untitled playlist")
-        for item in pl.get("items") or []:
+        for item in _rows(pl.get("items"), out, "playlist items that are not a list"):
             if not isinstance(item, dict):
                 out.skip("null row")
                 continue
@@ -118,7 +149,7 @@ def _parse_playlists(data: Any, f: ExportFile, out: ParsedExport) -> None:
 
 def _parse_library(data: Any, f: ExportFile, out: ParsedExport) -> None:
     lib = _expect(data, dict, f, "an object")
-    for t in lib.get("tracks") or []:
+    for t in _rows(lib.get("tracks"), out, "library tracks that are not a list"):
         if not isinstance(t, dict):
             out.skip("null row")
             continue
@@ -127,7 +158,7 @@ def _parse_library(data: Any, f: ExportFile, out: ParsedExport) -> None:
             out.skip("track without name or artist")
             continue
         out.saved_tracks.append(TrackRef(name, artist, _text(t.get("album")), uri_id(t.get("uri"), "track")))
-    for a in lib.get("artists") or []:
+    for a in _rows(lib.get("artists"), out, "library artists that are not a list"):
         if isinstance(a, dict) and _text(a.get("name")):
             aid = uri_id(a.get("uri"), "artist")
             if aid:
@@ -140,14 +171,11 @@ def _parse_account_history(data: Any, f: ExportFile, out: ParsedExport) -> None:
             out.skip("null row")
             continue
         name, artist = _text(row.get("trackName")), _text(row.get("artistName"))
-        ms = row.get("msPlayed")
-        if not name or not artist or not isinstance(ms, int):
-            out.skip("play without track, artist or duration")
-            continue
-        if ms < MIN_PLAY_MS:
-            out.skip("play under 30 s")
-            continue
-        out.plays.append(Play(TrackRef(name, artist), ms))
+        ms = _play_ms(row.get("msPlayed"))
+        if not name or not artist:
+            ms = None
+        if _count_play(out, ms, "play without track, artist or duration"):
+            out.plays.append(Play(TrackRef(name, artist), ms))
 
 
 def _parse_extended_history(data: Any, f: ExportFile, out: ParsedExport) -> None:
@@ -163,12 +191,10 @@ def _parse_extended_history(data: Any, f: ExportFile, out: ParsedExport) -> None
             continue
         name = _text(row.get("master_metadata_track_name"))
         artist = _text(row.get("master_metadata_album_artist_name"))
-        ms = row.get("ms_played")
-        if not name or not artist or not isinstance(ms, int):
-            out.skip("null row")
-            continue
-        if ms < MIN_PLAY_MS:
-            out.skip("play under 30 s")
+        ms = _play_ms(row.get("ms_played"))
+        if not name or not artist:
+            ms = None
+        if not _count_play(out, ms, "null row"):
             continue
         track = TrackRef(name, artist, _text(row.get("master_metadata_album_album_name")), uri_id(row.get("spotify_track_uri"), "track"))
         out.plays.append(Play(track, ms))
@@ -197,7 +223,13 @@ def parse_export(source: ExportSource) -> ParsedExport:
         if kind is None:
             continue
         data = source.read_json(f)
-        _PARSERS[kind](data, f, out)
+        try:
+            _PARSERS[kind](data, f, out)
+        except ExportError:
+            raise
+        except (TypeError, AttributeError, KeyError, ValueError, OverflowError, RecursionError) as exc:
+            # A shape no Spotify export has (the parsers skip what they know to be odd): name the file.
+            raise ExportError(f"{f.basename} has a structure no Spotify export has ({type(exc).__name__}: {exc})") from None
         out.files.setdefault(kind, []).append(f.basename)
     music_kinds = {"playlists", "library", "account_history", "extended_history"}
     if not music_kinds & out.files.keys():

@@ -11,9 +11,11 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from soundmates.config import Settings, get_settings
+from soundmates.keys import user_id_problem
+from soundmates.logs import one_line
 from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, Track
 
-from .archive import ExportSource
+from .archive import ExportError, ExportSource
 from .formats import ParsedExport, TrackRef, parse_export
 from .genres import GenreResolver, normalize_artist_name
 
@@ -40,12 +42,23 @@ def _stable_id(prefix: str, *parts: str) -> str:
     return f"{prefix}{h[:21]}"
 
 
+def _checked_id(user_id: str, where: str) -> str:
+    problem = user_id_problem(user_id)
+    if problem is not None:
+        raise ExportError(f"{where} {one_line(repr(user_id), 80)} cannot be a user id: {problem}; "
+                          "store the export under another id with --user-id ID (letters, digits, . _ # + -)")
+    return user_id
+
+
 def export_user_id(parsed: ParsedExport, explicit: str | None) -> str:
-    """The id given, else the export's username, else one derived from its content (stable across re-imports)."""
-    if explicit:
-        return explicit
+    """The id given, else the export's username, else one derived from its content (stable across re-imports).
+
+    An id given or found is validated like a Spotify user id (length, characters, no path parts).
+    """
+    if explicit is not None:
+        return _checked_id(explicit, "--user-id")
     if parsed.username:
-        return parsed.username
+        return _checked_id(parsed.username, "the username in Userdata.json,")
     refs = [t for pl in parsed.playlists for t in pl.tracks] + parsed.saved_tracks + [p.track for p in parsed.plays]
     return _stable_id("export-", *sorted({f"{t.artist}|{t.name}" for t in refs}))[:19]
 
@@ -134,13 +147,22 @@ def make_resolver(settings: Settings) -> GenreResolver:
     return GenreResolver(settings.cache_dir / "artist_genres.sqlite", online=online)
 
 
-def import_export(path: str | Path, *, user_id: str | None = None, settings: Settings | None = None, resolver: GenreResolver | None = None) -> tuple[Profile, ImportSummary]:
-    """Read and validate an export; return its profile and summary. Stores nothing."""
+def import_export(path: str | Path, *, user_id: str | None = None, settings: Settings | None = None,
+                  resolver: GenreResolver | None = None, check_slot: bool = False) -> tuple[Profile, ImportSummary]:
+    """Read and validate an export; return its profile and summary. Stores nothing.
+
+    ``check_slot``: refuse at once (before any lookup writes the genre cache) when the id is taken
+    by a profile the export may not replace (see :func:`store_export`).
+    """
     settings = settings or get_settings()
     t0 = time.perf_counter()
     with ExportSource(path) as src:
         parsed = parse_export(src)
     uid = export_user_id(parsed, user_id)
+    if not (parsed.plays or parsed.saved_tracks or any(pl.tracks for pl in parsed.playlists)):
+        raise ExportError(f"{Path(path).name}: the export has no music tracks to build a taste from (skipped: {parsed.skipped})")
+    if check_slot:
+        check_export_slot(uid, settings)
     own_resolver = resolver is None
     resolver = resolver or make_resolver(settings)
     try:
@@ -149,7 +171,7 @@ def import_export(path: str | Path, *, user_id: str | None = None, settings: Set
         if own_resolver:
             resolver.close()
     if not profile.tracks:
-        raise ValueError(f"{Path(path).name}: the export has no music tracks to build a taste from (skipped: {parsed.skipped})")
+        raise ExportError(f"{Path(path).name}: the export has no music tracks to build a taste from (skipped: {parsed.skipped})")
     summary = ImportSummary(
         user_id=uid,
         files=parsed.files,
@@ -163,3 +185,51 @@ def import_export(path: str | Path, *, user_id: str | None = None, settings: Set
         elapsed_s=round(time.perf_counter() - t0, 3),
     )
     return profile, summary
+
+
+def _owner_proven(user_id: str, settings: Settings) -> bool:
+    """The account ``user_id`` was connected here with Connect with Spotify (OAuth), so its owner consented."""
+    import json
+
+    from soundmates.keys import storage_names
+
+    tokens = settings.data_dir / "oauth" / "tokens"  # spotify/connect's TokenStore layout
+    for name in storage_names(user_id):
+        try:
+            stored = json.loads((tokens / f"{name}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(stored, dict) and stored.get("user_id") == user_id and stored.get("refresh_token"):
+            return True
+    return False
+
+
+def store_export(profile: Profile, settings: Settings | None = None, *, dry_run: bool = False) -> bool:
+    """Store an imported profile in the profile repository, in the export namespace.
+
+    An export never replaces a profile that came from elsewhere (an ingested Spotify user, an
+    OAuth account, another person's export: an export proves no identity), unless the owner of
+    that Spotify account connected it here (Connect with Spotify). Refused: :class:`ExportError`,
+    and nothing is written. Returns whether the profile was stored (False on a dry run).
+    """
+    from soundmates.profiles import ProfileRepository
+
+    settings = settings or get_settings()
+    check_export_slot(profile.user_id, settings)  # again: another import may have stored it meanwhile
+    if dry_run:
+        return False
+    ProfileRepository(settings.profiles_dir).save(profile)
+    return True
+
+
+def check_export_slot(user_id: str, settings: Settings) -> None:
+    """ExportError when a stored profile holds ``user_id`` and its owner has not connected it here."""
+    from soundmates.profiles import ProfileRepository
+
+    existing = ProfileRepository(settings.profiles_dir).load(user_id)
+    if existing is not None and not _owner_proven(user_id, settings):
+        raise ExportError(
+            f"a profile for {user_id!r} (source: {existing.source}) is already stored and an export cannot "
+            "prove it is the same person; import under another id with --user-id ID, or prove the account "
+            "is yours first with `soundmates connect`"
+        )

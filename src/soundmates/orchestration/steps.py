@@ -16,7 +16,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from soundmates.logs import configure_logging
+
 log = logging.getLogger(__name__)
+
+# The one logging policy (soundmates.logs): a handled per-user failure is one line in the task log.
+configure_logging(handler=False)
 
 
 def jsonable(obj: Any) -> Any:

@@ -53,6 +53,9 @@ def _load_profiles(repo: ProfileRepository, user_ids: Iterable[str], rejected: l
         except Exception as exc:  # a corrupt file is one rejected user, not a failed build
             rejected.append({"user_id": uid, "reason": f"unreadable profile file {repo.path(uid)}: {str(exc).splitlines()[0]}"})
             continue
+        if prof is None and uid in repo.quarantined:
+            rejected.append({"user_id": uid, "reason": f"unreadable profile file, moved to {repo.quarantined[uid]} (ingest it again)"})
+            continue
         if prof is None:
             rejected.append({"user_id": uid, "reason": f"no profile stored for this user in {repo.root} (ingest it first)"})
             continue

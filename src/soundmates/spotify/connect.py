@@ -46,7 +46,8 @@ from spotipy.cache_handler import CacheHandler
 from spotipy.oauth2 import SpotifyOauthError, SpotifyPKCE
 
 from soundmates.config import Settings, SpotifyCredentials, get_settings
-from soundmates.profiles import Playlist, PlaylistItem, Profile, safe_filename
+from soundmates.keys import storage_key
+from soundmates.profiles import Playlist, PlaylistItem, Profile
 
 from .client import SpotifyClient, _TokenHttpError
 from .errors import ApiRefused, NotFound
@@ -226,7 +227,7 @@ class TokenStore:
         self.root = Path(root)
 
     def path(self, user_id: str) -> Path:
-        return self.root / f"{safe_filename(user_id)}.json"
+        return self.root / f"{storage_key(user_id)}.json"
 
     def lock(self, user_id: str):
         from filelock import FileLock
@@ -259,9 +260,21 @@ class TokenStore:
     def accounts(self) -> list[str]:
         if not self.root.exists():
             return []
-        from soundmates.profiles import user_id_from_filename
+        from soundmates.keys import user_id_from_key
 
-        return sorted(user_id_from_filename(p.stem) for p in self.root.glob("*.json") if not p.name.startswith(".tmp-"))
+        ids = []
+        for p in self.root.glob("*.json"):
+            if p.name.startswith(".tmp-"):
+                continue
+            uid = user_id_from_key(p.stem)
+            if uid is None:  # a hashed key (a long id): the file says whose it is
+                try:
+                    uid = json.loads(p.read_text(encoding="utf-8")).get("user_id")
+                except (OSError, ValueError, AttributeError):
+                    uid = None
+            if isinstance(uid, str):
+                ids.append(uid)
+        return sorted(ids)
 
 
 class _AccountCache(CacheHandler):

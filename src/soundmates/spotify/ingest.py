@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, Field
 
 from soundmates.config import Settings, get_settings
+from soundmates.keys import storage_key, storage_names
 from soundmates.profiles import (
     Artist,
     Playlist,
@@ -46,7 +47,6 @@ from soundmates.profiles import (
     Profile,
     ProfileRepository,
     Track,
-    safe_filename,
 )
 
 from .errors import (
@@ -293,10 +293,12 @@ def _profiles_dir(settings: Settings, user_data_dir: Path | None) -> Path:
 def delete_user_data(user_id: str, settings: Settings | None = None, *, user_data_dir: Path | None = None) -> dict[str, bool]:
     """Delete what ingest keeps about one user (raw pages, profile): ``{"raw": bool, "profile": bool}`` (True = deleted)."""
     settings = settings or get_settings()
-    udir = _users_raw_dir(settings, user_data_dir) / safe_filename(user_id)
-    raw = udir.exists()
-    if raw:
-        shutil.rmtree(udir)
+    raw = False
+    for name in storage_names(user_id):  # the key, and the legacy name older files may have
+        udir = _users_raw_dir(settings, user_data_dir) / name
+        if udir.exists():
+            shutil.rmtree(udir)
+            raw = True
     return {"raw": raw, "profile": ProfileRepository(_profiles_dir(settings, user_data_dir)).delete(user_id)}
 
 
@@ -328,7 +330,7 @@ class Ingestor:
 
     # --- raw pages ---------------------------------------------------------------
     def _user_dir(self, user_id: str) -> Path:
-        return self._users_raw_dir / safe_filename(user_id)
+        return self._users_raw_dir / storage_key(user_id)
 
     def delete_user_data(self, user_id: str) -> dict[str, bool]:
         """Delete what this ingestor keeps about one user: see :func:`delete_user_data`."""
@@ -429,7 +431,7 @@ class Ingestor:
     def _read_items(self, playlist: Playlist, udir: Path, reuse: bool, tracks: dict, artist_names: dict, known: dict) -> None:
         """Rows of one playlist into ``playlist.items``; new tracks (not in ``known``) into ``tracks``."""
         path = f"playlists/{quote_user_id(playlist.id)}/items"
-        for page in self._pages("playlist_items", path, udir / "items" / safe_filename(playlist.id), reuse):
+        for page in self._pages("playlist_items", path, udir / "items" / storage_key(playlist.id), reuse):
             for row in page["items"]:
                 kind, obj = _classify_row(row)
                 if kind != "track":

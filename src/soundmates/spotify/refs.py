@@ -19,6 +19,8 @@ import re
 import unicodedata
 from urllib.parse import quote, unquote, urlsplit
 
+from soundmates.keys import MAX_USER_ID_LENGTH, user_id_problem
+
 __all__ = [
     "ACCEPTED_FORMS",
     "InvalidProfileRef",
@@ -28,8 +30,6 @@ __all__ = [
     "quote_user_id",
 ]
 
-# Spotify usernames were capped at 30 characters, new ids are 25-28; leave room, refuse junk.
-MAX_USER_ID_LENGTH = 64
 # Longer input cannot be a reference at all (no URL form adds more than ~200 chars of ?si=...).
 _MAX_REF_LENGTH = 512
 
@@ -41,8 +41,6 @@ ACCEPTED_FORMS = (
 
 _HOST = "open.spotify.com"
 _LOCALE = re.compile(r"intl-[A-Za-z-]+\Z")
-# One id character: a Unicode letter or digit (str.isalnum) or one of the legacy punctuation marks.
-_ID_PUNCTUATION = frozenset("._#+-")
 _OTHER_KINDS = ("playlist", "track", "album", "artist", "episode", "show", "collection", "genre", "search")
 
 
@@ -67,21 +65,9 @@ def profile_url(user_id: str) -> str:
 
 
 def _check_user_id(ref: object, user_id: str) -> str:
-    if not user_id:
-        raise InvalidProfileRef(ref, "the user id is empty")
-    if len(user_id) > MAX_USER_ID_LENGTH:
-        raise InvalidProfileRef(ref, f"the user id is {len(user_id)} characters long, at most {MAX_USER_ID_LENGTH} are possible")
-    for ch in user_id:
-        if ch.isalnum() or ch in _ID_PUNCTUATION:
-            continue
-        if ch.isspace():
-            raise InvalidProfileRef(ref, "the user id contains whitespace")
-        if unicodedata.category(ch).startswith("C"):
-            raise InvalidProfileRef(ref, f"the user id contains the control character U+{ord(ch):04X}")
-        raise InvalidProfileRef(ref, f"the user id contains {ch!r}, which no Spotify user id holds")
-    if set(user_id) == {"."}:
-        # "." and ".." would be read as path segments by servers and proxies.
-        raise InvalidProfileRef(ref, "the user id is only dots")
+    problem = user_id_problem(user_id)
+    if problem is not None:
+        raise InvalidProfileRef(ref, problem)
     return user_id
 
 
