@@ -41,10 +41,18 @@ def build(
 @index_app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout.")) -> None:
     """Show the served index version, its size and age, the fresh buffer and removals."""
-    from soundmates.cli._common import emit_json
-    from soundmates.index import UserIndex
+    from soundmates.cli._common import emit_json, fail
+    from soundmates.index import IndexCorrupt, RemovalsUnreadable, UserIndex
 
-    st = UserIndex().status()
+    try:
+        st = UserIndex().status()
+    except IndexCorrupt as exc:  # nothing valid to serve: say so, and what to run
+        if as_json:
+            kind = "removals_unreadable" if isinstance(exc, RemovalsUnreadable) else "index_corrupt"
+            emit_json({"error": str(exc), "kind": kind})
+            raise typer.Exit(1)
+        fail(str(exc), code=1)
+        return
     if as_json:
         emit_json(st)
         return

@@ -20,8 +20,9 @@ class NothingToIndex(RuntimeError):
 def build_index(settings=None, *, n_trees: int | None = None, search_k: int | None = None, progress: bool = True) -> dict:
     """Read view ``full`` of ``user_features`` (one data version), embed, build, publish; returns a summary.
 
-    Keys: ``version``, ``count``, ``dim``, ``parameters`` (n_trees, search_k, calibrated recall@10),
-    ``model_version``, ``feature_data_version``, ``skipped``, ``removed_excluded``, ``seconds``.
+    Keys: ``version``, ``published`` (False if a concurrent build of newer data was published first:
+    then ``current`` names that one), ``count``, ``dim``, ``parameters`` (n_trees, search_k, calibrated
+    recall@10), ``model_version``, ``feature_data_version``, ``skipped``, ``removed_excluded``, ``seconds``.
     """
     from soundmates.config import get_settings
     from soundmates.features import schema as S
@@ -40,13 +41,15 @@ def build_index(settings=None, *, n_trees: int | None = None, search_k: int | No
     data_version = store.data_version(S.USER_FEATURES)
     if data_version is None:
         raise NothingToIndex("no user features are stored yet: run 'soundmates ingest' and 'soundmates features build' first")
-    # Read the data version we record, so the manifest says exactly what was indexed.
+    # Read the data version we record, so the manifest says exactly what was indexed; the time is taken
+    # before the read, so a user removed while it runs counts as removed before it (their row is old data).
+    read_at = time.time()
     frame = store.read(S.USER_FEATURES, as_of=data_version)
     frame = frame[frame["view"] == S.VIEW_FULL].drop_duplicates("user_id", keep="last").reset_index(drop=True)
     if frame.empty:
         raise NothingToIndex(f"user_features (data version {data_version}) holds no 'full' rows: run 'soundmates features build'")
     index = UserIndex(settings)
-    removed = index.tombstones.ids()
+    removed = index.blocked_ids(frame["user_id"].astype(str).unique().tolist(), read_at)
     n_removed = int(frame["user_id"].isin(removed).sum())
     frame = frame[~frame["user_id"].isin(removed)].reset_index(drop=True)
     if frame.empty:
@@ -60,14 +63,21 @@ def build_index(settings=None, *, n_trees: int | None = None, search_k: int | No
     version = index.build(
         frame["user_id"].astype(str).tolist(),
         vectors,
-        {"model_version": embedder.version, "feature_data_version": data_version, "source": f"{S.USER_FEATURES}/{S.VIEW_FULL}"},
+        {"model_version": embedder.version, "feature_data_version": data_version, "features_read_at": read_at,
+         "source": f"{S.USER_FEATURES}/{S.VIEW_FULL}"},
         n_trees=n_trees,
         search_k=search_k,
     )
-    m = index.verify(version)
-    say(f"published {version}: {m['count']:,} users, n_trees={m['n_trees']}, search_k={m['search_k']}")
+    built = index.last_build or {}
+    m = built.get("manifest") or index.verify(version)
+    if built.get("published", True):
+        say(f"published {version}: {m['count']:,} users, n_trees={m['n_trees']}, search_k={m['search_k']}")
+    else:
+        say(f"built {version}, not published: {built.get('current')} indexes newer data")
     return {
         "version": version,
+        "published": bool(built.get("published", True)),
+        "current": built.get("current", version),
         "count": m["count"],
         "dim": m["dim"],
         "parameters": {
@@ -79,7 +89,7 @@ def build_index(settings=None, *, n_trees: int | None = None, search_k: int | No
         "model_version": m["model_version"],
         "feature_data_version": m["feature_data_version"],
         "skipped": m["skipped"],
-        "removed_excluded": n_removed,
+        "removed_excluded": n_removed + int(m.get("n_removed") or 0),
         "fresh_buffer": len(index.fresh),
         "seconds": round(time.perf_counter() - t0, 2),
     }
