@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from soundmates.index._files import fsync_dir, fsync_file, sha256_file, stat_key
+from soundmates.index._files import atomic_write_bytes, fsync_dir, fsync_file, sha256_file, stat_key
 from soundmates.index.annoy_backend import AnnoyBackend
 from soundmates.index.errors import IndexCorrupt, IndexNotBuilt, RemovalsUnreadable
 from soundmates.index.fresh import FreshBuffer, normalise
@@ -44,6 +44,9 @@ log = logging.getLogger("soundmates.index")
 IDS_FILE = "ids.json"
 PAIRS_FILE = "pair_sims.npy"
 PAIR_SAMPLE = 20_000
+# Written into every version directory by remove(): how many removals existed. If both copies of the
+# removed-users list disappear, this is what tells "removals were lost" from "nobody was ever removed".
+REMOVALS_SEEN_FILE = "removals_seen.json"
 KEEP_VERSIONS = 3
 
 
@@ -72,6 +75,7 @@ class _Loaded:
     ann_path: Path
     ann_key: tuple | None
     blocked: tuple = (None, frozenset())  # (tombstone state it was computed for, blocked ids)
+    removals_seen: tuple = (None, 0)  # (stat key of REMOVALS_SEEN_FILE, its count)
 
     @property
     def dim(self) -> int:
@@ -353,7 +357,7 @@ class UserIndex:
             loaded = None
         warnings = list(self.warnings) if loaded is not None else []
         if loaded is not None:
-            built_with = loaded.manifest.get("tombstones_count")
+            built_with = max(self._removals_seen(loaded), loaded.manifest.get("tombstones_count") or 0)
             if is_int(built_with) and built_with > len(tombs.users):
                 raise RemovalsUnreadable(
                     f"the removed-users list holds {len(tombs.users)} removals but index version {loaded.version} "
@@ -364,6 +368,26 @@ class UserIndex:
         if self.fresh.problem:
             warnings.append(f"{self.fresh.problem}: users added since the last build appear after 'soundmates index build'")
         return loaded, tombs, warnings
+
+    def _removals_seen(self, loaded: _Loaded) -> int:
+        """How many removals existed when this version last saw one (0 if never, or if the note is unreadable)."""
+        path = self.versions_dir / loaded.version / REMOVALS_SEEN_FILE
+        key = stat_key(path)
+        if key is None or key == loaded.removals_seen[0]:
+            return loaded.removals_seen[1] if key is not None else 0
+        try:
+            n = json.loads(path.read_bytes()).get("count")
+        except (OSError, ValueError, AttributeError):
+            n = 0
+        loaded.removals_seen = (key, n if is_int(n) else 0)
+        return loaded.removals_seen[1]
+
+    def _note_removals(self, count: int) -> None:
+        for version in self.versions():
+            try:
+                atomic_write_bytes(self.versions_dir / version / REMOVALS_SEEN_FILE, json.dumps({"count": count}).encode())
+            except OSError as e:  # the removal itself is recorded; this is only the guard against losing it
+                log.warning("could not note removals in index version %s: %s", version, e)
 
     def _blocked_in(self, loaded: _Loaded, tombs: TombState) -> frozenset[str]:
         """Indexed users whose indexed vector comes from data read before their removal (or their comeback)."""
@@ -523,6 +547,7 @@ class UserIndex:
         """
         added = self.tombstones.add(user_id)
         self.fresh.discard([user_id])
+        self._note_removals(len(self.tombstones))
         return added
 
     def is_removed(self, user_id: str) -> bool:
