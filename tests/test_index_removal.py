@@ -1,4 +1,4 @@
-"""Sticky removal, ordered publish and fail-closed removals at the UserIndex level; the atomic-write helper."""
+"""Sticky removal, ordered publish and fail-closed removals, for every backend (part of the index contract); atomic writes."""
 
 from __future__ import annotations
 
@@ -21,9 +21,14 @@ def clustered(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
+@pytest.fixture(params=["annoy", "voyager"])
+def backend(request):
+    return request.param
+
+
 @pytest.fixture
-def index(tmp_path):
-    return UserIndex(root=tmp_path / "index")
+def index(tmp_path, backend):
+    return UserIndex(root=tmp_path / "index", backend=backend)
 
 
 IDS = [f"u{i}" for i in range(200)]
@@ -109,14 +114,14 @@ def test_slower_concurrent_build_never_moves_current_back(index):
     assert served(index, new[0], 1)[0].startswith("new")
 
 
-def test_concurrent_builds_in_threads_end_on_the_newest_data(tmp_path):
+def test_concurrent_builds_in_threads_end_on_the_newest_data(tmp_path, backend):
     root = tmp_path / "index"
     reads = sorted(time.time() + i for i in range(4))
     errors = []
 
     def build(i):
         try:
-            UserIndex(root=root).build([f"b{i}-{j}" for j in range(150)], clustered(150, seed=i),
+            UserIndex(root=root, backend=backend).build([f"b{i}-{j}" for j in range(150)], clustered(150, seed=i),
                                        {"features_read_at": reads[i]}, search_k=300)
         except Exception as e:  # noqa: BLE001 - any failure is the finding
             errors.append(repr(e))

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from soundmates.index._files import atomic_write_bytes, fsync_dir, fsync_file, sha256_file, stat_key
-from soundmates.index.annoy_backend import AnnoyBackend
+from soundmates.index.backends import BACKENDS, COMMON_FILES, DEFAULT_BACKEND, backend_named, files_for
 from soundmates.index.errors import IndexCorrupt, IndexNotBuilt, RemovalsUnreadable
 from soundmates.index.fresh import FreshBuffer, normalise
 from soundmates.index.tombstones import Tombstones, TombState
@@ -41,8 +41,7 @@ from soundmates.index.versions import VersionStore, is_int, new_version_name, se
 
 log = logging.getLogger("soundmates.index")
 
-IDS_FILE = "ids.json"
-PAIRS_FILE = "pair_sims.npy"
+IDS_FILE, PAIRS_FILE = COMMON_FILES
 PAIR_SAMPLE = 20_000
 # Written into every version directory by remove(): how many removals existed. If both copies of the
 # removed-users list disappear, this is what tells "removals were lost" from "nobody was ever removed".
@@ -76,6 +75,7 @@ class _Loaded:
     ann_key: tuple | None
     blocked: tuple = (None, frozenset())  # (tombstone state it was computed for, blocked ids)
     removals_seen: tuple = (None, 0)  # (stat key of REMOVALS_SEEN_FILE, its count)
+    native: dict = field(default_factory=dict)  # in-place state of a backend with native updates
 
     @property
     def dim(self) -> int:
@@ -121,8 +121,14 @@ def _select_rows(ids: list[str], mat: np.ndarray, tombs: TombState, read_at: flo
     return list(last_row), data.astype(np.float32), skipped, duplicates, removed
 
 
+def _backend_of(manifest: dict):
+    return BACKENDS[str(manifest.get("backend") or DEFAULT_BACKEND)]
+
+
 class UserIndex:
-    def __init__(self, settings=None, *, root: Path | None = None):
+    def __init__(self, settings=None, *, root: Path | None = None, backend: str | None = None):
+        """``backend``: what ``build`` writes (default ``SOUNDMATES_INDEX_BACKEND``, else Annoy); any version is read
+        with the backend its manifest names."""
         if root is None:
             if settings is None:
                 from soundmates.config import get_settings
@@ -131,8 +137,8 @@ class UserIndex:
             root = settings.index_dir
         self.settings = settings
         self.root = Path(root)
-        self.backend = AnnoyBackend
-        self.store = VersionStore(self.root, self.backend.files + (IDS_FILE, PAIRS_FILE))
+        self.backend = backend_named(backend, settings)
+        self.store = VersionStore(self.root, files_for)
         self.versions_dir = self.store.versions_dir
         self.current_path = self.store.current_path
         self.fresh = FreshBuffer(self.root / "fresh.npz")
@@ -241,7 +247,7 @@ class UserIndex:
                 os.fsync(f.fileno())
             files = {
                 name: {"sha256": sha256_file(tmp_dir / name), "bytes": (tmp_dir / name).stat().st_size}
-                for name in self.store.files
+                for name in self.backend.files + COMMON_FILES
             }
             manifest = {"version": version, **base, **params, "files": files,
                         "checksum": files[self.backend.files[0]]["sha256"]}
@@ -280,7 +286,7 @@ class UserIndex:
     def verify(self, version: str) -> dict:
         """The manifest of ``version`` if it has the right shape and every file matches its checksum, else IndexCorrupt."""
         manifest = self.store.verify(version)
-        why = self.backend.check_manifest(manifest)
+        why = _backend_of(manifest).check_manifest(manifest)
         if why:
             raise IndexCorrupt(f"index version {version}: manifest {why}")
         return manifest
@@ -297,12 +303,13 @@ class UserIndex:
             raise IndexCorrupt(f"index version {version}: {IDS_FILE} is not a list of distinct user ids")
         if pair_sims.ndim != 1 or pair_sims.dtype.kind != "f":
             raise IndexCorrupt(f"index version {version}: {PAIRS_FILE} is not a 1-D float array")
-        searcher = self.backend.open(vdir, manifest)
+        backend = _backend_of(manifest)
+        searcher = backend.open(vdir, manifest)
         if searcher.n_items != len(ids) or len(ids) != manifest["count"]:
             raise IndexCorrupt(
                 f"index version {version}: {searcher.n_items} vectors, {len(ids)} ids, manifest says {manifest['count']}"
             )
-        ann_path = vdir / self.backend.files[0]
+        ann_path = vdir / backend.files[0]
         return _Loaded(version, manifest, searcher, ids, {u: i for i, u in enumerate(ids)}, pair_sims,
                        ann_path, stat_key(ann_path))
 
@@ -452,7 +459,9 @@ class UserIndex:
         for u, s in zip(fresh_ids.tolist(), (fresh_vecs @ v).tolist() if fresh_ids.size else []):
             if u not in exclude:
                 best[u] = Hit(u, float(max(-1.0, min(1.0, s))), "fresh")
-        if loaded is not None:
+        if loaded is not None and getattr(loaded.searcher, "native_updates", False):
+            best = {u: Hit(u, s, src) for u, s, src in self._search_native(loaded, tombs, fresh_ids, fresh_vecs, v, k, exclude)}
+        elif loaded is not None:
             # A fresh entry replaces the user's indexed vector (re-added with a newer profile).
             shadowed = exclude | self._blocked_in(loaded, tombs) | set(fresh_ids.tolist())
             for u, s in self._search_index(loaded, v, k, shadowed):
@@ -470,6 +479,45 @@ class UserIndex:
             if len(got) >= k or want >= count:
                 return got
             want = min(count, want * 2)
+
+    def _sync_native(self, loaded: _Loaded, tombs: TombState, fresh_ids: np.ndarray, fresh_vecs: np.ndarray) -> None:
+        """Apply removals as native deletes and fresh users as in-place adds (once per change of either file)."""
+        st, entries, searcher = loaded.native, self.fresh.entries(), loaded.searcher
+        if st.get("tombs") is tombs and st.get("fresh") is entries:
+            return
+        fresh_pos, pos_user = st.setdefault("fresh_pos", {}), st.setdefault("pos_user", {})
+        wanted = dict(zip(fresh_ids.tolist(), fresh_vecs))
+        for u, (pos, vec) in list(fresh_pos.items()):
+            if u not in wanted or not np.array_equal(wanted[u], vec):
+                searcher.delete(pos)
+                del fresh_pos[u], pos_user[pos]
+        for u, vec in wanted.items():
+            if u not in fresh_pos:
+                pos = searcher.add(vec)
+                fresh_pos[u], pos_user[pos] = (pos, vec.copy()), u
+        # Indexed vectors hidden: removed users, and users whose fresh entry replaces theirs.
+        hide = {loaded.positions[u] for u in self._blocked_in(loaded, tombs) | set(wanted) if u in loaded.positions}
+        deleted = st.get("deleted", set())
+        for pos in hide - deleted:
+            searcher.delete(pos)
+        for pos in deleted - hide:
+            searcher.undelete(pos)
+        st.update(deleted=hide, tombs=tombs, fresh=entries)
+
+    def _search_native(self, loaded: _Loaded, tombs, fresh_ids, fresh_vecs, v, k, exclude) -> list[tuple[str, float, str]]:
+        """One graph search of an index that holds the fresh users and has the removed ones deleted."""
+        lock = loaded.native.setdefault("lock", threading.Lock())
+        with lock:
+            self._sync_native(loaded, tombs, fresh_ids, fresh_vecs)
+            pos_user, n = loaded.native["pos_user"], loaded.searcher.n_items
+            want = k + len(exclude)
+            while True:
+                raw = loaded.searcher.search(v, want)
+                got = [(loaded.ids[p], s, "index") if p < n else (pos_user[p], s, "fresh") for p, s in raw]
+                got = [g for g in got if g[0] not in exclude]
+                if len(got) >= k or len(raw) < want:
+                    return got
+                want *= 2
 
     def query(self, vector, k: int = 10, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
         """ARCHITECTURE.md contract: [(user_id, cosine)] best first."""
@@ -587,7 +635,7 @@ class UserIndex:
             "model_version": m.get("model_version") if m else None,
             "feature_data_version": m.get("feature_data_version") if m else None,
             "features_read_at": m.get("features_read_at") if m else None,
-            "parameters": {"n_trees": m.get("n_trees"), "search_k": m.get("search_k"), "metric": m.get("metric"),
+            "parameters": {**{k: m[k] for k in ("metric", "n_trees", "search_k", "M", "ef") if k in m},
                            "calibrated_recall_at_10": calib.get("recall_at_k")} if m else {},
             "fresh": len(self.fresh),
             "fresh_threshold": self.fresh_threshold,

@@ -17,6 +17,7 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -48,13 +49,19 @@ def _time(value) -> float | None:
     return float(value)
 
 
-def validate_manifest(m, name: str, files: tuple[str, ...]) -> dict:
-    """``m`` if it has the shape a reader relies on, else IndexCorrupt naming the first problem."""
+def validate_manifest(m, name: str, files_for: Callable[[dict], tuple[str, ...] | None]) -> dict:
+    """``m`` if it has the shape a reader relies on, else IndexCorrupt naming the first problem.
+
+    ``files_for(m)`` = the files a version of ``m``'s backend must hold (None: unknown backend).
+    """
     def bad(why: str) -> IndexCorrupt:
         return IndexCorrupt(f"index version {name}: manifest {why}")
 
     if not isinstance(m, dict):
         raise bad("is not a JSON object")
+    files = files_for(m)
+    if files is None:
+        raise bad(f"names an unknown backend {str(m.get('backend'))[:20]!r}")
     if m.get("version") != name:
         raise bad(f"names version {str(m.get('version'))[:40]!r}")
     for key in _INT_FIELDS:
@@ -89,11 +96,11 @@ def sequence(m: dict) -> tuple[float, str]:
 class VersionStore:
     """``versions/<name>/`` directories and the ``CURRENT`` pointer of one index directory."""
 
-    def __init__(self, root: Path, files: tuple[str, ...]):
+    def __init__(self, root: Path, files_for: Callable[[dict], tuple[str, ...] | None]):
         self.root = Path(root)
         self.versions_dir = self.root / "versions"
         self.current_path = self.root / "CURRENT"
-        self.files = files
+        self.files_for = files_for
         self.lock = FileLock(str(self.root / ".build.lock"))
 
     # --- reading -------------------------------------------------------------
@@ -140,7 +147,7 @@ class VersionStore:
             raise IndexCorrupt(f"index version {name}: manifest cannot be read ({e.strerror or e})") from None
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise IndexCorrupt(f"index version {name}: manifest unreadable ({str(e)[:80]})") from None
-        return validate_manifest(data, name, self.files)
+        return validate_manifest(data, name, self.files_for)
 
     def verify(self, name: str) -> dict:
         """The manifest of ``name`` if every file it lists matches its size and checksum, else IndexCorrupt."""

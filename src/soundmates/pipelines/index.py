@@ -17,8 +17,22 @@ class NothingToIndex(RuntimeError):
     """The feature store holds no user features yet."""
 
 
-def build_index(settings=None, *, n_trees: int | None = None, search_k: int | None = None, progress: bool = True) -> dict:
+def parameters(manifest: dict) -> dict:
+    """The search parameters of a version: Annoy's n_trees/search_k or Voyager's M/ef, and the calibrated recall."""
+    out = {k: manifest[k] for k in ("metric", "n_trees", "search_k", "M", "ef_construction", "ef") if k in manifest}
+    out["calibrated_recall_at_10"] = (manifest.get("calibration") or {}).get("recall_at_k")
+    return out
+
+
+def parameters_text(manifest: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in parameters(manifest).items() if k not in ("metric", "calibrated_recall_at_10"))
+
+
+def build_index(settings=None, *, n_trees: int | None = None, search_k: int | None = None, progress: bool = True,
+                backend: str | None = None) -> dict:
     """Read view ``full`` of ``user_features`` (one data version), embed, build, publish; returns a summary.
+
+    ``backend``: ``annoy`` or ``voyager`` (default ``SOUNDMATES_INDEX_BACKEND``, else Annoy).
 
     Keys: ``version``, ``published`` (False if a concurrent build of newer data was published first:
     then ``current`` names that one), ``count``, ``dim``, ``parameters`` (n_trees, search_k, calibrated
@@ -48,7 +62,7 @@ def build_index(settings=None, *, n_trees: int | None = None, search_k: int | No
     frame = frame[frame["view"] == S.VIEW_FULL].drop_duplicates("user_id", keep="last").reset_index(drop=True)
     if frame.empty:
         raise NothingToIndex(f"user_features (data version {data_version}) holds no 'full' rows: run 'soundmates features build'")
-    index = UserIndex(settings)
+    index = UserIndex(settings, backend=backend)
     removed = index.blocked_ids(frame["user_id"].astype(str).unique().tolist(), read_at)
     n_removed = int(frame["user_id"].isin(removed).sum())
     frame = frame[~frame["user_id"].isin(removed)].reset_index(drop=True)
@@ -59,7 +73,7 @@ def build_index(settings=None, *, n_trees: int | None = None, search_k: int | No
     say(f"embedding {len(frame):,} users with model {embedder.version}")
     parts = [np.asarray(embedder.embed(frame.iloc[s : s + EMBED_CHUNK]), dtype=np.float32) for s in range(0, len(frame), EMBED_CHUNK)]
     vectors = np.vstack(parts)
-    say(f"building the Annoy index ({vectors.shape[0]:,} x {vectors.shape[1]})")
+    say(f"building the {index.backend.name} index ({vectors.shape[0]:,} x {vectors.shape[1]})")
     version = index.build(
         frame["user_id"].astype(str).tolist(),
         vectors,
@@ -71,7 +85,7 @@ def build_index(settings=None, *, n_trees: int | None = None, search_k: int | No
     built = index.last_build or {}
     m = built.get("manifest") or index.verify(version)
     if built.get("published", True):
-        say(f"published {version}: {m['count']:,} users, n_trees={m['n_trees']}, search_k={m['search_k']}")
+        say(f"published {version}: {m['count']:,} users, {parameters_text(m)}")
     else:
         say(f"built {version}, not published: {built.get('current')} indexes newer data")
     return {
@@ -80,12 +94,8 @@ def build_index(settings=None, *, n_trees: int | None = None, search_k: int | No
         "current": built.get("current", version),
         "count": m["count"],
         "dim": m["dim"],
-        "parameters": {
-            "metric": m["metric"],
-            "n_trees": m["n_trees"],
-            "search_k": m["search_k"],
-            "calibrated_recall_at_10": m["calibration"].get("recall_at_k"),
-        },
+        "backend": m.get("backend", "annoy"),
+        "parameters": parameters(m),
         "model_version": m["model_version"],
         "feature_data_version": m["feature_data_version"],
         "skipped": m["skipped"],
