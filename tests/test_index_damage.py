@@ -59,8 +59,8 @@ def make_profile(uid: str, community: str, seed: int) -> Profile:
                    tracks={t: tracks[t] for t in used}, artists=artists)
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
+@pytest.fixture(scope="module", params=["annoy", "voyager"])
+def template(tmp_path_factory, request):
     """Data dir: 18 users, features, index versions v1 < v2 (CURRENT), REMOVED tombstoned, FRESH in the buffer."""
     from soundmates.config import Settings
     from soundmates.features.encoder import TextEncoder
@@ -74,13 +74,13 @@ def template(tmp_path_factory):
         for i in range(6):
             repo.save(make_profile(f"{c}{i}", c, ci * 10 + i))
     assert not build_features(settings, encoder=TextEncoder(settings, model=HashModel()))["rejected"]
-    v1 = build_index(settings, progress=False)["version"]
-    v2 = build_index(settings, progress=False)["version"]
-    index = UserIndex(settings)
+    v1 = build_index(settings, progress=False, backend=request.param)["version"]
+    v2 = build_index(settings, progress=False, backend=request.param)["version"]
+    index = UserIndex(settings, backend=request.param)
     assert index.current_version_name() == v2 and index.versions() == [v2, v1]
     index.remove(REMOVED)
     index.add_fresh(FRESH, index.vector("rock1") + 0.05)
-    return settings.data_dir, v1, v2
+    return settings.data_dir, v1, v2, index.backend
 
 
 @pytest.fixture
@@ -89,11 +89,12 @@ def world(settings, template, monkeypatch):
     from soundmates.features.encoder import TextEncoder
     from soundmates.recommend import Recommender
 
-    src, v1, v2 = template
+    src, v1, v2, backend = template
     shutil.copytree(src, settings.data_dir, dirs_exist_ok=True)
     encoder = TextEncoder(settings, model=HashModel())
     monkeypatch.setattr(service, "Recommender", lambda: Recommender(settings, encoder=encoder))
-    return {"index": settings.index_dir, "v1": v1, "v2": v2}
+    return {"index": settings.index_dir, "v1": v1, "v2": v2, "file": backend.files[0],
+            "param": "search_k" if backend.name == "annoy" else "ef"}
 
 
 def snapshot(root: Path) -> dict:
@@ -127,7 +128,7 @@ def run_cli(*args: str):
 
 # ---------------------------------------------------------------- damage
 def ann(w, v="v2"):
-    return w["index"] / "versions" / w[v] / "users.ann"
+    return w["index"] / "versions" / w[v] / w["file"]
 
 
 def manifest_path(w, v="v2"):
@@ -194,7 +195,7 @@ CASES = {
     "manifest_dim_is_text": (lambda w: rewrite_manifest(w, lambda m: {**m, "dim": "64"}), ("v1", "dim")),
     "manifest_count_bool": (lambda w: rewrite_manifest(w, lambda m: {**m, "count": True}), ("v1", "count")),
     "manifest_files_escape": (lambda w: rewrite_manifest(w, lambda m: {**m, "files": {"../../CURRENT": {"sha256": "0" * 64, "bytes": 1}}}), ("v1", "files")),
-    "manifest_search_k_negative": (lambda w: rewrite_manifest(w, lambda m: {**m, "search_k": -5}), ("v1", "search_k")),
+    "manifest_search_k_negative": (lambda w: rewrite_manifest(w, lambda m: {**m, w["param"]: -5}), ("v1", "has no valid")),
     "manifest_other_version": (lambda w: rewrite_manifest(w, lambda m: {**m, "version": w["v1"]}), ("v1", "names version")),
     "manifest_binary": (lambda w: manifest_path(w).write_bytes(b"\x00\x9f\x92\x96garbage"), ("v1", "unreadable")),
     "manifest_deeply_nested": (lambda w: manifest_path(w).write_text("[" * 100_000 + "]" * 100_000), ("v1", "manifest")),
@@ -203,8 +204,8 @@ CASES = {
     "ann_truncated": (lambda w: truncate(ann(w)), ("v1", "truncated or corrupt")),
     "ann_bit_flip": (lambda w: flip(ann(w)), ("v1", "checksum")),
     "ann_zeroed": (lambda w: ann(w).write_bytes(b"\0" * ann(w).stat().st_size), ("v1", "checksum")),
-    "ann_missing": (lambda w: ann(w).unlink(), ("v1", "users.ann missing")),
-    "ann_directory": (lambda w: replace_with_dir(ann(w)), ("v1", "users.ann")),
+    "ann_missing": (lambda w: ann(w).unlink(), ("v1", "{ann} missing")),
+    "ann_directory": (lambda w: replace_with_dir(ann(w)), ("v1", "{ann}")),
     "ids_missing": (lambda w: (ann(w).parent / "ids.json").unlink(), ("v1", "ids.json missing")),
     "ids_garbled": (lambda w: flip(ann(w).parent / "ids.json"), ("v1", "ids.json")),
     "pairs_missing": (lambda w: (ann(w).parent / "pair_sims.npy").unlink(), ("v1", "pair_sims.npy missing")),
@@ -235,6 +236,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_damaged_index_state_through_the_cli(world, case):
     damage, (outcome, phrase) = CASES[case]
+    phrase = phrase.format(ann=world["file"]) if phrase else phrase
     damage(world)
     before = snapshot(world["index"])
 
@@ -320,3 +322,17 @@ def test_build_between_tombstone_and_data_deletion_keeps_user_out(world, setting
     rec = run_cli("recommend", "jazz2", "--k", "17", "--json")
     served = [m["user_id"] for m in json.loads(rec.stdout)["matches"]]
     assert "jazz1" not in served and REMOVED not in served and len(served) == 16
+
+
+def test_build_backend_option(world):
+    bad = run_cli("index", "build", "--backend", "faiss")
+    assert bad.exit_code == 2 and "unknown index backend 'faiss'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    for backend in ("voyager", "annoy"):
+        out = run_cli("index", "build", "--backend", backend, "--json")
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.stdout)["backend"] == backend
+        st = json.loads(run_cli("index", "status", "--json").stdout)
+        assert st["backend"] == backend and st["count"] == 17
+        rec = json.loads(run_cli("recommend", ASKER, "--k", "17", "--json").stdout)
+        served = [m["user_id"] for m in rec["matches"]]
+        assert REMOVED not in served and FRESH in served and len(served) == 17
