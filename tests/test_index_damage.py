@@ -336,3 +336,31 @@ def test_build_backend_option(world):
         rec = json.loads(run_cli("recommend", ASKER, "--k", "17", "--json").stdout)
         served = [m["user_id"] for m in rec["matches"]]
         assert REMOVED not in served and FRESH in served and len(served) == 17
+
+
+def test_index_status_in_a_real_process(world, settings):
+    """The installed entry point, in its own process, on two damaged states: a warning, then a one-line refusal."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SOUNDMATES_DATA_DIR": str(settings.data_dir)}
+
+    def status(*extra):
+        return subprocess.run([sys.executable, "-m", "soundmates.cli.main", "index", "status", *extra],
+                              capture_output=True, text=True, env=env, timeout=120)
+
+    put_current(world, b"\x00\xff\xfe")
+    out = status()
+    assert out.returncode == 0 and f"index {world['v2']}" in out.stdout and "Traceback" not in out.stderr
+    # (The same text may also appear as a log record: how logs reach stderr is the CLI's logging setup.)
+    assert ("warning: CURRENT holds binary data, not a version name: serving the newest valid version instead"
+            in out.stderr.splitlines())
+    truncate(world["index"] / TOMB)
+    truncate(world["index"] / BACKUP)
+    before = snapshot(world["index"])
+    out = status()
+    assert out.returncode == 1 and out.stdout == "" and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "removed-users list cannot be read" in out.stderr
+    out = status("--json")
+    assert out.returncode == 1 and json.loads(out.stdout)["kind"] == "removals_unreadable"
+    assert snapshot(world["index"]) == before

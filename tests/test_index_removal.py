@@ -197,3 +197,21 @@ def test_atomic_write_replaces_whole_file_and_leaves_nothing_behind(tmp_path):
         atomic_write_bytes(tmp_path / "sub" / "dir", b"x")  # cannot replace a directory: nothing half-written
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["dir", "f.json"]
     assert os.listdir(tmp_path / "sub" / "dir") == []
+
+
+def test_voyager_takes_fresh_users_and_removals_into_its_graph(tmp_path):
+    """With Voyager, a fresh user is added to the loaded graph and a removal is a native delete."""
+    index = UserIndex(root=tmp_path / "index", backend="voyager")
+    x = clustered(200)
+    index.build(IDS, x)
+    newbie = clustered(1, seed=7)[0]
+    index.add_fresh("newbie", newbie)
+    hit = index.search(newbie, 1).hits[0]
+    searcher = index._current().searcher
+    assert (hit.user_id, hit.source) == ("newbie", "fresh") and searcher.index.num_elements == 201
+    assert [p for p, _ in searcher.search(newbie, 1)] == [200]  # the graph itself answers with the new item
+    index.remove("u0")
+    assert "u0" not in served(index, x[0])
+    assert 0 not in [p for p, _ in searcher.search(x[0], 250)] and searcher._deleted == {0}  # a native delete
+    index.remove("newbie")
+    assert "newbie" not in served(index, newbie) and searcher._deleted == {0, 200}

@@ -151,6 +151,7 @@ class UserIndex:
         self.warnings: list[str] = []
         #: What the last ``build`` of this object did: version, published, manifest.
         self.last_build: dict | None = None
+        self._fresh_memo: tuple | None = None
 
     # ------------------------------------------------------------------ build
     def build(
@@ -420,6 +421,10 @@ class UserIndex:
         e = self.fresh.entries()
         if not len(e):
             return e.ids, e.vectors.reshape(0, dim), []
+        key = (e, tombs, loaded.version if loaded is not None else None, dim)
+        cached = self._fresh_memo
+        if cached is not None and cached[0][0] is e and cached[0][1] is tombs and cached[0][2:] == key[2:]:
+            return cached[1]
         ok = np.ones(len(e), dtype=bool)
         warnings = []
         if e.vectors.shape[1] != dim:
@@ -436,7 +441,9 @@ class UserIndex:
                 t = tombs.users.get(u)
                 if t is not None and t.blocks(at):
                     ok[i] = False
-        return e.ids[ok], e.vectors[ok].reshape(-1, dim), warnings
+        result = (e.ids[ok], e.vectors[ok].reshape(-1, dim), warnings)
+        self._fresh_memo = (key, result)  # recomputed only when the buffer, the removals or the version change
+        return result
 
     def _dim(self, loaded: _Loaded | None) -> int:
         return loaded.dim if loaded is not None else int(self.fresh.entries().vectors.shape[1])
