@@ -215,3 +215,13 @@ def test_voyager_takes_fresh_users_and_removals_into_its_graph(tmp_path):
     assert 0 not in [p for p, _ in searcher.search(x[0], 250)] and searcher._deleted == {0}  # a native delete
     index.remove("newbie")
     assert "newbie" not in served(index, newbie) and searcher._deleted == {0, 200}
+
+
+def test_add_fresh_of_data_read_before_the_removal_does_not_revive(index):
+    x = clustered(200)
+    index.build(IDS, x)
+    read_at = time.time()  # a pipeline read u8's features here ...
+    index.remove("u8")  # ... the owner removed them ...
+    assert index.add_fresh("u8", x[8], read_at=read_at) is False  # ... and its add_fresh arrives late
+    assert index.is_removed("u8") and "u8" not in index.fresh and "u8" not in served(index, x[8])
+    assert index.add_fresh("u8", x[8], read_at=time.time()) is True and not index.is_removed("u8")

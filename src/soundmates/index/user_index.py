@@ -573,11 +573,13 @@ class UserIndex:
         return round(100.0 * float(np.searchsorted(sims, score, side="left")) / sims.size, 1)
 
     # ------------------------------------------------------------------ changes
-    def add_fresh(self, user_id: str, vector, model_version: str | None = None) -> None:
+    def add_fresh(self, user_id: str, vector, model_version: str | None = None, *, read_at: float | None = None) -> bool:
         """Make ``user_id`` findable now from this (new) vector, until the next build includes them.
 
         After a removal this is how a user comes back: the vector is served, and so are vectors of
         later builds from data read after this moment; older vectors of the user stay blocked.
+        ``read_at`` (epoch s): when the data behind ``vector`` was read; a vector read before the
+        user's removal is not added (returns False), so a caller racing a removal cannot revive old data.
         """
         v = normalise(vector)
         try:
@@ -591,9 +593,14 @@ class UserIndex:
         if model_version is None and loaded is not None:
             model_version = loaded.manifest.get("model_version") or ""
         at = time.time()
-        if self.tombstones.is_removed(user_id):  # unreadable removals raise: never revive blindly
+        tomb = self.tombstones.records().get(user_id)  # unreadable removals raise: never revive blindly
+        if tomb is not None and tomb.removed:
+            if read_at is not None and not read_at >= tomb.removed_at:
+                log.warning("not adding %r: its vector comes from data read before the removal", user_id)
+                return False
             self.tombstones.revive(user_id, at)
         self.fresh.add(user_id, v, model_version or "", at=at)
+        return True
 
     def remove(self, user_id: str) -> bool:
         """Hide ``user_id`` from every query at once and block every vector of theirs from data read until now.

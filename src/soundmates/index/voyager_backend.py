@@ -26,8 +26,13 @@ M = 16
 EF_CONSTRUCTION = 100
 
 
+# Held-out calibration still read ~0.01 above newcomers' recall at 100k users (0.9845 vs 0.974 at ef 25,
+# bench_index): calibrate to 0.99 so newcomers stay >= 0.97 at 1M; a larger ef costs microseconds here.
+VOYAGER_TARGET = TARGET_RECALL + CALIBRATION_MARGIN + 0.01
+
+
 def calibrate_ef(query, base: np.ndarray, base_ids: np.ndarray, queries: np.ndarray, *, k: int = 10,
-                 target: float = TARGET_RECALL + CALIBRATION_MARGIN) -> dict:
+                 target: float = VOYAGER_TARGET) -> dict:
     """A small query ``ef`` (doubling, then bisecting) whose recall@k reaches ``target`` for ``queries``.
 
     The queries are held out of the graph while it is measured (the caller adds them afterwards):
