@@ -216,6 +216,8 @@ CASES = {
     "every_manifest_garbage_current_binary": (
         lambda w: (manifest_path(w).write_text("{"), manifest_path(w, "v1").write_text("null"), put_current(w, b"\xff")),
         ("refuse", "no valid index version")),
+    "versions_is_a_file": (lambda w: (shutil.rmtree(w["index"] / "versions"), (w["index"] / "versions").write_text("x")),
+                           ("refuse", "is not a directory")),
     "tombstones_garbled": (lambda w: truncate(w["index"] / TOMB), ("v2", "read from tombstones.backup.json")),
     "tombstones_id_tampered": (lambda w: tamper_tombstone_id(w["index"] / TOMB), ("v2", "checksum")),
     "tombstones_directory": (lambda w: replace_with_dir(w["index"] / TOMB), ("v2", "cannot be read")),

@@ -108,8 +108,10 @@ class VersionStore:
         """Version directories with a valid name, newest name first."""
         try:
             entries = list(self.versions_dir.iterdir())
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
             return []
+        except NotADirectoryError:
+            raise IndexCorrupt(f"{self.versions_dir} is not a directory: move it aside, then run 'soundmates index build'") from None
         except OSError as e:
             raise IndexCorrupt(f"{self.versions_dir} cannot be listed ({e.strerror}): run 'soundmates index build'") from None
         return sorted((p.name for p in entries if VERSION_RE.fullmatch(p.name) and p.is_dir()), reverse=True)
