@@ -20,7 +20,7 @@ def build(
     """Embed every stored user with the current model and publish a new index version atomically."""
     from soundmates.cli._common import emit_json, fail
     from soundmates.index.backends import BACKENDS
-    from soundmates.pipelines.index import parameters_text, build_index
+    from soundmates.pipelines.index import build_index, parameters_text
 
     if backend is not None and backend.strip().lower() not in BACKENDS:
         fail(f"unknown index backend {backend!r}: choose one of {', '.join(BACKENDS)}", code=2)
@@ -30,7 +30,7 @@ def build(
         if as_json:
             emit_json({"error": f"{type(exc).__name__}: {exc}"})
             raise typer.Exit(1)
-        fail(f"index build failed: {exc}", code=1)
+        fail(" ".join(f"index build failed: {exc}".split()), code=1)
         return
     if as_json:
         emit_json(summary)

@@ -12,17 +12,23 @@ from soundmates.index.annoy_backend import cosine_from_angular
 from soundmates.index.errors import IndexCorrupt, IndexNotBuilt, RemovalsUnreadable
 from soundmates.index.fresh import FreshBuffer
 from soundmates.index.tombstones import Tombstones
-from soundmates.index.tuning import TARGET_RECALL, calibrate_search_k, choose_n_trees, exact_top_k, recall_at_k
+from soundmates.index.tuning import (
+    TARGET_RECALL,
+    calibrate_search_k,
+    choose_n_trees,
+    exact_top_k,
+    recall_at_k,
+)
 from soundmates.index.user_index import Hit, SearchResult, UserIndex
 
 __all__ = [
+    "TARGET_RECALL",
     "FreshBuffer",
     "Hit",
     "IndexCorrupt",
     "IndexNotBuilt",
     "RemovalsUnreadable",
     "SearchResult",
-    "TARGET_RECALL",
     "Tombstones",
     "UserIndex",
     "calibrate_search_k",

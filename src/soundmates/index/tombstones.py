@@ -70,7 +70,7 @@ def _as_time(value, what: str) -> float:
 def _parse(data) -> dict[str, Tomb]:
     """Tombs from a decoded file (format 2, or the first format ``{user_id: removed_at ISO}``); ValueError if malformed."""
     if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
+        raise TypeError("not a JSON object")
     if "format" not in data:  # the first format: no checksum, ISO times
         return {str(k): Tomb(datetime.fromisoformat(str(v)).timestamp()) for k, v in data.items()}
     if data.get("format") != FORMAT or not isinstance(data.get("users"), dict):
@@ -81,7 +81,7 @@ def _parse(data) -> dict[str, Tomb]:
     out = {}
     for uid, rec in users.items():
         if not isinstance(rec, dict):
-            raise ValueError(f"entry for {uid!r} is not an object")
+            raise TypeError(f"entry for {uid!r} is not an object")
         revived = rec.get("revived_at")
         out[uid] = Tomb(_as_time(rec.get("removed_at"), "removed_at"),
                         None if revived is None else _as_time(revived, "revived_at"))

@@ -26,17 +26,29 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from soundmates.index._files import atomic_write_bytes, fsync_dir, fsync_file, sha256_file, stat_key
-from soundmates.index.backends import BACKENDS, COMMON_FILES, DEFAULT_BACKEND, backend_named, files_for
+from soundmates.index._files import (
+    atomic_write_bytes,
+    fsync_dir,
+    fsync_file,
+    sha256_file,
+    stat_key,
+)
+from soundmates.index.backends import (
+    BACKENDS,
+    COMMON_FILES,
+    DEFAULT_BACKEND,
+    backend_named,
+    files_for,
+)
 from soundmates.index.errors import IndexCorrupt, IndexNotBuilt, RemovalsUnreadable
 from soundmates.index.fresh import FreshBuffer, normalise
-from soundmates.index.tombstones import Tombstones, TombState
+from soundmates.index.tombstones import TombState, Tombstones
 from soundmates.index.versions import VersionStore, is_int, new_version_name, sequence
 
 log = logging.getLogger("soundmates.index")
@@ -194,7 +206,7 @@ class UserIndex:
         if skipped:
             log.warning("index build: skipped %d users with NaN or zero vectors: %s", len(skipped), skipped[:10])
         base = {
-            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "backend": self.backend.name,
             "model_version": meta.pop("model_version", None),
             "feature_data_version": meta.pop("feature_data_version", None),
@@ -636,8 +648,8 @@ class UserIndex:
         if m and m.get("built_at"):
             built = datetime.fromisoformat(m["built_at"])
             if built.tzinfo is None:
-                built = built.replace(tzinfo=timezone.utc)
-            age = (datetime.now(timezone.utc) - built).total_seconds()
+                built = built.replace(tzinfo=UTC)
+            age = (datetime.now(UTC) - built).total_seconds()
         calib = (m or {}).get("calibration") or {}
         return {
             "version": m["version"] if m else None,

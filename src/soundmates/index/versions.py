@@ -18,7 +18,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from filelock import FileLock
@@ -36,7 +36,7 @@ _INT_FIELDS = ("count", "dim")
 
 def new_version_name() -> str:
     # Sortable by build time; the random suffix keeps two builds in the same microsecond apart.
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
 
 
 def is_int(value, minimum: int = 0) -> bool:

@@ -15,7 +15,13 @@ import numpy as np
 
 from soundmates.index._files import fsync_file
 from soundmates.index.errors import IndexCorrupt
-from soundmates.index.tuning import CALIBRATION_MARGIN, CALIBRATION_QUERIES, TARGET_RECALL, exact_top_k, recall_at_k
+from soundmates.index.tuning import (
+    CALIBRATION_MARGIN,
+    CALIBRATION_QUERIES,
+    TARGET_RECALL,
+    exact_top_k,
+    recall_at_k,
+)
 from soundmates.index.versions import is_int
 
 VOY_FILE = "users.voy"
@@ -69,7 +75,7 @@ def calibrate_ef(query, base: np.ndarray, base_ids: np.ndarray, queries: np.ndar
             else:
                 low = mid
     return {"ef": int(best), "recall_at_k": round(best_rec, 4), "target": round(target, 4),
-            "calibration_queries": int(len(queries)), "steps": steps}
+            "calibration_queries": len(queries), "steps": steps}
 
 
 class VoyagerSearcher:
