@@ -69,7 +69,9 @@ def test_new_data_after_removal_is_served_and_old_data_stays_blocked(index):
     x = clustered(200)
     index.build(IDS, x, {"features_read_at": time.time()})
     index.remove("u5")
+    time.sleep(0.01)  # distinct clock readings: removal < slow read < comeback
     slow_read = time.time()  # a slow build read the store here: before the user came back
+    time.sleep(0.01)
     new_vec = clustered(1, seed=99)[0]
     index.add_fresh("u5", new_vec, "raw-features")
     assert not index.is_removed("u5")
@@ -221,6 +223,7 @@ def test_add_fresh_of_data_read_before_the_removal_does_not_revive(index):
     x = clustered(200)
     index.build(IDS, x)
     read_at = time.time()  # a pipeline read u8's features here ...
+    time.sleep(0.01)
     index.remove("u8")  # ... the owner removed them ...
     assert index.add_fresh("u8", x[8], read_at=read_at) is False  # ... and its add_fresh arrives late
     assert index.is_removed("u8") and "u8" not in index.fresh and "u8" not in served(index, x[8])
