@@ -1,4 +1,5 @@
-"""The Annoy user index: recall against exact search, fresh users, atomic publish, corruption, removal."""
+"""The index contract, run for every backend (Annoy, Voyager): recall against exact search, fresh users,
+atomic publish with readers during rebuilds, corrupt-file fallback, removal."""
 
 from __future__ import annotations
 
@@ -20,9 +21,13 @@ def clustered(n: int, dim: int = 32, clusters: int = 40, spread: float = 1.0, se
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-@pytest.fixture
-def index(tmp_path):
-    return UserIndex(root=tmp_path / "index")
+@pytest.fixture(params=["annoy", "voyager"])
+def index(tmp_path, request):
+    return UserIndex(root=tmp_path / "index", backend=request.param)
+
+
+def ann_file(index, version):
+    return index.versions_dir / version / index.backend.files[0]
 
 
 def ids_for(n: int, prefix: str = "u") -> list[str]:
@@ -79,10 +84,11 @@ def test_fresh_user_findable_beside_built_index_then_folded_in(index):
     assert "newbie" in [u for u, _ in index.query(x[10], 3)]
 
 
-def test_rebuild_due_past_threshold(tmp_path):
+@pytest.mark.parametrize("backend", ["annoy", "voyager"])
+def test_rebuild_due_past_threshold(tmp_path, backend):
     from soundmates.config import Settings
 
-    idx = UserIndex(Settings(data_dir=tmp_path, fresh_buffer_threshold=3))
+    idx = UserIndex(Settings(data_dir=tmp_path, fresh_buffer_threshold=3), backend=backend)
     idx.build(ids_for(50), clustered(50, seed=4))
     for i in range(3):
         assert not idx.rebuild_due()
@@ -103,7 +109,7 @@ def test_removal_takes_effect_at_once_and_in_next_build(index):
     version = index.build(ids, x)  # a build fed stale data still leaves them out
     assert index.manifest()["version"] == version and index.manifest()["count"] == 399
     assert victim not in [u for u, _ in other.query(x[0], 400)]
-    assert index.restore(victim) and victim not in json.loads((index.root / "tombstones.json").read_text())
+    assert index.is_removed(victim) and victim in json.loads((index.root / "tombstones.json").read_text())["users"]
 
 
 def test_atomic_publish_reader_sees_whole_consistent_versions(index):
@@ -149,7 +155,7 @@ def test_corrupt_index_falls_back_with_warning(index, damage, caplog):
     x1, x2 = clustered(300, seed=8), clustered(300, seed=9)
     v1 = index.build(ids_for(300, "old"), x1)
     v2 = index.build(ids_for(300, "new"), x2)
-    ann = index.versions_dir / v2 / "users.ann"
+    ann = ann_file(index, v2)
     data = bytearray(ann.read_bytes())
     if damage == "truncate":
         ann.write_bytes(bytes(data[: len(data) // 2]))
@@ -171,7 +177,7 @@ def test_reader_falls_back_when_served_file_is_damaged_in_place(index):
     v2 = index.build(ids_for(200, "b"), x)
     reader = UserIndex(root=index.root)
     assert reader.search(x[0], 3).version == v2
-    (index.versions_dir / v2 / "users.ann").write_bytes(b"\0" * 64)
+    ann_file(index, v2).write_bytes(b"\0" * 64)
     res = reader.search(x[0], 3)
     assert res.version == v1 and res.warnings
 

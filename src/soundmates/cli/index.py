@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 index_app = typer.Typer(
-    help="The Annoy user index: build a new version from stored features, show what is served.",
+    help="The user index (Annoy or Voyager): build a new version from stored features, show what is served.",
     no_args_is_help=True,
 )
 
@@ -13,38 +13,52 @@ index_app = typer.Typer(
 @index_app.command("build")
 def build(
     n_trees: int = typer.Option(None, "--n-trees", min=1, help="Annoy trees; default: chosen from the number of users."),
-    search_k: int = typer.Option(None, "--search-k", min=1, help="Nodes inspected per query; default: calibrated so recall@10 >= 0.95."),
+    search_k: int = typer.Option(None, "--search-k", min=1, help="Annoy: nodes inspected per query; Voyager: query ef. Default: calibrated so recall@10 >= 0.95."),
+    backend: str = typer.Option(None, "--backend", help="annoy or voyager; default: $SOUNDMATES_INDEX_BACKEND, else annoy."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (version, count, parameters) on stdout."),
 ) -> None:
     """Embed every stored user with the current model and publish a new index version atomically."""
     from soundmates.cli._common import emit_json, fail
-    from soundmates.pipelines.index import build_index
+    from soundmates.index.backends import BACKENDS
+    from soundmates.pipelines.index import build_index, parameters_text
 
+    if backend is not None and backend.strip().lower() not in BACKENDS:
+        fail(f"unknown index backend {backend!r}: choose one of {', '.join(BACKENDS)}", code=2)
     try:
-        summary = build_index(n_trees=n_trees, search_k=search_k, progress=True)
+        summary = build_index(n_trees=n_trees, search_k=search_k, progress=True, backend=backend)
     except Exception as exc:  # say what failed; the previously published version keeps serving
         if as_json:
             emit_json({"error": f"{type(exc).__name__}: {exc}"})
             raise typer.Exit(1)
-        fail(f"index build failed: {exc}", code=1)
+        fail(" ".join(f"index build failed: {exc}".split()), code=1)
         return
     if as_json:
         emit_json(summary)
         return
     p = summary["parameters"]
+    state = "" if summary["published"] else f" (not published: {summary['current']} indexes newer data)"
     typer.echo(
-        f"index {summary['version']}: {summary['count']:,} users, dim {summary['dim']}, model {summary['model_version']}, "
-        f"n_trees={p['n_trees']}, search_k={p['search_k']} (recall@10 {p['calibrated_recall_at_10']}) in {summary['seconds']} s"
+        f"index {summary['version']}{state}: {summary['count']:,} users, dim {summary['dim']}, {summary['backend']}, "
+        f"model {summary['model_version']}, {parameters_text(summary['parameters'])} "
+        f"(recall@10 {p['calibrated_recall_at_10']}) in {summary['seconds']} s"
     )
 
 
 @index_app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout.")) -> None:
     """Show the served index version, its size and age, the fresh buffer and removals."""
-    from soundmates.cli._common import emit_json
-    from soundmates.index import UserIndex
+    from soundmates.cli._common import emit_json, fail
+    from soundmates.index import IndexCorrupt, RemovalsUnreadable, UserIndex
 
-    st = UserIndex().status()
+    try:
+        st = UserIndex().status()
+    except IndexCorrupt as exc:  # nothing valid to serve: say so, and what to run
+        if as_json:
+            kind = "removals_unreadable" if isinstance(exc, RemovalsUnreadable) else "index_corrupt"
+            emit_json({"error": str(exc), "kind": kind})
+            raise typer.Exit(1)
+        fail(str(exc), code=1)
+        return
     if as_json:
         emit_json(st)
         return

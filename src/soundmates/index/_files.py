@@ -1,43 +1,14 @@
-"""Small durable-write helpers for the index directory: write aside, fsync, rename."""
+"""File helpers of the index directory: checksums, change detection, and the package's atomic writes."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
+from soundmates.atomic import atomic_write_bytes, fsync_dir, fsync_file
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable (a crash after os.replace must not lose it)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+__all__ = ["atomic_write_bytes", "fsync_dir", "fsync_file", "sha256_file", "stat_key"]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -49,9 +20,12 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def stat_key(path: Path) -> tuple[int, int, int] | None:
-    """(inode, size, mtime_ns): changes on every os.replace and on any in-place write."""
+    """(inode, size, mtime_ns): changes on every os.replace and on any in-place write; None if absent."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError:
+        # Unreadable metadata: a key that never matches a cache, so the caller re-reads and reports it.
+        return (-1, -1, -1)
     return (st.st_ino, st.st_size, st.st_mtime_ns)

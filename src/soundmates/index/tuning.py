@@ -50,7 +50,7 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 6
 def recall_at_k(approx: list[list[int]], exact: np.ndarray) -> float:
     hits = total = 0
     for a, e in zip(approx, exact):
-        e_set = set(int(x) for x in e)
+        e_set = {int(x) for x in e}
         hits += len(e_set & set(a[: len(e_set)]))
         total += len(e_set)
     return hits / total if total else 1.0
@@ -114,6 +114,6 @@ def calibrate_search_k(
         "search_k": int(best),
         "recall_at_k": round(best_rec, 4),
         "target": round(target, 4),
-        "calibration_queries": int(len(q_idx)),
+        "calibration_queries": len(q_idx),
         "steps": steps,
     }

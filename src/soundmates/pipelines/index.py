@@ -17,11 +17,26 @@ class NothingToIndex(RuntimeError):
     """The feature store holds no user features yet."""
 
 
-def build_index(settings=None, *, n_trees: int | None = None, search_k: int | None = None, progress: bool = True) -> dict:
+def parameters(manifest: dict) -> dict:
+    """The search parameters of a version: Annoy's n_trees/search_k or Voyager's M/ef, and the calibrated recall."""
+    out = {k: manifest[k] for k in ("metric", "n_trees", "search_k", "M", "ef_construction", "ef") if k in manifest}
+    out["calibrated_recall_at_10"] = (manifest.get("calibration") or {}).get("recall_at_k")
+    return out
+
+
+def parameters_text(manifest: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in parameters(manifest).items() if k not in ("metric", "calibrated_recall_at_10"))
+
+
+def build_index(settings=None, *, n_trees: int | None = None, search_k: int | None = None, progress: bool = True,
+                backend: str | None = None) -> dict:
     """Read view ``full`` of ``user_features`` (one data version), embed, build, publish; returns a summary.
 
-    Keys: ``version``, ``count``, ``dim``, ``parameters`` (n_trees, search_k, calibrated recall@10),
-    ``model_version``, ``feature_data_version``, ``skipped``, ``removed_excluded``, ``seconds``.
+    ``backend``: ``annoy`` or ``voyager`` (default ``SOUNDMATES_INDEX_BACKEND``, else Annoy).
+
+    Keys: ``version``, ``published`` (False if a concurrent build of newer data was published first:
+    then ``current`` names that one), ``count``, ``dim``, ``parameters`` (n_trees, search_k, calibrated
+    recall@10), ``model_version``, ``feature_data_version``, ``skipped``, ``removed_excluded``, ``seconds``.
     """
     from soundmates.config import get_settings
     from soundmates.features import schema as S
@@ -40,13 +55,15 @@ def build_index(settings=None, *, n_trees: int | None = None, search_k: int | No
     data_version = store.data_version(S.USER_FEATURES)
     if data_version is None:
         raise NothingToIndex("no user features are stored yet: run 'soundmates ingest' and 'soundmates features build' first")
-    # Read the data version we record, so the manifest says exactly what was indexed.
+    # Read the data version we record, so the manifest says exactly what was indexed; the time is taken
+    # before the read, so a user removed while it runs counts as removed before it (their row is old data).
+    read_at = time.time()
     frame = store.read(S.USER_FEATURES, as_of=data_version)
     frame = frame[frame["view"] == S.VIEW_FULL].drop_duplicates("user_id", keep="last").reset_index(drop=True)
     if frame.empty:
         raise NothingToIndex(f"user_features (data version {data_version}) holds no 'full' rows: run 'soundmates features build'")
-    index = UserIndex(settings)
-    removed = index.tombstones.ids()
+    index = UserIndex(settings, backend=backend)
+    removed = index.blocked_ids(frame["user_id"].astype(str).unique().tolist(), read_at)
     n_removed = int(frame["user_id"].isin(removed).sum())
     frame = frame[~frame["user_id"].isin(removed)].reset_index(drop=True)
     if frame.empty:
@@ -56,30 +73,33 @@ def build_index(settings=None, *, n_trees: int | None = None, search_k: int | No
     say(f"embedding {len(frame):,} users with model {embedder.version}")
     parts = [np.asarray(embedder.embed(frame.iloc[s : s + EMBED_CHUNK]), dtype=np.float32) for s in range(0, len(frame), EMBED_CHUNK)]
     vectors = np.vstack(parts)
-    say(f"building the Annoy index ({vectors.shape[0]:,} x {vectors.shape[1]})")
+    say(f"building the {index.backend.name} index ({vectors.shape[0]:,} x {vectors.shape[1]})")
     version = index.build(
         frame["user_id"].astype(str).tolist(),
         vectors,
-        {"model_version": embedder.version, "feature_data_version": data_version, "source": f"{S.USER_FEATURES}/{S.VIEW_FULL}"},
+        {"model_version": embedder.version, "feature_data_version": data_version, "features_read_at": read_at,
+         "source": f"{S.USER_FEATURES}/{S.VIEW_FULL}"},
         n_trees=n_trees,
         search_k=search_k,
     )
-    m = index.verify(version)
-    say(f"published {version}: {m['count']:,} users, n_trees={m['n_trees']}, search_k={m['search_k']}")
+    built = index.last_build or {}
+    m = built.get("manifest") or index.verify(version)
+    if built.get("published", True):
+        say(f"published {version}: {m['count']:,} users, {parameters_text(m)}")
+    else:
+        say(f"built {version}, not published: {built.get('current')} indexes newer data")
     return {
         "version": version,
+        "published": bool(built.get("published", True)),
+        "current": built.get("current", version),
         "count": m["count"],
         "dim": m["dim"],
-        "parameters": {
-            "metric": m["metric"],
-            "n_trees": m["n_trees"],
-            "search_k": m["search_k"],
-            "calibrated_recall_at_10": m["calibration"].get("recall_at_k"),
-        },
+        "backend": m.get("backend", "annoy"),
+        "parameters": parameters(m),
         "model_version": m["model_version"],
         "feature_data_version": m["feature_data_version"],
         "skipped": m["skipped"],
-        "removed_excluded": n_removed,
+        "removed_excluded": n_removed + int(m.get("n_removed") or 0),
         "fresh_buffer": len(index.fresh),
         "seconds": round(time.perf_counter() - t0, 2),
     }

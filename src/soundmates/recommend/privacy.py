@@ -144,15 +144,18 @@ def remove(ctx: RecommendContext, ref: str) -> dict[str, Any]:
     user_id = ctx.resolve(ref)
     report: dict[str, Any] = {"user_id": user_id, "hidden_from_results": True}
     errors: list[str] = []
-    ctx.index.remove(user_id)
+    try:
+        ctx.index.remove(user_id)
+    except Exception as e:  # noqa: BLE001 - the index refused to record it: still delete the data, then say so
+        report["hidden_from_results"] = False
+        errors.append(f"index removal record: {e}")
     ctx.forget(user_id)
     report["profile_deleted"] = report["raw_responses_deleted"] = False
     _delete_ingested(ctx, user_id, report, errors)
     _delete_store_rows(ctx, user_id, report, errors)
     if errors:
         report["errors"] = errors
-        raise RecommendError(
-            f"{user_id!r} no longer appears in any result, but some stored data could not be deleted: "
-            + "; ".join(errors)
-        )
+        head = (f"{user_id!r} no longer appears in any result, but some stored data could not be deleted: "
+                if report["hidden_from_results"] else f"{user_id!r} could not be fully removed: ")
+        raise RecommendError(head + "; ".join(errors))
     return report

@@ -33,7 +33,8 @@ def index_manifest(ctx: RecommendContext) -> dict | None:
     try:
         manifest = ctx.index.manifest()
     except IndexCorrupt as e:
-        raise NothingBuiltYet("usable index", f"every built version failed its checksum ({e}); run 'soundmates index build'") from None
+        hint = "" if "soundmates index build" in str(e) else "; run 'soundmates index build'"
+        raise NothingBuiltYet("usable index", f"{e}{hint}") from None
     if manifest is None and len(ctx.index.fresh) == 0:
         raise NothingBuiltYet()
     return manifest
