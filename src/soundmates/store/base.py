@@ -56,6 +56,10 @@ class StoreUnavailable(StoreError, RuntimeError):
     """The backend cannot be reached or is not configured (message says what to set)."""
 
 
+class StoreDamaged(StoreError, RuntimeError):
+    """A table's files are damaged and no version of it can be read (message names the table and what to do)."""
+
+
 # --- registry of groups --------------------------------------------------------
 
 INBOX_GROUP = "new_users_inbox"
