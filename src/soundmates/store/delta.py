@@ -220,6 +220,10 @@ class DeltaFeatureStore(FeatureStore):
                 return dt.version()
             return self._merge(spec, path, table, evolve=bool(added))
 
+    def upsert_arrow(self, group: str, table: pa.Table, *, version: int = 1) -> int:
+        """Arrow end to end: the batch is checked and cast against the declared schema, one commit."""
+        return self.upsert(group, table, version=version)  # to_arrow takes a pa.Table as is
+
     def _create(self, spec: GroupSpec, path: Path, table: pa.Table) -> int:
         from deltalake import DeltaTable, write_deltalake
 
