@@ -241,3 +241,42 @@ def run(out_dir: Path) -> dict:
         "peak_rss_mib": peak_rss_mb,
         "rejected": len(built["rejected"]),
     }
+
+
+def build_only(prepared: Path) -> dict:
+    """`build_features` alone, warm, on a prepared data dir (``profiles/`` + a filled ``cache/``): a fresh store,
+    then a rerun with nothing changed. The model is loaded before timing; wall and CPU seconds."""
+    import shutil
+
+    import torch
+
+    from soundmates.config import Settings
+    from soundmates.features.encoder import TextEncoder
+    from soundmates.pipelines.features import build_features
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
+        run_dir = Path(tmp)
+        shutil.copytree(prepared / "profiles", run_dir / "profiles")
+        shutil.copytree(prepared / "cache", run_dir / "cache")
+        settings = Settings(data_dir=run_dir)
+        TextEncoder(settings).dim  # load the model outside the timings
+        n = len(list((run_dir / "profiles").glob("*.json")))
+        out = {"users": n}
+        for label in ("warm", "unchanged_rerun"):
+            t0, c0 = time.perf_counter(), time.process_time()
+            summary = build_features(settings, encoder=TextEncoder(settings))
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            out[label] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "users_per_s": round(n / wall, 1),
+                          "updated": summary["updated"], "unchanged": summary["unchanged"], "rejected": len(summary["rejected"])}
+    return out
+
+
+if __name__ == "__main__":
+    import json
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--build-only":
+        print(json.dumps(build_only(Path(sys.argv[2]))))
+    else:
+        print("usage: python -m bench.bench_features --build-only PREPARED_DATA_DIR", file=sys.stderr)
+        raise SystemExit(2)

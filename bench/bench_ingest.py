@@ -6,21 +6,34 @@ world serves (``describe_user``) and the artist ids of the stored profiles, in i
 Two runs side by side, each on a fresh data dir and a fresh in-process server: no faults,
 and 10% of requests answered 429 with ``Retry-After: 0`` (a 1 s Retry-After on 10% of ~15k
 requests would only measure sleeping).
+
+Server capacity on its own: the requests an ingest makes (every user, playlist page and item
+page of the world, each once, so the render caches are as cold as in a real run), sent by a
+bounded load generator in a child process (``SERVER_LOAD_THREADS`` keep-alive connections), the
+server in this process; requests/s and the server process's CPU ms per request.
+
+    python -m bench.bench_ingest --capacity-only     # just the server capacity (any PYTHONPATH: before/after)
 """
 
 from __future__ import annotations
 
+import json
 import math
+import multiprocessing
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 N_USERS = int(__import__("os").environ.get("SOUNDMATES_BENCH_INGEST_USERS", "1000"))
 SEED = 11
 RATE_429 = 0.10
 RETRY_AFTER_S = 0
+SERVER_LOAD_THREADS = 4
+CAPACITY_USERS = 300
+SERVER_WARMUP_USERS = 20  # users served before timing (imports, catalog, first-request costs), not timed again
 
 
 def _world_pages(world_dir: Path, user_ids: list[str]) -> dict[str, tuple[int, int]]:
@@ -102,6 +115,75 @@ def _one_run(world_dir: Path, user_ids: list[str], pages: dict, data_dir: Path, 
     }
 
 
+def _ingest_urls(world_dir: Path, users: range) -> list[str]:
+    """The paths an ingest requests for these users (user, playlist pages, item pages; limit 50)."""
+    from soundmates.world.generator import World
+
+    world = World(world_dir)
+    out = []
+    for i in users:
+        q = quote(world.user_ids[i], safe="")
+        pls = world.playlists(i)
+        out.append(f"/v1/users/{q}")
+        out += [f"/v1/users/{q}/playlists?offset={o}&limit=50" for o in range(0, max(1, len(pls)), 50)]
+        out += [f"/v1/playlists/{p.id}/items?offset={o}&limit=50" for p in pls for o in range(0, p.total, 50)]
+    return out
+
+
+def _load(port: int, token: str, urls: list[str], threads: int, conn) -> None:
+    """Child process: GET every url once over ``threads`` keep-alive connections; send (n, non-200, wall)."""
+    import http.client
+    import threading
+
+    counts, bad = [0] * threads, [0] * threads
+
+    def work(k: int) -> None:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for u in urls[k::threads]:
+            c.request("GET", u, headers={"Authorization": f"Bearer {token}"})
+            r = c.getresponse()
+            r.read()
+            counts[k] += 1
+            bad[k] += r.status != 200
+        c.close()
+
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    conn.send((sum(counts), sum(bad), time.perf_counter() - t0))
+
+
+def server_capacity(world_dir: Path, n_users: int, threads: int = SERVER_LOAD_THREADS) -> dict:
+    """Requests/s of the local server alone under a bounded loopback load (see the module docstring)."""
+    import requests
+
+    from soundmates.world.server import SpotifyServer
+
+    ctx = multiprocessing.get_context("spawn")
+    with SpotifyServer(world_dir, port=0, mode="full") as server:
+        token = requests.post(server.token_url, data={"grant_type": "client_credentials"}, auth=("b", "b"), timeout=30).json()["access_token"]
+        n_world = server.world.n_users
+        warm = _ingest_urls(world_dir, range(max(0, n_world - SERVER_WARMUP_USERS), n_world))
+        timed = _ingest_urls(world_dir, range(min(n_users, n_world - SERVER_WARMUP_USERS)))
+        results = []
+        for urls in (warm, timed):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_load, args=(server.port, token, urls, threads, child))
+            proc.start()
+            cpu0 = time.process_time()  # this process = the server's threads (the client is the child)
+            n, bad, wall = parent.recv()
+            cpu = time.process_time() - cpu0
+            proc.join(30)
+            results.append((n, bad, wall, cpu))
+    n, bad, wall, cpu = results[1]
+    return {"users": min(n_users, n_world - SERVER_WARMUP_USERS), "requests": n, "non_200": bad, "threads": threads,
+            "wall_s": round(wall, 2), "requests_per_s": round(n / wall, 1), "server_cpu_ms_per_request": round(cpu / n * 1000, 3),
+            "server_cpu_bound_requests_per_s": round(n / cpu, 1)}
+
+
 def run(out_dir: Path) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     try:
@@ -121,6 +203,7 @@ def _run_in(tmp: Path) -> dict:
     user_ids = [u for u in (world_dir / "users.txt").read_text(encoding="utf-8").splitlines() if u]
     pages = _world_pages(world_dir, user_ids)
 
+    capacity = server_capacity(world_dir, CAPACITY_USERS)
     runs = {
         "no faults": _one_run(world_dir, user_ids, pages, tmp / "clean", None),
         f"{RATE_429:.0%} 429 (Retry-After {RETRY_AFTER_S} s)": _one_run(
@@ -155,6 +238,30 @@ def _run_in(tmp: Path) -> dict:
             f"artist batches {parts['artists']} ({clean['lower_bound']['distinct_artists']} distinct artists). "
             f"Calls by endpoint: {clean['calls_by_endpoint']}. Failed users are the world's users without public playlists or tracks "
             f"({', '.join(clean['failed_reasons']) or 'none'}).",
+            "",
+            f"Server alone (the requests an ingest makes for {capacity['users']} users, each once: {capacity['requests']:,} requests, "
+            f"{capacity['threads']} keep-alive client threads in a child process, the server in this one): "
+            f"**{capacity['requests_per_s']:.0f} requests/s**, {capacity['server_cpu_ms_per_request']:.2f} ms server CPU per request "
+            f"(= {capacity['server_cpu_bound_requests_per_s']:.0f} requests/s per core of server CPU), {capacity['non_200']} non-200. "
+            f"Goal ≥ 600 requests/s on 2 cores.",
         ]
     )
-    return {"title": "Ingest: API calls vs lower bound, users/s", "markdown": markdown, "users": N_USERS, "generate_s": round(gen_s, 2), "runs": runs}
+    return {"title": "Ingest: API calls vs lower bound, users/s", "markdown": markdown, "users": N_USERS, "generate_s": round(gen_s, 2), "runs": runs,
+            "server_capacity": capacity}
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="ingest / local-server benchmark")
+    ap.add_argument("--capacity-only", action="store_true", help="only the server capacity, printed as JSON")
+    ap.add_argument("--users", type=int, default=CAPACITY_USERS)
+    args = ap.parse_args()
+    if args.capacity_only:
+        from soundmates.world.generator import generate_world
+
+        with tempfile.TemporaryDirectory(prefix="bench-capacity-") as d:
+            generate_world(Path(d) / "world", N_USERS, SEED)
+            print(json.dumps(server_capacity(Path(d) / "world", args.users)))
+    else:
+        print(json.dumps(run(Path("bench/results")), indent=2, default=str))

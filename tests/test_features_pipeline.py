@@ -169,3 +169,36 @@ def test_cached_builds_never_touch_the_model(settings, world, encoder):
     world.save(make_profile("eve", (0, 1)))
     out = build_features(settings, encoder=TextEncoder(settings, model=ExplodingModel()))
     assert out["updated"] == 1 and out["unchanged"] == 4 and out["encoder"]["disk_hits"] > 0
+
+
+def test_unchanged_rerun_skips_by_file_fingerprint_without_loading_profiles(settings, world, encoder, monkeypatch):
+    from soundmates.pipelines.features import build_features
+    from soundmates.profiles import ProfileRepository
+
+    first = build_features(settings, encoder=encoder, batch_users=2)  # 4 users in 2 batches
+    assert first["updated"] == 4 and [r["user_id"] for r in first["rejected"]] == ["podcaster"]
+    loaded: list[str] = []
+    real_load = ProfileRepository.load
+
+    def counting_load(self, user_id):
+        loaded.append(user_id)
+        return real_load(self, user_id)
+
+    monkeypatch.setattr(ProfileRepository, "load", counting_load)
+    again = build_features(settings, encoder=encoder)
+    assert loaded == [] and again["updated"] == 0 and again["unchanged"] == 4
+    assert again["data_version"] == first["data_version"]
+    assert [r["user_id"] for r in again["rejected"]] == ["podcaster"]  # remembered, same reason
+    assert again["rejected"][0]["reason"] == first["rejected"][0]["reason"]
+
+    world.save(make_profile("bo", (4, 5), n_tracks=10, year0=1960))  # a new file: loaded and recomputed
+    third = build_features(settings, encoder=encoder)
+    assert loaded == ["bo"] and third["updated"] == 1 and third["unchanged"] == 3
+
+    # The store lost a user's rows (e.g. removed): the fingerprint alone does not skip it.
+    from soundmates.store import get_store
+
+    get_store(settings).delete(S.USER_PROFILES, ["ana"])
+    loaded.clear()
+    fourth = build_features(settings, encoder=encoder)
+    assert loaded == ["ana"] and fourth["updated"] == 1

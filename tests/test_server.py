@@ -418,3 +418,25 @@ def test_cli_serve_rejects_bad_options(small_world, args, message):
     cmd = [sys.executable, "-m", "soundmates.cli.main", "spotify", "serve", "--port", "0", "--world", str(small_world), *args]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert res.returncode != 0 and message in res.stderr
+
+
+def test_cached_json_fragments_are_the_plain_encoding(small_world):
+    """The renderer's fast paths (track JSON from cached fragments, msgspec) give exactly json.dumps' text."""
+    from soundmates.world.generator import ROW_TRACK, track_by_n
+    from soundmates.world.render import Renderer, dumps
+
+    world = World(small_world)
+    for mode in ("full", "development"):
+        r = Renderer(world, "http://127.0.0.1:1/v1/", mode)
+        checked = 0
+        for i in range(world.n_users):
+            for pl in world.playlists(i):
+                for kind, n in zip(pl.kinds.tolist(), pl.values.tolist()):
+                    if kind == ROW_TRACK and checked < 300:
+                        obj = r.track(track_by_n(n))
+                        assert r.track_json(n) == json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+                        checked += 1
+        assert checked == 300
+        odd = {"name": 'Sigur Rós "Ágætis" \\ \u2028 \x07 😀\n', "n": [1, -2, 10**15, None, True, False]}
+        assert dumps(odd) == json.dumps(odd, ensure_ascii=False, separators=(",", ":"))
+        assert json.loads(dumps([1.5, 0.1, 1e16])) == [1.5, 0.1, 1e16]  # floats: the same value (1e16 vs 1e+16)

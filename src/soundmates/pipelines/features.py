@@ -11,6 +11,12 @@ user's full view. It is refitted (and then every user recomputed, so all rows
 share one scaler) only when none exists, when the encoder changed, or with
 ``force``; otherwise new users are scaled with the persisted one, exactly like
 ``featurize_profile`` does at serving time.
+
+Speed: unchanged users are skipped without loading their profile when the file's fingerprint
+matches the one recorded last time (``features/fingerprints.py``) and the store still holds that
+hash (only ``user_id, profile_hash`` are read from ``user_profiles``). Changed users are written in
+batches of ``BATCH_USERS`` (Arrow end to end, one commit per group and batch); a refit writes
+everyone in one batch, so no crash can leave rows scaled by a scaler that was never saved.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from soundmates.config import Settings, get_settings
 from soundmates.features import schema as S
@@ -43,6 +50,39 @@ def _profile_frame(rows: list[dict]) -> pd.DataFrame:
     if not rows:
         return S.USER_PROFILES_SCHEMA.empty_table().to_pandas()
     return pd.DataFrame(rows, columns=cols)
+
+
+BATCH_USERS = 2000
+# Rejections that depend on more than the file (a bug, a failing encoder) are retried next run.
+_TRANSIENT_REJECTIONS = ("feature computation failed", "could not read the profile")
+
+
+def _arrow(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts, numpy vectors inside) as an Arrow table of ``schema``, without pandas."""
+    arrays = []
+    for f in schema:
+        values = [r[f.name] for r in rows]
+        if pa.types.is_list(f.type) and pa.types.is_floating(f.type.value_type) and values and all(
+            isinstance(v, np.ndarray) for v in values
+        ):
+            offsets = np.zeros(len(values) + 1, dtype=np.int32)
+            np.cumsum([len(v) for v in values], out=offsets[1:])
+            flat = np.concatenate(values).astype(np.float32, copy=False) if offsets[-1] else np.zeros(0, np.float32)
+            arrays.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=f.type.value_type), type=f.type))
+        else:
+            arrays.append(pa.array([v.tolist() if isinstance(v, np.ndarray) else v for v in values], type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _stored_hashes(store, keys: list[str] | None) -> dict[str, str]:
+    """``user_id -> profile_hash`` of ``user_profiles``: two columns, not the whole table."""
+    if hasattr(store, "read_arrow"):
+        t = store.read_arrow(S.USER_PROFILES, columns=["user_id", "profile_hash"])
+        ids, hashes = t.column("user_id").to_pylist(), t.column("profile_hash").to_pylist()
+        wanted = None if keys is None else set(keys)
+        return {u: h for u, h in zip(ids, hashes) if wanted is None or u in wanted}
+    stored = store.read(S.USER_PROFILES, keys=keys)
+    return dict(zip(stored["user_id"], stored["profile_hash"])) if len(stored) else {}
 
 
 def _load_profiles(repo: ProfileRepository, user_ids: Iterable[str], rejected: list[dict]) -> list[Profile]:
@@ -70,6 +110,7 @@ def build_features(
     *,
     encoder=None,
     seed: int = 0,
+    batch_users: int = BATCH_USERS,
 ) -> dict:
     """Compute and store features for changed users; see the module docstring.
 
@@ -78,8 +119,8 @@ def build_features(
     ``rejected`` = ``[{"user_id", "reason"}]``.
     """
     from soundmates.features.encoder import TextEncoder
-    from soundmates.features.scaler import CombinedScaler, ScalerError, load_scaler
-    from soundmates.features.taste import featurize_profiles
+    from soundmates.features.fingerprints import FILENAME, ProfileFingerprints, fingerprint
+    from soundmates.features.scaler import ScalerError, load_scaler, scaler_dir
     from soundmates.store import get_store
 
     t0 = time.perf_counter()
@@ -102,19 +143,63 @@ def build_features(
     if user_ids is not None and len(user_ids) == 0:
         considered = []  # asked for nobody (e.g. an empty inbox batch): do nothing, even without a scaler
 
+    seen = ProfileFingerprints(scaler_dir(settings) / FILENAME,
+                               {"encoder": encoder.model_id, "top_n": settings.top_n_artists, "seed": seed})
+    stored_hash = _stored_hashes(store, None if user_ids is None or refit else considered) if considered else {}
+    fps = {uid: fingerprint(repo.path(uid)) for uid in considered}  # before loading: see fingerprints.py
     rejected: list[dict] = []
-    profiles = _load_profiles(repo, considered, rejected)
-    stored = store.read(S.USER_PROFILES, keys=None if user_ids is None or refit else considered)
-    stored_hash = dict(zip(stored["user_id"], stored["profile_hash"])) if len(stored) else {}
+    unchanged: list[str] = []
+    to_load = []
+    for uid in considered:
+        known = None if refit else seen.known(uid, fps[uid], stored_hash.get(uid))
+        if known is None:
+            to_load.append(uid)
+        elif "rejected" in known:
+            rejected.append({"user_id": uid, "reason": known["rejected"]})
+        else:
+            unchanged.append(uid)
+    profiles = _load_profiles(repo, to_load, rejected)
     hashes = {p.user_id: p.content_hash() for p in profiles}  # once per user: it serialises the whole profile
     todo = [p for p in profiles if refit or stored_hash.get(p.user_id) != hashes[p.user_id]]
     todo_ids = {p.user_id for p in todo}
-    unchanged = [p.user_id for p in profiles if p.user_id not in todo_ids]
-    _log(f"{len(considered)} user(s) considered, {len(todo)} to compute, {len(unchanged)} unchanged" + (", refitting the scaler" if refit and todo else ""))
+    for p in profiles:
+        if p.user_id not in todo_ids:
+            unchanged.append(p.user_id)
+            seen.record(p.user_id, fps[p.user_id], content_hash=hashes[p.user_id])
+    _log(f"{len(considered)} user(s) considered, {len(todo)} to compute, {len(unchanged)} unchanged"
+         + (f" ({len(considered) - len(to_load)} skipped by file fingerprint)" if len(to_load) < len(considered) else "")
+         + (", refitting the scaler" if refit and todo else ""))
 
-    batch = featurize_profiles(todo, encoder, top_n=settings.top_n_artists, views=True, seed=seed, hashes=hashes)
-    rejected += batch.rejected
+    size = len(todo) if refit else max(1, batch_users)  # a refit is one batch (see the module docstring)
+    computed: set[str] = set()
+    no_views = 0
+    for start in range(0, len(todo), max(1, size)):
+        part = todo[start:start + max(1, size)]
+        out = _build_batch(settings, store, encoder, part, hashes, stored_hash, scaler, refit, seed)
+        scaler = out["scaler"]
+        computed |= out["computed"]
+        no_views += out["no_views"]
+        rejected += out["rejected"]
+        for p in part:
+            if p.user_id in out["computed"]:
+                seen.record(p.user_id, fps[p.user_id], content_hash=hashes[p.user_id])
+        for r in out["rejected"]:
+            if not r["reason"].startswith(_TRANSIENT_REJECTIONS):
+                seen.record(r["user_id"], fps.get(r["user_id"]), rejected=r["reason"])
+    if considered:
+        try:
+            seen.save()
+        except OSError as exc:  # only a cache: the next run loads everyone
+            _log(f"could not save {seen.path}: {exc}")
+    return _summary(t0, store, encoder, stats_before, scaler, refit, computed, unchanged, rejected, stored_hash, no_views)
 
+
+def _build_batch(settings, store, encoder, part, hashes, stored_hash, scaler, refit, seed) -> dict:
+    """Featurize, scale and store one batch of users: one commit per group."""
+    from soundmates.features.scaler import CombinedScaler
+    from soundmates.features.taste import featurize_profiles
+
+    batch = featurize_profiles(part, encoder, top_n=settings.top_n_artists, views=True, seed=seed, hashes=hashes)
     rows = batch.feature_rows
     if rows:
         raw = np.stack([r["combined"] for r in rows])
@@ -127,10 +212,8 @@ def build_features(
                 encoder_model=encoder.model_id,
                 encoder_dim=encoder.dim,
             )
-        scaled = scaler.transform(raw)
-        for r, vec in zip(rows, scaled):
+        for r, vec in zip(rows, scaler.transform(raw)):
             r["combined"] = vec
-
         # Users who had a/b rows before but are now too small to split: drop the stale halves first.
         stale = [u for u in batch.no_views if u in stored_hash]
         if stale:
@@ -138,12 +221,15 @@ def build_features(
             stale = sorted(set(old.loc[old["view"] != S.VIEW_FULL, "user_id"]))
             if stale:
                 store.delete(S.USER_FEATURES, stale)
-        store.upsert(S.USER_FEATURES, _feature_frame(rows))
+        store.upsert_arrow(S.USER_FEATURES, _arrow(rows, S.USER_FEATURES_SCHEMA))
         if refit:
             scaler.save(settings)  # after the rows it scaled are stored: a crash before leaves the old pair intact
-        store.upsert(S.USER_PROFILES, _profile_frame(batch.profile_rows))
+        store.upsert_arrow(S.USER_PROFILES, _arrow(batch.profile_rows, S.USER_PROFILES_SCHEMA))
+    return {"scaler": scaler, "computed": {r["user_id"] for r in rows}, "no_views": len(batch.no_views),
+            "rejected": batch.rejected}
 
-    computed = {r["user_id"] for r in rows}
+
+def _summary(t0, store, encoder, stats_before, scaler, refit, computed, unchanged, rejected, stored_hash, no_views) -> dict:
     rejected_ids = {r["user_id"] for r in rejected}
     for r in rejected:
         if r["user_id"] in stored_hash:
@@ -153,13 +239,13 @@ def build_features(
         "rejected": rejected,
         "updated": len(computed),
         "unchanged": len(unchanged),
-        "without_views": len(batch.no_views),
-        "refit_scaler": bool(refit and rows),
+        "without_views": no_views,
+        "refit_scaler": bool(refit and computed),
         "scaler_version": scaler.version if scaler is not None else None,
         # dim only when already known: an empty build must not load the model just to print it.
         "encoder": {
             "model": encoder.model_id,
-            "dim": encoder.dim if rows else (scaler.encoder_dim if scaler is not None else None),
+            "dim": encoder.dim if computed else (scaler.encoder_dim if scaler is not None else None),
             **{k: v - stats_before.get(k, 0) for k, v in encoder.stats.items()},
         },
         "data_version": store.data_version(S.USER_FEATURES),

@@ -56,6 +56,10 @@ class StoreUnavailable(StoreError, RuntimeError):
     """The backend cannot be reached or is not configured (message says what to set)."""
 
 
+class StoreDamaged(StoreError, RuntimeError):
+    """A table's files are damaged and no version of it can be read (message names the table and what to do)."""
+
+
 # --- registry of groups --------------------------------------------------------
 
 INBOX_GROUP = "new_users_inbox"
@@ -215,6 +219,8 @@ def to_arrow(group: str, df: pd.DataFrame, schema: pa.Schema | None, primary_key
     frame's own (inferred) types become the table's schema. Rows repeating a
     primary key keep the last one (a batch says what the row should become).
     """
+    if isinstance(df, pa.Table) and schema is not None:
+        return _arrow_checked(group, df, schema, primary_key)
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"upsert into {group!r} needs a pandas DataFrame, got {type(df).__name__}")
     problems: list[str] = []
@@ -264,6 +270,35 @@ def to_arrow(group: str, df: pd.DataFrame, schema: pa.Schema | None, primary_key
         raise SchemaMismatch(group, problems)
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     return _last_row_per_key(table, primary_key)
+
+
+def _arrow_checked(group: str, table: pa.Table, schema: pa.Schema, primary_key: Sequence[str]) -> pa.Table:
+    """:func:`to_arrow` for a batch that is already Arrow (the features stage): same checks, no pandas."""
+    problems = []
+    unexpected = [c for c in table.column_names if c not in schema.names]
+    if unexpected:
+        problems.append(f"unexpected column(s) {unexpected} (expected {schema.names})")
+    missing = [c for c in schema.names if c not in table.column_names]
+    if missing:
+        problems.append(f"missing column(s) {missing}")
+    if problems:
+        raise SchemaMismatch(group, problems)
+    arrays = []
+    for f in schema:
+        col = table.column(f.name)
+        try:
+            if not _same_kind(col.type, f.type):
+                raise pa.ArrowTypeError(f"{col.type} values")
+            col = col.cast(f.type, safe=True)
+            if not f.nullable and col.null_count:
+                raise pa.ArrowInvalid(f"{col.null_count} null value(s) in a non-null column")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            problems.append(f"column {f.name!r}: expected {f.type} ({exc})")
+            continue
+        arrays.append(col)
+    if problems:
+        raise SchemaMismatch(group, problems)
+    return _last_row_per_key(pa.Table.from_arrays(arrays, schema=schema), primary_key)
 
 
 def _same_kind(got: pa.DataType, want: pa.DataType) -> bool:
@@ -380,6 +415,10 @@ class FeatureStore(abc.ABC):
     @abc.abstractmethod
     def upsert(self, group: str, df: pd.DataFrame, *, version: int = 1) -> int:
         """Insert or update rows by primary key; return the new data version."""
+
+    def upsert_arrow(self, group: str, table: pa.Table, *, version: int = 1) -> int:
+        """:meth:`upsert` of an Arrow table (a backend that takes Arrow as is skips pandas)."""
+        return self.upsert(group, table.to_pandas(), version=version)
 
     @abc.abstractmethod
     def read(

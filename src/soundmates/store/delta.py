@@ -14,6 +14,10 @@ Concurrency, which is what Airflow tasks and the dashboard need:
   never a partial write.
 * Schema checks happen before anything is written: a rejected batch leaves
   the table exactly as it was.
+* A damaged table (garbled commit, lost checkpoint, a directory where a log
+  file should be, a vanished data file) is repaired under the writer lock
+  (``store/repair.py``: the damage moved aside, back to the last good version)
+  with one warning, or refused with :class:`StoreDamaged` naming the table.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from soundmates.store.base import (
     FeatureStore,
     GroupInfo,
     GroupSpec,
+    StoreDamaged,
     StoreUnavailable,
     check_compatible,
     empty_frame,
@@ -90,9 +95,14 @@ class DeltaFeatureStore(FeatureStore):
 
     @contextlib.contextmanager
     def exclusive(self, group: str, *, version: int = 1) -> Iterator[None]:
+        group_spec(group)
+        with self._locked(group, version):
+            yield
+
+    @contextlib.contextmanager
+    def _locked(self, group: str, version: int) -> Iterator[None]:
         from filelock import Timeout
 
-        group_spec(group)
         lock = self._lock(group, version)
         try:
             lock.acquire(timeout=self.lock_timeout_s)
@@ -107,8 +117,8 @@ class DeltaFeatureStore(FeatureStore):
             lock.release()
 
     # --- tables -----------------------------------------------------------------------
-    def _open(self, path: Path, as_of: int | None = None):
-        """The table at its latest (or ``as_of``) version, or None when it was never created."""
+    @staticmethod
+    def _open_raw(path: Path, as_of: int | None = None):
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
@@ -116,6 +126,57 @@ class DeltaFeatureStore(FeatureStore):
             return DeltaTable(str(path), version=as_of) if as_of is not None else DeltaTable(str(path))
         except TableNotFoundError:
             return None
+
+    def _open(self, path: Path, as_of: int | None = None):
+        """The table at its latest (or ``as_of``) version, or None when it was never created.
+
+        A table that fails to open is repaired first (see :meth:`_recover`); an ``as_of`` the log
+        does not hold raises deltalake's own error (``read`` turns it into DataVersionNotFound)."""
+        try:
+            return self._open_raw(path, as_of)
+        except Exception as exc:
+            if as_of is not None and not (path / "_delta_log" / f"{as_of:020d}.json").is_file():
+                raise
+            self._recover(path, exc)
+            return self._open_raw(path, as_of)
+
+    @staticmethod
+    def _label(path: Path) -> tuple[str, int, str]:
+        m = _TABLE_DIR.match(path.name)
+        name, version = (m["name"], int(m["version"])) if m else (path.name, 1)
+        return name, version, f"feature group {name!r} v{version}"
+
+    def _recover(self, path: Path, error: BaseException) -> None:
+        """Repair a table that failed to open or read (under its writer lock), or raise StoreDamaged."""
+        from soundmates.store.repair import Repair, readable
+
+        name, version, label = self._label(path)
+        with self._locked(name, version):
+            if readable(path) and not any(not e.is_file() for e in (path / "_delta_log").iterdir()):
+                return  # another process repaired it while we waited for the lock
+            log.warning("%s", Repair(path, label).run(error))
+
+    def _clear_log_obstacles(self, path: Path) -> None:
+        """Before a write (lock held): a non-file where a commit goes would fail every commit."""
+        from soundmates.store.repair import Repair
+
+        repair = Repair(path, self._label(path)[2])
+        if repair.non_files():
+            log.warning("%s", repair._warning("the next commit could not have been written"))
+
+    def _read_table(self, path: Path, as_of: int | None, columns: list[str] | None = None) -> pa.Table | None:
+        """The whole table as Arrow (None: never written); a data file that fails to read triggers a repair."""
+        dt = self._open(path, as_of)
+        if dt is None:
+            return None
+        try:
+            return dt.to_pyarrow_table(columns=columns)
+        except Exception as exc:  # noqa: BLE001 - a lost data file is FileNotFoundError, a bad one DeltaError/ArrowInvalid
+            if as_of is not None:
+                raise
+            self._recover(path, exc)
+            dt = self._open(path)
+            return None if dt is None else dt.to_pyarrow_table(columns=columns)
 
     @staticmethod
     def _stored_schema(dt) -> pa.Schema:
@@ -140,6 +201,7 @@ class DeltaFeatureStore(FeatureStore):
         # without one, the stored table's schema decides, which can only be read under the lock.
         table = to_arrow(group, df, spec.schema, spec.primary_key) if spec.schema is not None else None
         with self.exclusive(group, version=version):
+            self._clear_log_obstacles(path)
             dt = self._open(path)
             stored = self._stored_schema(dt) if dt is not None else None
             if table is None:
@@ -158,6 +220,10 @@ class DeltaFeatureStore(FeatureStore):
                 return dt.version()
             return self._merge(spec, path, table, evolve=bool(added))
 
+    def upsert_arrow(self, group: str, table: pa.Table, *, version: int = 1) -> int:
+        """Arrow end to end: the batch is checked and cast against the declared schema, one commit."""
+        return self.upsert(group, table, version=version)  # to_arrow takes a pa.Table as is
+
     def _create(self, spec: GroupSpec, path: Path, table: pa.Table) -> int:
         from deltalake import DeltaTable, write_deltalake
 
@@ -175,6 +241,18 @@ class DeltaFeatureStore(FeatureStore):
 
     def _merge(self, spec: GroupSpec, path: Path, table: pa.Table, *, evolve: bool = False) -> int:
         predicate = " AND ".join(f"t.{c} = s.{c}" for c in spec.primary_key)
+        try:
+            self._merge_once(path, table, predicate, evolve)
+        except Exception as exc:
+            from deltalake.exceptions import CommitFailedError
+
+            if isinstance(exc, CommitFailedError):
+                raise
+            self._recover(path, exc)  # e.g. a data file of the target vanished; no-op when the table reads
+            self._merge_once(path, table, predicate, evolve)
+        return self._maybe_compact(path)
+
+    def _merge_once(self, path: Path, table: pa.Table, predicate: str, evolve: bool) -> None:
         for attempt in self._retrying():
             with attempt:
                 dt = self._open(path)  # a fresh snapshot on every attempt
@@ -185,7 +263,6 @@ class DeltaFeatureStore(FeatureStore):
                     .execute()
                 )
                 break
-        return self._maybe_compact(path)
 
     def _maybe_compact(self, path: Path) -> int:
         """Compact when the table has too many files (caller holds the lock); return the latest version."""
@@ -210,19 +287,20 @@ class DeltaFeatureStore(FeatureStore):
         if as_of is not None and (not isinstance(as_of, int) or isinstance(as_of, bool) or as_of < 0):
             raise ValueError(f"as_of must be a data version (integer >= 0), got {as_of!r}")
         try:
-            dt = self._open(path, as_of)
+            table = self._read_table(path, as_of)
+        except StoreDamaged:
+            raise
         except Exception as exc:  # deltalake raises a generic DeltaError for a version it does not have
             latest = self.data_version(group, version=version)
             raise DataVersionNotFound(
                 f"feature group {group!r} v{version} has no data version {as_of} "
                 f"(latest is {latest}; versions older than the vacuum retention are gone)"
             ) from exc
-        if dt is None:
+        if table is None:
             if as_of is not None:
                 raise DataVersionNotFound(f"feature group {group!r} v{version} was never written (asked for as_of={as_of})")
             frame = empty_frame(spec)
         else:
-            table = dt.to_pyarrow_table()
             if keys is not None:
                 table = self._filter_keys(spec, table, keys)
             frame = table.to_pandas()
@@ -232,15 +310,17 @@ class DeltaFeatureStore(FeatureStore):
         """The group as an Arrow table (no pandas conversion: cheaper for training on many rows)."""
         spec = group_spec(group)
         try:
-            dt = self._open(self.table_path(group, version), as_of)
+            table = self._read_table(self.table_path(group, version), as_of, columns)
+        except StoreDamaged:
+            raise
         except Exception as exc:
             raise DataVersionNotFound(f"feature group {group!r} v{version} has no data version {as_of}") from exc
-        if dt is None:
+        if table is None:
             if as_of is not None:
                 raise DataVersionNotFound(f"feature group {group!r} v{version} was never written (asked for as_of={as_of})")
             empty = spec.schema.empty_table() if spec.schema is not None else pa.table({c: pa.array([], pa.string()) for c in spec.primary_key})
             return empty.select(columns) if columns else empty
-        return dt.to_pyarrow_table(columns=columns)
+        return table
 
     def sql(self, query: str, *, as_of: dict[str, int] | None = None, version: int = 1):
         """Run a DuckDB query over the groups it names (``FROM user_features``...); returns a DataFrame.
@@ -292,11 +372,12 @@ class DeltaFeatureStore(FeatureStore):
             return 0
         removed = 0
         with self.exclusive(group, version=version):
-            dt = self._open(path)
-            if dt is None:
+            self._clear_log_obstacles(path)
+            table = self._read_table(path, None, [column])
+            if table is None:
                 return 0
             # Only commit when something matches, so a no-op delete does not bump the data version.
-            present = self._filter_keys(spec, dt.to_pyarrow_table(columns=[column]), ids)
+            present = self._filter_keys(spec, table, ids)
             if present.num_rows == 0:
                 return 0
             targets = sorted({str(v) for v in present[column].to_pylist()})
@@ -322,19 +403,34 @@ class DeltaFeatureStore(FeatureStore):
             return infos
         for child in sorted(self.root.iterdir()):
             m = _TABLE_DIR.match(child.name)
-            if not m or not DeltaTable.is_deltatable(str(child)):
+            # A table whose log is damaged is no "deltatable" to deltalake: open it to repair or name it.
+            if not m or not (DeltaTable.is_deltatable(str(child)) or (child / "_delta_log").exists()):
                 continue
-            dt = DeltaTable(str(child))
+            dt, rows = self._counted(child)
+            if dt is None:
+                continue
             infos.append(
                 GroupInfo(
                     name=m["name"],
                     version=int(m["version"]),
-                    rows=dt.to_pyarrow_dataset().count_rows(),
+                    rows=rows,
                     data_version=dt.version(),
                     primary_key=self._primary_key_of(m["name"], dt),
                 )
             )
         return infos
+
+    def _counted(self, path: Path):
+        """(table, row count); a table whose files fail to count is repaired first."""
+        dt = self._open(path)
+        if dt is None:
+            return None, 0
+        try:
+            return dt, dt.to_pyarrow_dataset().count_rows()
+        except Exception as exc:  # noqa: BLE001 - a lost or garbled data file
+            self._recover(path, exc)
+            dt = self._open(path)
+            return (None, 0) if dt is None else (dt, dt.to_pyarrow_dataset().count_rows())
 
     @staticmethod
     def _primary_key_of(name: str, dt) -> list[str]:
