@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from soundmates.world import catalog, oauth
+from soundmates.world import catalog, oauth, search
 from soundmates.world.generator import (
     EPISODES_PER_SHOW,
     ROW_EPISODE,
@@ -728,6 +728,8 @@ class _Handler(BaseHTTPRequestHandler):
             return "tracks", _Handler._get_tracks, ()
         if seg[0] == "tracks" and n == 2:
             return "track", _Handler._get_track, (seg[1],)
+        if seg[0] == "search" and n == 1:
+            return "search", _Handler._get_search, ()
         if seg[0] == "audio-features" and n in (1, 2):
             return "audio_features", _Handler._get_audio_features, ()
         return None, None, ()
@@ -827,6 +829,12 @@ class _Handler(BaseHTTPRequestHandler):
         if spec is None:
             raise ApiError(404, "Resource not found")
         return self.server.app.renderer.track(spec)
+
+    def _get_search(self, *, query) -> dict:
+        try:
+            return search.search_response(query, self.server.app.api_url, self.server.app.renderer.artist)
+        except search.BadSearch as err:
+            raise ApiError(400, str(err)) from None
 
     def _get_audio_features(self, *, query) -> dict:
         # Refused to new apps since Nov 2024, with this exact (message-less) body.
