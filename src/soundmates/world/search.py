@@ -73,7 +73,8 @@ def matching_artists(text: str) -> list[int]:
 
 def search_response(query: dict[str, list[str]], api_url: str, render_artist: Callable[[int], dict]) -> dict:
     """The body of ``GET /v1/search`` for parsed query parameters; :class:`BadSearch` when the API says 400."""
-    q = _last(query, "q")
+    # Spotify's own next/previous links spell the query ``query=``; both are accepted, as there.
+    q = _last(query, "q") or _last(query, "query")
     if q is None or not q.strip():
         raise BadSearch("No search query")
     raw_type = _last(query, "type")
