@@ -68,7 +68,10 @@ def test_an_export_with_uris_keeps_real_ids_and_shares_artists_with_an_ingested_
     # Tracks whose first artist's name is the catalog's only artist of that name (a name search can tell it apart).
     tracks = [t for t in ingested.tracks.values() if counts[normalize_artist_name(ingested.artists[t.artist_ids[0]].name)] == 1][:6]
     assert len(tracks) >= 4
-    art = lambda t: ingested.artists[t.artist_ids[0]]  # noqa: E731
+
+    def art(track):
+        return ingested.artists[track.artist_ids[0]]
+
     followed = art(tracks[0])
     z = _zip(tmp_path / "export.zip", {
         "Playlist1.json": {"playlists": [{"name": "mix", "items": [

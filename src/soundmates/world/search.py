@@ -9,7 +9,9 @@ with the error messages the real API sends.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlencode
 
@@ -46,29 +48,49 @@ def _bounded_int(query: dict[str, list[str]], name: str, default: int, low: int,
     return value
 
 
+@dataclass(frozen=True)
+class _NameIndex:
+    keys: list[str]  # normalised catalog names
+    text: str  # the keys joined by newlines: one C-speed str.find scans them all
+    starts: list[int]  # offset of each key in ``text``
+    rank: np.ndarray  # popularity rank of each artist (0 = most popular)
+
+
 @lru_cache(maxsize=1)
-def _name_keys() -> tuple[list[str], np.ndarray]:
-    """Normalised catalog names and the catalog order by popularity (most popular first)."""
+def _name_index() -> _NameIndex:
     table = artists()
-    keys = [normalise_artist_name(n) for n in table.names]
-    return keys, np.argsort(-table.popularity.astype(np.int32), kind="stable")
+    keys = [normalise_artist_name(n).replace("\n", " ") for n in table.names]
+    starts, pos = [], 0
+    for k in keys:
+        starts.append(pos)
+        pos += len(k) + 1
+    order = np.argsort(-table.popularity.astype(np.int32), kind="stable")
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = np.arange(len(keys))
+    return _NameIndex(keys, "\n".join(keys), starts, rank)
+
+
+def _holding(index: _NameIndex, word: str) -> set[int]:
+    """Indices of the names that contain ``word``."""
+    found: set[int] = set()
+    at = index.text.find(word)
+    while at != -1:
+        i = bisect_right(index.starts, at) - 1
+        found.add(i)
+        at = index.text.find(word, index.starts[i] + len(index.keys[i]) + 1)  # the next name on
+    return found
 
 
 def matching_artists(text: str) -> list[int]:
-    """Catalog indices of artists matching ``text``: exact names first, then names holding every word."""
+    """Catalog indices of artists matching ``text``: exact names first, then names holding every word,
+    each group most popular first."""
     wanted = normalise_artist_name(_FILTER.sub(" ", text).replace('"', " "))
     if not wanted:
         return []
-    keys, by_popularity = _name_keys()
-    words = wanted.split()
-    exact, partial = [], []
-    for i in by_popularity.tolist():
-        key = keys[i]
-        if key == wanted:
-            exact.append(i)
-        elif all(w in key for w in words):
-            partial.append(i)
-    return exact + partial
+    index = _name_index()
+    words = sorted(set(wanted.split()), key=len, reverse=True)
+    hits = [i for i in _holding(index, words[0]) if all(w in index.keys[i] for w in words[1:])]
+    return sorted(hits, key=lambda i: (index.keys[i] != wanted, int(index.rank[i])))
 
 
 def search_response(query: dict[str, list[str]], api_url: str, render_artist: Callable[[int], dict]) -> dict:
