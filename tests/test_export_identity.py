@@ -4,6 +4,7 @@ artists through the configured API's search (the local server here), cached, els
 from __future__ import annotations
 
 import json
+import sqlite3
 import zipfile
 from pathlib import Path
 
@@ -126,8 +127,10 @@ def test_name_keys_when_the_api_refuses_and_nothing_is_cached(tmp_path, spotify_
     assert "Retry-After" in summary.spotify_search_unavailable
     assert server.stats()["requests"].get("search", 0) == 1  # one refusal stops the asking
     assert summary.artist_id_sources == {"name_key": 2}
+    with sqlite3.connect(settings.cache_dir / "artist_ids.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM artist_ids").fetchone() == (0,)  # a refusal is no answer
 
-    # The refusal was not cached: with the API back, the next import finds the real id.
+    # The refusal was not cached: with the API back (here: another server), the next import finds the real id.
     healthy = spotify_server()
     profile2, _ = import_export(z, user_id="me", settings=get_settings(), resolver=genres)
     assert artist_id(i) in profile2.artists
@@ -141,3 +144,14 @@ def test_without_credentials_no_api_is_asked_and_names_become_keys(tmp_path, gen
     profile, summary = import_export(_name_only_export(tmp_path / "e.zip", [name]), user_id="me", resolver=genres)
     assert list(profile.artists) == [name_key(normalize_artist_name(name))]
     assert summary.artist_id_sources == {"name_key": 1} and summary.spotify_search_unavailable is None
+
+
+def test_ids_cached_from_one_api_are_not_answers_for_another(tmp_path, spotify_server, genres):
+    first = spotify_server()
+    (_, name), = _unique_catalog_names(1)
+    z = _name_only_export(tmp_path / "e.zip", [name])
+    import_export(z, user_id="me", settings=get_settings(), resolver=genres)
+    second = spotify_server()  # another base URL, as when switching from the local server to Spotify
+    _, summary = import_export(z, user_id="me", settings=get_settings(), resolver=genres)
+    assert summary.artist_id_sources == {"search": 1}
+    assert first.stats()["requests"]["search"] == 1 and second.stats()["requests"]["search"] == 1

@@ -149,7 +149,7 @@ def make_id_resolver(settings: Settings) -> ArtistIdResolver:
         client = SpotifyClient(settings)
     except MissingCredentials:
         return ArtistIdResolver(settings.cache_dir / "artist_ids.sqlite", search=None)
-    return ArtistIdResolver(settings.cache_dir / "artist_ids.sqlite", search=client.search_artists)
+    return ArtistIdResolver(settings.cache_dir / "artist_ids.sqlite", search=client.search_artists, api=settings.spotify_api_url)
 
 
 def import_export(path: str | Path, *, user_id: str | None = None, settings: Settings | None = None,
