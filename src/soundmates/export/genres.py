@@ -167,7 +167,7 @@ class GenreResolver:
 
 def load_catalog_table() -> dict[str, list[str]]:
     """The shipped artist→genre table, keyed by normalised name."""
-    from soundmates.world.catalog import artist_genre_table
+    from soundmates.catalog_data import artist_genre_table
 
     table: dict[str, list[str]] = {}
     for name, genres in artist_genre_table().items():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -18,6 +17,7 @@ from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, Track
 from .archive import ExportError, ExportSource
 from .formats import ParsedExport, TrackRef, parse_export
 from .genres import GenreResolver, normalize_artist_name
+from .identity import ArtistIdResolver, name_key
 
 # A "full listen": ~3.5 minutes. Listening weight = ms played / this, so a track
 # played ten times through weighs like ten playlist rows.
@@ -34,6 +34,10 @@ class ImportSummary(BaseModel):
     skipped: dict[str, int]
     genre_coverage: float = Field(description="share of plays (or rows) whose artist got genres")
     genre_sources: dict[str, int]
+    artist_id_sources: dict[str, int] = Field(default_factory=dict, description=(
+        "how artists named only by name got their id: cache, search (the API found it), "
+        "not_found / name_key (a name key: the API found nothing, or was not configured or refused)"))
+    spotify_search_unavailable: str | None = Field(default=None, description="why the API was not asked for the rest of the import")
     elapsed_s: float
 
 
@@ -63,23 +67,11 @@ def export_user_id(parsed: ParsedExport, explicit: str | None) -> str:
     return _stable_id("export-", *sorted({f"{t.artist}|{t.name}" for t in refs}))[:19]
 
 
-@lru_cache(maxsize=1)
-def catalog_artist_ids() -> dict[str, str]:
-    """Normalised name -> the artist id the local Spotify world gives that catalog artist,
-    so an imported taste shares artists (by id) with the users of that world."""
-    from soundmates.world.catalog import artists
-    from soundmates.world.generator import artist_id
-
-    ids: dict[str, str] = {}
-    for i, name in enumerate(artists().names):
-        ids.setdefault(normalize_artist_name(name), artist_id(i))
-    return ids
-
-
 class _Builder:
-    def __init__(self, parsed: ParsedExport, resolver: GenreResolver | None):
+    def __init__(self, parsed: ParsedExport, resolver: GenreResolver | None, ids: ArtistIdResolver | None):
         self.parsed = parsed
         self.resolver = resolver
+        self.ids = ids
         self.tracks: dict[str, Track] = {}
         self.artists: dict[str, Artist] = {}
         self.genre_sources: dict[str, int] = defaultdict(int)
@@ -87,8 +79,8 @@ class _Builder:
 
     def artist_id(self, name: str) -> str:
         key = normalize_artist_name(name)
-        # A real Spotify id when the export gives one, else the catalog's id, else one derived from the name.
-        aid = self._followed.get(key) or catalog_artist_ids().get(key) or _stable_id("x", key)
+        # A real Spotify id when the export gives one (YourLibrary.json), else the API's (search, cached), else a name key.
+        aid = self._followed.get(key) or (self.ids.resolve(name) if self.ids is not None else name_key(key))
         if aid not in self.artists:
             genres = None
             if self.resolver is not None:
@@ -105,8 +97,9 @@ class _Builder:
         return tid
 
 
-def build_profile(parsed: ParsedExport, user_id: str, resolver: GenreResolver | None) -> tuple[Profile, dict[str, int]]:
-    b = _Builder(parsed, resolver)
+def build_profile(parsed: ParsedExport, user_id: str, resolver: GenreResolver | None,
+                  ids: ArtistIdResolver | None = None) -> tuple[Profile, dict[str, int]]:
+    b = _Builder(parsed, resolver, ids)
     playlists: list[Playlist] = []
     for i, pl in enumerate(parsed.playlists):
         items = [PlaylistItem(track_id=b.track_id(t)) for t in pl.tracks]
@@ -147,8 +140,21 @@ def make_resolver(settings: Settings) -> GenreResolver:
     return GenreResolver(settings.cache_dir / "artist_genres.sqlite", online=online)
 
 
+def make_id_resolver(settings: Settings) -> ArtistIdResolver:
+    """Artist ids through the configured Spotify API's search; name keys only when no credentials are set."""
+    from soundmates.spotify.client import SpotifyClient
+    from soundmates.spotify.errors import MissingCredentials
+
+    try:
+        client = SpotifyClient(settings)
+    except MissingCredentials:
+        return ArtistIdResolver(settings.cache_dir / "artist_ids.sqlite", search=None)
+    return ArtistIdResolver(settings.cache_dir / "artist_ids.sqlite", search=client.search_artists, api=settings.spotify_api_url)
+
+
 def import_export(path: str | Path, *, user_id: str | None = None, settings: Settings | None = None,
-                  resolver: GenreResolver | None = None, check_slot: bool = False) -> tuple[Profile, ImportSummary]:
+                  resolver: GenreResolver | None = None, ids: ArtistIdResolver | None = None,
+                  check_slot: bool = False) -> tuple[Profile, ImportSummary]:
     """Read and validate an export; return its profile and summary. Stores nothing.
 
     ``check_slot``: refuse at once (before any lookup writes the genre cache) when the id is taken
@@ -163,13 +169,17 @@ def import_export(path: str | Path, *, user_id: str | None = None, settings: Set
         raise ExportError(f"{Path(path).name}: the export has no music tracks to build a taste from (skipped: {parsed.skipped})")
     if check_slot:
         check_export_slot(uid, settings)
-    own_resolver = resolver is None
+    own_resolver, own_ids = resolver is None, ids is None
     resolver = resolver or make_resolver(settings)
+    ids = ids or make_id_resolver(settings)
+    lookups_before = dict(ids.lookups)
     try:
-        profile, sources = build_profile(parsed, uid, resolver)
+        profile, sources = build_profile(parsed, uid, resolver, ids)
     finally:
         if own_resolver:
             resolver.close()
+        if own_ids:
+            ids.close()
     if not profile.tracks:
         raise ExportError(f"{Path(path).name}: the export has no music tracks to build a taste from (skipped: {parsed.skipped})")
     summary = ImportSummary(
@@ -182,6 +192,8 @@ def import_export(path: str | Path, *, user_id: str | None = None, settings: Set
         skipped=parsed.skipped,
         genre_coverage=round(genre_coverage(profile), 4),
         genre_sources=sources,
+        artist_id_sources={k: v - lookups_before.get(k, 0) for k, v in ids.lookups.items() if v - lookups_before.get(k, 0)},
+        spotify_search_unavailable=ids.unavailable,
         elapsed_s=round(time.perf_counter() - t0, 3),
     )
     return profile, summary

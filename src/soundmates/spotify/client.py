@@ -256,6 +256,12 @@ class SpotifyClient:
             raise self._final_error(endpoint, exc) from None
         return result
 
+    def search_artists(self, name: str, limit: int = 5) -> list[dict[str, Any]]:
+        """Artist objects ``GET /v1/search?type=artist`` finds for ``name`` (the API's ranking; at most ``limit``)."""
+        page = self.get("search", "search", {"q": name, "type": "artist", "limit": limit}).get("artists")
+        items = page.get("items") if isinstance(page, dict) else None
+        return [a for a in items if isinstance(a, dict)] if isinstance(items, list) else []
+
     def _wait(self, retry_state) -> float:
         exc = retry_state.outcome.exception()
         if isinstance(exc, _Transient) and exc.wait_s is not None:

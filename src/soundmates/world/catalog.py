@@ -1,23 +1,27 @@
 """The real-name catalog behind the local Spotify world.
 
 Genres come from Every Noise at Once (with the genre-map coordinates), artists and
-their genre sets from a 2020 Spotify dump (see ``soundmates/data/SOURCE.md``).
+their genre sets from the shipped table in ``soundmates.catalog_data`` (shared with export/).
 Everything here is loaded once per process (cached) and is independent of any
 world's seed: like Spotify's own catalog, every world shares it.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 
 import numpy as np
+
+from soundmates.catalog_data import (
+    ArtistTable,
+    artist_genre_table,
+    artists,
+    normalise_artist_name,
+    read_gz_csv,
+)
+
+__all__ = ["ArtistTable", "artist_genre_table", "artists", "communities", "genres", "normalise_artist_name"]
 
 N_COMMUNITIES = 24
 _KMEANS_ITERATIONS = 30
@@ -28,13 +32,6 @@ class GenreTable:
     names: list[str]
     coords: np.ndarray  # (n, 2) float32: top_px, left_px on the Every Noise map
     index: dict[str, int]
-
-
-@dataclass(frozen=True)
-class ArtistTable:
-    names: list[str]
-    popularity: np.ndarray  # (n,) int16, 0..100
-    genres: list[tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -49,49 +46,12 @@ class Communities:
     labels: list[str]  # a readable name per community (its most common genre)
 
 
-def _read_gz_csv(name: str) -> list[dict[str, str]]:
-    raw = resources.files("soundmates.data").joinpath(name).read_bytes()
-    text = gzip.decompress(raw).decode("utf-8")
-    return list(csv.DictReader(io.StringIO(text)))
-
-
 @lru_cache(maxsize=1)
 def genres() -> GenreTable:
-    rows = _read_gz_csv("everynoise_genres.csv.gz")
+    rows = read_gz_csv("everynoise_genres.csv.gz")
     names = [r["genre"] for r in rows]
     coords = np.array([[float(r["top_px"]), float(r["left_px"])] for r in rows], dtype=np.float32)
     return GenreTable(names=names, coords=coords, index={n: i for i, n in enumerate(names)})
-
-
-@lru_cache(maxsize=1)
-def artists() -> ArtistTable:
-    rows = _read_gz_csv("artists_genres.csv.gz")
-    return ArtistTable(
-        names=[r["name"] for r in rows],
-        popularity=np.array([int(r["popularity"]) for r in rows], dtype=np.int16),
-        genres=[tuple(g for g in r["genres"].split("|") if g) for r in rows],
-    )
-
-
-_SPACES = re.compile(r"\s+")
-
-
-def normalise_artist_name(name: str) -> str:
-    """Key for matching artist names from other sources (exports, Last.fm): NFKC, casefolded, single spaces."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", name).casefold()).strip()
-
-
-@lru_cache(maxsize=1)
-def artist_genre_table() -> dict[str, list[str]]:
-    """Normalised artist name -> its Spotify genres (``[]`` = the data says none)."""
-    table = artists()
-    out: dict[str, list[str]] = {}
-    for name, gs in zip(table.names, table.genres):
-        key = normalise_artist_name(name)
-        # Two spellings can normalise alike: keep the one that knows more genres.
-        if key not in out or len(gs) > len(out[key]):
-            out[key] = list(gs)
-    return out
 
 
 def _kmeans(points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

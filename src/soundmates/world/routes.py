@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
-from soundmates.world import me
+from soundmates.world import me, search
 from soundmates.world.errors import ApiError, ids_param, int_param
 from soundmates.world.generator import PlaylistSpec, artist_by_id, track_by_id
 from soundmates.world.ids import is_base62_id
@@ -134,6 +134,13 @@ def get_track(req: Request, tid: str) -> dict:
     return req.app.renderer.track(spec)
 
 
+def get_search(req: Request) -> dict:
+    try:
+        return search.search_response(req.query, req.app.api_url, req.app.renderer.artist)
+    except search.BadSearch as err:
+        raise ApiError(400, str(err)) from None
+
+
 def get_audio_features(req: Request, *_ids: str) -> dict:
     # Refused to new apps since Nov 2024, with this exact (message-less) body.
     raise ApiError(403, None)
@@ -155,6 +162,7 @@ ROUTES: tuple[Route, ...] = (
     Route("artist", ("artists", _ANY), get_artist),
     Route("tracks", ("tracks",), get_tracks),
     Route("track", ("tracks", _ANY), get_track),
+    Route("search", ("search",), get_search),
     Route("audio_features", ("audio-features",), get_audio_features),
     Route("audio_features", ("audio-features", _ANY), get_audio_features),
 )
