@@ -72,9 +72,16 @@ def _train_and_serve(settings) -> dict:
             "index": {k: built.get(k) for k in ("count", "model_version")}}
 
 
+def _sides_differ(rec, emb, user_ids: list[str]) -> bool:
+    """Measured, not declared: do the embedder's query and candidate sides give different vectors?"""
+    frame = rec.store.read("user_features", keys=user_ids)
+    frame = frame[frame["view"] == "full"].reset_index(drop=True)
+    query = getattr(emb, "embed_query", emb.embed)
+    return not np.allclose(query(frame), emb.embed(frame), atol=1e-5)
+
+
 def _measure(settings) -> dict:
     from soundmates.recommend import Recommender
-    from soundmates.recommend.context import query_is_candidate
 
     rec = Recommender(settings)
     ids, _ = rec.index.all_vectors()
@@ -96,7 +103,7 @@ def _measure(settings) -> dict:
     s, b = np.array(served, dtype=float), np.array(before, dtype=float)
     return {
         "embedder": res.embedder.model_dump() if res.embedder else None,
-        "sides_differ": not query_is_candidate(emb),
+        "sides_differ": _sides_differ(rec, emb, queries),
         "queries": len(queries), "matches": int(s.size),
         "served_calibration": {"median": float(np.median(s)), "share_ge_98": float((s >= 98).mean()),
                                "share_100": float((s >= 100).mean())},
