@@ -3,12 +3,14 @@
 After ``remove`` the old vector is never served again (also across index rebuilds); ``add`` or a
 consenting search by anyone does not bring the profile back; with the operator flag the profile is
 fetched afresh and findable only once the pipeline (``process_inbox``) has embedded the new data.
+The pipeline embeds in the served index's space, also between a promotion and the next build.
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -125,3 +127,41 @@ def test_a_removed_user_who_connects_with_spotify_can_come_back(built):
     assert entry.status == "pending" and not _everyone_sees(rec, users, me)
     assert me in process_inbox(settings=settings)["done"]
     assert _everyone_sees(rec, users, me)
+
+
+class _PromotedLater:
+    """A model promoted after the index was built: another space, another dimension."""
+
+    name, version, dim = "promoted_later", "promoted-later", 8
+
+    def embed(self, frame):
+        return np.ones((len(frame), self.dim), dtype=np.float32) / np.sqrt(self.dim)
+
+    embed_query = embed
+
+
+def test_a_user_added_between_a_promotion_and_the_next_build_is_findable_in_the_index_space(
+    built, small_world, monkeypatch
+):
+    from soundmates.model import embedder as model_embedder
+    from soundmates.pipelines import process_inbox
+    from soundmates.recommend import Recommender
+    from soundmates.store import inbox
+
+    settings, users = built
+    rec = Recommender(settings)
+    assert rec.index.manifest()["model_version"] == model_embedder.RAW_FEATURES_VERSION
+    served = model_embedder.get_embedder
+    monkeypatch.setattr(model_embedder, "get_embedder",
+                        lambda s=None, version=None: _PromotedLater() if version is None else served(s, version=version))
+    newcomer = world_user_ids(small_world)[10]  # not among the ingested first ten
+    inbox.add_request(rec.store, newcomer, f"spotify:user:{newcomer}", source="test")
+
+    summary = process_inbox(settings=settings)
+    assert summary["done"] == [newcomer], summary
+    assert summary["model_version"] == model_embedder.RAW_FEATURES_VERSION
+    # Stored with the candidate side of the index's model, so everyone can find them before the next build.
+    frame = rec.store.read("user_features", keys=[newcomer])
+    want = model_embedder.RawFeatureEmbedder().embed(frame[frame["view"] == "full"])[0]
+    assert np.allclose(rec.index.vector(newcomer), want, atol=1e-5)
+    assert _everyone_sees(rec, [*users, newcomer], newcomer)

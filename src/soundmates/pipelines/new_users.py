@@ -4,7 +4,12 @@
 fires (and what a test or the CLI may call directly):
 
     pending requests -> ingest -> features (upserted into the store)
-    -> embed with the served embedder (candidate side) -> the index's fresh buffer
+    -> embed with the candidate side of the index's model -> the index's fresh buffer
+
+The model is the one the served index was built with (normally the served embedder): a vector of
+another model would not be comparable with the index's, so a user added between a promotion and the
+next ``index build`` would not be findable (or, of another dimension, not storable). The next build
+embeds everyone, these users included, with the newly served model.
 
 Every request ends ``done`` or ``failed`` with its reason; one bad user never
 fails the others. A failure of a whole stage (the store or the encoder down)
@@ -54,7 +59,6 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
     """
     from soundmates.config import get_settings
     from soundmates.index import UserIndex
-    from soundmates.model.embedder import get_embedder
     from soundmates.store import get_store, inbox
 
     if limit is not None and int(limit) < 1:
@@ -78,7 +82,7 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
     read_at = time.time()  # the data of this batch is read from now on (a removal before this is honoured)
     try:
         ok = _ingest_and_featurize(settings, by_user, failed)
-        embedder = get_embedder(settings)
+        embedder = _index_embedder(settings, index)
         summary["model_version"] = embedder.version
         summary["embedder"] = getattr(embedder, "name", None) or embedder.version
         if ok:
@@ -93,6 +97,29 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
     summary["rebuild_due"] = _rebuild_due(index)
     log.info("new users: %d done, %d failed, rebuild due: %s", len(summary["done"]), len(failed), summary["rebuild_due"])
     return summary
+
+
+def _index_embedder(settings: Any, index: Any) -> Any:
+    """The embedder of the model the served index was built with; the served embedder when there is no
+    index yet, or when that model cannot be loaded any more (then the vectors wait for the next build)."""
+    from soundmates.index import IndexCorrupt, IndexNotBuilt
+    from soundmates.model import embedder as model_embedder
+
+    served = model_embedder.get_embedder(settings)
+    try:
+        version = (index.manifest() or {}).get("model_version")
+    except (IndexNotBuilt, IndexCorrupt):
+        version = None
+    if not version or version == served.version:
+        return served
+    if version == model_embedder.RAW_FEATURES_VERSION:
+        return model_embedder.RawFeatureEmbedder()
+    try:
+        return model_embedder.get_embedder(settings, version=version)
+    except Exception as e:  # noqa: BLE001 - that model is gone: served vectors, findable after the next build
+        log.warning("model %s of the index cannot be loaded (%s): new users embedded by the served model "
+                    "become findable after 'soundmates index build'", version, e)
+        return served
 
 
 def _ingest_and_featurize(settings: Any, by_user: dict[str, str], failed: dict[str, str]) -> list[str]:
