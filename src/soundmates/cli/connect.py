@@ -49,16 +49,19 @@ class RedirectListener:
 
             def do_GET(self):  # noqa: N802
                 q = parse_qs(urlsplit(self.path).query)
-                if arrived.is_set() or ("code" not in q and "error" not in q):
+                if got or ("code" not in q and "error" not in q):
                     self.send_error(404)
                     return
                 got.update({k: (q.get(k) or [None])[-1] for k in ("code", "state", "error")})
-                arrived.set()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(_DONE_PAGE)))
-                self.end_headers()
-                self.wfile.write(_DONE_PAGE)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(_DONE_PAGE)))
+                    self.end_headers()
+                    self.wfile.write(_DONE_PAGE)
+                    self.wfile.flush()
+                finally:
+                    arrived.set()  # after the page: the command may exit at once, and the browser must get it
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True  # an idle connection's thread never keeps the command alive

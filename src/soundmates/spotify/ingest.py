@@ -267,6 +267,8 @@ def _next_offset(page: dict, offset: int, endpoint: str) -> int | None:
     nxt = page.get("next")
     if not nxt:
         return None
+    if not isinstance(nxt, str):
+        raise MalformedResponse(f"malformed data: {endpoint} paging has a 'next' that is not a link", endpoint=endpoint)
     # The offset is read from `next` but the request is rebuilt on the current API prefix:
     # a stored page of an earlier run may point at a server (port) that is gone.
     try:
