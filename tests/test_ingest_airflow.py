@@ -24,10 +24,9 @@ def test_rate_limited_ingest_tasks_are_rescheduled_and_resume_to_the_same_profil
     from airflow.models.taskreschedule import TaskReschedule
     from airflow.utils.session import create_session
 
+    from soundmates.world.generator import World, describe_user
     from soundmates.world.server import FaultConfig
     from tests.fixtures.spotify import world_user_ids
-
-    from soundmates.world.generator import World, describe_user
 
     world = World(small_world)
     # small users (a few pages each) keep the number of reschedules, and the test, short

@@ -49,14 +49,14 @@ def _json(obj) -> bytes:
 class Hostile(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format, *args):  # noqa: A002
+    def log_message(self, format, *args):
         pass
 
-    def do_POST(self):  # noqa: N802 - the token endpoint is well-behaved
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self._send(200, _json({"access_token": "tok", "token_type": "Bearer", "expires_in": 3600}))
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         path = urlsplit(self.path).path.removeprefix("/v1/")
         parts = path.split("/")
         try:
@@ -267,7 +267,7 @@ def test_each_misbehaviour_ends_as_one_line_reason_or_deferral_in_bounded_time(h
 
     outcome, want = EXPECTED[uid]
     # a user's calls: at most 1 + RETRIES attempts, each within the deadline, plus backoff
-    assert elapsed < (1 + RETRIES) * DEADLINE_S + 1.5, f"{uid} took {elapsed:.1f} s"
+    assert elapsed < (1 + RETRIES) * DEADLINE_S + 3, f"{uid} took {elapsed:.1f} s"
     assert grown_mb < 150, f"{uid}: memory grew by {grown_mb:.0f} MB"
     if outcome == "failed":
         assert summary.deferred == []

@@ -29,12 +29,16 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from spotipy.cache_handler import MemoryCacheHandler
 from spotipy.exceptions import SpotifyException
-from spotipy.oauth2 import SpotifyClientCredentials
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from spotipy.oauth2 import SpotifyClientCredentials, SpotifyOauthError
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from soundmates.config import Settings, SpotifyCredentials, get_settings
 
-from .transport import ResponseTooLarge, bounded_session
 from .errors import (
     DEVELOPMENT_MODE_EXPLANATION,
     ApiRefused,
@@ -47,6 +51,7 @@ from .errors import (
     SpotifyUnavailable,
     UserNotFound,
 )
+from .transport import ResponseTooLarge, bounded_session
 
 # spotipy logs request headers (the bearer token) at DEBUG and every HTTP error at ERROR,
 # including the 429s and 5xx this module retries: keep the token out of any log, and let
@@ -64,28 +69,7 @@ MAX_RETRY_AFTER_S = 86_400.0
 
 
 class _TokenHttpError(SpotifyException):
-    """An HTTP error of the token endpoint, with its status kept (spotipy's own error drops it)."""
-
-
-class _ClientCredentials(SpotifyClientCredentials):
-    """Client-credentials flow whose token URL is per instance and whose errors keep their status."""
-
-    def __init__(self, *args, token_url: str, on_request: Callable[[], None], **kwargs):
-        super().__init__(*args, **kwargs)
-        self.OAUTH_TOKEN_URL = token_url  # instance attribute: other clients keep theirs
-        self._on_request = on_request
-
-    def _request_access_token(self):
-        self._on_request()
-        return super()._request_access_token()
-
-    def _handle_oauth_error(self, http_error):
-        response = http_error.response
-        try:
-            err = response.json().get("error_description") or response.json().get("error")
-        except ValueError:
-            err = (response.text or "")[:200] or None
-        raise _TokenHttpError(response.status_code, -1, f"token endpoint: {err}", headers=response.headers)
+    """An HTTP error of a token endpoint, with its status kept (spotipy's own error drops it); raised by connect's PKCE flow."""
 
 
 class _Transient(Exception):
@@ -167,17 +151,27 @@ class SpotifyClient:
         self._timeout = (min(float(self.settings.spotify_timeout_s), self.deadline_s), self.deadline_s)
         self._session = bounded_session(max_bytes=self.max_bytes, default_timeout_s=self.deadline_s, max_redirects=MAX_REDIRECTS)
         _resolve_proxies_once(self._session, self.settings.spotify_api_url, self.settings.spotify_token_url)
-        self._auth = _ClientCredentials(
+        # spotipy's client-credentials manager as shipped; the token URL is per instance (other
+        # clients keep theirs), and a response hook on the session counts its requests and keeps
+        # the status of the last answer (spotipy's SpotifyOauthError drops it).
+        self._token_url = self.settings.spotify_token_url
+        self._last_token_answer: tuple[int, Mapping[str, str]] | None = None
+        self._session.hooks["response"].append(self._note_token_answer)
+        self._auth = SpotifyClientCredentials(
             client_id=creds.client_id,
             client_secret=secret,
             requests_session=self._session,
             requests_timeout=self._timeout,
             cache_handler=MemoryCacheHandler(),
-            token_url=self.settings.spotify_token_url,
-            on_request=self._count_token_request,
         )
+        self._auth.OAUTH_TOKEN_URL = self._token_url
 
     # --- bookkeeping ---------------------------------------------------------
+    def _note_token_answer(self, response: requests.Response, *args, **kwargs) -> None:
+        if response.request.method == "POST" and response.url == self._token_url:
+            self._count_token_request()
+            self._last_token_answer = (response.status_code, response.headers)
+
     def _count_token_request(self) -> None:
         self.token_requests += 1
 
@@ -242,12 +236,18 @@ class SpotifyClient:
                 self._auth.cache_handler.save_token_to_cache(None)  # the token expired or the server forgot it
 
     def _once(self, endpoint: str, path: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        self._last_token_answer = None
         try:
             # Fetched (or taken from memory) before the call, so that a failing token request is
             # reported as such and not counted as a call of ``endpoint``.
             token = self._auth.get_access_token(as_dict=False)
         except _TokenHttpError as exc:
             self._classify(TOKEN_ENDPOINT, int(exc.http_status or 0), exc.headers, exc.msg)
+        except SpotifyOauthError as exc:
+            if self._last_token_answer is None:
+                raise  # not our token endpoint's answer (connect's PKCE manager): its caller decides
+            status, headers = self._last_token_answer
+            self._classify(TOKEN_ENDPOINT, status, headers, exc.error_description or exc.error)
         except requests.exceptions.RequestException as exc:
             self._transport_error(TOKEN_ENDPOINT, exc)
         self.calls[endpoint] += 1
