@@ -52,9 +52,14 @@ class Hostile(BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         pass
 
-    def do_POST(self):
+    def do_POST(self):  # noqa: N802 - the token endpoint: well-behaved unless a test sets TOKEN_MODE
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._send(200, _json({"access_token": "tok", "token_type": "Bearer", "expires_in": 3600}))
+        try:
+            if TOKEN_MODE["mode"] in TOKEN_MODES:
+                return TOKEN_MODES[TOKEN_MODE["mode"]](self)
+            self._send(200, _json({"access_token": "tok", "token_type": "Bearer", "expires_in": 3600}))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def do_GET(self):
         path = urlsplit(self.path).path.removeprefix("/v1/")
@@ -186,6 +191,14 @@ PLAYLISTS = {
 }
 PAGES = {"odd": {"items": [{"track": 5}, {"item": {"id": 3}}, "s", {"item": {"id": "", "type": "track"}}], "next": None}}
 
+TOKEN_MODE = {"mode": "ok"}
+TOKEN_MODES = {
+    "refused": constant(400, b'{"error": "invalid_client", "error_description": "Invalid client"}'),
+    "busy": lambda h: h._send(503, b"<html>busy</html>", {"Content-Type": "text/html"}),
+    "trickle": trickle,
+    "huge": huge,
+}
+
 # user id -> (outcome, what the reason starts with / the retry_after_s range)
 EXPECTED = {
     "trickle": ("failed", "Spotify API too slow: no complete answer of user within 1 s, still failing after 1 retries"),
@@ -313,3 +326,24 @@ def test_cli_over_all_misbehaviours_prints_no_traceback_and_one_json_object(host
     assert elapsed < 90
     reset_settings()
     _check_data_dir(get_settings().model_copy(update={"data_dir": tmp_path / "data"}))
+
+
+@pytest.mark.parametrize(("mode", "reason"), [
+    ("busy", "Spotify API unavailable: 503 on token, still failing after 1 retries"),
+    ("trickle", "Spotify API too slow: no complete answer of token within 1 s, still failing after 1 retries"),
+    ("huge", "malformed data: the answer of token is larger than the 1,000,000 byte limit"),
+])
+def test_a_hostile_token_endpoint_is_bounded_too(hostile_env, monkeypatch, mode, reason):
+    monkeypatch.setitem(TOKEN_MODE, "mode", mode)
+    t0 = time.monotonic()
+    summary = Ingestor(get_settings()).ingest_many(["good"], progress=False)
+    assert time.monotonic() - t0 < (1 + RETRIES) * DEADLINE_S + 3
+    assert [(f.ref, f.reason) for f in summary.failed] == [("good", reason)]
+
+
+def test_refused_credentials_stop_the_run_with_the_reason(hostile_env, monkeypatch):
+    from soundmates.spotify.errors import AuthenticationFailed
+
+    monkeypatch.setitem(TOKEN_MODE, "mode", "refused")
+    with pytest.raises(AuthenticationFailed, match=r"the token endpoint refused the credentials \(400\)"):
+        Ingestor(get_settings()).ingest_many(["good"], progress=False)
