@@ -14,11 +14,36 @@ from soundmates.config import get_settings, reset_settings
 from soundmates.profiles import ProfileRepository
 from soundmates.spotify.ingest import Ingestor
 
-pytestmark = pytest.mark.slow
 
 USERS = 6
 
 
+def test_resume_at_is_the_servers_delay_bounded_from_the_run_start():
+    from datetime import datetime, timedelta, timezone
+
+    from soundmates.orchestration.steps import ingest_resume_at
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    started = now - timedelta(minutes=5)
+    two = {"deferred": [{"ref": "a", "retry_after_s": 31.0}, {"ref": "b", "retry_after_s": 45.5}]}
+    assert ingest_resume_at({"deferred": []}, run_started=started, now=now) is None
+    assert ingest_resume_at(two, run_started=started, now=now) == now + timedelta(seconds=45.5)
+    assert ingest_resume_at({"deferred": [{"ref": "a", "retry_after_s": 0}]}, run_started=started, now=now) == now + timedelta(seconds=1)
+    # past the longest wait from the run's start: not rescheduled (the users stay reported as deferred)
+    assert ingest_resume_at(two, run_started=now - timedelta(hours=6), now=now) is None
+    assert ingest_resume_at(two, run_started=None, now=now, max_wait=timedelta(seconds=10)) is None
+
+
+def test_merge_ingest_reports_deferred_users_and_says_so_when_nobody_could_be_done():
+    from soundmates.orchestration.steps import merge_ingest
+
+    total = merge_ingest([{"ingested": 1, "skipped": 0, "failed": [], "deferred": [{"ref": "a", "retry_after_s": 3.0}]}])
+    assert total["deferred"] == [{"ref": "a", "retry_after_s": 3.0}] and total["failed"] == []
+    with pytest.raises(RuntimeError, match="1 user\\(s\\) still rate-limited"):
+        merge_ingest([{"ingested": 0, "skipped": 0, "failed": [], "deferred": [{"ref": "a", "retry_after_s": 3.0}]}])
+
+
+@pytest.mark.slow
 def test_rate_limited_ingest_tasks_are_rescheduled_and_resume_to_the_same_profiles(
         small_world, spotify_server, dagbag, airflow_db, tmp_path, monkeypatch):
     from airflow.models.taskreschedule import TaskReschedule

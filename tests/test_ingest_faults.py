@@ -187,3 +187,20 @@ def test_client_error_messages_never_contain_the_secret(small_world, spotify_ser
     assert "s3cr3t-value" not in str(info.value) and "s3cr3t-value" not in repr(client.__dict__)
     assert isinstance(info.value, UserNotFound)
     assert "s3cr3t-value" not in repr(SpotifyCredentials())
+
+
+def test_rate_limited_inbox_requests_go_back_to_pending_not_failed(small_world, spotify_server, users_with_tracks):
+    from soundmates.pipelines.new_users import process_inbox
+    from soundmates.store import get_store, inbox
+
+    spotify_server(world=small_world, faults=_faults(rate_429=1.0, retry_after=3600, seed=1))
+    settings = _settings()
+    store = get_store(settings)
+    for uid in users_with_tracks[:2]:
+        inbox.add_request(store, uid, f"spotify:user:{uid}")
+
+    summary = process_inbox(settings)
+
+    assert summary["failed"] == [] and summary["done"] == []
+    assert sorted(summary["deferred"]) == sorted(users_with_tracks[:2])
+    assert [e.status for e in (inbox.get(store, u) for u in users_with_tracks[:2])] == ["pending", "pending"]

@@ -48,7 +48,8 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
     """Process up to ``limit`` pending inbox requests; returns a summary.
 
     Keys: ``processed``, ``done`` (user ids), ``failed`` (``[{"user_id", "ref", "reason"}]``),
-    ``model_version``, ``fresh_buffer``, ``rebuild_due``.
+    ``model_version``, ``fresh_buffer``, ``rebuild_due``; ``deferred`` (user ids put back to
+    pending because Spotify rate-limited the run) when there are any.
     """
     from soundmates.config import get_settings
     from soundmates.index import UserIndex
@@ -74,6 +75,7 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
     log.info("processing %d new-user request(s)", len(user_ids))
 
     failed: dict[str, str] = {}
+    deferred: list[str] = []
     try:
         ingest = ingest_users(list(by_user.values()), settings=settings, progress=False)
         # Refs ingest skipped are users already stored (a repeated request): they go on to features.
@@ -81,7 +83,10 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
         for uid, ref in by_user.items():
             if ref in ref_failures:
                 failed[uid] = ref_failures[ref]
-        ok = [uid for uid in user_ids if uid not in failed]
+        # Rate-limited users are not failed: they go back to pending for a later run.
+        deferred_refs = {str(_field(d, "ref")) for d in _field(ingest, "deferred") or []}
+        deferred = [uid for uid, ref in by_user.items() if ref in deferred_refs and uid not in failed]
+        ok = [uid for uid in user_ids if uid not in failed and uid not in deferred]
 
         if ok:
             feats = build_features(settings=settings, user_ids=ok) or {}
@@ -115,8 +120,11 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
         inbox.mark_many(store, user_ids, inbox.PENDING)
         raise
 
-    done = [uid for uid in user_ids if uid not in failed]
+    done = [uid for uid in user_ids if uid not in failed and uid not in deferred]
     inbox.mark_many(store, done, inbox.DONE)
+    if deferred:
+        inbox.mark_many(store, deferred, inbox.PENDING)
+        summary["deferred"] = deferred
     for uid, reason in failed.items():
         inbox.mark(store, uid, inbox.FAILED, reason=reason)
         summary["failed"].append({"user_id": uid, "ref": by_user[uid], "reason": reason})
