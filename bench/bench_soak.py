@@ -216,7 +216,9 @@ def _markdown(f: dict) -> str:
         *rerun_rows,
         "",
         f"Under faults, killed + rerun: {total:.1f} s in all vs {f['fault_free']['wall_s']:.1f} s fault-free. "
-        f"Faults served: {f['faults_served']}.",
+        f"Faults served: {f['faults_served']}. The runs follow each other on a shared 2-core machine, so their wall "
+        "times carry the load of the moment (two runs of this bench an hour apart: fault-free 242 s and 107 s, faulty "
+        "298 s and 603 s); the fixed figures are the store comparison and the request counts.",
         f"**Store vs the fault-free run: {'identical' if ok and f['store_digest_equal'] else 'DIFFERENT'}** — "
         f"lost {f['lost']}, extra {f['extra']}, different content {f['different']}, duplicated profile files "
         f"{f['duplicated_profiles']}, duplicated artist lines {f['duplicated_artist_lines']}, torn files left "
