@@ -149,9 +149,11 @@ def redirect_loop(h: Hostile) -> None:
     h._send(302, b"", {"Location": h.path})
 
 
-def retry_after(value: str):
+def retry_after(value):
+    """429 with ``Retry-After: value`` (a callable is called per request: dates relative to now)."""
     def handler(h: Hostile) -> None:
-        h._send(429, _json({"error": {"status": 429, "message": "API rate limit exceeded"}}), {"Retry-After": value})
+        header = value() if callable(value) else value
+        h._send(429, _json({"error": {"status": 429, "message": "API rate limit exceeded"}}), {"Retry-After": header})
     return handler
 
 
@@ -179,7 +181,7 @@ USERS = {
     "retry-huge": retry_after("1e400"),
     "retry-nan": retry_after("nan"),
     "retry-words": retry_after("soon, maybe"),
-    "retry-date": retry_after(formatdate(time.time() + 3600, usegmt=True)),
+    "retry-date": retry_after(lambda: formatdate(time.time() + 3600, usegmt=True)),
     "retry-past-date": retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
 }
 PLAYLISTS = {
