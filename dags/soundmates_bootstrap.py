@@ -6,6 +6,8 @@ Run it by hand (**Trigger DAG** with params) on an empty system, or to rebuild e
 1. **plan** — validates the params and cuts the users into batches;
 2. **ingest** — one mapped task per batch (dynamic task mapping), in the `spotify_api` pool so
    concurrent Spotify calls stay bounded; resumable, so a retry never refetches or duplicates a user;
+   when Spotify rate-limits beyond the 30 s cap, the batch is rescheduled for the time Spotify asked
+   (up to 6 h from the run's start) and resumes from the kept raw pages;
 3. **features** — taste features into the feature store (incremental: only changed profiles);
 4. **train** — the two-tower model (registered; promoted only through the registry's gate);
 5. **evaluate** — held-out recall/MRR/NDCG for the model and the baselines;
@@ -79,7 +81,15 @@ def soundmates_bootstrap():
 
     @task(pool=SPOTIFY_POOL, max_active_tis_per_dagrun=2)
     def ingest(batch: list[str]) -> dict:
-        return steps.ingest_batch(batch)
+        result = steps.ingest_batch(batch)
+        # Rate-limited users are a pause: run this batch again when Spotify said (a reschedule frees
+        # the pool slot and spends no retry); the rerun skips stored users and reuses kept pages.
+        when = steps.ingest_resume_at(result, run_started=getattr(get_current_context()["dag_run"], "start_date", None))
+        if when is not None:
+            from airflow.exceptions import AirflowRescheduleException
+
+            raise AirflowRescheduleException(reschedule_date=when)
+        return result
 
     @task
     def ingest_summary(results) -> dict:

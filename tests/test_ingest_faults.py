@@ -63,7 +63,7 @@ def test_429_with_retry_after_is_honoured_and_the_result_is_complete(small_world
     assert _profile_hashes(faulty.profiles_dir) == _profile_hashes(clean.profiles_dir)
 
 
-def test_retry_after_above_the_cap_gives_up_at_once_with_a_clear_reason(small_world, spotify_server, users_with_tracks):
+def test_retry_after_above_the_cap_defers_every_user_at_once_without_failing_any(small_world, spotify_server, users_with_tracks):
     spotify_server(world=small_world, faults=_faults(rate_429=1.0, retry_after=3600, seed=1))
     settings = _settings(spotify_retry_after_cap_s=30)
     t0 = time.monotonic()
@@ -71,19 +71,55 @@ def test_retry_after_above_the_cap_gives_up_at_once_with_a_clear_reason(small_wo
     elapsed = time.monotonic() - t0
 
     assert elapsed < 10, "a Retry-After above the cap must not be waited for"
-    assert summary.ingested == 0 and len(summary.failed) == len(users_with_tracks)
-    assert summary.failed[0].reason == "rate limit: Retry-After 3600 s exceeds the 30 s cap"
-    # later users fail without hammering the API that asked us to stay away
+    assert summary.ingested == 0 and summary.failed == []
+    assert [d.ref for d in summary.deferred] == users_with_tracks
+    assert all(3590 < d.retry_after_s <= 3600 for d in summary.deferred)
+    # later users are deferred without hammering the API that asked us to stay away
     assert summary.api_calls == 1
-    assert all(f.reason.startswith("rate limit: Retry-After 3600 s exceeds the 30 s cap") for f in summary.failed)
 
 
-def test_persistent_429_is_a_bounded_give_up(small_world, spotify_server, users_with_tracks):
+def test_one_retry_after_of_31_s_defers_the_rest_and_a_rerun_resumes_from_the_raw_pages(small_world, spotify_server, tmp_path):
+    """The issue's case: 60 users, one Retry-After of 31 s (cap 30) must not fail 59 of them."""
+    from tests.fixtures.spotify import world_user_ids
+
+    users = world_user_ids(small_world)
+    assert len(users) == 60
+    spotify_server(world=small_world)
+    clean = _settings(data_dir=tmp_path / "clean")
+    expected = Ingestor(clean).ingest_many(users, progress=False)
+
+    # 2% of requests answer 429 with Retry-After 31: the first one stops fetching for the run
+    spotify_server(world=small_world, faults=_faults(rate_429=0.02, retry_after=31, seed=4))
+    limited = _settings(data_dir=tmp_path / "limited", spotify_retry_after_cap_s=30)
+    t0 = time.monotonic()
+    first = Ingestor(limited).ingest_many(users, progress=False)
+    assert time.monotonic() - t0 < 30, "nothing waits for the 31 s"
+
+    assert first.deferred, "the rate limit must defer users"
+    assert first.ingested > 0, "users before the 429 are done"
+    assert not any("rate limit" in f.reason for f in first.failed)
+    # only the users that fail without any fault (no public playlists) are failed
+    assert {f.ref for f in first.failed} <= {f.ref for f in expected.failed}
+    assert first.ingested + len(first.failed) + len(first.deferred) == len(users)
+    assert all(0 < d.retry_after_s <= 31 for d in first.deferred)
+    assert _profile_hashes(limited.profiles_dir).keys().isdisjoint(d.ref for d in first.deferred)
+
+    # after the wait, a rerun of the same list does the deferred users, reusing what was fetched
+    spotify_server(world=small_world)
+    rerun = Ingestor(_settings(data_dir=tmp_path / "limited")).ingest_many(users, progress=False)
+    assert rerun.deferred == [] and rerun.skipped == first.ingested
+    assert rerun.ingested == len(first.deferred) - len(set(d.ref for d in first.deferred) & {f.ref for f in expected.failed})
+    assert rerun.raw_pages_reused > 0, "the pages of the user cut short by the 429 are not fetched again"
+    assert _profile_hashes(limited.profiles_dir) == _profile_hashes(clean.profiles_dir)
+
+
+def test_persistent_429_is_a_bounded_deferral(small_world, spotify_server, users_with_tracks):
     spotify_server(world=small_world, faults=_faults(rate_429=1.0, retry_after=0, seed=1))
-    settings = _settings(spotify_max_retries=3)
-    summary = Ingestor(settings).ingest_many(users_with_tracks[:1], progress=False)
-    assert summary.failed[0].reason.startswith("rate limit: still answered 429 after 3 retries")
-    assert summary.api_calls == 4
+    settings = _settings(spotify_max_retries=3, spotify_retry_after_cap_s=30)
+    summary = Ingestor(settings).ingest_many(users_with_tracks[:2], progress=False)
+    assert summary.failed == [] and [d.ref for d in summary.deferred] == users_with_tracks[:2]
+    assert all(29 < d.retry_after_s <= 30 for d in summary.deferred)  # no usable Retry-After: wait the cap
+    assert summary.api_calls == 4  # 1 + 3 retries, then the second user is not even tried
 
 
 def test_5xx_and_dropped_connections_are_retried_to_the_same_profiles(small_world, spotify_server, users_with_tracks, tmp_path):
@@ -151,3 +187,20 @@ def test_client_error_messages_never_contain_the_secret(small_world, spotify_ser
     assert "s3cr3t-value" not in str(info.value) and "s3cr3t-value" not in repr(client.__dict__)
     assert isinstance(info.value, UserNotFound)
     assert "s3cr3t-value" not in repr(SpotifyCredentials())
+
+
+def test_rate_limited_inbox_requests_go_back_to_pending_not_failed(small_world, spotify_server, users_with_tracks):
+    from soundmates.pipelines.new_users import process_inbox
+    from soundmates.store import get_store, inbox
+
+    spotify_server(world=small_world, faults=_faults(rate_429=1.0, retry_after=3600, seed=1))
+    settings = _settings()
+    store = get_store(settings)
+    for uid in users_with_tracks[:2]:
+        inbox.add_request(store, uid, f"spotify:user:{uid}")
+
+    summary = process_inbox(settings)
+
+    assert summary["failed"] == [] and summary["done"] == []
+    assert sorted(summary["deferred"]) == sorted(users_with_tracks[:2])
+    assert [e.status for e in (inbox.get(store, u) for u in users_with_tracks[:2])] == ["pending", "pending"]

@@ -207,7 +207,7 @@ def test_merge_ingest_adds_batches_and_fails_only_when_nobody_ingested():
         ]
     )
     assert total == {"batches": 2, "ingested": 3, "skipped": 1, "api_calls": 14,
-                     "failed": [{"ref": "x", "reason": "unknown user"}]}
+                     "failed": [{"ref": "x", "reason": "unknown user"}], "deferred": []}
     with pytest.raises(RuntimeError, match="no user could be ingested.*unknown user"):
         steps.merge_ingest([{"ingested": 0, "skipped": 0, "failed": [{"ref": "x", "reason": "unknown user"}]}])
 

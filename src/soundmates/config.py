@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     spotify_token_url: str = SPOTIFY_TOKEN_URL
     # OAuth (Connect with Spotify): empty = the token URL's host with /authorize (accounts.spotify.com/authorize).
     spotify_auth_url: str = ""
-    spotify_timeout_s: float = 10.0
+    spotify_timeout_s: float = 10.0  # connecting to the API or the token endpoint
+    spotify_deadline_s: float = 30.0  # one Spotify call, connect + headers + whole body (redirects included)
+    spotify_max_response_bytes: int = 16 * 1024 * 1024  # a bigger answer is refused (a page is ~0.1-0.3 MB)
     spotify_max_retries: int = 5
     spotify_retry_after_cap_s: float = 30.0  # never wait longer than this on one Retry-After
     spotify_backoff_s: float = 0.2

@@ -8,7 +8,8 @@ exchanges the code and reads the account. Nothing is stored unless ``--add`` say
 from __future__ import annotations
 
 import sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import typer
@@ -28,13 +29,21 @@ class RedirectListener:
     that is quicker than the terminal never meets a closed port.
 
     Requests without ``code``/``error`` (a browser's favicon, a probe) are answered 404 and do not end the wait.
+    Each connection is served on its own daemon thread with a socket timeout, so a client that
+    connects and says nothing (or trickles) never holds the wait past its ``timeout_s``.
     """
+
+    CLIENT_TIMEOUT_S = 5.0  # one connection's time to send its request line and headers
 
     def __init__(self, port: int, host: str = "127.0.0.1"):
         got: dict[str, str | None] = {}
+        arrived = threading.Event()
         self.got = got
+        self._arrived = arrived
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = self.CLIENT_TIMEOUT_S  # StreamRequestHandler: the connection's socket timeout
+
             def log_message(self, format, *args):  # noqa: A002 - the query holds the code: never log it
                 pass
 
@@ -44,28 +53,40 @@ class RedirectListener:
                     self.send_error(404)
                     return
                 got.update({k: (q.get(k) or [None])[-1] for k in ("code", "state", "error")})
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(_DONE_PAGE)))
-                self.end_headers()
-                self.wfile.write(_DONE_PAGE)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(_DONE_PAGE)))
+                    self.end_headers()
+                    self.wfile.write(_DONE_PAGE)
+                    self.wfile.flush()
+                finally:
+                    arrived.set()  # after the page: the command may exit at once, and the browser must get it
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True  # an idle connection's thread never keeps the command alive
+            block_on_close = False  # nor does closing wait for it
 
         try:
-            self.httpd = HTTPServer((host, port), Handler)
+            self.httpd = Server((host, port), Handler)
         except OSError as exc:
             raise RuntimeError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
 
     def wait(self, timeout_s: float) -> dict[str, str | None]:
         import time
 
         deadline = time.monotonic() + timeout_s
         try:
-            while not self.got:
+            while not self._arrived.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"no redirect from Spotify within {timeout_s:g} s")
-                self.httpd.timeout = min(left, 1.0)
-                self.httpd.handle_request()
+                self.httpd.timeout = min(left, 0.2)
+                self.httpd.handle_request()  # accepts at most one connection and hands it to a thread
         finally:
             self.httpd.server_close()
         return dict(self.got)

@@ -69,7 +69,8 @@ def ingest(
     Works against the real Web API or the local server by configuration only
     (SOUNDMATES_SPOTIFY_API_URL, SOUNDMATES_SPOTIFY_TOKEN_URL; credentials from
     SPOTIPY_CLIENT_ID / SPOTIPY_CLIENT_SECRET). Users that fail are listed with their
-    reason and the exit code stays 0; it is non-zero only when nothing could run.
+    reason, users a rate limit kept from being done are listed as deferred (with the seconds
+    to wait), and the exit code stays 0; it is non-zero only when nothing could run.
     """
     all_refs = list(refs or [])
     bad_lines: list[tuple[str, str]] = []
@@ -101,11 +102,15 @@ def ingest(
         emit_json(data)
         return
     typer.echo(
-        f"ingested {summary.ingested}, skipped {summary.skipped} (already stored), failed {len(summary.failed)}; "
-        f"{summary.api_calls} API calls in {summary.elapsed_s:.1f} s"
+        f"ingested {summary.ingested}, skipped {summary.skipped} (already stored), failed {len(summary.failed)}, "
+        f"deferred {len(summary.deferred)} (rate-limited); {summary.api_calls} API calls in {summary.elapsed_s:.1f} s"
     )
     for f in summary.failed:  # a reference is what someone typed: never echo its control characters raw
         typer.echo(f"  failed {one_line(f.ref, 200)}: {one_line(f.reason, 600)}")
+    if summary.deferred:
+        wait = max(d.retry_after_s for d in summary.deferred)
+        typer.echo(f"  deferred {len(summary.deferred)} user(s): Spotify asked to wait; run the same command again "
+                   f"in {wait:.0f} s to resume them (pages already fetched are kept)")
 
 
 def register(app: typer.Typer) -> None:

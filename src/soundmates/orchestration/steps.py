@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 # The one logging policy (soundmates.logs): a handled per-user failure is one line in the task log.
 configure_logging(handler=False)
+
+# A bootstrap run waits for Spotify's rate limits at most this long in all (from the run's start);
+# past it, the users still deferred are reported as such and the run goes on without them.
+MAX_RATE_LIMIT_WAIT = timedelta(hours=6)
 
 
 def jsonable(obj: Any) -> Any:
@@ -51,21 +55,49 @@ def ingest_batch(refs: list[str]) -> dict[str, Any]:
         return jsonable(ingest_users(refs, progress=False))
 
 
+def ingest_resume_at(result: dict[str, Any], *, run_started: datetime | None, now: datetime | None = None,
+                     max_wait: timedelta = MAX_RATE_LIMIT_WAIT) -> datetime | None:
+    """When a batch whose users were deferred by a rate limit should run again; None = do not.
+
+    The moment is the server's own delay (the largest ``retry_after_s`` of the batch, at least
+    1 s). None when nothing was deferred, or when that moment is more than ``max_wait`` after the
+    run started (every wait is bounded: the deferred users are then reported, not waited for).
+    Running the batch again is safe: stored users are skipped and kept raw pages reused.
+    """
+    deferred = result.get("deferred") or []
+    if not deferred:
+        return None
+    now = now or datetime.now(timezone.utc)
+    wait_s = max(1.0, max(float(d.get("retry_after_s") or 0.0) for d in deferred))
+    when = now + timedelta(seconds=wait_s)
+    started = run_started or now
+    if when - started > max_wait:
+        log.warning("%d user(s) still rate-limited after waiting %s; not waiting %.0f s more",
+                    len(deferred), now - started, wait_s)
+        return None
+    log.info("%d user(s) rate-limited: running this batch again at %s (Retry-After %.0f s)",
+             len(deferred), when.isoformat(timespec="seconds"), wait_s)
+    return when
+
+
 def _count(value: Any) -> int:
     return len(value) if isinstance(value, (list, tuple, set, dict)) else int(value or 0)
 
 
 def merge_ingest(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Add up the mapped ingest batches; fail only when no user at all could be ingested."""
-    total = {"batches": 0, "ingested": 0, "skipped": 0, "failed": [], "api_calls": 0}
+    total = {"batches": 0, "ingested": 0, "skipped": 0, "failed": [], "deferred": [], "api_calls": 0}
     for res in results:
         total["batches"] += 1
         total["ingested"] += _count(res.get("ingested"))
         total["skipped"] += _count(res.get("skipped"))
         total["api_calls"] += int(res.get("api_calls") or 0)
         total["failed"].extend(res.get("failed") or [])
+        total["deferred"].extend(res.get("deferred") or [])
     if total["ingested"] == 0 and total["skipped"] == 0:
         reasons = sorted({str(f.get("reason")) for f in total["failed"]})[:5]
+        if total["deferred"]:
+            reasons.append(f"{len(total['deferred'])} user(s) still rate-limited by Spotify after the longest wait")
         raise RuntimeError(f"no user could be ingested ({len(total['failed'])} failed); reasons: {reasons}")
     return total
 

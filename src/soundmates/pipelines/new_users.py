@@ -79,9 +79,10 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
     log.info("processing %d new-user request(s)", len(user_ids))
 
     failed: dict[str, str] = {}
+    deferred: list[str] = []  # rate-limited by Spotify: back to pending for a later run, not failed
     read_at = time.time()  # the data of this batch is read from now on (a removal before this is honoured)
     try:
-        ok = _ingest_and_featurize(settings, by_user, failed)
+        ok = _ingest_and_featurize(settings, by_user, failed, deferred)
         embedder = _index_embedder(settings, index)
         summary["model_version"] = embedder.version
         summary["embedder"] = getattr(embedder, "name", None) or embedder.version
@@ -92,7 +93,7 @@ def process_inbox(settings=None, limit: int | None = None) -> dict[str, Any]:
         log.exception("new-users batch failed as a whole; requests go back to pending")
         inbox.mark_many(store, user_ids, inbox.PENDING)
         raise
-    _finish(store, inbox, by_user, failed, summary)
+    _finish(store, inbox, by_user, failed, deferred, summary)
     summary["fresh_buffer"] = _fresh_size(index)
     summary["rebuild_due"] = _rebuild_due(index)
     log.info("new users: %d done, %d failed, rebuild due: %s", len(summary["done"]), len(failed), summary["rebuild_due"])
@@ -122,8 +123,10 @@ def _index_embedder(settings: Any, index: Any) -> Any:
         return served
 
 
-def _ingest_and_featurize(settings: Any, by_user: dict[str, str], failed: dict[str, str]) -> list[str]:
-    """Ingest the requested refs and build their features; returns the users that got through both."""
+def _ingest_and_featurize(settings: Any, by_user: dict[str, str], failed: dict[str, str], deferred: list[str]) -> list[str]:
+    """Ingest the requested refs and build their features; returns the users that got through both.
+
+    Users ingest deferred (Spotify's rate limit) are appended to ``deferred``: neither failed nor done."""
     from soundmates.pipelines import build_features, ingest_users
 
     ingest = ingest_users(list(by_user.values()), settings=settings, progress=False)
@@ -132,7 +135,9 @@ def _ingest_and_featurize(settings: Any, by_user: dict[str, str], failed: dict[s
     for uid, ref in by_user.items():
         if ref in ref_failures:
             failed[uid] = ref_failures[ref]
-    ok = [uid for uid in by_user if uid not in failed]
+    deferred_refs = {str(_field(d, "ref")) for d in _field(ingest, "deferred") or []}
+    deferred.extend(uid for uid, ref in by_user.items() if ref in deferred_refs and uid not in failed)
+    ok = [uid for uid in by_user if uid not in failed and uid not in deferred]
     if ok:
         feats = build_features(settings=settings, user_ids=ok) or {}
         for item in feats.get("rejected") or []:
@@ -142,13 +147,17 @@ def _ingest_and_featurize(settings: Any, by_user: dict[str, str], failed: dict[s
     return [uid for uid in ok if uid not in failed]
 
 
-def _finish(store: Any, inbox: Any, by_user: dict[str, str], failed: dict[str, str], summary: dict[str, Any]) -> None:
-    """Mark each request done or failed (with the reason) and fill the summary."""
+def _finish(store: Any, inbox: Any, by_user: dict[str, str], failed: dict[str, str], deferred: list[str],
+            summary: dict[str, Any]) -> None:
+    """Mark each request done, failed (with the reason) or pending again (deferred); fill the summary."""
     user_ids = list(by_user)
-    done = [uid for uid in user_ids if uid not in failed]
+    done = [uid for uid in user_ids if uid not in failed and uid not in deferred]
     # A request deleted meanwhile (its user removed) has nothing left to mark.
     still = set(store.read(inbox.INBOX_GROUP, keys=user_ids)["user_id"].astype(str))
     inbox.mark_many(store, [uid for uid in done if uid in still], inbox.DONE)
+    if deferred:
+        inbox.mark_many(store, [uid for uid in deferred if uid in still], inbox.PENDING)
+        summary["deferred"] = deferred
     for uid, reason in failed.items():
         if uid in still:
             inbox.mark(store, uid, inbox.FAILED, reason=reason)

@@ -1,30 +1,41 @@
-"""spotipy, configured for the real API or the local server, behind a bounded retry policy.
+"""Bounded GET calls to the Spotify Web API (real or local server), with a bounded retry policy.
 
-spotipy's own retries are switched off (a plain ``requests.Session``): its urllib3
-Retry sleeps for any ``Retry-After`` (an hour, if Spotify says so) and loses the
-status. Here, tenacity retries 429 (honouring ``Retry-After`` up to
-``settings.spotify_retry_after_cap_s``), 5xx, unreadable bodies and dropped
-connections at most ``settings.spotify_max_retries`` times, then raises a typed
-:mod:`soundmates.spotify.errors` error whose message is the reason to report.
+Tokens come from spotipy's client-credentials manager; API calls are plain ``requests``
+GETs on a session whose :class:`~soundmates.spotify.transport.BoundedAdapter` gives every
+call one deadline (``settings.spotify_deadline_s``: connect + headers + whole body) and a
+size cap (``settings.spotify_max_response_bytes``). Redirects are followed by hand (at
+most ``MAX_REDIRECTS``) inside that same deadline. No retrying adapter: urllib3's Retry
+would sleep for any ``Retry-After`` (an hour, if Spotify says so). Here, tenacity retries
+429 (honouring ``Retry-After`` up to ``settings.spotify_retry_after_cap_s``), 5xx, timeouts,
+unreadable bodies and dropped connections at most ``settings.spotify_max_retries`` times,
+then raises a typed :mod:`soundmates.spotify.errors` error whose message is the reason to
+report. A ``Retry-After`` above the cap (or 429s past the retries) stops every later call of
+the client until that time: :class:`RateLimitExhausted` carries the seconds to wait.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
-import spotipy
 from spotipy.cache_handler import MemoryCacheHandler
 from spotipy.exceptions import SpotifyException
-from spotipy.oauth2 import SpotifyClientCredentials
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from spotipy.oauth2 import SpotifyClientCredentials, SpotifyOauthError
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from soundmates.config import Settings, SpotifyCredentials, get_settings
 
@@ -40,6 +51,7 @@ from .errors import (
     SpotifyUnavailable,
     UserNotFound,
 )
+from .transport import ResponseTooLarge, bounded_session
 
 # spotipy logs request headers (the bearer token) at DEBUG and every HTTP error at ERROR,
 # including the 429s and 5xx this module retries: keep the token out of any log, and let
@@ -51,77 +63,13 @@ logging.getLogger("spotipy").addHandler(logging.NullHandler())
 log = logging.getLogger(__name__)
 
 TOKEN_ENDPOINT = "token"
+MAX_REDIRECTS = 5  # the Web API does not redirect GETs; a few hops are tolerated, a loop is an error
+# A Retry-After beyond a day is read as a day: the run is deferred either way, and the time stays a number.
+MAX_RETRY_AFTER_S = 86_400.0
 
 
 class _TokenHttpError(SpotifyException):
-    """An HTTP error of the token endpoint, with its status kept (spotipy's own error drops it)."""
-
-
-class _ClientCredentials(SpotifyClientCredentials):
-    """Client-credentials flow whose token URL is per instance and whose errors keep their status."""
-
-    def __init__(self, *args, token_url: str, on_request: Callable[[], None], **kwargs):
-        super().__init__(*args, **kwargs)
-        self.OAUTH_TOKEN_URL = token_url  # instance attribute: other clients keep theirs
-        self._on_request = on_request
-
-    def _request_access_token(self):
-        self._on_request()
-        return super()._request_access_token()
-
-    def _handle_oauth_error(self, http_error):
-        response = http_error.response
-        try:
-            err = response.json().get("error_description") or response.json().get("error")
-        except ValueError:
-            err = (response.text or "")[:200] or None
-        raise _TokenHttpError(response.status_code, -1, f"token endpoint: {err}", headers=response.headers)
-
-
-class _Spotify(spotipy.Spotify):
-    """spotipy.Spotify whose calls skip spotipy's eager DEBUG strings.
-
-    spotipy 2.26 formats every request's headers (the bearer token) and every whole response
-    into f-strings for ``logger.debug`` on each call, whatever the log level: on 50-row pages
-    that costs more CPU than parsing the JSON, and it puts the token in a log line. The rest is
-    spotipy's own behaviour: same URL prefix, headers, timeout, and ``SpotifyException`` with
-    ``http_status``, ``msg``, ``reason`` and ``headers`` (for Retry-After) on HTTP errors; a body
-    that is not JSON gives None, as in spotipy.
-    """
-
-    def _internal_call(self, method, url, payload, params):
-        if not url.startswith("http"):
-            url = self.prefix + url
-        headers = self._auth_headers()
-        headers["Content-Type"] = "application/json"
-        if self.language is not None:
-            headers["Accept-Language"] = self.language
-        response = self._session.request(
-            method,
-            url,
-            headers=headers,
-            proxies=self.proxies,
-            timeout=self.requests_timeout,
-            params=params,
-            data=json.dumps(payload) if payload else None,
-        )
-        if response.status_code >= 400:
-            msg = reason = None
-            try:
-                error = response.json().get("error")
-                if isinstance(error, dict):
-                    msg, reason = error.get("message"), error.get("reason")
-                else:
-                    msg = error
-            except (ValueError, AttributeError):
-                msg = response.text or None
-            raise SpotifyException(response.status_code, -1, f"{response.url}:\n {msg}", reason=reason, headers=response.headers)
-        # Kept so the caller can store the raw answer byte for byte (no re-serialising).
-        self.last_body = response.content
-        try:
-            return json.loads(self.last_body)
-        except ValueError:
-            return None
+    """An HTTP error of a token endpoint, with its status kept (spotipy's own error drops it); raised by connect's PKCE flow."""
 
 
 class _Transient(Exception):
@@ -135,18 +83,25 @@ class _Transient(Exception):
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent/garbled."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date).
+
+    None when absent or garbled (negative, NaN, not a number or a date): the caller then
+    backs off on its own. A date in the past is 0; anything beyond ``MAX_RETRY_AFTER_S`` is
+    read as that (an "infinite" wait must still be a time a scheduler can use).
+    """
     if value is None:
         return None
     value = str(value).strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError, OverflowError):
+        try:
+            seconds = max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if math.isnan(seconds) or seconds < 0:
         return None
+    return min(seconds, MAX_RETRY_AFTER_S)
 
 
 class SpotifyClient:
@@ -181,6 +136,7 @@ class SpotifyClient:
         # instead of hammering an API that asked us to stay away.
         self._blocked_until = 0.0
         self._blocked_for_s = 0.0
+        self._last_retry_after: float | None = None
         # The bytes of the last successful answer, so raw pages are stored as received.
         self.last_body: bytes | None = None
         self._backoff = wait_exponential_jitter(
@@ -189,33 +145,43 @@ class SpotifyClient:
             jitter=max(0.0, self.settings.spotify_backoff_s),
         )
 
-        session = requests.Session()  # a plain session: spotipy mounts no retrying adapter on it
-        _resolve_proxies_once(session, self.settings.spotify_api_url, self.settings.spotify_token_url)
-        self._auth = _ClientCredentials(
+        self.deadline_s = float(self.settings.spotify_deadline_s)
+        self.max_bytes = int(self.settings.spotify_max_response_bytes)
+        # (connect, whole answer): the bounded adapter reads the second as the deadline of the answer.
+        self._timeout = (min(float(self.settings.spotify_timeout_s), self.deadline_s), self.deadline_s)
+        self._session = bounded_session(max_bytes=self.max_bytes, default_timeout_s=self.deadline_s, max_redirects=MAX_REDIRECTS)
+        _resolve_proxies_once(self._session, self.settings.spotify_api_url, self.settings.spotify_token_url)
+        # spotipy's client-credentials manager as shipped; the token URL is per instance (other
+        # clients keep theirs), and a response hook on the session counts its requests and keeps
+        # the status of the last answer (spotipy's SpotifyOauthError drops it).
+        self._token_url = self.settings.spotify_token_url
+        self._last_token_answer: tuple[int, Mapping[str, str]] | None = None
+        self._session.hooks["response"].append(self._note_token_answer)
+        self._auth = SpotifyClientCredentials(
             client_id=creds.client_id,
             client_secret=secret,
-            requests_session=session,
-            requests_timeout=self.settings.spotify_timeout_s,
+            requests_session=self._session,
+            requests_timeout=self._timeout,
             cache_handler=MemoryCacheHandler(),
-            token_url=self.settings.spotify_token_url,
-            on_request=self._count_token_request,
         )
-        self.sp = _Spotify(
-            auth_manager=self._auth,
-            requests_session=session,
-            requests_timeout=self.settings.spotify_timeout_s,
-            retries=0,
-            status_retries=0,
-        )
-        self.sp.prefix = self.settings.spotify_api_url
+        self._auth.OAUTH_TOKEN_URL = self._token_url
 
     # --- bookkeeping ---------------------------------------------------------
+    def _note_token_answer(self, response: requests.Response, *args, **kwargs) -> None:
+        if response.request.method == "POST" and response.url == self._token_url:
+            self._count_token_request()
+            self._last_token_answer = (response.status_code, response.headers)
+
     def _count_token_request(self) -> None:
         self.token_requests += 1
 
     @property
     def api_calls(self) -> int:
         return sum(self.calls.values())
+
+    def blocked_for_s(self) -> float:
+        """Seconds until the API may be called again after a rate limit (0 = not blocked)."""
+        return max(0.0, self._blocked_until - time.monotonic())
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -276,46 +242,90 @@ class SpotifyClient:
                 self._auth.cache_handler.save_token_to_cache(None)  # the token expired or the server forgot it
 
     def _once(self, endpoint: str, path: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        self._last_token_answer = None
         try:
             # Fetched (or taken from memory) before the call, so that a failing token request is
             # reported as such and not counted as a call of ``endpoint``.
-            self._auth.get_access_token(as_dict=False)
+            token = self._auth.get_access_token(as_dict=False)
         except _TokenHttpError as exc:
-            self._classify(TOKEN_ENDPOINT, exc)
+            self._classify(TOKEN_ENDPOINT, int(exc.http_status or 0), exc.headers, exc.msg)
+        except SpotifyOauthError as exc:
+            if self._last_token_answer is None:
+                raise  # not our token endpoint's answer (connect's PKCE manager): its caller decides
+            status, headers = self._last_token_answer
+            self._classify(TOKEN_ENDPOINT, status, headers, exc.error_description or exc.error)
         except requests.exceptions.RequestException as exc:
-            raise _Transient("connection", f"{type(exc).__name__} on {TOKEN_ENDPOINT}") from None
+            self._transport_error(TOKEN_ENDPOINT, exc)
         self.calls[endpoint] += 1
+        url = path if path.startswith(("http://", "https://")) else self.settings.spotify_api_url + path
         try:
-            result = self.sp._get(path, args=dict(params) if params else None)
-        except _TokenHttpError as exc:
-            self._classify(TOKEN_ENDPOINT, exc)
-        except SpotifyException as exc:
-            self._classify(endpoint, exc)
+            response = self._get_following_redirects(url, params, token)
         except requests.exceptions.RequestException as exc:
-            raise _Transient("connection", f"{type(exc).__name__} on {endpoint}") from None
-        if result is None:
-            # spotipy turns a body that is not JSON into None (a truncated answer, a proxy page).
-            raise _Transient("unreadable", f"an answer of {endpoint} that is not JSON")
-        self.last_body = self.sp.last_body
+            self._transport_error(endpoint, exc)
+        status = response.status_code
+        if status >= 400:
+            self._classify(endpoint, status, response.headers, _error_message(response.content))
+        if not 200 <= status < 300:
+            raise MalformedResponse(f"malformed data: {endpoint} answered HTTP {status}", endpoint=endpoint)
+        body = response.content
+        try:
+            result = json.loads(body)
+        except ValueError:
+            # A truncated answer or a proxy's HTML page: worth another try.
+            raise _Transient("unreadable", f"an answer of {endpoint} that is not JSON") from None
+        except RecursionError:
+            raise MalformedResponse(f"malformed data: {endpoint} answered JSON nested too deeply to read", endpoint=endpoint) from None
         if not isinstance(result, dict):
             raise MalformedResponse(f"malformed data: {endpoint} answered a JSON {type(result).__name__}, not an object", endpoint=endpoint)
+        self.last_body = body  # kept so the caller can store the raw answer byte for byte
         return result
 
-    def _classify(self, endpoint: str, exc: SpotifyException) -> None:
-        status = int(exc.http_status or 0)
+    def _get_following_redirects(self, url: str, params: dict[str, Any] | None, token: str) -> requests.Response:
+        """GET with every hop inside one deadline; the bearer token never leaves the API's origin."""
+        deadline = time.monotonic() + self.deadline_s
+        origin = urlsplit(url)[:2]
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        for _hop in range(MAX_REDIRECTS + 1):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise requests.exceptions.ReadTimeout(f"no complete answer within {self.deadline_s:g} s")
+            response = self._session.get(url, params=params, headers=headers, allow_redirects=False,
+                                         timeout=(min(self._timeout[0], left), left))
+            if not response.is_redirect:
+                return response
+            url = urljoin(response.url, response.headers["Location"])
+            params = None  # the Location carries its own query
+            if urlsplit(url)[:2] != origin:
+                headers.pop("Authorization", None)
+        raise requests.exceptions.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
+
+    def _transport_error(self, endpoint: str, exc: requests.exceptions.RequestException) -> None:
+        if isinstance(exc, ResponseTooLarge):
+            raise MalformedResponse(
+                f"malformed data: the answer of {endpoint} is larger than the {self.max_bytes:,} byte limit", endpoint=endpoint
+            ) from None
+        if isinstance(exc, requests.exceptions.TooManyRedirects):
+            raise MalformedResponse(f"malformed data: {endpoint} redirects in a loop (more than {MAX_REDIRECTS} redirects)", endpoint=endpoint) from None
+        if isinstance(exc, requests.exceptions.Timeout):
+            raise _Transient("timeout", f"no complete answer of {endpoint} within {self.deadline_s:g} s") from None
+        if isinstance(exc, requests.exceptions.ContentDecodingError):
+            raise _Transient("unreadable", f"an answer of {endpoint} that cannot be decompressed") from None
+        raise _Transient("connection", f"{type(exc).__name__} on {endpoint}") from None
+
+    def _classify(self, endpoint: str, status: int, headers: Mapping[str, str] | None, msg: object) -> None:
         if status == 429:
-            headers = exc.headers or {}
-            wait_s = parse_retry_after(headers.get("Retry-After"))
+            header = (headers or {}).get("Retry-After")
+            wait_s = parse_retry_after(header)
+            self._last_retry_after = wait_s
             if wait_s is not None and wait_s > self.retry_after_cap_s:
-                self._blocked_until = time.monotonic() + wait_s
-                self._blocked_for_s = wait_s
+                self._block(wait_s)
                 raise RateLimitExhausted(
                     f"rate limit: Retry-After {wait_s:g} s exceeds the {self.retry_after_cap_s:g} s cap",
                     retry_after_s=wait_s,
                     status=429,
                     endpoint=endpoint,
                 )
-            raise _Transient("429", f"429 on {endpoint} (Retry-After {headers.get('Retry-After')})", wait_s)
+            raise _Transient("429", f"429 on {endpoint} (Retry-After {_short(header, 40)})", wait_s)
         if status >= 500:
             raise _Transient("5xx", f"{status} on {endpoint}")
         if endpoint == TOKEN_ENDPOINT and status in (400, 401, 403):
@@ -335,19 +345,41 @@ class SpotifyClient:
         if status == 404:
             cls = UserNotFound if endpoint == "user" else NotFound
             raise cls(f"not found (404 on {endpoint})", status=404, endpoint=endpoint)
-        raise BadRequest(f"the Spotify API refused the request ({status} on {endpoint}): {_short(exc.msg)}", status=status, endpoint=endpoint)
+        raise BadRequest(f"the Spotify API refused the request ({status} on {endpoint}): {_short(msg)}", status=status, endpoint=endpoint)
+
+    def _block(self, wait_s: float) -> None:
+        """No call before ``wait_s`` from now: the API asked us to stay away longer than we wait in-line."""
+        self._blocked_until = max(self._blocked_until, time.monotonic() + wait_s)
+        self._blocked_for_s = wait_s
 
     def _final_error(self, endpoint: str, exc: _Transient) -> Exception:
         n = self.max_retries
         if exc.kind == "429":
-            return RateLimitExhausted(f"rate limit: still answered 429 after {n} retries ({endpoint})", status=429, endpoint=endpoint)
+            # Still rate-limited after every retry: stop calling for the last Retry-After (at least the cap).
+            wait_s = max(self._last_retry_after or 0.0, self.retry_after_cap_s)
+            self._block(wait_s)
+            return RateLimitExhausted(f"rate limit: still answered 429 after {n} retries ({endpoint})",
+                                      retry_after_s=wait_s, status=429, endpoint=endpoint)
         if exc.kind == "unreadable":
             return MalformedResponse(f"malformed data: {exc.detail}, after {n} retries", endpoint=endpoint)
         if exc.kind == "401":
             return AuthenticationFailed(f"the Spotify API kept rejecting the access token (401 on {endpoint})", status=401, endpoint=endpoint)
         if exc.kind == "5xx":
             return SpotifyUnavailable(f"Spotify API unavailable: {exc.detail}, still failing after {n} retries", endpoint=endpoint)
+        if exc.kind == "timeout":
+            return SpotifyUnavailable(f"Spotify API too slow: {exc.detail}, still failing after {n} retries", endpoint=endpoint)
         return SpotifyUnavailable(f"Spotify API unreachable: {exc.detail}, still failing after {n} retries", endpoint=endpoint)
+
+
+def _error_message(body: bytes) -> str | None:
+    """The ``error.message`` of a Web API error body (or its text), whatever shape it has."""
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError, RecursionError):
+        return body[:200].decode("utf-8", "replace") or None
+    if isinstance(error, dict):
+        return str(error.get("message") or "") or None
+    return None if error is None else str(error)
 
 
 def _resolve_proxies_once(session: requests.Session, *urls: str) -> None:

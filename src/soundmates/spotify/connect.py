@@ -371,7 +371,6 @@ class ConnectedClient(SpotifyClient):
         super().__init__(settings, SpotifyCredentials(client_id=auth.client_id, client_secret=SecretStr("pkce")), sleep=sleep)
         auth._on_request = self._count_token_request
         self._auth = auth
-        self.sp.auth_manager = auth
 
     def get(self, endpoint: str, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         try:

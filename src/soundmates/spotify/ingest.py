@@ -24,6 +24,7 @@ import contextlib
 import gzip
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -86,10 +87,19 @@ class FailedRef(BaseModel):
     reason: str
 
 
+class DeferredRef(BaseModel):
+    """A user not done because the API rate-limited the run: try again after ``retry_after_s`` (from the run's end)."""
+
+    ref: str
+    retry_after_s: float
+
+
 class IngestSummary(BaseModel):
     ingested: int = 0
     skipped: int = 0
     failed: list[FailedRef] = Field(default_factory=list)
+    # Rate-limited, not failed: a Retry-After above the cap (or 429s past the retries) stopped fetching.
+    deferred: list[DeferredRef] = Field(default_factory=list)
     api_calls: int = 0  # HTTP requests to the Web API, retries included (token requests excluded)
     calls_by_endpoint: dict[str, int] = Field(default_factory=dict)
     retries: dict[str, int] = Field(default_factory=dict)  # retried failures by kind: 429, 5xx, connection, ...
@@ -216,6 +226,10 @@ def _classify_row(row: Any) -> tuple[str, dict | None]:
     return "track", content
 
 
+def _str_or_none(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
 def _int_or_none(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
@@ -254,6 +268,8 @@ def _next_offset(page: dict, offset: int, endpoint: str) -> int | None:
     nxt = page.get("next")
     if not nxt:
         return None
+    if not isinstance(nxt, str):
+        raise MalformedResponse(f"malformed data: {endpoint} paging has a 'next' that is not a link", endpoint=endpoint)
     # The offset is read from `next` but the request is rebuilt on the current API prefix:
     # a stored page of an earlier run may point at a server (port) that is gone.
     try:
@@ -269,6 +285,12 @@ def _check_page(page: Any, endpoint: str, offset: int) -> dict:
     if not isinstance(page, dict) or not isinstance(page.get("items"), list):
         raise MalformedResponse(f"malformed data: the {endpoint} page at offset {offset} has no 'items' list", endpoint=endpoint)
     return page
+
+
+def _check_user(user: dict) -> dict:
+    if not isinstance(user.get("id", ""), str):
+        raise MalformedResponse("malformed data: the user object has no string id", endpoint="user")
+    return user
 
 
 def _failure_reason(uid: str, exc: SpotifyError) -> str:
@@ -344,7 +366,10 @@ class Ingestor:
                 self.raw_pages_reused += 1
                 return stored
         obj = self.client.get(endpoint, path, params)
-        if endpoint != "user":
+        # Checked before it is kept: a stored answer of the wrong shape would fail every rerun.
+        if endpoint == "user":
+            _check_user(obj)
+        else:
             _check_page(obj, endpoint, (params or {}).get("offset", 0))
         body = getattr(self.client, "last_body", None)
         _save_raw(raw_path, body if body is not None else json.dumps(obj, ensure_ascii=False).encode("utf-8"))
@@ -369,8 +394,8 @@ class Ingestor:
             user = self._fetch("user", f"users/{qid}", None, udir / "user.json.gz", reuse)
         except ApiRefused:
             user = None  # development mode removed /users/{id}; the playlists may still answer
-        if user is not None and not isinstance(user.get("id", user_id), str):
-            raise MalformedResponse("malformed data: the user object has no string id", endpoint="user")
+        if user is not None:
+            _check_user(user)
 
         playlists: list[Playlist] = []
         tracks: dict[str, Track] = {}
@@ -419,7 +444,7 @@ class Ingestor:
         artists = self._artists(artist_names)
         profile = Profile(
             user_id=user_id,
-            display_name=(user or {}).get("display_name"),
+            display_name=_str_or_none((user or {}).get("display_name")),
             source="spotify",
             playlists=playlists,
             tracks=tracks,
@@ -484,10 +509,18 @@ class Ingestor:
             self.artists_fetched += 1
 
     # --- many users --------------------------------------------------------------------
+    def _retry_after_s(self) -> float:
+        """Seconds from now until the API may be called again (rounded up to 0.1 s; at least 0.1)."""
+        blocked = getattr(self.client, "blocked_for_s", None)
+        left = blocked() if callable(blocked) else float(self.settings.spotify_retry_after_cap_s)
+        return max(0.1, math.ceil(left * 10) / 10)
+
     def ingest_many(self, refs: Iterable[str], *, refresh: bool = False, progress: bool = True) -> IngestSummary:
         """Ingest every reference; bad references and failing users are reported, never raised.
 
-        Only errors that stop every user (missing or refused credentials) propagate.
+        Users not done because the API rate-limited the run are ``deferred`` (never ``failed``);
+        a rerun after ``retry_after_s`` resumes them from the kept raw pages. Only errors that
+        stop every user (missing or refused credentials) propagate.
         """
         from tqdm import tqdm
 
@@ -500,6 +533,7 @@ class Ingestor:
         reused0, fetched0 = self.raw_pages_reused, self.artists_fetched
 
         summary = IngestSummary()
+        deferred: list[str] = []
         unavailable_streak = 0
         last_unavailable = ""
         bar = tqdm(refs, desc="ingest", unit="user", file=sys.stderr, disable=not progress, dynamic_ncols=True)
@@ -520,6 +554,11 @@ class Ingestor:
                 self.ingest_user(uid, refresh=refresh)
             except (MissingCredentials, AuthenticationFailed):
                 raise
+            except RateLimitExhausted:
+                # A pause, not a failure: the client now refuses every call until the API's time, so
+                # the rest of the run only completes users whose raw pages are all kept; the others wait.
+                deferred.append(ref_text)
+                continue
             except SpotifyError as exc:
                 summary.failed.append(FailedRef(ref=ref_text, reason=_failure_reason(uid, exc)))
                 if isinstance(exc, SpotifyUnavailable):
@@ -529,13 +568,20 @@ class Ingestor:
                     unavailable_streak = 0
                 continue
             except Exception as exc:  # a bug or an odd answer must not cost the other users
-                log.exception("ingest of %r failed", uid)
-                summary.failed.append(FailedRef(ref=ref_text, reason=f"malformed data or internal error: {type(exc).__name__}: {exc}"))
+                log.warning("ingest of %r failed: %s: %s", uid, type(exc).__name__, exc)
+                log.debug("ingest of %r failed", uid, exc_info=True)
+                detail = " ".join(str(exc).split())[:200]  # one line, whatever the exception says
+                summary.failed.append(FailedRef(ref=ref_text, reason=f"malformed data or internal error: {type(exc).__name__}: {detail}"))
                 continue
             unavailable_streak = 0
             summary.ingested += 1
             summary.ingested_user_ids.append(uid)
-            bar.set_postfix(ok=summary.ingested, failed=len(summary.failed), calls=self.client.api_calls - sum(calls0.values()))
+            bar.set_postfix(ok=summary.ingested, failed=len(summary.failed), deferred=len(deferred),
+                            calls=self.client.api_calls - sum(calls0.values()))
+
+        if deferred:
+            retry_after_s = self._retry_after_s()
+            summary.deferred = [DeferredRef(ref=ref, retry_after_s=retry_after_s) for ref in deferred]
 
         calls = self.client.calls - calls0
         summary.api_calls = sum(calls.values())
