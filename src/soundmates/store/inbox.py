@@ -186,10 +186,11 @@ class InboxQueue:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # never leave the kept connection inside a half-done transaction
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def _import_legacy(self, conn: sqlite3.Connection) -> bool:
         """Copy an old ``new_users_inbox`` feature group's rows in, once; the group itself is left alone.
