@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -64,7 +66,7 @@ def test_process_inbox_hands_requests_back_when_a_stage_fails(spotify_server, sm
     assert inbox.get(store, uid).status == "pending"  # nothing lost: the retry picks it up again
 
 
-def test_process_inbox_requeues_stale_claims_and_validates_limit(settings):
+def test_process_inbox_requeues_stale_claims_and_validates_limit(settings, monkeypatch):
     from datetime import UTC, datetime, timedelta
 
     from soundmates.pipelines import new_users
@@ -74,9 +76,8 @@ def test_process_inbox_requeues_stale_claims_and_validates_limit(settings):
     inbox.add_request(store, "stuck", "spotify:user:stuck", source="test")
     inbox.claim(store)  # a run took it, then died
     assert new_users._requeue_stale(store, inbox) == []  # fresh claim: maybe a live run, leave it
-    frame = store.read(inbox.INBOX_GROUP)
-    frame["updated_at"] = frame["updated_at"] - (new_users.STALE_CLAIM + timedelta(minutes=1))
-    store.upsert(inbox.INBOX_GROUP, frame)
+    time.sleep(0.01)
+    monkeypatch.setattr(new_users, "STALE_CLAIM", timedelta(milliseconds=5))  # the claim is now older than that
     assert new_users._requeue_stale(store, inbox) == ["stuck"]
     assert inbox.get(store, "stuck").status == "pending"
     assert inbox.get(store, "stuck").updated_at > datetime.now(UTC) - timedelta(minutes=1)

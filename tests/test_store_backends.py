@@ -183,8 +183,13 @@ class InMemoryFeatureStore:
 
 
 def test_hopsworks_backend_maps_time_travel_deletes_and_listing_onto_the_sdk(monkeypatch):
-    from soundmates.store import DataVersionNotFound, inbox
+    from soundmates.store import DataVersionNotFound
     from soundmates.store.hopsworks_store import HopsworksFeatureStore
+
+    def request(user_id: str, status: str = "pending") -> pd.DataFrame:
+        now = pd.Timestamp.now(tz="UTC")
+        return pd.DataFrame({"user_id": [user_id], "ref": f"ref-{user_id}", "status": status, "reason": None,
+                             "source": "test", "requested_at": now, "updated_at": now})
 
     fs = InMemoryFeatureStore()
     fake = types.ModuleType("hopsworks")
@@ -195,14 +200,14 @@ def test_hopsworks_backend_maps_time_travel_deletes_and_listing_onto_the_sdk(mon
 
     assert store.data_version("new_users_inbox") is None
     assert store.read("new_users_inbox").empty
-    inbox.add_request(store, "ann", "ref-ann")
+    store.upsert("new_users_inbox", request("ann"))
     first = store.data_version("new_users_inbox")
-    inbox.add_request(store, "bob", "ref-bob")
-    inbox.mark(store, "ann", "done")
+    store.upsert("new_users_inbox", request("bob"))
+    store.upsert("new_users_inbox", request("ann", "done"))
     assert ("test_new_users_inbox", 1) in fs.groups, "the name prefix keeps tests off the real groups"
 
-    assert [e.user_id for e in inbox.pending(store)] == ["bob"]
-    assert inbox.counts(store) == {"pending": 1, "processing": 0, "done": 1, "failed": 0}
+    now = store.read("new_users_inbox").sort_values("user_id")
+    assert now["status"].tolist() == ["done", "pending"]
     then = store.read("new_users_inbox", as_of=first)
     assert then["user_id"].tolist() == ["ann"] and then["status"].tolist() == ["pending"]
     with pytest.raises(DataVersionNotFound, match="no data version 5"):

@@ -474,7 +474,7 @@ def test_inbox_add_is_idempotent_and_requeues_failed(store):
     assert (first.status, first.ref, first.source, first.reason) == ("pending", "https://open.spotify.com/user/u1", "dashboard", None)
     again = inbox.add_request(store, "u1", "spotify:user:u1", source="cli")
     assert again == first, "re-adding a pending user must not change or duplicate it"
-    assert len(store.read("new_users_inbox")) == 1
+    assert len(inbox.latest(store)) == 1
 
     inbox.mark(store, "u1", "processing")
     assert inbox.add_request(store, "u1", "x").status == "processing"
@@ -488,7 +488,7 @@ def test_inbox_add_is_idempotent_and_requeues_failed(store):
     requeued = inbox.add_request(store, "u2", "spotify:user:u2", source="cli")
     assert (requeued.status, requeued.reason, requeued.source) == ("pending", None, "cli")
     assert requeued.requested_at >= failed.requested_at
-    assert len(store.read("new_users_inbox")) == 2
+    assert len(inbox.latest(store)) == 2
 
 
 def test_inbox_status_flow_pending_order_and_counts(store):

@@ -84,16 +84,12 @@ def inbox_cmd(
     store = _open_store(as_json)
     try:
         counts = inbox.counts(store)
-        frame = store.read(inbox.INBOX_GROUP)
+        entries = [e.to_dict() for e in inbox.latest(store, status=status, limit=limit)]
     except StoreError as exc:
         _fail(str(exc), as_json)
         return
     finally:
         store.close()
-    if status is not None:
-        frame = frame[frame["status"] == status]
-    frame = frame.sort_values(["updated_at", "user_id"], ascending=[False, True], kind="stable").head(limit)
-    entries = [inbox._from_row(r).to_dict() for r in frame.to_dict("records")]
     if as_json:
         emit_json({"counts": counts, "entries": entries})
         return

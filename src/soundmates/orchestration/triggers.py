@@ -1,14 +1,15 @@
 """The trigger that waits in Airflow's triggerer for new-user requests.
 
-``InboxPendingTrigger`` polls the ``new_users_inbox`` feature group and fires
-once at least ``min_pending`` requests are pending. It subclasses
+``InboxPendingTrigger`` polls the new-users inbox (a small SQLite queue: one
+indexed ``count``, under a millisecond) and fires once at least ``min_pending``
+requests are pending. It subclasses
 ``BaseEventTrigger`` so the same class serves both ways Airflow 3 can wait on
 an external event: deferred from :class:`soundmates.orchestration.sensors.NewUsersSensor`
 (what ``soundmates_new_users`` uses), or inside an ``AssetWatcher``.
 
-The store read is blocking I/O (Delta Lake or Hopsworks), so it runs in a
-worker thread: the triggerer's event loop serves every deferred task at once
-and must never block.
+The read is still blocking file I/O (and may wait up to the queue's busy
+timeout behind a writer), so it runs in a worker thread: the triggerer's event
+loop serves every deferred task at once and must never block.
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ TRIGGER_CLASSPATH = "soundmates.orchestration.triggers.InboxPendingTrigger"
 def count_pending(data_dir: str | None = None) -> int:
     """Number of pending requests in the new-users inbox (0 when the inbox does not exist yet)."""
     from soundmates.config import Settings, get_settings
-    from soundmates.store import get_store
     from soundmates.store import inbox
 
     settings = Settings(data_dir=Path(data_dir)) if data_dir else get_settings()
-    counts = inbox.counts(get_store(settings))
-    return int(counts.get("pending", 0))
+    # The queue itself, not the feature store: no Delta table or Hopsworks login per poll.
+    return int(inbox.queue_for(settings).counts()[inbox.PENDING])
 
 
 class InboxPendingTrigger(BaseEventTrigger):

@@ -153,7 +153,7 @@ def _finish(store: Any, inbox: Any, by_user: dict[str, str], failed: dict[str, s
     user_ids = list(by_user)
     done = [uid for uid in user_ids if uid not in failed and uid not in deferred]
     # A request deleted meanwhile (its user removed) has nothing left to mark.
-    still = set(store.read(inbox.INBOX_GROUP, keys=user_ids)["user_id"].astype(str))
+    still = {uid for uid in user_ids if inbox.get(store, uid) is not None}
     inbox.mark_many(store, [uid for uid in done if uid in still], inbox.DONE)
     if deferred:
         inbox.mark_many(store, [uid for uid in deferred if uid in still], inbox.PENDING)
@@ -206,17 +206,9 @@ def _requeue_stale(store: Any, inbox: Any) -> list[str]:
     The DAG runs one batch at a time, so a request still claimed after
     ``STALE_CLAIM`` cannot belong to a live run.
     """
-    from datetime import UTC, datetime
-
-    frame = store.read(inbox.INBOX_GROUP)
-    if not len(frame):
-        return []
-    cutoff = datetime.now(UTC) - STALE_CLAIM
-    stale = frame[(frame["status"] == inbox.PROCESSING) & (frame["updated_at"] < cutoff)]
-    ids = [str(u) for u in stale["user_id"]]
+    ids = inbox.requeue_stale(store, STALE_CLAIM)  # one transaction: a claim in between is not undone
     if ids:
-        log.warning("requeueing %d request(s) left processing by a dead run: %s", len(ids), ids[:10])
-        inbox.mark_many(store, ids, inbox.PENDING)
+        log.warning("requeued %d request(s) left processing by a dead run: %s", len(ids), ids[:10])
     return ids
 
 

@@ -135,6 +135,17 @@ def _delete_store_rows(ctx: RecommendContext, user_id: str, report: dict, errors
     report["store_groups"] = groups
 
 
+def _delete_inbox_request(ctx: RecommendContext, user_id: str, report: dict, errors: list[str]) -> None:
+    """The inbox deletes the user's request (waiting, running or served) through its own API."""
+    from soundmates.store import inbox
+
+    report["inbox_request_deleted"] = False
+    try:
+        report["inbox_request_deleted"] = inbox.delete(ctx.store, [user_id]) > 0
+    except Exception as e:  # noqa: BLE001 - reported with the rest, every other deletion still runs
+        errors.append(f"new-users inbox: {e}")
+
+
 def remove(ctx: RecommendContext, ref: str) -> dict[str, Any]:
     """Hide the user from every result at once (tombstone), then delete everything stored about them.
 
@@ -153,6 +164,7 @@ def remove(ctx: RecommendContext, ref: str) -> dict[str, Any]:
     report["profile_deleted"] = report["raw_responses_deleted"] = False
     _delete_ingested(ctx, user_id, report, errors)
     _delete_store_rows(ctx, user_id, report, errors)
+    _delete_inbox_request(ctx, user_id, report, errors)
     if errors:
         report["errors"] = errors
         head = (f"{user_id!r} no longer appears in any result, but some stored data could not be deleted: "

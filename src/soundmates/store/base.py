@@ -62,6 +62,9 @@ class StoreDamaged(StoreError, RuntimeError):
 
 # --- registry of groups --------------------------------------------------------
 
+# Legacy: the new-users inbox was this feature group; it is a SQLite queue now (store/inbox.py),
+# which imports an old data dir's table once. Nothing writes the group any more, so a new data
+# dir never has it; it stays registered so an old table can still be read, listed and deleted from.
 INBOX_GROUP = "new_users_inbox"
 
 INBOX_SCHEMA = pa.schema(
@@ -166,7 +169,7 @@ def _register_builtin_groups() -> None:
             name=INBOX_GROUP,
             primary_key=("user_id",),
             schema=INBOX_SCHEMA,
-            description="New users waiting for the pipeline, with their status.",
+            description="Legacy new-users inbox (read once by the SQLite inbox's import; never written).",
         ),
     ]
     for spec in builtins:

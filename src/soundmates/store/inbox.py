@@ -1,33 +1,68 @@
-"""New-users inbox: profiles a user asked to add, waiting for the pipeline.
+"""New-users inbox: a job queue of profiles a user asked to add, in one small SQLite table.
 
-The dashboard (through ``Recommender.add``) queues a request; the Airflow
-``process_inbox`` task claims pending requests, ingests and embeds them, and
-marks each one ``done`` or ``failed`` with a reason. It lives in the
-``new_users_inbox`` feature group, so it works on either backend.
+The dashboard and the CLI (through ``Recommender.add``) queue a request; the
+Airflow ``process_inbox`` task claims pending requests, ingests and embeds them,
+and marks each one ``done`` or ``failed`` with a reason. The triggerer and the
+sensor poll the pending count.
 
 Status flow::
 
     add_request -> pending -> (claim) processing -> done
                                                  -> failed -> (add_request again) pending
 
-Every read-modify-write runs under ``store.exclusive`` so the dashboard and an
-Airflow task never interleave on one entry (embedded backend: a file lock).
+Why SQLite and not a feature group: a queue needs an atomic claim and cheap
+polls, not versioned history. WAL mode lets readers (the triggerer, the
+dashboard) run while one writer commits; every write is one short
+``BEGIN IMMEDIATE`` transaction, and ``busy_timeout`` bounds how long a writer
+waits for another, so processes never interleave on one entry.
+
+This module owns the file (``inbox.sqlite3`` next to the feature store's tables);
+nobody else knows its name. A data dir from before keeps its queue: the rows of
+an old ``new_users_inbox`` feature group are imported once, on first open.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from soundmates.store.base import INBOX_GROUP, FeatureStore, StoreError
+from soundmates.store.base import INBOX_GROUP, FeatureStore, StoreError, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 PENDING, PROCESSING, DONE, FAILED = "pending", "processing", "done", "failed"
 STATUSES = (PENDING, PROCESSING, DONE, FAILED)
 # Re-adding one of these is a no-op (the request is queued, running, or already served).
-_KEEP_ON_READD = {PENDING, PROCESSING, DONE}
+_KEEP_ON_READD = (PENDING, PROCESSING, DONE)
+
+_FILE_NAME = "inbox.sqlite3"
+BUSY_TIMEOUT_S = 30.0  # the longest a writer waits for another one before giving up with StoreUnavailable
+_LEGACY_DONE = "legacy_feature_group_imported"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_COLUMNS = "user_id, ref, status, reason, source, requested_at, updated_at"
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS inbox (
+    user_id TEXT PRIMARY KEY,
+    ref TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
+    reason TEXT,
+    source TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,  -- microseconds since the epoch, UTC
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inbox_by_status ON inbox (status, requested_at, user_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
 
 
 class InboxEntryNotFound(StoreError, KeyError):
@@ -54,9 +89,25 @@ class InboxEntry:
         return d
 
 
-def _now() -> datetime:
-    # Microseconds, like the stored column, so an entry compares equal to its re-read.
-    return datetime.now(UTC)
+def _micros(when: datetime) -> int:
+    return (when - _EPOCH) // timedelta(microseconds=1)
+
+
+def _from_micros(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(value))
+
+
+def _entry(row: tuple) -> InboxEntry:
+    user_id, ref, status, reason, source, requested_at, updated_at = row
+    return InboxEntry(user_id, ref, status, reason, source, _from_micros(requested_at), _from_micros(updated_at))
+
+
+def _legacy_micros(value: Any) -> int | None:
+    if value is None or pd.isna(value):
+        return None
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return _micros(stamp.to_pydatetime())
 
 
 def _clean(value, name: str) -> str:
@@ -65,38 +116,265 @@ def _clean(value, name: str) -> str:
     return value.strip()
 
 
-def _to_frame(entries: Iterable[InboxEntry]) -> pd.DataFrame:
-    rows = [asdict(e) for e in entries]
-    frame = pd.DataFrame(rows, columns=["user_id", "ref", "status", "reason", "source", "requested_at", "updated_at"])
-    for col in ("requested_at", "updated_at"):
-        frame[col] = pd.to_datetime(frame[col], utc=True)
-    return frame
+def _clean_ids(user_ids: list[str]) -> list[str]:
+    if isinstance(user_ids, str):
+        raise TypeError("takes a list of user ids, not one string")
+    return list(dict.fromkeys(_clean(u, "user_id") for u in user_ids))
 
 
-def _from_row(row: dict) -> InboxEntry:
-    def when(value) -> datetime:
-        return pd.Timestamp(value).tz_convert("UTC").to_pydatetime() if value is not None and not pd.isna(value) else None
-
-    reason = row.get("reason")
-    return InboxEntry(
-        user_id=str(row["user_id"]),
-        ref=str(row["ref"]) if row.get("ref") is not None else "",
-        status=str(row["status"]),
-        reason=None if reason is None or (isinstance(reason, float) and pd.isna(reason)) else str(reason),
-        source=str(row["source"]) if row.get("source") is not None else "",
-        requested_at=when(row.get("requested_at")),
-        updated_at=when(row.get("updated_at")),
-    )
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
 
 
-def _entries(frame: pd.DataFrame) -> list[InboxEntry]:
-    return [_from_row(r) for r in frame.to_dict("records")]
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+class InboxQueue:
+    """The queue in one SQLite file, through one connection per process (reopened after a fork)."""
+
+    def __init__(self, directory: Path | str, legacy_store: Callable[[], FeatureStore | None] | None = None):
+        self.path = Path(directory) / _FILE_NAME
+        self._legacy_store = legacy_store
+        self._ready = False  # schema made and the old feature group imported (or found absent)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid: int | None = None
+
+    # --- connection and setup ------------------------------------------------------------
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:  # one connection per process, used by one thread at a time
+            conn = self._open()
+            try:
+                yield conn
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(
+                    f"the new-users inbox at {self.path} is busy or unreadable ({exc}); try again in a moment"
+                ) from exc
+
+    def _open(self) -> sqlite3.Connection:
+        # Kept open: closing the last connection checkpoints and deletes the WAL, costing fsyncs on every call.
+        if self._conn is not None and self._pid == os.getpid() and self.path.exists():
+            return self._conn
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()  # the file was deleted under us (a wiped data dir): start afresh
+        self._conn = None  # one inherited through fork is abandoned, never used (SQLite forbids it)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._setup(conn)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open the new-users inbox at {self.path}: {exc}") from exc
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode = WAL")  # persistent in the file; readers never block the writer
+        conn.execute("PRAGMA synchronous = FULL")
+        with self._write(conn):
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                conn.execute(statement)
+        self._ready = self._import_legacy(conn)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _write(conn: sqlite3.Connection) -> Iterator[None]:
+        """One short write transaction: the write lock is taken up front, so read-then-write is atomic."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # never leave the kept connection inside a half-done transaction
+                conn.execute("ROLLBACK")
+            raise
+
+    def _import_legacy(self, conn: sqlite3.Connection) -> bool:
+        """Copy an old ``new_users_inbox`` feature group's rows in, once; the group itself is left alone.
+
+        True once imported (by anyone) or found absent; False when the old store could not be read.
+        """
+        if conn.execute("SELECT 1 FROM meta WHERE key = ?", (_LEGACY_DONE,)).fetchone():
+            return True
+        rows = self._legacy_rows()
+        if rows is None:
+            return False  # try again on the next open; nothing marked
+        with self._write(conn):
+            if conn.execute("SELECT 1 FROM meta WHERE key = ?", (_LEGACY_DONE,)).fetchone():
+                return True  # another process imported meanwhile
+            # OR IGNORE: a request queued here before the import wins over its old copy.
+            conn.executemany(f"INSERT OR IGNORE INTO inbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (_LEGACY_DONE, str(len(rows))))
+        if rows:
+            log.info("imported %d request(s) from the old %s feature group into %s", len(rows), INBOX_GROUP, self.path)
+        return True
+
+    def _legacy_rows(self) -> list[tuple] | None:
+        try:
+            store = self._legacy_store() if self._legacy_store else None
+            if store is None or store.data_version(INBOX_GROUP) is None:
+                return []
+            frame = store.read(INBOX_GROUP)
+        except Exception as exc:  # noqa: BLE001 - a store briefly unreadable must not stop the queue
+            log.warning("old %s feature group not readable (%s); importing it later", INBOX_GROUP, exc)
+            return None
+        rows = []
+        for r in frame.to_dict("records"):
+            requested = _legacy_micros(r.get("requested_at"))
+            updated = _legacy_micros(r.get("updated_at")) or requested
+            if r.get("status") not in STATUSES or not r.get("user_id") or requested is None:
+                continue  # not a request this queue could serve; the old group still holds it
+            reason = r.get("reason") if isinstance(r.get("reason"), str) else None
+            rows.append((str(r["user_id"]), str(r.get("ref") or ""), r["status"], reason, str(r.get("source") or ""),
+                         requested, updated))
+        return rows
+
+    # --- the queue's operations ----------------------------------------------------------
+    def get(self, user_id: str) -> InboxEntry | None:
+        with self._connect() as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM inbox WHERE user_id = ?", (_clean(user_id, "user_id"),)).fetchone()
+        return _entry(row) if row else None
+
+    def add(self, user_id: str, ref: str, source: str) -> InboxEntry:
+        user_id, ref, source = _clean(user_id, "user_id"), _clean(ref, "ref"), _clean(source, "source")
+        now = _micros(datetime.now(UTC))
+        with self._connect() as conn, self._write(conn):
+            row = conn.execute(f"SELECT {_COLUMNS} FROM inbox WHERE user_id = ?", (user_id,)).fetchone()
+            if row is not None and row[2] in _KEEP_ON_READD:
+                return _entry(row)
+            fresh = (user_id, ref, PENDING, None, source, now, now)
+            conn.execute(f"INSERT OR REPLACE INTO inbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", fresh)
+        return _entry(fresh)
+
+    def by_status(self, status: str, limit: int | None = None) -> list[InboxEntry]:
+        _check_limit(limit)
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM inbox WHERE status = ? ORDER BY requested_at, user_id LIMIT ?",
+                (status, -1 if limit is None else limit),
+            ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def claim(self, limit: int | None = None) -> list[InboxEntry]:
+        _check_limit(limit)
+        now = _micros(datetime.now(UTC))
+        with self._connect() as conn, self._write(conn):
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM inbox WHERE status = ? ORDER BY requested_at, user_id LIMIT ?",
+                (PENDING, -1 if limit is None else limit),
+            ).fetchall()
+            ids = [r[0] for r in rows]
+            conn.execute(
+                f"UPDATE inbox SET status = ?, reason = NULL, updated_at = ? WHERE user_id IN ({_placeholders(len(ids))})",
+                (PROCESSING, now, *ids),
+            )
+        return [_entry((r[0], r[1], PROCESSING, None, r[4], r[5], now)) for r in rows]
+
+    def mark(self, user_ids: list[str], status: str, reason: str | None = None) -> list[InboxEntry]:
+        if status not in STATUSES:
+            raise ValueError(f"inbox status must be one of {', '.join(STATUSES)}; got {status!r}")
+        ids = _clean_ids(user_ids)
+        if not ids:
+            return []
+        now = _micros(datetime.now(UTC))
+        where = f"user_id IN ({_placeholders(len(ids))})"
+        with self._connect() as conn, self._write(conn):
+            found = {r[0]: r for r in conn.execute(f"SELECT {_COLUMNS} FROM inbox WHERE {where}", ids)}
+            unknown = [u for u in ids if u not in found]
+            if unknown:
+                raise InboxEntryNotFound(f"no inbox request for user(s) {unknown}: add_request first")
+            conn.execute(f"UPDATE inbox SET status = ?, reason = ?, updated_at = ? WHERE {where}", (status, reason, now, *ids))
+        return [_entry((u, found[u][1], status, reason, found[u][4], found[u][5], now)) for u in ids]
+
+    def requeue_stale(self, older_than: timedelta) -> list[str]:
+        cutoff = _micros(datetime.now(UTC) - older_than)
+        now = _micros(datetime.now(UTC))
+        with self._connect() as conn, self._write(conn):
+            ids = [r[0] for r in conn.execute(
+                "SELECT user_id FROM inbox WHERE status = ? AND updated_at < ? ORDER BY requested_at, user_id",
+                (PROCESSING, cutoff),
+            )]
+            conn.execute(
+                f"UPDATE inbox SET status = ?, updated_at = ? WHERE user_id IN ({_placeholders(len(ids))})",
+                (PENDING, now, *ids),
+            )
+        return ids
+
+    def delete(self, user_ids: list[str]) -> int:
+        ids = _clean_ids(user_ids)
+        if not ids:
+            return 0
+        with self._connect() as conn, self._write(conn):
+            return conn.execute(f"DELETE FROM inbox WHERE user_id IN ({_placeholders(len(ids))})", ids).rowcount
+
+    def counts(self) -> dict[str, int]:
+        with self._connect() as conn:
+            tally = dict(conn.execute("SELECT status, count(*) FROM inbox GROUP BY status").fetchall())
+        return {s: int(tally.get(s, 0)) for s in STATUSES}
+
+    def latest(self, status: str | None = None, limit: int | None = None) -> list[InboxEntry]:
+        _check_limit(limit)
+        where, args = ("WHERE status = ?", [status]) if status is not None else ("", [])
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM inbox {where} ORDER BY updated_at DESC, user_id LIMIT ?",
+                (*args, -1 if limit is None else limit),
+            ).fetchall()
+        return [_entry(r) for r in rows]
+
+
+# --- one queue per store directory, per process ----------------------------------------------
+
+_QUEUES: dict[Path, InboxQueue] = {}
+_QUEUES_LOCK = threading.Lock()
+
+
+def _queue_at(directory: Path, legacy_store: Callable[[], FeatureStore | None]) -> InboxQueue:
+    key = Path(directory).resolve()
+    with _QUEUES_LOCK:
+        queue = _QUEUES.get(key)
+        if queue is None:
+            queue = _QUEUES[key] = InboxQueue(key, legacy_store)
+        return queue
+
+
+def _store_dir(store: FeatureStore) -> Path:
+    root = getattr(store, "root", None)  # the embedded store's directory
+    if root is not None:
+        return Path(root)
+    from soundmates.config import get_settings  # a remote store (Hopsworks): the queue stays in the data dir
+
+    return get_settings().store_dir
+
+
+def queue(store: FeatureStore) -> InboxQueue:
+    """The inbox that belongs with ``store`` (imports an old feature-group inbox on first open)."""
+    found = _queue_at(_store_dir(store), lambda: store)
+    if not found._ready:
+        found._legacy_store = lambda: store  # the caller's live handle, should the import be retried
+    return found
+
+
+def queue_for(settings: Any) -> InboxQueue:
+    """The inbox of a data dir without opening the feature store (the triggerer's cheap poll)."""
+
+    def legacy() -> FeatureStore | None:
+        from soundmates.store import get_store
+
+        return get_store(settings)
+
+    return _queue_at(settings.store_dir, legacy)
+
+
+# --- the public functions every caller uses (a store in, entries out) ------------------------
 
 
 def get(store: FeatureStore, user_id: str) -> InboxEntry | None:
     """The user's request, or None when they never asked."""
-    found = _entries(store.read(INBOX_GROUP, keys=[_clean(user_id, "user_id")]))
-    return found[0] if found else None
+    return queue(store).get(user_id)
 
 
 def add_request(store: FeatureStore, user_id: str, ref: str, source: str = "dashboard") -> InboxEntry:
@@ -105,45 +383,20 @@ def add_request(store: FeatureStore, user_id: str, ref: str, source: str = "dash
     A pending, processing or done request is returned unchanged (no duplicate,
     no second run); a failed one is queued again with its reason cleared.
     """
-    user_id, ref, source = _clean(user_id, "user_id"), _clean(ref, "ref"), _clean(source, "source")
-    with store.exclusive(INBOX_GROUP):
-        existing = get(store, user_id)
-        if existing is not None and existing.status in _KEEP_ON_READD:
-            return existing
-        now = _now()
-        entry = InboxEntry(user_id, ref, PENDING, None, source, requested_at=now, updated_at=now)
-        store.upsert(INBOX_GROUP, _to_frame([entry]))
-        return entry
+    return queue(store).add(user_id, ref, source)
 
 
 def pending(store: FeatureStore, limit: int | None = None) -> list[InboxEntry]:
     """Pending requests, oldest first."""
-    return _by_status(store, PENDING, limit)
-
-
-def _by_status(store: FeatureStore, status: str, limit: int | None) -> list[InboxEntry]:
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
-    frame = store.read(INBOX_GROUP)
-    frame = frame[frame["status"] == status].sort_values(["requested_at", "user_id"], kind="stable")
-    if limit is not None:
-        frame = frame.head(limit)
-    return _entries(frame)
+    return queue(store).by_status(PENDING, limit)
 
 
 def claim(store: FeatureStore, limit: int | None = None) -> list[InboxEntry]:
-    """Move up to ``limit`` pending requests to ``processing`` and return them.
+    """Move up to ``limit`` pending requests (oldest first) to ``processing`` and return them.
 
-    Atomic with respect to other claimers: two Airflow tasks never get the same user.
+    Atomic across processes: two Airflow tasks never get the same user.
     """
-    with store.exclusive(INBOX_GROUP):
-        todo = pending(store, limit)
-        if not todo:
-            return []
-        now = _now()
-        claimed = [InboxEntry(e.user_id, e.ref, PROCESSING, None, e.source, e.requested_at, now) for e in todo]
-        store.upsert(INBOX_GROUP, _to_frame(claimed))
-        return claimed
+    return queue(store).claim(limit)
 
 
 def mark(store: FeatureStore, user_id: str, status: str, reason: str | None = None) -> InboxEntry:
@@ -152,30 +405,27 @@ def mark(store: FeatureStore, user_id: str, status: str, reason: str | None = No
 
 
 def mark_many(store: FeatureStore, user_ids: list[str], status: str, reason: str | None = None) -> list[InboxEntry]:
-    """``mark`` for several users in one commit (a pipeline run finishing a batch)."""
-    if status not in STATUSES:
-        raise ValueError(f"inbox status must be one of {', '.join(STATUSES)}; got {status!r}")
+    """``mark`` for several users in one transaction (a pipeline run finishing a batch)."""
     if isinstance(user_ids, str):
         raise TypeError("mark_many() takes a list of user ids, not one string")
-    ids = [_clean(u, "user_id") for u in user_ids]
-    if not ids:
-        return []
-    with store.exclusive(INBOX_GROUP):
-        found = {e.user_id: e for e in _entries(store.read(INBOX_GROUP, keys=ids))}
-        unknown = [u for u in ids if u not in found]
-        if unknown:
-            raise InboxEntryNotFound(f"no inbox request for user(s) {unknown}: add_request first")
-        now = _now()
-        updated = [
-            InboxEntry(u, found[u].ref, status, reason, found[u].source, found[u].requested_at, now)
-            for u in dict.fromkeys(ids)
-        ]
-        store.upsert(INBOX_GROUP, _to_frame(updated))
-        return updated
+    return queue(store).mark(user_ids, status, reason)
+
+
+def requeue_stale(store: FeatureStore, older_than: timedelta) -> list[str]:
+    """Put requests ``processing`` for longer than ``older_than`` back to ``pending``; their ids."""
+    return queue(store).requeue_stale(older_than)
+
+
+def delete(store: FeatureStore, user_ids: list[str]) -> int:
+    """Remove these users' requests (a person removed from Soundmates); how many were removed."""
+    return queue(store).delete(user_ids)
 
 
 def counts(store: FeatureStore) -> dict[str, int]:
     """Number of requests per status (every status present, 0 when none)."""
-    frame = store.read(INBOX_GROUP)
-    tally = frame["status"].value_counts().to_dict() if len(frame) else {}
-    return {s: int(tally.get(s, 0)) for s in STATUSES}
+    return queue(store).counts()
+
+
+def latest(store: FeatureStore, status: str | None = None, limit: int | None = None) -> list[InboxEntry]:
+    """Requests (all, or with ``status``), most recently updated first."""
+    return queue(store).latest(status, limit)
