@@ -237,7 +237,14 @@ class RawCosine(_Baseline):
     def fit(self, rows: pd.DataFrame) -> "RawCosine":
         if "combined" not in rows.columns:
             raise KeyError("raw_cosine needs the 'combined' column of user_features")
+        self._dim = len(rows["combined"].iloc[0]) if len(rows) else 0
         return self
+
+    def state(self):
+        return {"dim": self._dim}, {}
+
+    def load_state(self, state, arrays):
+        self._dim = int(state.get("dim", 0))
 
     def embed(self, rows: pd.DataFrame) -> np.ndarray:
         from soundmates.model.embedder import RawFeatureEmbedder

@@ -107,6 +107,6 @@ def get_embedder(settings=None, version: str | None = None) -> UserEmbedder:
 
     settings = settings or get_settings()
     reg = ModelRegistry(settings.models_dir)
-    if version is None and reg.current_version() is None:
+    if version is None and reg.served_version() is None:
         return RawFeatureEmbedder()
     return reg.load_embedder(version)

@@ -111,6 +111,10 @@ def fit_model(
     model = TwoTowerModel(cfg.model_dump(), dm.pre.genres.rows, dm.pre.artists.rows, dm.pre.dense_dim,
                           tables.get("genre"), tables.get("artist"))
     model.set_item_priors(*dm.item_log_q())
+    if cfg.objective != "halves":
+        model.eval()
+        model.init_item_tables(dm.pre.dense_dim)
+        model.train()
     extra = []
     if dm.population is not None:
         extra.append(_neighbour_recall_callback(dm))

@@ -131,6 +131,23 @@ class TwoTowerModel(L.LightningModule):
         logits2 = q2 @ c2.T / self.log_temperature.exp()
         return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits2, target))
 
+    def init_item_tables(self, dense_dim: int, batch: int = 4096) -> None:
+        """Start each item's vector at the user tower's output for a one-item profile of that item,
+        so the item objective starts from the LSA geometry instead of random logits."""
+        for table, idx_key, w_key in ((self.item_artist, "a_idx", "a_w"), (self.item_genre, "g_idx", "g_w")):
+            if table is None:
+                continue
+            n = table.num_embeddings
+            with torch.no_grad():
+                for s in range(0, n, batch):
+                    rows = torch.arange(s, min(s + batch, n))
+                    x = {"a_idx": torch.zeros(len(rows), 1, dtype=torch.long), "a_w": torch.zeros(len(rows), 1),
+                         "g_idx": torch.zeros(len(rows), 1, dtype=torch.long), "g_w": torch.zeros(len(rows), 1),
+                         "dense": torch.zeros(len(rows), dense_dim)}
+                    x[idx_key] = rows[:, None]
+                    x[w_key] = torch.ones(len(rows), 1)
+                    table.weight[s : s + len(rows)] = self.query_tower(x)
+
     def set_item_priors(self, log_q_artist: np.ndarray, log_q_genre: np.ndarray) -> None:
         """log of each item's share of the training targets (the logQ correction of sampled softmax)."""
         self.log_q_artist.copy_(torch.as_tensor(log_q_artist, dtype=torch.float32))
