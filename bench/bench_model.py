@@ -1,33 +1,60 @@
-"""Two-tower model: training time per epoch on CPU, and the held-out evaluation tables.
+"""Model: the production-shaped evaluation (issue 15) on generated worlds and HetRec, 3 split seeds.
 
-* time per epoch for 5,000 and 50,000 synthetic users (bags + a 384-d dense embedding per
-  view, the shape of ``user_features``); wall and process CPU seconds (shared machine);
-* HetRec Last.fm 2k (when ``../shared/data/hetrec2011-lastfm-2k`` is present): every method
-  on the held-out 20% of users, protocol of issue 4, shared vs separate towers side by side;
-* a generated world of 5,000 users (seed 0), built without the HTTP ingest: canonical profiles
-  straight from the world generator (``bench.bench_features.world_profiles``), features through
-  ``soundmates.pipelines.features.build_features`` into an embedded store in a temporary data
-  dir, then the model stage's own training and evaluation; ``taste_precision@10`` against the
-  generator's true taste neighbours. Each step timed.
+* generated worlds (default 5,000 and 20,000 users, world seed 0), built without the HTTP ingest:
+  profiles straight from the generator (``soundmates.sources.world``), features through the
+  features stage (MiniLM, cached in SQLite under the bench cache dir, reused across runs), then
+  per split seed: train, tune every baseline on validation, gate, evaluate the test users against
+  the whole population (``soundmates.model.experiment``);
+* HetRec Last.fm 2k (when ``../shared/data/hetrec2011-lastfm-2k`` is present), seeds 0-2
+  (the seed also draws the halves);
+* training time per epoch on synthetic ``user_features`` (CPU).
+
+Env: ``SOUNDMATES_BENCH_MODEL_WORLDS`` (``5000,20000``), ``SOUNDMATES_BENCH_MODEL_SEEDS`` (``0,1,2``),
+``SOUNDMATES_BENCH_MODEL_HETREC`` (``1``), ``SOUNDMATES_BENCH_MODEL_USERS`` (timing sizes, ``5000``),
+``SOUNDMATES_BENCH_CACHE`` (``<repo>/var/bench-cache``: worlds, feature frames, text-embedding cache).
 """
 
 from __future__ import annotations
 
+import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-HETREC = Path(__file__).resolve().parents[2] / "shared" / "data" / "hetrec2011-lastfm-2k"
+REPO = Path(__file__).resolve().parents[1]
+HETREC = REPO.parent / "shared" / "data" / "hetrec2011-lastfm-2k"
+TASTE = ("taste_ndcg@10", "taste_precision@10")
+WORLD_METRICS = ("taste_ndcg@10", "taste_precision@10", "neighbour_recall@20", "recall@10")
+HETREC_METRICS = ("neighbour_recall@20", "friends@10", "recall@10")
 
 
+def _log(msg: str) -> None:
+    print(f"bench model: {msg}", file=sys.stderr, flush=True)
+
+
+def _env_list(name: str, default: str) -> list[int]:
+    return [int(x) for x in os.environ.get(name, default).split(",") if x.strip()]
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("SOUNDMATES_BENCH_CACHE", REPO / "var" / "bench-cache"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _settings():
+    from soundmates.config import Settings
+
+    return Settings(data_dir=cache_dir() / "data")
+
+
+# --------------------------------------------------------------------------- timing
 def synthetic_frame(n_users: int, seed: int = 0, dense_dim: int = 384) -> pd.DataFrame:
-    """Views a/b per user from a personal taste over 2,000 genres and 50,000 artists."""
+    """Views full/a/b per user from a personal taste over 2,000 genres and 50,000 artists."""
     rng = np.random.default_rng(seed)
     n_genres, n_artists = 2000, 50_000
     rows = []
@@ -35,7 +62,7 @@ def synthetic_frame(n_users: int, seed: int = 0, dense_dim: int = 384) -> pd.Dat
         g_top = rng.choice(n_genres, 30, replace=False)
         a_top = rng.choice(n_artists, 60, replace=False)
         base = rng.normal(0, 1, dense_dim).astype(np.float32)
-        for view in ("a", "b"):
+        for view in ("full", "a", "b"):
             g = rng.choice(g_top, 20)
             a = rng.choice(a_top, 25)
             gu, gc = np.unique(g, return_counts=True)
@@ -53,157 +80,198 @@ def time_epochs(n_users: int, epochs: int = 2) -> dict:
     from soundmates.model.train import fit_model
 
     frame = synthetic_frame(n_users)
-    cfg = ModelConfig.load(max_epochs=epochs, patience=epochs, svd_init=True)
+    cfg = ModelConfig.load(max_epochs=epochs, patience=epochs)
     c0, w0 = time.process_time(), time.perf_counter()
     t = fit_model(cfg, frame)
-    return {"users": n_users, "epochs": t.epochs_run, "train_users": len(t.datamodule.split.train),
+    return {"users": n_users, "epochs": t.epochs_run, "train_users": len(t.datamodule.split.train), "objective": cfg.objective,
             "seconds_per_epoch": round(t.seconds_per_epoch, 2), "setup_and_fit_wall_s": round(time.perf_counter() - w0, 1),
             "process_cpu_s": round(time.process_time() - c0, 1)}
 
 
-def hetrec_tables(seed: int = 0) -> dict:
-    from soundmates.model.config import ModelConfig
-    from soundmates.model.evaluate import compare_methods, hetrec_features
-    from soundmates.model.train import fit_model
+# --------------------------------------------------------------------------- datasets
+def world_frame(n_users: int) -> tuple[pd.DataFrame, Path, dict]:
+    """Features of the first ``n_users`` of the bench world (seed 0), cached as a pickle."""
+    from soundmates.model.experiment import features_frame
+    from soundmates.sources.world import world_profiles
+    from soundmates.world.generator import generate_world
+
+    world = cache_dir() / f"world-{n_users}"
+    cached = cache_dir() / f"features-world-{n_users}.pkl"
+    steps: dict = {}
+    if not (world / "world.json").exists():
+        t0 = time.perf_counter()
+        world.mkdir(parents=True, exist_ok=True)
+        generate_world(world, n_users, 0)
+        steps["generate_s"] = round(time.perf_counter() - t0, 1)
+    if cached.exists():
+        return pd.read_pickle(cached), world, steps | {"features": "cached"}
+    t0 = time.perf_counter()
+    profiles = world_profiles(world, n_users)
+    steps["profiles_s"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    frame = features_frame(profiles, _settings())
+    steps["features_s"] = round(time.perf_counter() - t0, 1)
+    frame.to_pickle(cached)
+    _log(f"world {n_users}: profiles {steps['profiles_s']} s, features {steps['features_s']} s")
+    return frame, world, steps
+
+
+def hetrec_frame(seed: int):
+    from soundmates.model.experiment import features_frame
     from soundmates.sources.hetrec import load_hetrec
 
     ds = load_hetrec(HETREC, seed=seed)
-    t0 = time.perf_counter()
-    frame, source = hetrec_features(ds)
-    feat_s = time.perf_counter() - t0
-    out = {"features": source, "features_s": round(feat_s, 1), "variants": {}}
-    for name, over in (("shared", {"shared_towers": True}), ("separate", {"shared_towers": False})):
-        t0 = time.perf_counter()
-        trained = fit_model(ModelConfig.load(seed=seed, **over), frame)
-        res = compare_methods(trained, relevant=ds.friends, relevant_key="friends@10", seed=seed)
-        res.update(dataset="hetrec", val_recall_at_10=trained.val_recall_at_10, initial_val_recall_at_10=trained.initial_val_recall_at_10,
-                   epochs=trained.epochs_run, best_epoch=trained.best_epoch, seconds=round(time.perf_counter() - t0, 1), notes=trained.notes)
-        out["variants"][name] = res
+    cached = cache_dir() / f"features-hetrec-{seed}.pkl"
+    if cached.exists():
+        return pd.read_pickle(cached), ds
+    frame = features_frame(ds.profiles, _settings())
+    frame.to_pickle(cached)
+    return frame, ds
+
+
+def _compact(result: dict) -> dict:
+    keep = ("served", "users", "candidates", "methods", "slices", "reason", "validation", "tuned", "seed", "split", "thin_rule", "objective")
+    out = {k: result[k] for k in keep if k in result}
+    out["tuned"] = {m: {"params": t.get("params")} for m, t in result.get("tuned", {}).items() if "params" in t}
     return out
 
 
-WORLD_USERS = 5000
-WORLD_SEED = 0
-
-
-def _log(msg: str) -> None:
-    print(f"bench model: {msg}", file=sys.stderr, flush=True)
-
-
-def build_world_store(data_dir: Path, n_users: int = WORLD_USERS, seed: int = WORLD_SEED) -> dict:
-    """A generated world's ground truth, profiles and features in ``data_dir``; seconds per step."""
-    from bench.bench_features import world_profiles
-    from soundmates.config import Settings
-    from soundmates.features.encoder import TextEncoder
-    from soundmates.pipelines.features import build_features
-    from soundmates.profiles import ProfileRepository
-    from soundmates.world.generator import generate_world
-
-    settings = Settings(data_dir=Path(data_dir))
-    steps: dict[str, float] = {}
-    t0 = time.perf_counter()
-    generate_world(settings.world_dir, n_users, seed)  # users.txt + hidden taste, for the ground truth only
-    steps["world_ground_truth_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    profiles = world_profiles(n_users, seed)
-    steps["profiles_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    repo = ProfileRepository(settings.profiles_dir)
-    for p in profiles:
-        repo.save(p)
-    steps["save_profiles_s"] = time.perf_counter() - t0
-    _log(f"{len(profiles)} profiles built in {steps['profiles_s']:.0f} s, saved in {steps['save_profiles_s']:.0f} s")
-    t0 = time.perf_counter()
-    built = build_features(settings, encoder=TextEncoder(settings))
-    steps["features_s"] = time.perf_counter() - t0
-    _log(f"features: {built['updated']} users, {len(built['rejected'])} rejected, {built['without_views']} without views, "
-         f"{steps['features_s']:.0f} s")
-    return {"settings": settings, "steps": steps, "features": {k: built[k] for k in ("users", "updated", "without_views", "data_version")}
-            | {"rejected": len(built["rejected"]), "encoded_strings": built["encoder"].get("encoded")}}
-
-
-def world_tables(settings, cfg=None) -> dict:
-    """Train on the world's training users (store at its latest version), evaluate on the held-out test users."""
+def run_seeds(frame: pd.DataFrame, seeds: list[int], **kw) -> list[dict]:
     from soundmates.model.config import ModelConfig
-    from soundmates.model.evaluate import compare_methods
-    from soundmates.model.train import fit_model
-    from soundmates.world.groundtruth import true_neighbours
+    from soundmates.model.experiment import run_experiment
 
-    cfg = cfg or ModelConfig.load(seed=WORLD_SEED)
-    t0 = time.perf_counter()
-    trained = fit_model(cfg, settings=settings, work_dir=Path(settings.data_dir) / "train")
-    train_s = time.perf_counter() - t0
-    dm = trained.datamodule
-    t0 = time.perf_counter()
-    val = compare_methods(trained, split="val", seed=cfg.seed)
-    relevant = {u: set(v) for u, v in true_neighbours(settings.world_dir, dm.split.test, 10).items()}
-    res = compare_methods(trained, split="test", relevant=relevant, relevant_key="taste_precision@10", seed=cfg.seed)
-    eval_s = time.perf_counter() - t0
-    res.update(dataset="world", users_split={k: len(v) for k, v in dm.split.as_dict().items()},
-               val_methods=val["methods"], val_recall_at_10=trained.val_recall_at_10,
-               initial_val_recall_at_10=trained.initial_val_recall_at_10, epochs=trained.epochs_run, best_epoch=trained.best_epoch,
-               seconds_per_epoch=round(trained.seconds_per_epoch, 2), train_s=round(train_s, 1), evaluate_s=round(eval_s, 1),
-               notes=trained.notes, config=cfg.model_dump())
-    return res
+    runs = []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        exp = run_experiment(frame, ModelConfig.load(seed=seed), **kw)
+        r = _compact(exp.result) | {"seconds": {k: round(v, 1) for k, v in exp.seconds.items()} | {"total_s": round(time.perf_counter() - t0, 1)}}
+        runs.append(r)
+        partial = os.environ.get("SOUNDMATES_BENCH_MODEL_PARTIAL")
+        if partial:  # a long run leaves its finished seeds behind
+            import json
+
+            Path(partial).write_text(json.dumps(runs, default=str))
+        _log(f"seed {seed}: served {r['served']} ({r['reason']}); {r['seconds']}")
+    return runs
 
 
-def world_section(n_users: int = WORLD_USERS, seed: int = WORLD_SEED, keep_dir: Path | None = None) -> dict:
-    tmp = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="bench-model-world-"))
-    try:
-        built = build_world_store(tmp, n_users, seed)
-        res = world_tables(built["settings"])
-        res["steps"] = {k: round(v, 1) for k, v in built["steps"].items()} | {"train_s": res["train_s"], "evaluate_s": res["evaluate_s"]}
-        res["features"] = built["features"]
-        res["world_users"], res["world_seed"] = n_users, seed
-        return res
-    finally:
-        if keep_dir is None:
-            shutil.rmtree(tmp, ignore_errors=True)
+def summary(runs: list[dict], metrics: tuple[str, ...]) -> dict:
+    """Mean over seeds per method and metric, the best tuned baseline per metric, and served/baseline ratios."""
+    methods = [m for m in runs[0]["methods"] if "skipped" not in runs[0]["methods"][m]]
+    mean = {m: {k: float(np.nanmean([r["methods"][m].get(k, math.nan) for r in runs])) for k in metrics} for m in methods}
+    baselines = [m for m in methods if m not in ("two_tower", "random")]
+    out = {"mean": mean, "served": [r["served"] for r in runs], "best_baseline": {}, "per_seed": []}
+    for k in metrics:
+        best = max(baselines, key=lambda m: mean[m][k])
+        out["best_baseline"][k] = {"method": best, "value": mean[best][k]}
+    for r in runs:
+        row = {"seed": r["seed"], "served": r["served"]}
+        bl = [m for m in r["methods"] if m not in ("two_tower", "random") and "skipped" not in r["methods"][m]]
+        for k in metrics:
+            best = max(bl, key=lambda m: r["methods"][m][k])
+            tt, sv = r["methods"]["two_tower"], r["methods"].get(r["served"], {})
+            row[k] = {"two_tower": tt[k], "two_tower_ci95": tt["ci95"][k], "two_tower_init": r["methods"]["two_tower_init"][k],
+                      "best_baseline": best, "best_baseline_value": r["methods"][best][k],
+                      "two_tower_ratio": tt[k] / max(r["methods"][best][k], 1e-9),
+                      "served_value": sv.get(k), "served_ci95": (sv.get("ci95") or {}).get(k)}
+        out["per_seed"].append(row)
+    return out
+
+
+def _table(s: dict, metrics: tuple[str, ...]) -> list[str]:
+    lines = ["| method (mean of seeds) | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+    for m, v in s["mean"].items():
+        lines.append(f"| {m} | " + " | ".join(f"{v[k]:.3f}" for k in metrics) + " |")
+    return lines
+
+
+def _per_seed(s: dict, metrics: tuple[str, ...]) -> list[str]:
+    lines = ["| seed | served | " + " | ".join(f"{k}: two_tower [95% CI] / best baseline (ratio)" for k in metrics) + " |",
+             "|---|---|" + "---|" * len(metrics)]
+    for row in s["per_seed"]:
+        cells = []
+        for k in metrics:
+            c = row[k]
+            cells.append(f"{c['two_tower']:.3f} [{c['two_tower_ci95'][0]:.3f}, {c['two_tower_ci95'][1]:.3f}] / "
+                         f"{c['best_baseline']} {c['best_baseline_value']:.3f} ({c['two_tower_ratio']:.2f}×)")
+        lines.append(f"| {row['seed']} | {row['served']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def goals(s: dict, targets: dict[str, float]) -> list[str]:
+    """Acceptance lines of issue 15 per seed: the served method against the best tuned baseline (by test value)."""
+    lines = []
+    for k, target in targets.items():
+        cells = []
+        for row in s["per_seed"]:
+            c = row[k]
+            sv, ci = c["served_value"], c["served_ci95"] or [math.nan, math.nan]
+            ratio = sv / max(c["best_baseline_value"], 1e-9) if sv is not None else math.nan
+            ok = ratio >= target and ci[0] > c["best_baseline_value"]
+            cells.append(f"seed {row['seed']} {row['served']} {sv:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] vs {c['best_baseline']} "
+                         f"{c['best_baseline_value']:.3f} = {ratio:.2f}× ({'met' if ok else 'not met'})")
+        lines.append(f"- Goal served `{k}` ≥ {target:.2f}× the best tuned baseline, interval above it: " + "; ".join(cells))
+    return lines
+
+
+def _init_vs_trained(s: dict, metrics: tuple[str, ...]) -> str:
+    m = s["mean"]
+    cmp = ", ".join(f"{k} {m['two_tower'][k]:.3f} vs {m['two_tower_init'][k]:.3f}" for k in metrics)
+    above = all(m["two_tower"][k] > m["two_tower_init"][k] for k in metrics)
+    return f"- Goal `two_tower` above `two_tower_init` on every taste metric (mean of seeds): {cmp} ({'met' if above else 'not met'})"
+
+
+ARTIST_BAG_HALVES = ("`artist_bag` recall@10 on HetRec is 0 by construction: a user's two halves hold disjoint artists, so an "
+                     "artist-overlap bag cannot find the user's own other half (not applicable; the served-form metrics are valid).")
 
 
 def run(out_dir: Path) -> dict:
-    from soundmates.model.evaluate import markdown_table, write_report
+    from soundmates.model.evaluate import write_report
+    from soundmates.pipelines.model import PROTOCOL_HETREC, PROTOCOL_WORLD
 
     out_dir = Path(out_dir)
-    result: dict = {"title": "Two-tower model: training time and held-out retrieval", "timing": [], "torch_threads": None}
+    seeds = _env_list("SOUNDMATES_BENCH_MODEL_SEEDS", "0,1,2")
+    result: dict = {"title": "Model: served method vs tuned baselines, whole population as candidates (issue 15)",
+                    "seeds": seeds, "timing": [], "worlds": {}}
     import torch
 
     result["torch_threads"] = torch.get_num_threads()
-    sizes = [int(x) for x in os.environ.get("SOUNDMATES_BENCH_MODEL_USERS", "5000,50000").split(",") if x]
-    for n in sizes:
-        result["timing"].append(time_epochs(n))
-    md = ["Training time per epoch on CPU (synthetic `user_features`: genre/artist bags + a 384-d embedding; "
-          "70% of users train; includes the validation pass). Machine shared by ~8 engineers: process CPU time is the steadier figure.",
-          "", "| users | train users | s / epoch (wall) | process CPU s (setup + fit) |", "|---|---|---|---|"]
-    md += [f"| {t['users']:,} | {t['train_users']:,} | {t['seconds_per_epoch']} | {t['process_cpu_s']} |" for t in result["timing"]]
+    md = ["Protocol (`soundmates.model.protocol`): held-out test users (hash split, 20%) query the **whole population** "
+          "through each method's query side; candidates = every user's full profile through the candidate side (what the index "
+          "stores). Taste metrics: full vs full, relevance = cosine of the hidden taste, ideal over the whole population. "
+          "neighbour_recall@20: half a -> top-10 neighbours' artists -> held-out half b. recall@10: half a vs every half b. "
+          "Baselines tuned on the validation users (10%) by neighbour_recall@20; the gate uses the same validation metric.", ""]
+    for n in _env_list("SOUNDMATES_BENCH_MODEL_WORLDS", "5000,20000"):
+        frame, world, steps = world_frame(n)
+        from soundmates.sources.world import world_taste
+
+        taste = world_taste(world, sorted(set(frame["user_id"].astype(str))))
+        runs = run_seeds(frame, seeds, protocol=PROTOCOL_WORLD, taste=taste)
+        s = summary(runs, WORLD_METRICS)
+        result["worlds"][str(n)] = {"steps": steps, "runs": runs, "summary": s}
+        write_report(runs[0] | {"dataset": f"world-{n}"}, out_dir / "model_reports", name=f"world-{n}")
+        md += [f"**Generated world, {n:,} users** ({runs[0]['candidates']:,} with features; {runs[0]['users']:,} test queries "
+               f"at seed {seeds[0]}), seeds {seeds}; served per seed: {s['served']}. Setup: {steps}.", "", *_table(s, WORLD_METRICS), "",
+               *_per_seed(s, TASTE), "", *goals(s, {"taste_ndcg@10": 1.10, "taste_precision@10": 1.20}), _init_vs_trained(s, TASTE), "",
+               f"Gate (seed {seeds[0]}): {runs[0]['reason']}. Chosen settings: "
+               + "; ".join(f"{m} {t['params']}" for m, t in runs[0]["tuned"].items()), ""]
     if HETREC.exists() and os.environ.get("SOUNDMATES_BENCH_MODEL_HETREC", "1") == "1":
-        h = hetrec_tables()
-        result["hetrec"] = h
-        best = max(h["variants"], key=lambda k: h["variants"][k]["val_recall_at_10"])
-        result["hetrec_kept"] = best
-        md += ["", f"**HetRec Last.fm 2k** (features: {h['features']}), seed 0, held-out 20% of users; "
-               f"shared vs separate towers (kept by validation recall@10: **{best}**):"]
-        for name, res in h["variants"].items():
-            md += ["", f"*{name} towers* (val recall@10 {res['val_recall_at_10']:.3f}, LSA start {res['initial_val_recall_at_10']:.3f}, "
-                   f"best epoch {res['best_epoch']}, {res['seconds']} s)", "", markdown_table(res)]
-        write_report(h["variants"][best], out_dir / "model_reports", name="hetrec")  # not *.json in results/: run_all reads those as sections
-    if os.environ.get("SOUNDMATES_BENCH_MODEL_WORLD", "1") == "1":
-        w = world_section()
-        result["world"] = w
-        tt = w["methods"]["two_tower"]["recall@10"]
-        best_base = max((m for m in w["methods"] if m != "two_tower" and "recall@10" in w["methods"][m]),
-                        key=lambda m: w["methods"][m]["recall@10"])
-        w["ratio_to_best_baseline"] = round(tt / max(w["methods"][best_base]["recall@10"], 1e-9), 3)
-        st = w["steps"]
-        md += ["", f"**Generated world, {w['world_users']:,} users (seed {w['world_seed']})**, no HTTP ingest: profiles from the generator "
-               f"({st['profiles_s']} s), saved ({st['save_profiles_s']} s), `build_features` into an embedded store ({st['features_s']} s, "
-               f"{w['features']['encoded_strings']:,} strings encoded cold; {w['features']['users']:,} users with features, "
-               f"{w['features']['rejected']} rejected), training ({st['train_s']} s: {w['epochs']} epochs, best epoch {w['best_epoch']}, "
-               f"{w['seconds_per_epoch']} s/epoch), evaluation ({st['evaluate_s']} s). Split {w['users_split']}; "
-               f"validation recall@10 {w['val_recall_at_10']:.3f} (LSA start {w['initial_val_recall_at_10']:.3f}); "
-               f"config: temperature {w['config']['temperature']}, monitor {w['config']['monitor']}, batch {w['config']['batch_size']}.",
-               "", "Held-out test users (taste_precision@10 = share of the top 10 other users among the generator's 10 true taste neighbours):",
-               "", markdown_table(w), f"Best baseline: {best_base}; two_tower = **{w['ratio_to_best_baseline']:.2f}×** its recall@10 (goal 1.1×)."]
-        write_report(w, out_dir / "model_reports", name="world")
+        runs = []
+        for seed in seeds:
+            frame, ds = hetrec_frame(seed)
+            runs += run_seeds(frame, [seed], protocol=PROTOCOL_HETREC, friends=ds.friends, thin_tracks_only=True)
+        s = summary(runs, HETREC_METRICS)
+        result["hetrec"] = {"runs": runs, "summary": s}
+        write_report(runs[0] | {"dataset": "hetrec"}, out_dir / "model_reports", name="hetrec")
+        md += [f"**HetRec Last.fm 2k** ({runs[0]['candidates']:,} users, {runs[0]['users']} test queries at seed {seeds[0]}), seeds "
+               f"{seeds}; served per seed: {s['served']}.", "", *_table(s, HETREC_METRICS), "",
+               *_per_seed(s, ("neighbour_recall@20", "recall@10")), "", *goals(s, {"neighbour_recall@20": 1.05, "recall@10": 1.10}),
+               f"- {ARTIST_BAG_HALVES}", "", f"Gate (seed {seeds[0]}): {runs[0]['reason']}.", ""]
+    for n in _env_list("SOUNDMATES_BENCH_MODEL_USERS", "5000"):
+        result["timing"].append(time_epochs(n))
+    md += ["Training time per epoch on CPU (synthetic `user_features`), shared machine:", "",
+           "| users | train users | objective | s / epoch (wall) | process CPU s (setup + fit) |", "|---|---|---|---|---|"]
+    md += [f"| {t['users']:,} | {t['train_users']:,} | {t['objective']} | {t['seconds_per_epoch']} | {t['process_cpu_s']} |"
+           for t in result["timing"]]
     result["markdown"] = "\n".join(md)
     return result

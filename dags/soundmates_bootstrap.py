@@ -9,9 +9,10 @@ Run it by hand (**Trigger DAG** with params) on an empty system, or to rebuild e
    when Spotify rate-limits beyond the 30 s cap, the batch is rescheduled for the time Spotify asked
    (up to 6 h from the run's start) and resumes from the kept raw pages;
 3. **features** — taste features into the feature store (incremental: only changed profiles);
-4. **train** — the two-tower model (registered; promoted only through the registry's gate);
-5. **evaluate** — held-out recall/MRR/NDCG for the model and the baselines;
-6. **index** — the Annoy index of every stored user, published atomically.
+4. **train** — the two-tower model and the tuned baselines (registered, unpromoted);
+5. **evaluate** — held-out metrics against the whole population for the model and the baselines;
+6. **promote** — the gate: the model if it beats the best tuned baseline, else that baseline;
+7. **index** — the Annoy index of every stored user (with the served embedder), published atomically.
 
 Params: `refs` (a list of Spotify profile references) **or**, when `refs` is empty,
 `world_users` (the first N users of the generated world in `world_dir`, default
@@ -110,12 +111,16 @@ def soundmates_bootstrap():
     def evaluate(_trained: dict) -> dict:
         return steps.evaluate()
 
+    @task
+    def promote(_evaluated: dict) -> dict:
+        return steps.promote()
+
     @task(outlets=[INDEX])
-    def index(_evaluated: dict) -> dict:
+    def index(_promoted: dict) -> dict:
         return steps.build_index()
 
     ingested = ingest_summary(ingest.expand(batch=plan()))
-    index(evaluate(train(features(ingested))))
+    index(promote(evaluate(train(features(ingested)))))
 
 
 soundmates_bootstrap()

@@ -7,12 +7,12 @@ since the last training; the weekly and manual runs always train (`force` too) �
 `soundmates_bootstrap` has trained a first model (before that, runs end skipped).
 
 1. **check_new_users** — counts users stored since the last training; skips the run if too few;
-2. **train** — the two-tower model, registered with its metrics;
-3. **evaluate** — held-out metrics for the model and the baselines;
-4. **promote** — the registry's gate: the new model becomes current only if its validation
-   recall@10 is not worse than the current model's; otherwise it is kept, not served, and the
-   log says why;
-5. **publish_model** — emits the `soundmates_model` Asset when a model was promoted, which starts
+2. **train** — the two-tower model and the tuned baselines, registered **unpromoted** with their metrics;
+3. **evaluate** — held-out metrics (whole population as candidates) for the model and the baselines;
+4. **promote** — the gate: the new model is served only if it beats the incumbent and the best
+   tuned baseline on the validation neighbour metric; otherwise the best baseline is served (if it
+   beats the incumbent) and the log says why;
+5. **publish_model** — emits the `soundmates_model` Asset when what is served changed, which starts
    `soundmates_index_rebuild`.
 """
 
@@ -84,7 +84,7 @@ def soundmates_retrain():
 
     @task
     def promote(trained: dict, evaluation: dict) -> dict:
-        return steps.promotion_decision(trained)
+        return steps.promotion_decision(steps.promote())
 
     @task(outlets=[MODEL])
     def publish_model(decision: dict) -> str:

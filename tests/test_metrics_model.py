@@ -64,3 +64,72 @@ def test_bad_input_is_named():
         retrieval_metrics(np.zeros((2, 3)), positives=[0, 5])
     with pytest.raises(ValueError, match="NaN"):
         retrieval_metrics(np.array([[np.nan, 1.0]]))
+
+
+# --------------------------------------------------------------------------- population metrics
+def test_graded_ndcg_against_a_known_ideal():
+    from soundmates.model.metrics import graded_ndcg
+
+    ideal = np.array([[1.0, 0.5, 0.25]])
+    disc = 1 / np.log2([2, 3, 4])
+    # the ideal order scores 1; the reversed order scores its DCG over the ideal's, by hand
+    assert graded_ndcg(ideal, ideal)[0] == pytest.approx(1.0)
+    want = (0.25 * disc[0] + 0.5 * disc[1] + 1.0 * disc[2]) / (1.0 * disc[0] + 0.5 * disc[1] + 0.25 * disc[2])
+    assert graded_ndcg(np.array([[0.25, 0.5, 1.0]]), ideal)[0] == pytest.approx(want)
+    # negative relevance earns nothing; a query whose ideal is all zero cannot score (NaN)
+    got = graded_ndcg(np.array([[-1.0, 0.5, 0.25], [0.0, 0.0, 0.0]]), np.array([[1.0, 0.5, 0.25], [0.0, 0.0, 0.0]]))
+    assert got[0] == pytest.approx((0.5 * disc[1] + 0.25 * disc[2]) / (ideal[0] @ disc)) and np.isnan(got[1])
+    with pytest.raises(ValueError, match="one shape"):
+        graded_ndcg(np.zeros((1, 3)), np.zeros((1, 2)))
+
+
+def test_taste_metrics_on_a_hand_made_population():
+    """Five users on a line of taste; a method that ranks by that line is ideal, a reversed one is not."""
+    import pandas as pd
+
+    from soundmates.model.protocol import make_population, per_query_metrics, top_k
+
+    angles = np.array([0.0, 0.1, 0.2, 1.2, 1.5])
+    taste = {f"u{i}": np.array([np.cos(a), np.sin(a)]) for i, a in enumerate(angles)}
+    rows = [{"user_id": u, "view": "full", "artist_ids": [], "artist_weights": [], "n_tracks": 50, "n_playlists": 3}
+            for u in taste]
+    pop = make_population(pd.DataFrame(rows), taste=taste)
+
+    class ByTaste:
+        def __init__(self, sign):
+            self.sign = sign
+
+        def embed(self, rows):
+            return np.stack([taste[u] for u in rows["user_id"]]).astype(np.float32)
+
+        def embed_query(self, rows):
+            return self.sign * self.embed(rows)
+
+    import soundmates.model.protocol as P
+
+    k_saved = P.K
+    P.K = 2  # top 2 of 4 others, so precision can be partial
+    try:
+        good = per_query_metrics(ByTaste(1.0), pop, ["u0"])
+        bad = per_query_metrics(ByTaste(-1.0), pop, ["u0"])
+    finally:
+        P.K = k_saved
+    assert good["taste_ndcg@10"][0] == pytest.approx(1.0) and good["taste_precision@10"][0] == 1.0
+    # reversed: u0's two least similar (u4, u3) instead of u1, u2
+    cos = {j: np.cos(angles[j]) for j in range(5)}
+    disc = 1 / np.log2([2, 3])
+    want = (cos[4] * disc[0] + cos[3] * disc[1]) / (cos[1] * disc[0] + cos[2] * disc[1])
+    assert bad["taste_ndcg@10"][0] == pytest.approx(want, rel=1e-5) and bad["taste_precision@10"][0] == 0.0
+    idx, _ = top_k(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32), 1, exclude=np.array([0, -1]))
+    assert idx.tolist() == [[1], [1]]  # the query's own column is never its neighbour
+
+
+def test_neighbour_items_recall_and_bootstrap():
+    from soundmates.model.metrics import bootstrap_ci, item_recall, share_relevant
+
+    assert item_recall([["x", "y", "z"], ["q"]], [{"x", "z"}, set()], k=2).tolist()[0] == pytest.approx(0.5)
+    assert np.isnan(item_recall([["q"]], [set()], k=2)[0])
+    assert share_relevant([["a", "b"]], [{"b"}])[0] == 0.5
+    lo, hi = bootstrap_ci(np.array([0.0, 1.0] * 50), seed=0)
+    assert lo < 0.5 < hi and hi - lo < 0.3
+    assert bootstrap_ci(np.array([np.nan]))[0] != bootstrap_ci(np.array([np.nan]))[0]  # NaN when nothing scores

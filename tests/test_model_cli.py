@@ -37,8 +37,9 @@ def _json(result, exit_code: int = 0) -> dict:
     return json.loads(lines[0])
 
 
-def test_train_then_evaluate_world(settings):
+def test_train_promote_then_evaluate_stored(settings):
     from soundmates.cli.main import app
+    from soundmates.model.embedder import get_embedder
     from soundmates.store import get_store
 
     runner = CliRunner()
@@ -48,17 +49,46 @@ def test_train_then_evaluate_world(settings):
     dv = get_store(settings).upsert("user_features", _full_schema_rows(60))
     out = _json(runner.invoke(app, ["train", "--json", "--max-epochs", "1", "--seed", "1", "--genre-dim", "8",
                                     "--artist-dim", "8", "--batch-size", "16"]))
-    assert out["promoted"] and out["data_version"] == dv
-    assert set(out["metrics"]["test"]) == {"two_tower", "raw_cosine", "artist_jaccard", "genre_tfidf", "random"}
-    assert out["users"] == {"train": 42, "val": 6, "test": 12}
+    assert not out["promoted"] and out["data_version"] == dv  # training registers, never promotes
+    assert set(out["metrics"]["test"]) == {"two_tower", "two_tower_init", "genre_bag", "artist_bag", "als", "raw_cosine", "random"}
+    assert sum(out["users"].values()) == 60 and min(out["users"].values()) >= 1
+    gate = out["gate"]
+    # before the promote step, serving uses the registered best baseline, never the unproven model
+    assert get_embedder(settings).name == next(m for m in out["candidates"] if m != "two_tower_init")
+
+    pr = _json(runner.invoke(app, ["promote", "--json"]))
+    assert pr["served"] == gate["served"] and pr["reason"] == gate["reason"]
+    emb = get_embedder(settings)
+    assert emb.name == gate["served"] and emb.version == pr["version"]
 
     ev = _json(runner.invoke(app, ["evaluate", "--json", "--dataset", "world"]))
-    assert ev["users"] == 12 and ev["model_version"] == out["version"]
-    for m in ("two_tower", "raw_cosine", "artist_jaccard", "genre_tfidf", "random"):
-        assert {"recall@1", "recall@10", "recall@50", "mrr", "ndcg@10"} <= set(ev["methods"][m])
+    assert ev["served"] == gate["served"] and ev["users"] == out["users"]["test"] and ev["candidates"] == 60
+    for m in ("two_tower", "two_tower_init", "als", "genre_bag", "random"):
+        assert {"neighbour_recall@20", "recall@10", "ci95"} <= set(ev["methods"][m])
     assert ev["report"]["html"].endswith(".html")
-    # the served model matches what training measured on the same test users
+    # the stored evaluation is what training measured
     assert ev["methods"]["two_tower"]["recall@10"] == pytest.approx(out["metrics"]["test"]["two_tower"]["recall@10"])
+
+
+def test_evaluate_world_from_the_generator_prints_the_protocol_object(tmp_path):
+    """`soundmates evaluate --dataset world --path DIR --users N --seed S --json` on a tiny generated world."""
+    from soundmates.cli.main import app
+
+    r = CliRunner().invoke(app, ["evaluate", "--dataset", "world", "--path", str(tmp_path / "w"), "--users", "80",
+                                 "--seed", "2", "--max-epochs", "1", "--json"])
+    ev = _json(r)
+    assert {"protocol", "served", "users", "candidates", "methods", "slices"} <= set(ev)
+    assert isinstance(ev["protocol"], str) and ev["candidates"] <= 80 and 1 <= ev["users"] < ev["candidates"]
+    assert {"two_tower", "two_tower_init", "genre_bag", "artist_bag", "als", "raw_cosine", "random"} <= set(ev["methods"])
+    assert ev["served"] in ev["methods"] and ev["served"] != "random"
+    for m, v in ev["methods"].items():
+        for metric in ("taste_ndcg@10", "taste_precision@10", "neighbour_recall@20", "recall@10"):
+            assert 0.0 <= v[metric] <= 1.0, (m, metric)
+            lo, hi = v["ci95"][metric]
+            assert lo <= v[metric] <= hi
+        assert set(ev["slices"]["thin"][m]) >= {"taste_ndcg@10", "taste_precision@10"}
+    # the hidden taste is real signal: every learned or tuned method is far above chance
+    assert min(ev["methods"][m]["taste_ndcg@10"] for m in ("als", "genre_bag", "two_tower")) > ev["methods"]["random"]["taste_ndcg@10"] + 0.2
 
 
 def test_evaluate_rejects_unknown_dataset():

@@ -1,4 +1,4 @@
-"""CLI commands of the model stage: ``soundmates train`` and ``soundmates evaluate``.
+"""CLI commands of the model stage: ``soundmates train``, ``soundmates evaluate``, ``soundmates promote``.
 
 torch and lightning are imported inside the commands, so ``soundmates --help`` stays fast.
 """
@@ -24,7 +24,7 @@ def train(
     patience: int = typer.Option(None, "--patience", help="Epochs without validation improvement before stopping."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """Train the two-tower model on the feature store, compare with baselines, register it (promoted if not worse)."""
+    """Train the two-tower model, tune the baselines, evaluate; register both unpromoted (then `soundmates promote`)."""
     from soundmates.cli._common import emit_json, fail
     from soundmates.pipelines.model import train_model
 
@@ -41,32 +41,34 @@ def train(
     if as_json:
         emit_json(result)
         return
-    state = "promoted to current" if result["promoted"] else "kept, NOT served"
-    typer.echo(f"model {result['version']} ({state}): {result['reason']}")
-    for name, m in result["metrics"]["test"].items():
-        if "recall@10" in m:
-            typer.echo(f"  test {name:15s} recall@10 {m['recall@10']:.3f}  mrr {m['mrr']:.3f}")
-    typer.echo(f"report: {result['report']['html']}")
+    typer.echo(f"model {result['version']} registered (not promoted yet); the gate would serve "
+               f"{result['gate']['served']}: {result['gate']['reason']}")
+    for name, v in result["metrics"]["val"].items():
+        typer.echo(f"  validation {name:15s} neighbour_recall@20 {v:.4f}")
+    typer.echo("next: `soundmates promote` makes the gate's choice current")
 
 
 def evaluate(
-    dataset: str = typer.Option("world", "--dataset", help="world (the served model on its held-out users) or hetrec."),
-    path: Path = typer.Option(None, "--path", help="HetRec Last.fm 2k folder (default ../shared/data/hetrec2011-lastfm-2k)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the HetRec halves and split."),
-    config: Path = typer.Option(None, "--config", help="YAML hyperparameters for the HetRec training."),
-    max_epochs: int = typer.Option(None, "--max-epochs", help="Most epochs for the HetRec training."),
+    dataset: str = typer.Option("world", "--dataset", help="world (a generated world with --path, else the stored users) or hetrec."),
+    path: Path = typer.Option(None, "--path", help="World folder (generated there if missing) or HetRec Last.fm 2k folder."),
+    users: int = typer.Option(None, "--users", help="World: use the first N users (default: all; 2,000 when generating)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split and the training (HetRec: also of the halves)."),
+    config: Path = typer.Option(None, "--config", help="YAML hyperparameters of the two-tower."),
+    max_epochs: int = typer.Option(None, "--max-epochs", help="Most epochs of the two-tower."),
     report_dir: Path = typer.Option(None, "--report-dir", help="Where to write evaluation.{json,md,html} (default <data_dir>/reports/<dataset>)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """Recall@1/10/50, MRR, NDCG@10 of the model and every baseline on held-out users (+ a report with a plot)."""
+    """Held-out users against the whole population: the model, its LSA start and every tuned baseline."""
     from soundmates.cli._common import emit_json, fail
     from soundmates.pipelines.model import evaluate_model
 
     if dataset not in ("world", "hetrec"):
         fail(f"--dataset must be 'world' or 'hetrec', got {dataset!r}")
+    if users is not None and users < 10:
+        fail(f"--users must be at least 10, got {users}")
     try:
         hp = {"max_epochs": max_epochs} if max_epochs else {}
-        result = evaluate_model(dataset=dataset, path=path, seed=seed, config_file=config, report_dir=report_dir, **hp)
+        result = evaluate_model(dataset=dataset, path=path, users=users, seed=seed, config_file=config, report_dir=report_dir, **hp)
     except Exception as exc:  # noqa: BLE001
         if as_json:
             emit_json({"error": f"{type(exc).__name__}: {exc}"})
@@ -82,7 +84,30 @@ def evaluate(
     typer.echo(f"report: {result['report']['html']}")
 
 
+def promote(
+    version: str = typer.Option(None, "--version", help="Trained version whose gate decision to apply (default: the latest)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Apply the gate: serve the trained model only if it beat the incumbent and the best tuned baseline."""
+    from soundmates.cli._common import emit_json, fail
+    from soundmates.pipelines.model import promote_model
+
+    try:
+        result = promote_model(version=version)
+    except Exception as exc:  # noqa: BLE001
+        if as_json:
+            emit_json({"error": f"{type(exc).__name__}: {exc}"})
+            raise typer.Exit(1)
+        fail(f"promotion failed: {type(exc).__name__}: {exc}", code=1)
+        return
+    if as_json:
+        emit_json(result)
+        return
+    typer.echo(f"serving {result['served']} ({result['version']}): {result['reason']}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the root app."""
     app.command("train")(train)
     app.command("evaluate")(evaluate)
+    app.command("promote")(promote)

@@ -11,6 +11,7 @@ DataFrame for tests and HetRec).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import warnings
@@ -44,19 +45,35 @@ class Split:
         return {"train": self.train, "val": self.val, "test": self.test}
 
 
+def split_fraction(user_id: str, seed: int) -> float:
+    """A user's stable place in [0, 1): a hash of the id and the seed, independent of who else exists."""
+    h = hashlib.sha256(f"{seed}:{user_id}".encode("utf-8")).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
 def split_users(user_ids: list[str], *, seed: int, val_frac: float = 0.1, test_frac: float = 0.2) -> Split:
-    """Disjoint train/val/test user lists, deterministic by seed (independent of input order)."""
+    """Disjoint train/val/test user lists, stable per user (hash of id + seed).
+
+    A user's split never changes as the population grows, so an incumbent model is never scored
+    on its own training users. Tiny populations still get one validation and one test user.
+    """
     users = sorted(set(user_ids))
     n = len(users)
-    # at least one user each: early stopping needs a validation set, evaluation a test set
-    n_test, n_val = max(1, int(math.floor(n * test_frac))), max(1, int(math.floor(n * val_frac)))
-    if n - n_test - n_val < 2:
+    if n < 4:
         raise ValueError(f"{n} users are too few to split into train/val/test ({val_frac=}, {test_frac=})")
-    perm = np.random.default_rng(seed).permutation(n)
-    test = sorted(users[i] for i in perm[:n_test])
-    val = sorted(users[i] for i in perm[n_test : n_test + n_val])
-    train = sorted(users[i] for i in perm[n_test + n_val :])
-    return Split(train, val, test)
+    frac = {u: split_fraction(u, seed) for u in users}
+    test = [u for u in users if frac[u] < test_frac]
+    val = [u for u in users if test_frac <= frac[u] < test_frac + val_frac]
+    train = [u for u in users if frac[u] >= test_frac + val_frac]
+    by_frac = sorted(users, key=lambda u: frac[u])
+    if not test:  # the lowest hash is the most test-like user
+        test = [by_frac[0]]
+    if not val:
+        val = [next(u for u in by_frac if u not in test)]
+    train = [u for u in train if u not in test and u not in val]
+    if len(train) < 2:
+        raise ValueError(f"{n} users are too few to split into train/val/test ({val_frac=}, {test_frac=})")
+    return Split(sorted(train), sorted(val), sorted(test))
 
 
 def paired_views(df: pd.DataFrame, users: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -301,6 +318,8 @@ class TwoViewDataModule(L.LightningDataModule):
         self.pre: FeaturePreprocessor | None = None
         self.tensors: dict[str, dict[str, Any]] = {}
         self.pairs: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+        self.population = None
+        self.population_tensors: dict[str, Any] | None = None
 
     def _read(self) -> pd.DataFrame:
         if self.frame is not None:
@@ -335,7 +354,28 @@ class TwoViewDataModule(L.LightningDataModule):
                 "a": {k: torch.from_numpy(v) for k, v in self.pre.transform(qa).items()},
                 "b": {k: torch.from_numpy(v) for k, v in self.pre.transform(qb).items()},
             }
+        # everyone with a full profile: the candidates of the validation neighbour metric (as the index holds them)
+        from soundmates.model.protocol import make_population
+
+        self.population = make_population(df) if (df["view"] == "full").sum() >= 2 else None
+        self.population_tensors = (None if self.population is None else
+                                   {k: torch.from_numpy(v) for k, v in self.pre.transform(self.population.full).items()})
         log.info("split: %d train / %d val / %d test users", len(self.split.train), len(self.split.val), len(self.split.test))
+
+    def item_log_q(self) -> tuple[np.ndarray, np.ndarray]:
+        """log share of each artist / genre row among the training targets (bag weights, per user summing to 1)."""
+        out = []
+        for idx_key, w_key, rows in (("a_idx", "a_w", self.pre.artists.rows), ("g_idx", "g_w", self.pre.genres.rows)):
+            q = np.zeros(rows, dtype=np.float64)
+            for view in ("a", "b"):
+                idx = self.tensors["train"][view][idx_key].numpy()
+                w = self.tensors["train"][view][w_key].numpy().astype(np.float64)
+                w = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
+                np.add.at(q, idx.ravel(), w.ravel())
+            q[PAD] = 0.0
+            q = q + max(q.sum(), 1.0) * 1e-6  # unseen rows: rare, not impossible
+            out.append(np.log(q / q.sum()).astype(np.float32))
+        return out[0], out[1]
 
     def init_tables(self) -> dict[str, np.ndarray]:
         """SVD (LSA) initial tables of the bag embeddings, from the training rows only."""

@@ -1,9 +1,15 @@
-"""``get_embedder(settings) -> UserEmbedder``: what the index and recommend stages call.
+"""``get_embedder(settings) -> UserEmbedder``: the SERVED embedder, what the index and recommend call.
 
-The registered ``current`` two-tower model when there is one; otherwise the scaled
-``combined`` feature vector, L2-normalised (version ``"raw-features"``), so the rest of the
-product works before any model is trained. ``embed`` gives the candidate-tower embedding
-(what the index stores); ``embed_query`` the query tower's (identical with shared towers).
+What is served is what the promotion gate chose (:mod:`soundmates.model.gate`): the registry's
+``current`` version -- a two-tower model (``two_tower``, or its LSA start ``two_tower_init``) or a
+tuned baseline registered as a first-class embedder (``als``, ``genre_bag``, ...). Only when
+nothing at all is registered: the scaled ``combined`` feature vector, L2-normalised (method
+``raw_cosine``, version ``"raw-features"``), so the product works before any training.
+
+Every embedder has ``name`` (the method), ``version``, ``dim``, ``embed(rows)`` = the
+candidate-side vectors (what the index stores, and what a fresh user is stored with) and
+``embed_query(rows)`` = the query side; the served score is dot(query, candidate). Both take
+rows of ``user_features`` and return L2-normalised float32 arrays.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ RAW_FEATURES_VERSION = "raw-features"
 
 
 class UserEmbedder(Protocol):
+    name: str
     version: str
     dim: int
 
@@ -33,6 +40,7 @@ def _l2(x: np.ndarray) -> np.ndarray:
 class RawFeatureEmbedder:
     """The scaled ``combined`` vector, L2-normalised."""
 
+    name = "raw_cosine"
     version = RAW_FEATURES_VERSION
 
     def __init__(self, dim: int | None = None):
@@ -61,34 +69,44 @@ class RawFeatureEmbedder:
     embed_query = embed
 
 
-class TwoTowerEmbedder:
+class ModelEmbedder:
+    """A two-tower LightningModule + its preprocessor as an embedder (trained or at its LSA start)."""
+
+    def __init__(self, model, preprocessor, *, name: str = "two_tower", version: str = "unsaved"):
+        self.model, self.preprocessor = model, preprocessor
+        self.name, self.version = name, version
+        self.dim = int(model.dim)
+
+    def embed(self, features_df: pd.DataFrame) -> np.ndarray:
+        from soundmates.model.evaluate import embed_rows
+
+        return embed_rows(self.model, self.preprocessor, features_df, tower="candidate")
+
+    def embed_query(self, features_df: pd.DataFrame) -> np.ndarray:
+        from soundmates.model.evaluate import embed_rows
+
+        return embed_rows(self.model, self.preprocessor, features_df, tower="query")
+
+
+class TwoTowerEmbedder(ModelEmbedder):
+    """A registered two-tower version (old-style versions without a ``method`` are ``two_tower``)."""
+
     def __init__(self, loaded):
+        super().__init__(loaded.model, loaded.preprocessor, name=loaded.meta.get("method", "two_tower"), version=loaded.version)
         self._loaded = loaded
-        self.version = loaded.version
-        self.dim = loaded.dim
 
     @property
     def meta(self) -> dict:
         return self._loaded.meta
 
-    def embed(self, features_df: pd.DataFrame) -> np.ndarray:
-        from soundmates.model.evaluate import embed_rows
-
-        return embed_rows(self._loaded.model, self._loaded.preprocessor, features_df, tower="candidate")
-
-    def embed_query(self, features_df: pd.DataFrame) -> np.ndarray:
-        from soundmates.model.evaluate import embed_rows
-
-        return embed_rows(self._loaded.model, self._loaded.preprocessor, features_df, tower="query")
-
 
 def get_embedder(settings=None, version: str | None = None) -> UserEmbedder:
-    """The served model's embedder (or ``version``'s); raw features when none is registered."""
+    """The served embedder (or ``version``'s); raw features only when nothing is registered."""
     from soundmates.config import get_settings
     from soundmates.model.registry import ModelRegistry
 
     settings = settings or get_settings()
     reg = ModelRegistry(settings.models_dir)
-    if version is None and reg.current_version() is None:
+    if version is None and reg.served_version() is None:
         return RawFeatureEmbedder()
-    return TwoTowerEmbedder(reg.load(version))
+    return reg.load_embedder(version)

@@ -98,3 +98,62 @@ def precision_at_k(
             continue
         vals.append(sum(1 for c in top if c in rel) / k)
     return float(np.mean(vals)) if vals else float("nan")
+
+
+# --------------------------------------------------------------------------- population metrics
+# Per-query arrays (NaN = the query cannot score), so every figure gets a bootstrap interval
+# and a slice (e.g. thin profiles) is a mask. Candidates are the whole population.
+
+
+def graded_ndcg(ranked_gains: np.ndarray, ideal_gains: np.ndarray) -> np.ndarray:
+    """NDCG@k per query: DCG of the gains in ranked order over the DCG of the ideal order.
+
+    ``ranked_gains[i, r]`` = relevance of query i's r-th ranked candidate; ``ideal_gains[i]``
+    = the k largest relevances over the whole population, in decreasing order. Gains below
+    zero count as zero (a dissimilar neighbour earns nothing, it does not cost).
+    """
+    ranked = np.maximum(np.asarray(ranked_gains, dtype=np.float64), 0.0)
+    ideal = np.maximum(np.asarray(ideal_gains, dtype=np.float64), 0.0)
+    if ranked.shape != ideal.shape or ranked.ndim != 2:
+        raise ValueError(f"ranked and ideal gains must be (queries, k) of one shape, got {ranked.shape} and {ideal.shape}")
+    disc = 1.0 / np.log2(np.arange(2, ranked.shape[1] + 2))
+    dcg, idcg = ranked @ disc, ideal @ disc
+    return np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1.0), np.nan)
+
+
+def overlap_at_k(ranked: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Share of each query's ranked top k found in its true top k (both (queries, k) arrays of ids)."""
+    ranked, truth = np.asarray(ranked), np.asarray(truth)
+    if ranked.shape != truth.shape or ranked.ndim != 2:
+        raise ValueError(f"ranked and true neighbours must be (queries, k) of one shape, got {ranked.shape} and {truth.shape}")
+    return np.array([len(set(r.tolist()) & set(t.tolist())) / ranked.shape[1] for r, t in zip(ranked, truth)], dtype=np.float64)
+
+
+def share_relevant(ranked: Sequence[Sequence], relevant: Sequence[set]) -> np.ndarray:
+    """Share of each query's ranked list in its relevant set; NaN for a query with nothing relevant."""
+    out = np.full(len(ranked), np.nan)
+    for i, (r, rel) in enumerate(zip(ranked, relevant)):
+        if rel and len(r):
+            out[i] = sum(1 for c in r if c in rel) / len(r)
+    return out
+
+
+def item_recall(predicted: Sequence[Sequence], held_out: Sequence[set], k: int) -> np.ndarray:
+    """Hits of the top-k predicted items in the held-out items over min(k, held-out), per query (NaN: none held out)."""
+    out = np.full(len(predicted), np.nan)
+    for i, (p, h) in enumerate(zip(predicted, held_out)):
+        if h:
+            out[i] = sum(1 for x in list(p)[:k] if x in h) / min(k, len(h))
+    return out
+
+
+def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> list[float]:
+    """Percentile bootstrap interval of the mean over queries (NaNs dropped); [nan, nan] when empty."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return [float(lo), float(hi)]

@@ -8,11 +8,12 @@ Layout::
       versions/<version>/meta.json          config, data version, feature schema, metrics, split, promotion
       CURRENT                               the served version (atomic write)
 
-Promotion gate: a new model becomes ``current`` only if its validation recall@10 is not
-worse than the current model's **on the same evaluation set** (the current model is
-re-scored on the new model's validation users); otherwise it is kept but not served and
-the result says why. A version directory is written aside and renamed into place, so a
-crash never leaves half a model; nothing already stored is overwritten.
+A version is a two-tower model (``kind: two_tower``, method ``two_tower`` or its LSA start
+``two_tower_init``; versions written before ``kind`` existed are two-tower ones) or a tuned
+baseline (``kind: baseline``: ``baseline.json`` + ``baseline.npz``, e.g. ALS item factors).
+Saving never promotes: ``current`` moves only through :mod:`soundmates.model.gate`, a step after
+evaluation. A version directory is written aside and renamed into place, so a crash never
+leaves half a model; nothing already stored is overwritten.
 
 When Hopsworks is configured (``HOPSWORKS_API_KEY``), the version is also pushed to its
 model registry (lazily imported; a failure there is reported, not fatal).
@@ -77,6 +78,17 @@ class ModelRegistry:
         v = p.read_text().strip()
         return v if v and (self.versions_dir / v / "meta.json").exists() else None
 
+    def served_version(self) -> str | None:
+        """What serving uses: ``current`` (the gate's choice); before any promotion, the newest registered
+        baseline (a tuned baseline is always servable); None when nothing is registered."""
+        current = self.current_version()
+        if current is not None:
+            return current
+        for v in sorted(self.versions(), key=lambda v: self.meta(v).get("created_at", ""), reverse=True):
+            if self.meta(v).get("kind") == "baseline":
+                return v
+        return None
+
     def meta(self, version: str) -> dict[str, Any]:
         p = self.versions_dir / version / "meta.json"
         if not p.exists():
@@ -84,6 +96,7 @@ class ModelRegistry:
         return json.loads(p.read_text())
 
     def load(self, version: str | None = None) -> LoadedModel:
+        """A two-tower version (old-style versions, without ``kind``, are two-tower ones)."""
         import torch
 
         from soundmates.model.datamodule import FeaturePreprocessor
@@ -93,35 +106,73 @@ class ModelRegistry:
         if version is None:
             raise RegistryError(f"no current model in {self.root}: run `soundmates train` first")
         meta = self.meta(version)
+        if meta.get("kind", "two_tower") != "two_tower":
+            raise RegistryError(f"version {version} is a {meta.get('method')} baseline, not a two-tower model: use load_embedder")
         d = self.versions_dir / version
         pre = FeaturePreprocessor.from_state(json.loads((d / "preprocessor.json").read_text()))
         arch = meta["architecture"]
         model = TwoTowerModel(meta["config"], arch["genre_rows"], arch["artist_rows"], arch["dense_in"])
-        model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
+        state = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
+        # item tables are training aids of the item objective: a serving copy may lack them
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        bad = [k for k in [*missing, *unexpected] if not k.startswith("item_")]
+        if bad:
+            raise RegistryError(f"model version {version}: weights do not match the architecture ({bad[:3]})")
         model.eval()
         return LoadedModel(version=version, model=model, preprocessor=pre, meta=meta)
 
+    def load_embedder(self, version: str | None = None):
+        """The embedder of ``version`` (default: the served one): two-tower or baseline."""
+        from soundmates.model.baselines import load_baseline
+        from soundmates.model.embedder import TwoTowerEmbedder
+
+        version = version or self.served_version()
+        if version is None:
+            raise RegistryError(f"nothing is registered in {self.root}: run `soundmates train` first")
+        meta = self.meta(version)
+        if meta.get("kind") == "baseline":
+            emb = load_baseline(self.versions_dir / version, version)
+            emb.meta = meta
+            return emb
+        return TwoTowerEmbedder(self.load(version))
+
     # ---- writing
-    def _new_version(self) -> str:
+    def _new_version(self, prefix: str = "tt") -> str:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-        v, n = f"tt-{stamp}", 1
+        v, n = f"{prefix}-{stamp}", 1
         while (self.versions_dir / v).exists():
             n += 1
-            v = f"tt-{stamp}-{n}"
+            v = f"{prefix}-{stamp}-{n}"
         return v
 
-    def save(self, trained, *, metrics: dict[str, Any], data_version: int | None, feature_schema: dict[str, Any]) -> str:
+    def _write(self, version: str, meta: dict[str, Any], write_files) -> str:
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions_dir))
+        try:
+            write_files(tmp)
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+            os.replace(tmp, self.versions_dir / version)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return version
+
+    def save(self, trained, *, metrics: dict[str, Any], data_version: int | None, feature_schema: dict[str, Any],
+             method: str = "two_tower", model=None, extra: dict[str, Any] | None = None) -> str:
+        """Save a two-tower version (``model`` overrides ``trained.model``, e.g. its LSA start), unpromoted."""
         import torch
 
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        version = self._new_version()
+        model = model if model is not None else trained.model
+        version = self._new_version("tt" if method == "two_tower" else "tti")
         dm = trained.datamodule
         meta = {
             "version": version,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "kind": "two_tower",
+            "method": method,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
             "config": trained.config.model_dump(),
             "architecture": {"genre_rows": dm.pre.genres.rows, "artist_rows": dm.pre.artists.rows,
-                             "dense_in": dm.pre.dense_dim, "dim": int(trained.model.dim)},
+                             "dense_in": dm.pre.dense_dim, "dim": int(model.dim)},
             "data_version": data_version,
             "feature_schema": feature_schema,
             "metrics": metrics,
@@ -132,16 +183,26 @@ class ModelRegistry:
             "training": {"epochs": trained.epochs_run, "best_epoch": trained.best_epoch,
                          "seconds_per_epoch": trained.seconds_per_epoch, "log_dir": trained.log_dir, "notes": trained.notes},
             "promoted": False,
+            **(extra or {}),
         }
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions_dir))
-        try:
-            torch.save(trained.model.state_dict(), tmp / "model.pt")
+
+        def files(tmp: Path) -> None:
+            torch.save(model.state_dict(), tmp / "model.pt")
             (tmp / "preprocessor.json").write_text(json.dumps(dm.pre.state()))
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-            os.replace(tmp, self.versions_dir / version)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        return self._write(version, meta, files)
+
+    def save_baseline(self, embedder, *, metrics: dict[str, Any], data_version: int | None,
+                      extra: dict[str, Any] | None = None) -> str:
+        """Save a fitted baseline as a servable version (``kind: baseline``), unpromoted."""
+        from soundmates.model.baselines import save_baseline
+
+        version = self._new_version(f"bl-{embedder.name.replace('_', '')}")
+        meta = {"version": version, "kind": "baseline", "method": embedder.name, "params": embedder.params,
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "dim": int(embedder.dim),
+                "data_version": data_version, "metrics": metrics, "promoted": False, **(extra or {})}
+        self._write(version, meta, lambda tmp: save_baseline(embedder, tmp))
+        embedder.version = version
         return version
 
     def _update_meta(self, version: str, **fields: Any) -> None:
@@ -154,40 +215,14 @@ class ModelRegistry:
         self._update_meta(version, promoted=True, promotion_reason=reason)
         atomic_write_text(self.root / CURRENT, version + "\n")
 
-    def register(self, trained, *, metrics: dict[str, Any], data_version: int | None, feature_schema: dict[str, Any]) -> dict[str, Any]:
-        """Save ``trained``; promote it if it passes the gate. Returns version, promoted, reason."""
-        from soundmates.model.evaluate import embed_rows
-        from soundmates.model.metrics import retrieval_metrics
+    def mark_not_promoted(self, version: str, reason: str) -> None:
+        self._update_meta(version, promotion_reason=reason)
 
-        new_val = float(trained.val_recall_at_10)
-        current = self.current_version()
+    def register(self, trained, *, metrics: dict[str, Any], data_version: int | None, feature_schema: dict[str, Any]) -> dict[str, Any]:
+        """Save ``trained`` unpromoted: promotion is the gate's step after evaluation (:mod:`soundmates.model.gate`)."""
         version = self.save(trained, metrics=metrics, data_version=data_version, feature_schema=feature_schema)
-        if current is None:
-            promoted, reason, current_val = True, "first model in the registry", None
-        else:
-            try:
-                old = self.load(current)
-                qa, qb = trained.datamodule.pairs["val"]
-                # the same evaluation set: score the current model on the new model's validation users
-                q = embed_rows(old.model, old.preprocessor, qa, tower="query")
-                c = embed_rows(old.model, old.preprocessor, qb, tower="candidate")
-                current_val = retrieval_metrics(q @ c.T)["recall@10"]
-            except Exception as e:  # noqa: BLE001 - an unreadable current model must not block a good new one
-                log.warning("current model %s could not be scored: %s", current, e)
-                current_val = None
-            if current_val is None:
-                promoted, reason = True, f"current model {current} could not be loaded or scored"
-            elif new_val >= current_val:
-                promoted, reason = True, f"validation recall@10 {new_val:.4f} >= current {current}'s {current_val:.4f} on the same users"
-            else:
-                promoted, reason = False, (f"kept but not served: validation recall@10 {new_val:.4f} < current {current}'s "
-                                           f"{current_val:.4f} on the same users")
-        if promoted:
-            self.promote(version, reason)
-        else:
-            self._update_meta(version, promotion_reason=reason)
-        return {"version": version, "promoted": promoted, "reason": reason, "previous": current,
-                "previous_val_recall@10": current_val, "val_recall@10": new_val}
+        return {"version": version, "promoted": False, "reason": "registered, not promoted: promotion is the step after evaluation",
+                "previous": self.current_version(), "val_recall@10": float(trained.val_recall_at_10)}
 
 
 def push_to_hopsworks(version_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:

@@ -9,10 +9,17 @@ Each tower sees
   statistics) through a small MLP;
 and ends in a residual MLP (last layer zero-initialised) and L2 normalisation.
 
-Loss: in-batch sampled softmax with temperature (Yi et al., RecSys 2019), positives = the
-two disjoint views of the same user, the other users of the batch as negatives; symmetric
-(a->b and b->a). In-batch negatives here are users drawn uniformly, not popular items, so
-the logQ sampling-bias correction of the paper is a constant and is left out.
+Objectives (``ModelConfig.objective``), in-batch sampled softmax with temperature (Yi et al.,
+RecSys 2019), symmetric over the two disjoint views a and b of a user:
+
+* ``items``: the user's half predicts the artists (and genres) of the other half; negatives =
+  the items sampled for the rest of the batch, logits corrected by -log Q(item) (popular items
+  are sampled more often), the user's own other positives masked. Users who would like the
+  same items end up close -- a taste signal, unlike self-retrieval. Query and candidate sides
+  are one tower (a user is compared with users).
+* ``halves``: find the same user's other half among the batch's users (self-retrieval; every
+  other user, however alike, is a negative);
+* ``items+halves``: both.
 """
 
 from __future__ import annotations
@@ -88,8 +95,20 @@ class TwoTowerModel(L.LightningModule):
         self.save_hyperparameters(ignore=["genre_table", "artist_table"])
         self.cfg = ModelConfig.model_validate(cfg)
         self.query_tower = Tower(self.cfg, genre_rows, artist_rows, dense_in, genre_table, artist_table)
-        self.candidate_tower = self.query_tower if self.cfg.shared_towers else copy.deepcopy(self.query_tower)
+        shared = self.cfg.shared_towers or self.cfg.objective == "items"  # the item objective trains one user tower
+        self.candidate_tower = self.query_tower if shared else copy.deepcopy(self.query_tower)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(self.cfg.temperature)), requires_grad=self.cfg.learn_temperature)
+        # item tables of the item objective: training aids only, never used to embed a user
+        self.item_artist = self.item_genre = None
+        if self.cfg.objective != "halves":
+            d = self.query_tower.out_dim
+            self.item_artist = nn.Embedding(artist_rows, d)
+            nn.init.normal_(self.item_artist.weight, 0, 0.05)
+            if self.cfg.genre_items and self.cfg.use_genres:
+                self.item_genre = nn.Embedding(genre_rows, d)
+                nn.init.normal_(self.item_genre.weight, 0, 0.05)
+        self.register_buffer("log_q_artist", torch.zeros(artist_rows), persistent=False)
+        self.register_buffer("log_q_genre", torch.zeros(genre_rows), persistent=False)
         self._val_q: list[torch.Tensor] = []
         self._val_c: list[torch.Tensor] = []
 
@@ -112,8 +131,67 @@ class TwoTowerModel(L.LightningModule):
         logits2 = q2 @ c2.T / self.log_temperature.exp()
         return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits2, target))
 
+    def init_item_tables(self, dense_dim: int, batch: int = 4096) -> None:
+        """Start each item's vector at the user tower's output for a one-item profile of that item,
+        so the item objective starts from the LSA geometry instead of random logits."""
+        for table, idx_key, w_key in ((self.item_artist, "a_idx", "a_w"), (self.item_genre, "g_idx", "g_w")):
+            if table is None:
+                continue
+            n = table.num_embeddings
+            with torch.no_grad():
+                for s in range(0, n, batch):
+                    rows = torch.arange(s, min(s + batch, n))
+                    x = {"a_idx": torch.zeros(len(rows), 1, dtype=torch.long), "a_w": torch.zeros(len(rows), 1),
+                         "g_idx": torch.zeros(len(rows), 1, dtype=torch.long), "g_w": torch.zeros(len(rows), 1),
+                         "dense": torch.zeros(len(rows), dense_dim)}
+                    x[idx_key] = rows[:, None]
+                    x[w_key] = torch.ones(len(rows), 1)
+                    table.weight[s : s + len(rows)] = self.query_tower(x)
+
+    def set_item_priors(self, log_q_artist: np.ndarray, log_q_genre: np.ndarray) -> None:
+        """log of each item's share of the training targets (the logQ correction of sampled softmax)."""
+        self.log_q_artist.copy_(torch.as_tensor(log_q_artist, dtype=torch.float32))
+        self.log_q_genre.copy_(torch.as_tensor(log_q_genre, dtype=torch.float32))
+
+    def _item_loss(self, q: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, table: nn.Embedding, log_q: torch.Tensor) -> torch.Tensor:
+        """Sampled softmax of ``item_positives`` items per user over all items sampled in the batch.
+
+        Logits are corrected by -log Q(item) (popular items are sampled as negatives more often);
+        a user's own other positives are masked, so a shared item is never pushed away.
+        """
+        keep = w.sum(1) > 0
+        if keep.sum() < 2:
+            return q.sum() * 0.0
+        q, idx, w = q[keep], idx[keep], w[keep]
+        n, p = len(q), self.cfg.item_positives
+        pick = torch.multinomial(w, p, replacement=True)  # (n, p) positions in the bag, by tf-idf weight
+        items = torch.gather(idx, 1, pick)  # (n, p) item rows
+        flat = items.reshape(-1)
+        logits = q @ table(flat).T / self.log_temperature.exp() - log_q[flat][None, :]  # (n, n*p)
+        own = (flat[None, :, None] == items[:, None, :]).any(-1)  # (n, n*p): item is one of the user's positives
+        cols = torch.arange(n, device=q.device)[:, None] * p + torch.arange(p, device=q.device)[None, :]
+        losses = []
+        for j in range(p):
+            mask = own.clone()
+            mask[torch.arange(n), cols[:, j]] = False
+            losses.append(F.cross_entropy(logits.masked_fill(mask, float("-inf")), cols[:, j]))
+        return torch.stack(losses).mean()
+
+    def item_objective(self, a, b) -> torch.Tensor:
+        loss = 0.0
+        for src, dst in ((a, b), (b, a)):
+            q = self.embed_query(src)
+            loss = loss + self._item_loss(q, dst["a_idx"], dst["a_w"], self.item_artist, self.log_q_artist)
+            if self.item_genre is not None:
+                loss = loss + self._item_loss(q, dst["g_idx"], dst["g_w"], self.item_genre, self.log_q_genre)
+        return loss / 2
+
     def training_step(self, batch, batch_idx):
-        loss = self.in_batch_softmax_loss(batch["a"], batch["b"])
+        loss = 0.0
+        if self.cfg.objective in ("halves", "items+halves"):
+            loss = loss + self.in_batch_softmax_loss(batch["a"], batch["b"])
+        if self.cfg.objective in ("items", "items+halves"):
+            loss = loss + self.item_objective(batch["a"], batch["b"])
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["a"]["g_idx"]))
         return loss
 

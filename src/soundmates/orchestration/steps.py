@@ -120,6 +120,14 @@ def evaluate(dataset: str = "world") -> dict[str, Any]:
     return jsonable(evaluate_model(dataset=dataset))
 
 
+def promote() -> dict[str, Any]:
+    """The gate, a step after evaluation: serve the trained model only if it beat the incumbent and
+    the best tuned baseline on validation; otherwise the best baseline (or the incumbent) is served."""
+    from soundmates.pipelines.model import promote_model
+
+    return jsonable(promote_model())
+
+
 def build_index() -> dict[str, Any]:
     from soundmates.pipelines import build_index as run
 
@@ -209,9 +217,8 @@ def retrain_decision(counts: dict[str, int], *, has_model: bool, asset_triggered
 def promotion_decision(trained: dict[str, Any]) -> dict[str, Any]:
     """``{"promoted", "version", "reason"}`` from a training result.
 
-    The registry makes the decision when it registers the model (validation
-    recall@10 not worse than the current model's); this only reads it back, so
-    there is exactly one gate.
+    ``promote()`` (the gate) makes the decision; this only reads it back, so
+    there is exactly one gate. ``promoted`` = what is served changed.
     """
     version = trained.get("version") or trained.get("model_version")
     promoted = bool(trained.get("promoted"))

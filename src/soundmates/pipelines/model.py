@@ -1,10 +1,12 @@
-"""Model stage, end to end: feature store -> two-tower training -> registry; and evaluation.
+"""Model stage, end to end: train (registered unpromoted) -> evaluate -> promote (the gate).
 
 ``train_model`` trains on ``user_features`` at a named data version (default: the latest),
-evaluates the model and the baselines on the held-out test users, and registers the model
-(promoted only through the gate of :mod:`soundmates.model.registry`).
-``evaluate_model`` reports every method on a generated world (the served model, on its
-held-out users) or on HetRec Last.fm 2k (trained on HetRec's own training users).
+tunes the baselines, scores everything on validation and test users against the whole
+population (:mod:`soundmates.model.experiment`) and registers the two-tower model and the
+best tuned baseline, **unpromoted**, with the gate's decision. ``promote_model`` (the step
+after evaluation) makes the gate's choice current. ``evaluate_model`` reports the protocol:
+on a generated world built straight from the generator (``path``), on HetRec Last.fm 2k, or
+(no ``path``) the latest training's evaluation on the stored users.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from soundmates.config import REPO_ROOT, Settings, get_settings
 log = logging.getLogger(__name__)
 
 DEFAULT_HETREC_DIR = REPO_ROOT.parent / "shared" / "data" / "hetrec2011-lastfm-2k"
+PROTOCOL_WORLD = ("world: held-out users' full profiles vs every user's full profile (taste metrics, hidden taste); "
+                  "half a vs everyone's full profile (neighbour_recall@20); half a vs every half b (recall@10)")
+PROTOCOL_HETREC = ("hetrec: held-out users' half a vs every user's full profile (neighbour_recall@20 of the held-out "
+                   "half b's artists), full vs full (friends@10), half a vs every half b (recall@10)")
+DEFAULT_WORLD_USERS = 2000
 
 
 def _feature_schema(pre) -> dict[str, Any]:
@@ -27,75 +34,125 @@ def _feature_schema(pre) -> dict[str, Any]:
             "genre_vocab": len(pre.genres.tokens), "artist_vocab": len(pre.artists.tokens), "hash_buckets": pre.genres.buckets}
 
 
-def _taste_relevance(settings: Settings, user_ids: list[str]) -> dict[str, set[str]] | None:
-    """True taste neighbours (k=10) among ``user_ids`` when the users come from the generated world."""
+def _world_taste_for(settings: Settings, user_ids: list[str]):
+    """Hidden taste of the stored users when they come from the configured generated world, else None."""
     world = Path(settings.world_dir)
     if not (world / "users.txt").exists():
         return None
     try:
-        from soundmates.world.groundtruth import true_neighbours
+        from soundmates.sources.world import world_taste
 
-        return {u: set(v) for u, v in true_neighbours(world, user_ids, 10).items()}
+        return world_taste(world, user_ids)
     except (KeyError, ValueError, OSError) as e:  # users not from this world, or no ground truth
         log.warning("no taste ground truth for these users: %s", e)
         return None
 
 
+def _incumbent(settings: Settings):
+    from soundmates.model.registry import ModelRegistry
+
+    reg = ModelRegistry(settings.models_dir)
+    if reg.served_version() is None:
+        return None
+    try:
+        return reg.load_embedder()
+    except Exception as e:  # noqa: BLE001 - an unreadable incumbent must not block a good new model
+        log.warning("the served model could not be loaded: %s", e)
+        return None
+
+
 def train_model(settings: Settings | None = None, *, config_file: str | Path | None = None,
                 data_version: int | None = None, fast_dev_run: bool = False, **hp: Any) -> dict[str, Any]:
-    """Train, evaluate against baselines on held-out users, register (promotion gate)."""
+    """Train + tune baselines + evaluate; register the model and the best baseline, unpromoted."""
+    from soundmates.features.schema import USER_FEATURES
     from soundmates.model.config import ModelConfig
-    from soundmates.model.evaluate import compare_methods, write_report
+    from soundmates.model.experiment import run_experiment
     from soundmates.model.registry import ModelRegistry, push_to_hopsworks
-    from soundmates.model.train import fit_model
+    from soundmates.store import get_store
 
     settings = settings or get_settings()
     cfg = ModelConfig.load(config_file, **hp)
-    runs = settings.models_dir / "runs"
-    trained = fit_model(cfg, settings=settings, data_version=data_version, work_dir=runs, fast_dev_run=fast_dev_run)
-    dm = trained.datamodule
-    val = compare_methods(trained, split="val")["methods"]["two_tower"]
-    relevant = _taste_relevance(settings, dm.split.test)
-    test = compare_methods(trained, split="test", relevant=relevant, relevant_key="taste_precision@10" if relevant else None, seed=cfg.seed)
+    store = get_store(settings)
+    if data_version is None:
+        data_version = store.data_version(USER_FEATURES)
+        if data_version is None:
+            raise LookupError("the feature store has no user_features yet: run `soundmates features build` first")
+    frame = store.read(USER_FEATURES, as_of=data_version)
+    taste = _world_taste_for(settings, sorted(set(frame.loc[frame["view"] == "full", "user_id"].astype(str))))
+    exp = run_experiment(frame, cfg, protocol=PROTOCOL_WORLD.replace("world:", "store:"), taste=taste,
+                         incumbent=_incumbent(settings), work_dir=settings.models_dir / "runs")
     reg = ModelRegistry(settings.models_dir)
-    outcome = reg.register(trained, metrics={"val": val, "test": test["methods"], "test_users": test["users"]},
-                           data_version=dm.data_version, feature_schema=_feature_schema(dm.pre))
-    version_dir = reg.versions_dir / outcome["version"]
-    report = write_report({**test, "dataset": "store"}, version_dir, name="evaluation")
-    hopsworks = push_to_hopsworks(version_dir, reg.meta(outcome["version"]))
+    res = exp.result
+    metrics = {"val": exp.validation, "test": res["methods"], "test_users": res["users"], "slices": res["slices"]}
+    trained = exp.trained
+    candidates: dict[str, str] = {}
+    decision = exp.decision
+    if decision["promote"] == "two_tower_init":
+        candidates["two_tower_init"] = reg.save(trained, metrics=metrics, data_version=data_version,
+                                                feature_schema=_feature_schema(trained.preprocessor), method="two_tower_init",
+                                                model=trained.initial_model())
+    servable = {m: v for m, v in exp.validation.items() if m in exp.tuned and exp.methods.get(m) is not None
+                and getattr(exp.methods[m], "servable", True) and v == v}
+    best_base = max(servable, key=servable.get) if servable else None
+    if best_base is not None:
+        candidates[best_base] = reg.save_baseline(exp.methods[best_base], metrics={"val": exp.validation[best_base]},
+                                                  data_version=data_version, extra={"tuned": res["tuned"].get(best_base)})
+    version = reg.save(trained, metrics=metrics, data_version=data_version, feature_schema=_feature_schema(trained.preprocessor),
+                       extra={"evaluation": res, "gate": decision, "candidates": candidates})
+    hopsworks = push_to_hopsworks(reg.versions_dir / version, reg.meta(version))
     return {
-        **outcome,
-        "data_version": dm.data_version,
-        "metrics": {"val": val, "test": test["methods"]},
-        "users": {k: len(v) for k, v in dm.split.as_dict().items()},
-        "epochs": trained.epochs_run,
-        "best_epoch": trained.best_epoch,
-        "seconds_per_epoch": round(trained.seconds_per_epoch, 3),
-        "initial_val_recall@10": trained.initial_val_recall_at_10,
-        "notes": trained.notes,
-        "report": report,
-        **hopsworks,
+        "version": version, "promoted": False, "reason": "registered unpromoted; run the promote step (the gate) after evaluation",
+        "gate": decision, "candidates": candidates, "data_version": data_version,
+        "metrics": {"val": exp.validation, "test": res["methods"]},
+        "users": res["split"], "epochs": trained.epochs_run, "best_epoch": trained.best_epoch,
+        "seconds_per_epoch": round(trained.seconds_per_epoch, 3), "notes": trained.notes,
+        "seconds": {k: round(v, 1) for k, v in exp.seconds.items()}, **hopsworks,
     }
 
 
+def promote_model(settings: Settings | None = None, version: str | None = None) -> dict[str, Any]:
+    """The gate's step: make the choice recorded by training ``version`` (default: the latest) current."""
+    from soundmates.model.registry import ModelRegistry, RegistryError
+
+    settings = settings or get_settings()
+    reg = ModelRegistry(settings.models_dir)
+    if version is None:
+        trained = [v for v in reg.versions() if reg.meta(v).get("method", "two_tower") == "two_tower" and "gate" in reg.meta(v)]
+        if not trained:
+            raise RegistryError("no trained model with a gate decision: run `soundmates train` first")
+        version = max(trained, key=lambda v: reg.meta(v).get("created_at", ""))
+    meta = reg.meta(version)
+    gate, candidates = meta.get("gate") or {}, meta.get("candidates") or {}
+    chosen = gate.get("promote")
+    reason = gate.get("reason", "")
+    if chosen == "two_tower":
+        candidates = {**candidates, "two_tower": version}
+    if chosen is None or chosen not in candidates:
+        reg.mark_not_promoted(version, reason)
+        return {"promoted": False, "model_promoted": False, "served": gate.get("served"), "version": reg.current_version(),
+                "trained_version": version, "reason": reason}
+    served_version = candidates[chosen]
+    reg.promote(served_version, reason)
+    if chosen != "two_tower":
+        reg.mark_not_promoted(version, reason)
+    return {"promoted": True, "model_promoted": chosen == "two_tower", "served": chosen, "version": served_version,
+            "trained_version": version, "reason": reason}
+
+
+# --------------------------------------------------------------------------- evaluation
 def evaluate_model(settings: Settings | None = None, dataset: str = "world", *, path: str | Path | None = None,
-                   seed: int = 0, config_file: str | Path | None = None, report_dir: str | Path | None = None,
-                   **hp: Any) -> dict[str, Any]:
-    """``{"methods": {...}, "users": N, ...}`` on the world (served model) or HetRec (trained there)."""
+                   users: int | None = None, seed: int = 0, config_file: str | Path | None = None,
+                   report_dir: str | Path | None = None, **hp: Any) -> dict[str, Any]:
+    """The protocol's JSON object (see :mod:`soundmates.model.protocol`) for ``dataset``."""
     from soundmates.model.evaluate import write_report
 
     settings = settings or get_settings()
     if dataset == "hetrec":
-        from soundmates.model.config import ModelConfig
-        from soundmates.model.evaluate import evaluate_hetrec
-
-        hetrec_dir = Path(path) if path else DEFAULT_HETREC_DIR
-        if not hetrec_dir.exists():
-            raise FileNotFoundError(f"HetRec Last.fm 2k not found at {hetrec_dir}: pass --path to the unzipped hetrec2011-lastfm-2k folder")
-        cfg = ModelConfig.load(config_file, seed=seed, **hp)
-        result = evaluate_hetrec(hetrec_dir, cfg=cfg, settings=settings, seed=seed)
+        result = evaluate_hetrec_dir(settings, path, seed=seed, config_file=config_file, **hp)
+    elif dataset == "world" and path is not None:
+        result = evaluate_world_dir(settings, path, users=users, seed=seed, config_file=config_file, **hp)
     elif dataset == "world":
-        result = _evaluate_served(settings, seed=seed)
+        result = _stored_evaluation(settings)
     else:
         raise ValueError(f"unknown dataset {dataset!r}: use 'world' or 'hetrec'")
     out = Path(report_dir) if report_dir else settings.data_dir / "reports" / dataset
@@ -103,30 +160,60 @@ def evaluate_model(settings: Settings | None = None, dataset: str = "world", *, 
     return result
 
 
-def _evaluate_served(settings: Settings, *, seed: int = 0) -> dict[str, Any]:
-    import pandas as pd
+def evaluate_world_dir(settings: Settings, path: str | Path, *, users: int | None = None, seed: int = 0,
+                       config_file=None, grids=None, **hp: Any) -> dict[str, Any]:
+    """Profiles straight from the world at ``path`` (generated there with world seed 0 when missing),
+    features, train, evaluate. ``seed`` is the split/training seed."""
+    from soundmates.model.config import ModelConfig
+    from soundmates.model.experiment import features_frame, run_experiment
+    from soundmates.sources.world import world_profiles, world_taste
+    from soundmates.world.generator import generate_world
 
-    from soundmates.features.schema import USER_FEATURES
-    from soundmates.model.datamodule import paired_views
-    from soundmates.model.evaluate import compare_on
+    world = Path(path)
+    if not (world / "world.json").exists():
+        world.mkdir(parents=True, exist_ok=True)
+        generate_world(world, int(users or DEFAULT_WORLD_USERS), 0)
+    profiles = world_profiles(world, users)
+    frame = features_frame(profiles, settings)
+    ids = sorted(set(frame["user_id"].astype(str)))
+    cfg = ModelConfig.load(config_file, seed=seed, **hp)
+    exp = run_experiment(frame, cfg, protocol=PROTOCOL_WORLD, taste=world_taste(world, ids), grids=grids)
+    return exp.result | {"dataset": "world", "world": str(world), "seconds": {k: round(v, 1) for k, v in exp.seconds.items()}}
+
+
+def evaluate_hetrec_dir(settings: Settings, path: str | Path | None, *, seed: int = 0, config_file=None, grids=None,
+                        **hp: Any) -> dict[str, Any]:
+    from soundmates.model.config import ModelConfig
+    from soundmates.model.experiment import features_frame, run_experiment
+    from soundmates.sources.hetrec import load_hetrec
+
+    hetrec_dir = Path(path) if path else DEFAULT_HETREC_DIR
+    if not hetrec_dir.exists():
+        raise FileNotFoundError(f"HetRec Last.fm 2k not found at {hetrec_dir}: pass --path to the unzipped hetrec2011-lastfm-2k folder")
+    ds = load_hetrec(hetrec_dir, seed=seed)
+    frame = features_frame(ds.profiles, settings)
+    cfg = ModelConfig.load(config_file, seed=seed, **hp)
+    exp = run_experiment(frame, cfg, protocol=PROTOCOL_HETREC, friends=ds.friends, thin_tracks_only=True, grids=grids)
+    return exp.result | {"dataset": "hetrec", "seconds": {k: round(v, 1) for k, v in exp.seconds.items()}}
+
+
+def _stored_evaluation(settings: Settings) -> dict[str, Any]:
+    """The latest training's evaluation on the stored users; ``served`` = what the registry serves now."""
     from soundmates.model.registry import ModelRegistry
-    from soundmates.store import get_store
 
     reg = ModelRegistry(settings.models_dir)
-    if reg.current_version() is None:
-        raise LookupError("no model is registered yet: run `soundmates train` first")
-    loaded = reg.load()
-    held = loaded.meta.get("held_out", {})
-    test_users = list(held.get("test", []))
-    store = get_store(settings)
-    df = store.read(USER_FEATURES)
-    qa, qb = paired_views(df, test_users)
-    if len(qa) < 2:
-        raise LookupError(f"only {len(qa)} of the model's {len(test_users)} held-out users are still in the store")
-    excluded = set(test_users) | set(held.get("val", []))
-    train_rows = df[~df["user_id"].isin(excluded) & df["view"].isin(["a", "b"])]
-    relevant = _taste_relevance(settings, qa["user_id"].tolist())
-    result = compare_on(loaded.model, loaded.preprocessor, qa, qb, fit_rows=train_rows if len(train_rows) else None,
-                        relevant=relevant, relevant_key="taste_precision@10" if relevant else None, seed=seed)
-    result.update(dataset="world", model_version=loaded.version, data_version=store.data_version(USER_FEATURES))
+    trained = [v for v in reg.versions() if "evaluation" in reg.meta(v)]
+    if not trained:
+        raise LookupError("no model is registered yet: run `soundmates train` first "
+                          "(or `soundmates evaluate --dataset world --path WORLD_DIR` to evaluate on a generated world)")
+    version = max(trained, key=lambda v: reg.meta(v).get("created_at", ""))
+    meta = reg.meta(version)
+    result = dict(meta["evaluation"])
+    served = reg.served_version()
+    if served is not None:
+        smeta = reg.meta(served)
+        result["served"] = smeta.get("method", "two_tower")
+        result["served_version"] = served
+        result["reason"] = smeta.get("promotion_reason") or result.get("reason")
+    result.update(dataset="world", model_version=version, data_version=meta.get("data_version"))
     return result

@@ -1,0 +1,122 @@
+"""One evaluation run: split, train, tune the baselines, gate, evaluate -- the same for every dataset.
+
+``run_experiment(frame, cfg, ...)`` splits users by a stable hash (``cfg.seed``), trains the
+two-tower on the training users, tunes every baseline family on the validation users (small
+grids, ``neighbour_recall@20``), scores the incumbent on the same users, lets the gate decide
+what to serve, and evaluates every method on the test users against the whole population
+(:mod:`soundmates.model.protocol`). ``result`` is the ``soundmates evaluate --json`` object.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from soundmates.model.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Experiment:
+    result: dict[str, Any]
+    trained: Any
+    methods: dict[str, Any]
+    tuned: dict[str, dict[str, Any]]
+    validation: dict[str, float]
+    decision: dict[str, Any]
+    population: Any
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _mean(v: np.ndarray) -> float:
+    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+
+def run_experiment(frame: pd.DataFrame, cfg: ModelConfig, *, protocol: str, taste: dict[str, np.ndarray] | None = None,
+                   friends: dict[str, set[str]] | None = None, thin_tracks_only: bool = False, incumbent=None,
+                   work_dir=None, grids: dict | None = None) -> Experiment:
+    from soundmates.model.baselines import NOT_SERVABLE, tune_baselines
+    from soundmates.model.embedder import ModelEmbedder
+    from soundmates.model.gate import decide
+    from soundmates.model.protocol import evaluate_methods, make_population, neighbour_recall
+    from soundmates.model.train import fit_model
+
+    secs: dict[str, float] = {}
+    t0 = time.perf_counter()
+    trained = fit_model(cfg, frame, work_dir=work_dir)
+    secs["train_s"] = time.perf_counter() - t0
+    split = trained.datamodule.split
+    pop = make_population(frame, taste=taste, friends=friends, thin_tracks_only=thin_tracks_only)
+
+    def score(emb) -> float:
+        return _mean(neighbour_recall(emb, pop, split.val))
+
+    t0 = time.perf_counter()
+    fit_rows = pop.full[pop.full["user_id"].isin(set(split.train))]
+    tuned = tune_baselines(fit_rows, score, seed=cfg.seed, grids=grids)
+    secs["tune_baselines_s"] = time.perf_counter() - t0
+    methods: dict[str, Any] = {
+        "two_tower": ModelEmbedder(trained.model, trained.preprocessor, name="two_tower"),
+        "two_tower_init": ModelEmbedder(trained.initial_model(), trained.preprocessor, name="two_tower_init"),
+    }
+    methods.update({fam: t["embedder"] for fam, t in tuned.items() if "embedder" in t})
+    validation = {"two_tower": score(methods["two_tower"]), "two_tower_init": score(methods["two_tower_init"])}
+    validation.update({fam: t["val"] for fam, t in tuned.items() if "val" in t})
+    inc = None
+    if incumbent is not None:
+        try:
+            inc = {"method": incumbent.name, "version": incumbent.version, "val": score(incumbent)}
+        except Exception as e:  # noqa: BLE001 - an unreadable incumbent must not block a good new one
+            log.warning("incumbent %s could not be scored: %s", getattr(incumbent, "version", "?"), e)
+    servable = {m for m in methods if m not in NOT_SERVABLE}
+    decision = decide(validation, incumbent=inc, servable=servable)
+    t0 = time.perf_counter()
+    ev = evaluate_methods(methods, pop, split.test, seed=cfg.seed)
+    secs["evaluate_s"] = time.perf_counter() - t0
+    result = {
+        "protocol": protocol,
+        "served": decision["served"],
+        "users": sum(1 for u in split.test if u in pop.pos),
+        "candidates": len(pop.ids),
+        "methods": ev["methods"],
+        "slices": ev["slices"],
+        "reason": decision["reason"],
+        "validation": {"metric": "neighbour_recall@20", "users": len(split.val), "scores": validation,
+                       "incumbent": inc, "two_tower_epochs": trained.epochs_run, "two_tower_best_epoch": trained.best_epoch,
+                       "two_tower_notes": trained.notes},
+        "tuned": {fam: ({"params": t["params"], "grid": t["grid"]} if "params" in t else t) for fam, t in tuned.items()},
+        "seed": cfg.seed,
+        "split": {k: len(v) for k, v in split.as_dict().items()},
+        "thin_rule": pop.thin_rule,
+        "objective": cfg.objective,
+    }
+    return Experiment(result=result, trained=trained, methods=methods, tuned=tuned, validation=validation,
+                      decision=decision, population=pop, seconds=secs)
+
+
+# --------------------------------------------------------------------------- datasets
+def features_frame(profiles, settings=None) -> pd.DataFrame:
+    """``user_features`` rows (full/a/b) of canonical profiles through the features stage, ``combined``
+    standardised over these users (as the features pipeline does over the stored users)."""
+    from soundmates.config import get_settings
+    from soundmates.features.encoder import TextEncoder
+    from soundmates.features.scaler import CombinedScaler
+    from soundmates.features.taste import featurize_profiles
+
+    settings = settings or get_settings()
+    encoder = TextEncoder(settings)
+    batch = featurize_profiles(profiles, encoder, top_n=settings.top_n_artists)
+    if batch.rejected:
+        log.warning("%d profile(s) rejected by the features stage, e.g. %s", len(batch.rejected), batch.rejected[:2])
+    df = pd.DataFrame(batch.feature_rows)
+    raw = np.stack([np.asarray(v, dtype=np.float64) for v in df["combined"]])
+    scaler = CombinedScaler.fit(raw, user_ids=df["user_id"].tolist(), profile_hashes=df["profile_hash"].astype(str).tolist(),
+                                encoder_model=encoder.model_id, encoder_dim=encoder.dim)
+    df["combined"] = list(scaler.transform(raw).astype(np.float32))
+    return df
