@@ -12,15 +12,16 @@ RUN mkdir -p /opt/soundmates/var && chown -R airflow:0 /opt/soundmates && chmod 
 
 USER airflow
 WORKDIR /opt/soundmates
-COPY --chown=airflow:0 requirements.txt /opt/soundmates/requirements.txt
-# apache-airflow stays pinned to the image's own version (the official image's advice);
-# the CPU index keeps torch from pulling a multi-GB CUDA build.
-RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu \
-        "apache-airflow==3.1.8" -r /opt/soundmates/requirements.txt
-COPY --chown=airflow:0 pyproject.toml README.md /opt/soundmates/
+# The same pins as `make setup` (requirements.txt) and the same torch rule: torch==2.13.0, the CPU
+# build, from TORCH_INDEX (the Makefile's variable of the same name; empty there = the machine's pip
+# configuration). Only the runtime dependencies and the [hopsworks] extra go in: test tools stay out.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+COPY --chown=airflow:0 requirements.txt pyproject.toml README.md /opt/soundmates/
 COPY --chown=airflow:0 src /opt/soundmates/src
 COPY --chown=airflow:0 streamlit_app /opt/soundmates/streamlit_app
-RUN pip install --no-cache-dir --no-deps /opt/soundmates
+# apache-airflow stays pinned to the image's own version (the official image's advice).
+RUN pip install --no-cache-dir ${TORCH_INDEX:+--extra-index-url ${TORCH_INDEX}} \
+        -c /opt/soundmates/requirements.txt "apache-airflow==3.1.8" "/opt/soundmates[hopsworks]"
 
 ENV SOUNDMATES_DATA_DIR=/opt/soundmates/var
 WORKDIR /opt/airflow

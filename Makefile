@@ -6,15 +6,19 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Where torch==2.13.0's CPU build comes from (the Dockerfile's ARG of the same name). Empty: the
+# machine's pip configuration (here it serves the CPU wheel from disk); elsewhere e.g.
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu.
+TORCH_INDEX ?=
 
-.PHONY: setup run stop test test-fast bench clean-state browser
+.PHONY: setup run stop test test-fast lint bench clean-state browser
 
 setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -r requirements.txt
+	$(BIN)/pip install $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -r requirements.txt
 	$(BIN)/pip install --no-deps -e .
 	touch $(STAMP)
 
@@ -27,6 +31,12 @@ run: setup
 
 stop:
 	bash scripts/stop.sh
+
+# ruff (lint + format) and mypy (its files are set in pyproject.toml): zero findings.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: setup browser
 	$(BIN)/python -m pytest -q

@@ -95,6 +95,7 @@ def _matrix(bags, index: dict[str, int], values) -> Any:
 class _Baseline:
     name = "baseline"
     servable = True
+    shared_towers = True  # one space: a user's query vector is their candidate (index) vector
 
     def __init__(self, **params: Any):
         self.params = params

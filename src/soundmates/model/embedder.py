@@ -76,6 +76,8 @@ class ModelEmbedder:
         self.model, self.preprocessor = model, preprocessor
         self.name, self.version = name, version
         self.dim = int(model.dim)
+        # one tower for both sides (shared config, or the item objective): index vectors serve as queries
+        self.shared_towers = model.candidate_tower is model.query_tower
 
     def embed(self, features_df: pd.DataFrame) -> np.ndarray:
         from soundmates.model.evaluate import embed_rows

@@ -152,7 +152,7 @@ def evaluate_model(settings: Settings | None = None, dataset: str = "world", *, 
     elif dataset == "world" and path is not None:
         result = evaluate_world_dir(settings, path, users=users, seed=seed, config_file=config_file, **hp)
     elif dataset == "world":
-        result = _stored_evaluation(settings)
+        result = stored_evaluation(settings)
     else:
         raise ValueError(f"unknown dataset {dataset!r}: use 'world' or 'hetrec'")
     out = Path(report_dir) if report_dir else settings.data_dir / "reports" / dataset
@@ -197,7 +197,7 @@ def evaluate_hetrec_dir(settings: Settings, path: str | Path | None, *, seed: in
     return exp.result | {"dataset": "hetrec", "seconds": {k: round(v, 1) for k, v in exp.seconds.items()}}
 
 
-def _stored_evaluation(settings: Settings) -> dict[str, Any]:
+def stored_evaluation(settings: Settings) -> dict[str, Any]:
     """The latest training's evaluation on the stored users; ``served`` = what the registry serves now."""
     from soundmates.model.registry import ModelRegistry
 

@@ -60,7 +60,7 @@ def pipeline_status(ctx: RecommendContext) -> PipelineStatus:
     model = model_info(ctx)
     st.model_version = model.get("version") or st.model_version
     st.model_metrics = model.get("metrics") or {}
-    st.evaluation = served_evaluation(ctx, model)
+    st.evaluation = served_evaluation(ctx)
     if st.model_version:
         st.embedder = embedder_info(_Named(st.model_version, model.get("method")))
     if model.get("version") and idx.get("model_version") and model["version"] != idx["model_version"]:
@@ -96,29 +96,17 @@ def model_info(ctx: RecommendContext) -> dict:
         return {}
 
 
-# The model stage's readers of its evaluation report, in order of preference (the stage owns the files).
-_REPORT_READERS = (("soundmates.model.registry", "evaluation_report"), ("soundmates.pipelines.model", "stored_evaluation"))
-
-
 def _report_from_model_stage(ctx: RecommendContext) -> dict | None:
     """The model stage's evaluation of what it serves (issue 15 protocol object), read through its own function."""
-    import importlib
+    from soundmates.pipelines.model import stored_evaluation
 
-    for module, name in _REPORT_READERS:
-        try:
-            read = getattr(importlib.import_module(module), name, None)
-        except ImportError:
-            read = None
-        if read is None:
-            continue
-        try:
-            return read(ctx.settings)
-        except LookupError:  # nothing evaluated yet
-            return None
-        except Exception as e:  # noqa: BLE001 - a status page shows what it can
-            log.warning("evaluation report unreadable: %s", e)
-            return None
-    return None
+    try:
+        return stored_evaluation(ctx.settings)
+    except LookupError:  # nothing evaluated yet
+        return None
+    except Exception as e:  # noqa: BLE001 - a status page shows what it can
+        log.warning("evaluation report unreadable: %s", e)
+        return None
 
 
 def _method_scores(values: Any) -> MethodScores | None:
@@ -131,35 +119,11 @@ def _method_scores(values: Any) -> MethodScores | None:
     return MethodScores(metrics=metrics, ci95=ci95) if metrics else None
 
 
-def _report_from_registry(ctx: RecommendContext, model: dict) -> dict | None:
-    """Without a reader: the newest evaluation the registry recorded with a training, and what it serves now."""
-    from soundmates.model.registry import ModelRegistry
-
-    reg = ModelRegistry(ctx.settings.models_dir)
-    evaluated = [(reg.meta(v), v) for v in reg.versions()]
-    evaluated = [(m.get("created_at", ""), m) for m, _ in evaluated if isinstance(m.get("evaluation"), dict)]
-    if evaluated:
-        report = dict(max(evaluated, key=lambda t: t[0])[1]["evaluation"])
-    else:  # registries written before the evaluation was recorded: the served model's own test figures
-        test = (model.get("metrics") or {}).get("test")
-        report = {"methods": test, "users": (model.get("metrics") or {}).get("test_users")} if isinstance(test, dict) else None
-    if report is not None and model.get("version"):
-        report["served"] = model.get("method") or report.get("served") or "two_tower"
-        report["reason"] = reg.meta(model["version"]).get("promotion_reason") or report.get("reason")
-    return report
-
-
-def served_evaluation(ctx: RecommendContext, model: dict | None = None) -> Evaluation | None:
-    """Served method vs baselines: the model stage's evaluation report, else what its registry recorded."""
+def served_evaluation(ctx: RecommendContext) -> Evaluation | None:
+    """Served method vs baselines, from the model stage's evaluation report."""
     report = _report_from_model_stage(ctx)
     if not isinstance(report, dict) or not isinstance(report.get("methods"), dict):
-        try:
-            report = _report_from_registry(ctx, model or {})
-        except Exception as e:  # noqa: BLE001 - a status page shows what it can
-            log.warning("model registry unreadable: %s", e)
-            return None
-        if not isinstance(report, dict) or not isinstance(report.get("methods"), dict):
-            return None
+        return None
     methods = {m: s for m, s in ((m, _method_scores(v)) for m, v in report["methods"].items()) if s is not None}
     if not methods:
         return None
