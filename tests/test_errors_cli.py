@@ -30,18 +30,29 @@ SOUNDMATES = [sys.executable, "-m", "soundmates.cli.main"]
 def _validation_error() -> Exception:
     try:
         Profile.model_validate({"user_id": 5})
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever pydantic raises is the specimen
         return exc
     raise AssertionError("expected a ValidationError")
 
 
 UNEXPECTED = {
-    "OSError long name": (OSError(36, "File name too long", "/data/profiles/" + "%C3%A9" * 50 + ".json"),
-                          "unexpected error: File name too long: /data/profiles/%C3%A9"),
+    "OSError long name": (
+        OSError(36, "File name too long", "/data/profiles/" + "%C3%A9" * 50 + ".json"),
+        "unexpected error: File name too long: /data/profiles/%C3%A9",
+    ),
     "MemoryError": (MemoryError(), "out of memory"),
-    "RecursionError": (RecursionError("maximum recursion depth exceeded"), "unexpected error: RecursionError: maximum recursion depth"),
-    "ValidationError": (_validation_error(), "unexpected error: ValidationError: 1 validation error for Profile: user_id: Input should be a valid string"),
-    "multi-line ValueError": (ValueError("first\x1b[2J line\n  0: backtrace\n  1: frames"), "unexpected error: ValueError: first\\x1b[2J line;"),
+    "RecursionError": (
+        RecursionError("maximum recursion depth exceeded"),
+        "unexpected error: RecursionError: maximum recursion depth",
+    ),
+    "ValidationError": (
+        _validation_error(),
+        "unexpected error: ValidationError: 1 validation error for Profile: user_id: Input should be a valid string",
+    ),
+    "multi-line ValueError": (
+        ValueError("first\x1b[2J line\n  0: backtrace\n  1: frames"),
+        "unexpected error: ValueError: first\\x1b[2J line;",
+    ),
     "KeyError": (KeyError("missing"), "unexpected error: KeyError: 'missing'"),
 }
 
@@ -137,11 +148,18 @@ def test_a_handled_per_user_failure_logs_one_line_not_a_traceback(spotify_server
     data = tmp_path / "data"
     data.mkdir()
     (data / "profiles").write_text("a file where the profiles folder should be")  # every save fails: OSError
-    env = dict(os.environ, SOUNDMATES_DATA_DIR=str(data), SOUNDMATES_SPOTIFY_API_URL=server.api_url,
-               SOUNDMATES_SPOTIFY_TOKEN_URL=server.token_url, SPOTIPY_CLIENT_ID="i", SPOTIPY_CLIENT_SECRET="s")
+    env = dict(
+        os.environ,
+        SOUNDMATES_DATA_DIR=str(data),
+        SOUNDMATES_SPOTIFY_API_URL=server.api_url,
+        SOUNDMATES_SPOTIFY_TOKEN_URL=server.token_url,
+        SPOTIPY_CLIENT_ID="i",
+        SPOTIPY_CLIENT_SECRET="s",
+    )
     env.pop("SOUNDMATES_DEBUG", None)
-    proc = subprocess.run(SOUNDMATES + ["ingest", *users, "--json", "--no-progress"], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        SOUNDMATES + ["ingest", *users, "--json", "--no-progress"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["ingested"] == 0 and [f["ref"] for f in out["failed"]] == users
@@ -149,8 +167,9 @@ def test_a_handled_per_user_failure_logs_one_line_not_a_traceback(spotify_server
     logged = [ln for ln in proc.stderr.splitlines() if "ingest of" in ln]
     assert len(logged) == 2 and all(ln.startswith("ERROR soundmates.spotify.ingest: ingest of") for ln in logged), proc.stderr
     assert all("NotADirectoryError" in ln or "FileExistsError" in ln for ln in logged), logged
-    debug = subprocess.run(SOUNDMATES + ["--debug", "ingest", users[0], "--no-progress"], env=env, capture_output=True,
-                           text=True, timeout=300)
+    debug = subprocess.run(
+        SOUNDMATES + ["--debug", "ingest", users[0], "--no-progress"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert "Traceback (most recent call last)" in debug.stderr
 
 
@@ -180,9 +199,14 @@ def test_logging_policy_collapses_tracebacks_of_this_package_only_without_debug(
 
 # --- corrupt profile files -------------------------------------------------------------------------
 
+
 def _profile(uid: str) -> Profile:
-    return Profile(user_id=uid, playlists=[Playlist(id="p", name="p", items=[PlaylistItem(track_id="t")])],
-                   tracks={"t": Track(id="t", name="t", artist_ids=["a"])}, artists={"a": Artist(id="a", name="a")})
+    return Profile(
+        user_id=uid,
+        playlists=[Playlist(id="p", name="p", items=[PlaylistItem(track_id="t")])],
+        tracks={"t": Track(id="t", name="t", artist_ids=["a"])},
+        artists={"a": Artist(id="a", name="a")},
+    )
 
 
 CORRUPT = {
@@ -237,7 +261,9 @@ def test_recommend_for_a_user_with_a_corrupt_profile_file_does_not_crash(dashboa
     repo = ProfileRepository(Path(dashboard_world.data_dir) / "profiles")
     for uid in (me, other):
         repo.path(uid).write_text('{"user_id": 1, "tracks": "x"}', encoding="utf-8")
-    proc = subprocess.run(SOUNDMATES + ["recommend", me, "--json", "--k", "5"], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        SOUNDMATES + ["recommend", me, "--json", "--k", "5"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert "Traceback" not in proc.stderr
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["user_id"] == me

@@ -252,9 +252,8 @@ def test_consent_stores_and_makes_findable_at_once(rec, settings, world):
 
 def test_remove_takes_effect_at_once_and_deletes_stored_data(rec, settings, world):
     victim = rec.recommend("jazz0", k=1).matches[0].user_id
-    from soundmates.store import inbox
-
     from soundmates.spotify.connect import TokenStore
+    from soundmates.store import inbox
 
     inbox.add_request(rec.store, victim, victim)
     tokens = TokenStore(settings.data_dir / "oauth" / "tokens")
@@ -345,7 +344,8 @@ def test_cli_recommend_json(rec, monkeypatch, settings, encoder):
 
     real = service.Recommender
     monkeypatch.setattr(
-        service, "Recommender",
+        service,
+        "Recommender",
         lambda: real(settings, encoder=encoder, ingestor_factory=FakeIngestor),
     )
     out = CliRunner().invoke(app, ["recommend", "rock2", "--k", "3", "--json"])
@@ -407,8 +407,12 @@ class TwoSidedEmbedder:
 
     def _side(self, frame, axis):
         b = self.base.embed(frame).astype(np.float64)
-        noise = np.stack([np.random.default_rng(int(hashlib.sha256(str(u).encode()).hexdigest()[:8], 16)).normal(size=b.shape[1])
-                          for u in frame["user_id"]])
+        noise = np.stack(
+            [
+                np.random.default_rng(int(hashlib.sha256(str(u).encode()).hexdigest()[:8], 16)).normal(size=b.shape[1])
+                for u in frame["user_id"]
+            ]
+        )
         d = np.random.default_rng(0).normal(size=b.shape[1])
         d /= np.linalg.norm(d)
         part = self.taste * b / np.linalg.norm(b, axis=1, keepdims=True) + noise / np.sqrt(b.shape[1])
@@ -546,8 +550,11 @@ def test_status_reads_the_model_stages_evaluation(rec, monkeypatch):
     import soundmates.model.registry as registry
 
     report = {
-        "protocol": "served: full profile vs every user", "served": "als", "reason": "als beats two_tower",
-        "users": 374, "candidates": 1874,
+        "protocol": "served: full profile vs every user",
+        "served": "als",
+        "reason": "als beats two_tower",
+        "users": 374,
+        "candidates": 1874,
         "methods": {
             "als": {"taste_ndcg@10": 0.84, "recall@10": 0.79, "ci95": {"taste_ndcg@10": [0.82, 0.86]}, "setting": {"alpha": 2}},
             "two_tower": {"taste_ndcg@10": 0.8, "recall@10": float("nan")},

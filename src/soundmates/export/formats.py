@@ -196,7 +196,9 @@ def _parse_extended_history(data: Any, f: ExportFile, out: ParsedExport) -> None
             ms = None
         if not _count_play(out, ms, "null row"):
             continue
-        track = TrackRef(name, artist, _text(row.get("master_metadata_album_album_name")), uri_id(row.get("spotify_track_uri"), "track"))
+        track = TrackRef(
+            name, artist, _text(row.get("master_metadata_album_album_name")), uri_id(row.get("spotify_track_uri"), "track")
+        )
         out.plays.append(Play(track, ms))
 
 

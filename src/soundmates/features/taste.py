@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -72,7 +72,7 @@ def _valid_year(y: int | None, max_year: int) -> bool:
 
 def taste_bags(profile: Profile) -> TasteBags:
     """Count a profile's genres, artists, tracks, years, popularity and explicit flags."""
-    max_year = datetime.now(timezone.utc).year + 1
+    max_year = datetime.now(UTC).year + 1
     bags = TasteBags(user_id=profile.user_id, n_playlists_total=len(profile.playlists))
     tracks, artists = profile.tracks, profile.artists
     for pl in profile.playlists:
@@ -322,7 +322,7 @@ def explanation_row(
         "top_tracks_json": json.dumps(top_tracks, ensure_ascii=False),
         "year_hist_json": json.dumps({"bins": list(S.YEAR_BINS), "values": [round(float(x), 6) for x in hist]}),
         "profile_hash": profile_hash if profile_hash is not None else profile.content_hash(),
-        "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -380,7 +380,7 @@ def featurize_profiles(
             for _, p, b in parts:
                 texts |= texts_needed(b, p, top_n)
             work.append((prof, parts))
-        except Exception as exc:  # a malformed profile must not stop the others
+        except Exception as exc:  # noqa: BLE001 - a malformed profile must not stop the others
             batch.rejected.append({"user_id": prof.user_id, "reason": f"could not read the profile: {exc}"})
 
     if not work:
@@ -396,14 +396,14 @@ def featurize_profiles(
         except Rejected as rej:
             batch.rejected.append({"user_id": rej.user_id, "reason": rej.reason})
             continue
-        except Exception as exc:  # a bug or odd data in one profile must not cost the others their features
+        except Exception as exc:  # noqa: BLE001 - a bug or odd data in one profile must not cost the others their features
             batch.rejected.append({"user_id": prof.user_id, "reason": f"feature computation failed: {type(exc).__name__}: {exc}"})
             continue
         rows = [{"user_id": prof.user_id, "view": full_view, **full_row}]
         for view, p, b in parts[1:]:
             try:
                 r = features_from_bags(b, p, table, dim, top_n, profile_hash=phash)
-            except Exception:  # Rejected or odd data in one half
+            except Exception:  # noqa: BLE001 - Rejected or odd data in one half
                 rows = rows[:1]  # both halves or neither: a lone half is no training pair
                 break
             rows.append({"user_id": prof.user_id, "view": view, **r})

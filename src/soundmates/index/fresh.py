@@ -66,8 +66,13 @@ def normalise(vector) -> np.ndarray:
 
 def _check(e: FreshEntries, name: str) -> FreshEntries:
     n = e.ids.shape[0]
-    if (e.ids.ndim != 1 or e.vectors.ndim != 2 or e.vectors.shape[0] != n or e.added_at.shape != (n,)
-            or e.model_versions.shape != (n,)):
+    if (
+        e.ids.ndim != 1
+        or e.vectors.ndim != 2
+        or e.vectors.shape[0] != n
+        or e.added_at.shape != (n,)
+        or e.model_versions.shape != (n,)
+    ):
         raise FreshUnreadable(f"{name} is damaged (its arrays have inconsistent shapes)")
     if n and (not np.all(np.isfinite(e.vectors)) or np.any(np.abs(np.linalg.norm(e.vectors, axis=1) - 1.0) > 1e-3)):
         raise FreshUnreadable(f"{name} is damaged (vectors are not finite unit vectors)")

@@ -83,8 +83,9 @@ def _parse(data) -> dict[str, Tomb]:
         if not isinstance(rec, dict):
             raise TypeError(f"entry for {uid!r} is not an object")
         revived = rec.get("revived_at")
-        out[uid] = Tomb(_as_time(rec.get("removed_at"), "removed_at"),
-                        None if revived is None else _as_time(revived, "revived_at"))
+        out[uid] = Tomb(
+            _as_time(rec.get("removed_at"), "removed_at"), None if revived is None else _as_time(revived, "revived_at")
+        )
     return out
 
 

@@ -94,9 +94,7 @@ def shared_artists(you: Taste, them: Taste, top: int = 10) -> list[SharedArtist]
     """Artists (same Spotify id) in both profiles, heaviest shared listening first."""
     common = you.artist_weights.keys() & them.artist_weights.keys()
     ranked = sorted(((a, min(you.artist_weights[a], them.artist_weights[a])) for a in common), key=lambda x: (-x[1], x[0]))
-    return [
-        SharedArtist(id=a, name=_artist_name(a, them.profile, you.profile), weight=round(w, 4)) for a, w in ranked[:top]
-    ]
+    return [SharedArtist(id=a, name=_artist_name(a, them.profile, you.profile), weight=round(w, 4)) for a, w in ranked[:top]]
 
 
 def shared_tracks(you: Taste, them: Taste, top: int = 10) -> list[SharedTrack]:
@@ -119,12 +117,17 @@ def era_overlap(you: Taste, them: Taste) -> float | None:
 
 def genre_overlap(you: Taste, them: Taste, top: int = 15) -> list[GenreOverlap]:
     """Both sides' weights for the union of each side's top genres (for a side-by-side chart)."""
+
     def tops(t: Taste) -> list[str]:
         return [g for g, _ in sorted(t.genre_weights.items(), key=lambda x: (-x[1], x[0]))[:top]]
 
     genres = list(dict.fromkeys(tops(you) + tops(them)))
-    rows = [GenreOverlap(genre=g, weight_user=round(you.genre_weights.get(g, 0.0), 4),
-                         weight_other=round(them.genre_weights.get(g, 0.0), 4)) for g in genres]
+    rows = [
+        GenreOverlap(
+            genre=g, weight_user=round(you.genre_weights.get(g, 0.0), 4), weight_other=round(them.genre_weights.get(g, 0.0), 4)
+        )
+        for g in genres
+    ]
     return sorted(rows, key=lambda r: (-(r.weight_user + r.weight_other), r.genre))
 
 
@@ -161,8 +164,11 @@ def closest_artists(you: Taste, them: Taste, text_vectors: TextVectors | None = 
     scored: list[tuple[str, float]] = []
     if text_vectors is not None:
         your_genres = sorted(you.genre_weights, key=lambda g: (-you.genre_weights[g], g))[:50]
-        your_artists = [a for a, _ in sorted(you.artist_weights.items(), key=lambda x: (-x[1], x[0]))
-                        if a in you.profile.artists and you.profile.artists[a].name][:10]
+        your_artists = [
+            a
+            for a, _ in sorted(you.artist_weights.items(), key=lambda x: (-x[1], x[0]))
+            if a in you.profile.artists and you.profile.artists[a].name
+        ][:10]
         texts = set(your_genres) | {you.profile.artists[a].name for a in your_artists}
         for a in cands:
             texts |= set(artists[a].genres or []) if artists[a].genres else {artists[a].name}

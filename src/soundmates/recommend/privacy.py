@@ -11,6 +11,7 @@ findable only once the pipeline has turned that new data into a vector.
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 from typing import Any
 
 from soundmates.recommend.context import RecommendContext
@@ -27,13 +28,18 @@ REMOVED_NOT_STORED = (
 
 def _entry(e) -> InboxEntry:
     d = e.to_dict() if hasattr(e, "to_dict") else dict(e)
-    return InboxEntry(**{k: (str(v) if v is not None and k in ("requested_at", "updated_at") else v) for k, v in d.items()
-                         if k in InboxEntry.model_fields})
+    return InboxEntry(
+        **{
+            k: (str(v) if v is not None and k in ("requested_at", "updated_at") else v)
+            for k, v in d.items()
+            if k in InboxEntry.model_fields
+        }
+    )
 
 
 def _removed_at(ctx: RecommendContext, user_id: str) -> str | None:
     """When ``user_id`` was removed (ISO time) for the message; None when the index does not say."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         tombstones = ctx.index.tombstones
@@ -41,7 +47,7 @@ def _removed_at(ctx: RecommendContext, user_id: str) -> str | None:
         if records is not None:
             tomb = records().get(user_id)
             when = getattr(tomb, "removed_at", None)
-            return datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="seconds") if when else None
+            return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds") if when else None
         return tombstones.all().get(user_id)  # {user_id: ISO time}
     except Exception:  # noqa: BLE001 - only for the message
         return None
@@ -167,7 +173,10 @@ def remove(ctx: RecommendContext, ref: str) -> dict[str, Any]:
     _delete_inbox_request(ctx, user_id, report, errors)
     if errors:
         report["errors"] = errors
-        head = (f"{user_id!r} no longer appears in any result, but some stored data could not be deleted: "
-                if report["hidden_from_results"] else f"{user_id!r} could not be fully removed: ")
+        head = (
+            f"{user_id!r} no longer appears in any result, but some stored data could not be deleted: "
+            if report["hidden_from_results"]
+            else f"{user_id!r} could not be fully removed: "
+        )
         raise RecommendError(head + "; ".join(errors))
     return report

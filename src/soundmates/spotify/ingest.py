@@ -277,7 +277,9 @@ def _next_offset(page: dict, offset: int, endpoint: str) -> int | None:
     except (TypeError, ValueError):
         new = offset + len(page["items"])
     if new <= offset or new > MAX_OFFSET:
-        raise MalformedResponse(f"malformed data: {endpoint} paging does not advance (offset {offset} -> {new})", endpoint=endpoint)
+        raise MalformedResponse(
+            f"malformed data: {endpoint} paging does not advance (offset {offset} -> {new})", endpoint=endpoint
+        )
     return new
 
 
@@ -407,7 +409,11 @@ class Ingestor:
                     continue  # null rows in playlist listings are real; nothing to read
                 listed += 1
                 owner = pl.get("owner") if isinstance(pl.get("owner"), dict) else {}
-                playlist = Playlist(id=pl["id"], name=str(pl.get("name") or ""), owner_id=owner.get("id") if isinstance(owner.get("id"), str) else None)
+                playlist = Playlist(
+                    id=pl["id"],
+                    name=str(pl.get("name") or ""),
+                    owner_id=owner.get("id") if isinstance(owner.get("id"), str) else None,
+                )
                 # Feb 2026 renamed the playlist's `tracks` ({href, total}) to `items`; parse both.
                 ref = pl.get("items") if isinstance(pl.get("items"), dict) else pl.get("tracks")
                 total = ref.get("total") if isinstance(ref, dict) else None
@@ -439,7 +445,9 @@ class Ingestor:
                     status=403,
                     endpoint="playlist_items",
                 )
-            raise NoPublicPlaylists(f"no public playlists with music tracks ({listed} public playlists, all empty or without tracks)")
+            raise NoPublicPlaylists(
+                f"no public playlists with music tracks ({listed} public playlists, all empty or without tracks)"
+            )
 
         artists = self._artists(artist_names)
         profile = Profile(
@@ -548,7 +556,12 @@ class Ingestor:
                 summary.skipped += 1
                 continue
             if unavailable_streak >= MAX_CONSECUTIVE_UNAVAILABLE:
-                summary.failed.append(FailedRef(ref=ref_text, reason=f"not attempted: the Spotify API failed for {unavailable_streak} users in a row ({last_unavailable})"))
+                summary.failed.append(
+                    FailedRef(
+                        ref=ref_text,
+                        reason=f"not attempted: the Spotify API failed for {unavailable_streak} users in a row ({last_unavailable})",
+                    )
+                )
                 continue
             try:
                 self.ingest_user(uid, refresh=refresh)
@@ -571,13 +584,19 @@ class Ingestor:
                 log.warning("ingest of %r failed: %s: %s", uid, type(exc).__name__, exc)
                 log.debug("ingest of %r failed", uid, exc_info=True)
                 detail = " ".join(str(exc).split())[:200]  # one line, whatever the exception says
-                summary.failed.append(FailedRef(ref=ref_text, reason=f"malformed data or internal error: {type(exc).__name__}: {detail}"))
+                summary.failed.append(
+                    FailedRef(ref=ref_text, reason=f"malformed data or internal error: {type(exc).__name__}: {detail}")
+                )
                 continue
             unavailable_streak = 0
             summary.ingested += 1
             summary.ingested_user_ids.append(uid)
-            bar.set_postfix(ok=summary.ingested, failed=len(summary.failed), deferred=len(deferred),
-                            calls=self.client.api_calls - sum(calls0.values()))
+            bar.set_postfix(
+                ok=summary.ingested,
+                failed=len(summary.failed),
+                deferred=len(deferred),
+                calls=self.client.api_calls - sum(calls0.values()),
+            )
 
         if deferred:
             retry_after_s = self._retry_after_s()
@@ -597,6 +616,8 @@ class Ingestor:
         return summary
 
 
-def ingest_many(refs: Iterable[str], settings: Settings | None = None, *, refresh: bool = False, progress: bool = True) -> IngestSummary:
+def ingest_many(
+    refs: Iterable[str], settings: Settings | None = None, *, refresh: bool = False, progress: bool = True
+) -> IngestSummary:
     """Convenience: a fresh :class:`Ingestor` for ``settings`` over ``refs``."""
     return Ingestor(settings).ingest_many(refs, refresh=refresh, progress=progress)

@@ -228,8 +228,9 @@ class InboxQueue:
             if r.get("status") not in STATUSES or not r.get("user_id") or requested is None:
                 continue  # not a request this queue could serve; the old group still holds it
             reason = r.get("reason") if isinstance(r.get("reason"), str) else None
-            rows.append((str(r["user_id"]), str(r.get("ref") or ""), r["status"], reason, str(r.get("source") or ""),
-                         requested, updated))
+            rows.append(
+                (str(r["user_id"]), str(r.get("ref") or ""), r["status"], reason, str(r.get("source") or ""), requested, updated)
+            )
         return rows
 
     # --- the queue's operations ----------------------------------------------------------
@@ -293,10 +294,13 @@ class InboxQueue:
         cutoff = _micros(datetime.now(UTC) - older_than)
         now = _micros(datetime.now(UTC))
         with self._connect() as conn, self._write(conn):
-            ids = [r[0] for r in conn.execute(
-                "SELECT user_id FROM inbox WHERE status = ? AND updated_at < ? ORDER BY requested_at, user_id",
-                (PROCESSING, cutoff),
-            )]
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT user_id FROM inbox WHERE status = ? AND updated_at < ? ORDER BY requested_at, user_id",
+                    (PROCESSING, cutoff),
+                )
+            ]
             conn.execute(
                 f"UPDATE inbox SET status = ?, updated_at = ? WHERE user_id IN ({_placeholders(len(ids))})",
                 (PENDING, now, *ids),

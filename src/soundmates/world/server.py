@@ -37,8 +37,15 @@ class SpotifyServer:
     ...     requests.post(srv.token_url, ...); requests.get(srv.api_url + "users/...")
     """
 
-    def __init__(self, world_dir: str | Path, host: str = "127.0.0.1", port: int = 0, mode: str = "full",
-                 faults: FaultConfig | None = None, verbose: bool = False):
+    def __init__(
+        self,
+        world_dir: str | Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        mode: str = "full",
+        faults: FaultConfig | None = None,
+        verbose: bool = False,
+    ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.world = World(world_dir)
@@ -89,8 +96,9 @@ class SpotifyServer:
             self.world.playlists(0)
         self._httpd = WorldHTTPServer((self.host, self.requested_port), self)
         self.renderer = Renderer(self.world, self.api_url, self.mode)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"spotify-server-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name=f"spotify-server-{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 
