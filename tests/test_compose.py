@@ -108,4 +108,6 @@ def test_dockerfile_matches_pinned_airflow():
     requirements = (REPO_ROOT / "requirements.txt").read_text(encoding="utf-8")
     pinned = re.search(r"^apache-airflow==([\d.]+)$", requirements, re.M).group(1)
     assert re.search(rf"^FROM apache/airflow:{re.escape(pinned)}-python3\.11$", dockerfile, re.M)
-    assert "-r /opt/soundmates/requirements.txt" in dockerfile
+    # the image takes the same pins as `make setup`, as constraints, and only the runtime + [hopsworks] deps
+    assert "-c /opt/soundmates/requirements.txt" in dockerfile
+    assert '"/opt/soundmates[hopsworks]"' in dockerfile and "[test]" not in dockerfile
