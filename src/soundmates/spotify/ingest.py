@@ -581,8 +581,7 @@ class Ingestor:
                     unavailable_streak = 0
                 continue
             except Exception as exc:  # a bug or an odd answer must not cost the other users
-                log.warning("ingest of %r failed: %s: %s", uid, type(exc).__name__, exc)
-                log.debug("ingest of %r failed", uid, exc_info=True)
+                log.exception("ingest of %r failed", uid)  # one line unless --debug (soundmates.logs)
                 detail = " ".join(str(exc).split())[:200]  # one line, whatever the exception says
                 summary.failed.append(
                     FailedRef(ref=ref_text, reason=f"malformed data or internal error: {type(exc).__name__}: {detail}")

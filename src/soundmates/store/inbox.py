@@ -167,7 +167,9 @@ class InboxQueue:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             self._setup(conn)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreUnavailable(f"cannot open the new-users inbox at {self.path}: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot open the new-users inbox at {self.path}: {exc}; check that SOUNDMATES_DATA_DIR is a writable folder"
+            ) from exc
         self._conn, self._pid = conn, os.getpid()
         return conn
 
