@@ -6,6 +6,7 @@ torch and lightning are imported inside the commands, so ``soundmates --help`` s
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -34,7 +35,7 @@ def train(
     from soundmates.cli._common import emit_json, fail
     from soundmates.pipelines.model import train_model
 
-    hp = dict(
+    hp: dict[str, Any] = dict(
         max_epochs=max_epochs,
         seed=seed,
         lr=lr,
@@ -88,7 +89,7 @@ def evaluate(
     if users is not None and users < 10:
         fail(f"--users must be at least 10, got {users}")
     try:
-        hp = {"max_epochs": max_epochs} if max_epochs else {}
+        hp: dict[str, Any] = {"max_epochs": max_epochs} if max_epochs else {}
         result = evaluate_model(
             dataset=dataset, path=path, users=users, seed=seed, config_file=config, report_dir=report_dir, **hp
         )

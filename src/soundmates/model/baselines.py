@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -69,7 +69,7 @@ def _bags(rows: pd.DataFrame, field: str) -> list[tuple[list[str], np.ndarray]]:
 def _vocab(bags: list[tuple[list[str], np.ndarray]], cap: int) -> tuple[list[str], list[int]]:
     from collections import Counter
 
-    df = Counter()
+    df: Counter[str] = Counter()
     for names, w in bags:
         df.update({n for n, x in zip(names, w) if x > 0})
     kept = sorted(df.items(), key=lambda kv: (-kv[1], kv[0]))[:cap]
@@ -98,10 +98,17 @@ class _Baseline:
     name = "baseline"
     servable = True
     shared_towers = True  # one space: a user's query vector is their candidate (index) vector
+    meta: dict[str, Any]  # the registered version's meta, set by the registry when it loads one
 
     def __init__(self, **params: Any):
         self.params = params
         self.version = f"{self.name}-unsaved"
+
+    def fit(self, rows: pd.DataFrame) -> Self:
+        raise NotImplementedError(f"{type(self).__name__} must define fit")
+
+    def embed(self, rows: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must define embed")
 
     def embed_query(self, rows: pd.DataFrame) -> np.ndarray:
         return self.embed(rows)
@@ -188,7 +195,7 @@ class ALSUsers(_Baseline):
         )
         self.items: list[str] = []
         self.item_factors = np.zeros((0, factors), dtype=np.float32)
-        self._model = None
+        self._model: Any = None  # implicit's AlternatingLeastSquares (no type stubs)
 
     @property
     def dim(self) -> int:
@@ -352,7 +359,7 @@ def tune_baselines(
 def save_baseline(emb: _Baseline, directory: Path) -> None:
     state, arrays = emb.state()
     (directory / "baseline.json").write_text(json.dumps({"method": emb.name, "params": emb.params, "state": state}))
-    np.savez(directory / "baseline.npz", **arrays)
+    np.savez(directory / "baseline.npz", **arrays)  # type: ignore[arg-type]  # numpy's stub checks **kwds against allow_pickle
 
 
 def load_baseline(directory: Path, version: str) -> _Baseline:

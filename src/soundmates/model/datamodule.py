@@ -18,7 +18,7 @@ import warnings
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 import numpy as np
@@ -26,6 +26,9 @@ import pandas as pd
 
 from soundmates.features.schema import EMBEDDING_COLUMNS, VIEW_A, VIEW_B
 from soundmates.model.config import ModelConfig
+
+if TYPE_CHECKING:
+    from soundmates.model.protocol import Population
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +120,7 @@ class _BagVocab:
 
     @classmethod
     def fit(cls, bags: list[list[str]], cap: int, buckets: int) -> _BagVocab:
-        df = Counter()
+        df: Counter[str] = Counter()
         for bag in bags:
             df.update(set(bag))
         kept = sorted(df.items(), key=lambda kv: (-kv[1], kv[0]))[:cap]
@@ -338,8 +341,15 @@ class TwoViewDataModule(L.LightningDataModule):
         self.pre: FeaturePreprocessor | None = None
         self.tensors: dict[str, dict[str, Any]] = {}
         self.pairs: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
-        self.population = None
+        self.population: Population | None = None
         self.population_tensors: dict[str, Any] | None = None
+
+    @property
+    def preprocessor(self) -> FeaturePreprocessor:
+        """The preprocessor fitted on the training users by ``setup()``."""
+        if self.pre is None:
+            raise RuntimeError("the data module is not set up yet: call setup() first")
+        return self.pre
 
     def _read(self) -> pd.DataFrame:
         if self.frame is not None:
@@ -390,7 +400,10 @@ class TwoViewDataModule(L.LightningDataModule):
     def item_log_q(self) -> tuple[np.ndarray, np.ndarray]:
         """log share of each artist / genre row among the training targets (bag weights, per user summing to 1)."""
         out = []
-        for idx_key, w_key, rows in (("a_idx", "a_w", self.pre.artists.rows), ("g_idx", "g_w", self.pre.genres.rows)):
+        for idx_key, w_key, rows in (
+            ("a_idx", "a_w", self.preprocessor.artists.rows),
+            ("g_idx", "g_w", self.preprocessor.genres.rows),
+        ):
             q = np.zeros(rows, dtype=np.float64)
             for view in ("a", "b"):
                 idx = self.tensors["train"][view][idx_key].numpy()
@@ -409,13 +422,13 @@ class TwoViewDataModule(L.LightningDataModule):
             for k in ("g_idx", "g_w", "a_idx", "a_w")
         }
         return {
-            "genre": self.pre.svd_init(train, "genre", self.cfg.genre_dim, self.cfg.seed),
-            "artist": self.pre.svd_init(train, "artist", self.cfg.artist_dim, self.cfg.seed),
+            "genre": self.preprocessor.svd_init(train, "genre", self.cfg.genre_dim, self.cfg.seed),
+            "artist": self.preprocessor.svd_init(train, "artist", self.cfg.artist_dim, self.cfg.seed),
         }
 
     def _loader(self, name: str, shuffle: bool):
         import torch
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader, Dataset
 
         t = self.tensors[name]
 
@@ -428,7 +441,7 @@ class TwoViewDataModule(L.LightningDataModule):
         # validation sees all held-out users in one ranking, so one batch
         bs = self.cfg.batch_size if shuffle else max(n, 1)
         return DataLoader(
-            _PairDataset(n),
+            cast(Dataset[int], _PairDataset(n)),  # map-style by protocol (len + getitem), not by base class
             batch_size=bs,
             shuffle=shuffle,
             collate_fn=collate,

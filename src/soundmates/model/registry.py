@@ -267,7 +267,7 @@ def push_to_hopsworks(version_dir: Path, meta: dict[str, Any]) -> dict[str, Any]
     from soundmates.config import HopsworksSettings
 
     hs = HopsworksSettings()
-    if not hs.configured:
+    if not hs.configured or hs.api_key is None:  # configured implies a key; the second test narrows its type
         return {"hopsworks": "not configured"}
     try:
         import hopsworks

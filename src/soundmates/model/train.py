@@ -107,16 +107,17 @@ def fit_model(
     work.mkdir(parents=True, exist_ok=True)
     dm = TwoViewDataModule(cfg, frame, settings=settings, data_version=data_version)
     dm.setup()
+    pre = dm.preprocessor
     tables = dm.init_tables() if cfg.svd_init else {}
     model = TwoTowerModel(
-        cfg.model_dump(), dm.pre.genres.rows, dm.pre.artists.rows, dm.pre.dense_dim, tables.get("genre"), tables.get("artist")
+        cfg.model_dump(), pre.genres.rows, pre.artists.rows, pre.dense_dim, tables.get("genre"), tables.get("artist")
     )
     model.set_item_priors(*dm.item_log_q())
     if cfg.objective != "halves":
         model.eval()
-        model.init_item_tables(dm.pre.dense_dim)
+        model.init_item_tables(pre.dense_dim)
         model.train()
-    extra = []
+    extra: list[L.Callback] = []
     if dm.population is not None:
         extra.append(_neighbour_recall_callback(dm))
     elif cfg.monitor == "val_neighbour_recall@20":
@@ -177,7 +178,7 @@ def fit_model(
         best_epoch=best_epoch,
         seconds=seconds,
         seconds_per_epoch=seconds / epochs,
-        log_dir=str(logger.log_dir) if logger else None,
+        log_dir=str(logger.log_dir) if isinstance(logger, CSVLogger) else None,
         notes=notes,
         initial_state=initial_state,
         val_metrics={k: float(v) for k, v in kept.items()},

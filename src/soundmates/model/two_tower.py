@@ -68,11 +68,10 @@ class Tower(nn.Module):
         self.out_dim = parts
         # group scales: start with the bag groups dominating (their LSA start is already a good ranker)
         self.log_scale = nn.Parameter(torch.tensor([0.0, 0.0, math.log(0.3)]))
-        self.residual = nn.Sequential(
-            nn.Linear(parts, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, parts)
-        )
-        nn.init.zeros_(self.residual[-1].weight)
-        nn.init.zeros_(self.residual[-1].bias)
+        widen, narrow = nn.Linear(parts, cfg.hidden), nn.Linear(cfg.hidden, parts)
+        self.residual = nn.Sequential(widen, nn.GELU(), nn.Dropout(cfg.dropout), narrow)
+        nn.init.zeros_(narrow.weight)
+        nn.init.zeros_(narrow.bias)
 
     @staticmethod
     def _init_table(bag: nn.EmbeddingBag, table: np.ndarray | None) -> None:
@@ -99,6 +98,10 @@ class Tower(nn.Module):
 
 
 class TwoTowerModel(L.LightningModule):
+    # buffers registered in __init__ (declared so their type is Tensor, not Module.__getattr__'s union)
+    log_q_artist: torch.Tensor
+    log_q_genre: torch.Tensor
+
     def __init__(
         self,
         cfg: dict,
@@ -204,13 +207,15 @@ class TwoTowerModel(L.LightningModule):
         return torch.stack(losses).mean()
 
     def item_objective(self, a, b) -> torch.Tensor:
-        loss = 0.0
+        if self.item_artist is None:
+            raise ValueError("the item objective needs item tables: the model was built with objective 'halves'")
+        terms = []
         for src, dst in ((a, b), (b, a)):
             q = self.embed_query(src)
-            loss = loss + self._item_loss(q, dst["a_idx"], dst["a_w"], self.item_artist, self.log_q_artist)
+            terms.append(self._item_loss(q, dst["a_idx"], dst["a_w"], self.item_artist, self.log_q_artist))
             if self.item_genre is not None:
-                loss = loss + self._item_loss(q, dst["g_idx"], dst["g_w"], self.item_genre, self.log_q_genre)
-        return loss / 2
+                terms.append(self._item_loss(q, dst["g_idx"], dst["g_w"], self.item_genre, self.log_q_genre))
+        return sum(terms[1:], terms[0]) / 2  # same left-to-right sum as adding each term in turn
 
     def training_step(self, batch, batch_idx):
         loss = 0.0

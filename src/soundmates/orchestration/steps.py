@@ -96,7 +96,7 @@ def _count(value: Any) -> int:
 
 def merge_ingest(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Add up the mapped ingest batches; fail only when no user at all could be ingested."""
-    total = {"batches": 0, "ingested": 0, "skipped": 0, "failed": [], "deferred": [], "api_calls": 0}
+    total: dict[str, Any] = {"batches": 0, "ingested": 0, "skipped": 0, "failed": [], "deferred": [], "api_calls": 0}
     for res in results:
         total["batches"] += 1
         total["ingested"] += _count(res.get("ingested"))

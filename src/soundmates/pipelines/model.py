@@ -123,7 +123,7 @@ def train_model(
         for m, v in exp.validation.items()
         if m in exp.tuned and exp.methods.get(m) is not None and getattr(exp.methods[m], "servable", True) and v == v
     }
-    best_base = max(servable, key=servable.get) if servable else None
+    best_base = max(servable, key=servable.__getitem__) if servable else None
     if best_base is not None:
         candidates[best_base] = reg.save_baseline(
             exp.methods[best_base],
