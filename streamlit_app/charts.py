@@ -5,7 +5,7 @@ Kept apart from the pages so the figures can be checked without running an app.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
@@ -168,7 +168,7 @@ def evaluation_figure(
     methods: dict[str, dict[str, float]],
     served: str | None,
     *,
-    ci95: dict[str, dict[str, Sequence[float]]] | None = None,
+    ci95: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
     metrics: Sequence[str] = TASTE_METRICS,
 ) -> go.Figure:
     """Grouped bars, one group per taste metric, one bar per method (the served one in green, first),

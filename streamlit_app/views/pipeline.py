@@ -64,12 +64,13 @@ if evaluation is not None and evaluation.methods:
     shown = [m for m in charts.TASTE_METRICS if any(m in v for v in methods.values())] or sorted(
         {m for v in methods.values() for m in v}
     )
+    served_method = evaluation.served
     rows = [
         {
             "method": name + (" (served)" if name == evaluation.served else ""),
             **{m: ui.with_interval(methods[name].get(m), evaluation.methods[name].ci95.get(m)) for m in shown},
         }
-        for name in sorted(methods, key=lambda n: (n != evaluation.served, n))
+        for name in sorted(methods, key=lambda n: (n != served_method, n))
     ]
     st.dataframe(pd.DataFrame(rows, columns=["method", *shown]), hide_index=True, width="stretch", key="evaluation_table")
     st.caption(ui.evaluation_caption(evaluation))
@@ -92,9 +93,9 @@ d_col.metric("Done", counts.get("done", 0))
 f_col.metric("Failed", counts.get("failed", 0))
 for label, status_name in (("Waiting requests", "pending"), ("Failed requests, with the reason", "failed")):
     if counts.get(status_name, 0):
-        rows = inbox_view.inbox_requests(rec, status_name)
+        requests = inbox_view.inbox_requests(rec, status_name)
         with st.expander(f"{label} ({counts[status_name]})", expanded=status_name == "failed"):
-            if not rows:
+            if not requests:
                 st.caption("This store cannot list the requests.")
                 continue
             st.dataframe(
@@ -107,7 +108,7 @@ for label, status_name in (("Waiting requests", "pending"), ("Failed requests, w
                             "source": e.source,
                             "updated": ui.when_text(e.updated_at),
                         }
-                        for e in rows
+                        for e in requests
                     ],
                     columns=["user", "ref", "reason", "source", "updated"],
                 ),

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeGuard
 
 import numpy as np
 
@@ -66,7 +67,7 @@ class TasteBags:
     _top_artists: dict = field(default_factory=dict, repr=False)  # n -> top_artist_ids, computed once
 
 
-def _valid_year(y: int | None, max_year: int) -> bool:
+def _valid_year(y: int | None, max_year: int) -> TypeGuard[int]:
     return y is not None and MIN_YEAR <= y <= max_year
 
 
@@ -88,14 +89,14 @@ def taste_bags(profile: Profile) -> TasteBags:
                 bags.skipped["unknown_track" if track is None else "bad_weight"] += 1
                 continue
             usable += 1
-            bags.track_counts[track.id] += w
+            bags.track_counts[track.id] += w  # type: ignore[assignment]  # Counter holds float weights; typeshed types its values int
             for aid in track.artist_ids:
-                bags.artist_counts[aid] += w
+                bags.artist_counts[aid] += w  # type: ignore[assignment]  # Counter holds float weights; typeshed types its values int
                 artist = artists.get(aid)
                 if artist is not None and artist.genres is not None:
                     bags.genres_known = True
                     for g in artist.genres:
-                        pl_genres[g] += w
+                        pl_genres[g] += w  # type: ignore[assignment]  # Counter holds float weights; typeshed types its values int
             if _valid_year(track.release_year, max_year):
                 bags.years.append((float(track.release_year), w))
             if track.popularity is not None:

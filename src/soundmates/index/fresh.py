@@ -101,8 +101,8 @@ class FreshBuffer:
                 )
         except (FileNotFoundError, NotADirectoryError):
             return FreshEntries.empty()
-        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, RuntimeError, AttributeError) as e:
-            raise FreshUnreadable(f"{self.path.name} is damaged ({type(e).__name__}: {str(e)[:100]})") from None
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, RuntimeError, AttributeError) as exc:
+            raise FreshUnreadable(f"{self.path.name} is damaged ({type(exc).__name__}: {str(exc)[:100]})") from None
         return _check(e, self.path.name)
 
     def _load(self) -> tuple[FreshEntries, str | None]:

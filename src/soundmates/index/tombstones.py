@@ -46,7 +46,7 @@ class Tomb:
 
     def blocks(self, data_time: float | None) -> bool:
         """True if a vector made from data read (or added) at ``data_time`` must not be served."""
-        if self.removed or data_time is None:
+        if self.removed or data_time is None or self.revived_at is None:  # no revival: removed is True
             return True
         return not data_time >= self.revived_at  # NaN compares false: blocked
 

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -316,7 +316,7 @@ class UserIndex:
             ids = json.loads((vdir / IDS_FILE).read_bytes().decode("utf-8"))
             pair_sims = np.load(vdir / PAIRS_FILE, allow_pickle=False)
         except (OSError, ValueError, UnicodeDecodeError, EOFError) as e:
-            raise IndexCorrupt(f"index version {version}: {_one_line(e, 120)}") from None
+            raise IndexCorrupt(f"index version {version}: {_one_line(str(e), 120)}") from None
         if not isinstance(ids, list) or not all(isinstance(u, str) for u in ids) or len(set(ids)) != len(ids):
             raise IndexCorrupt(f"index version {version}: {IDS_FILE} is not a list of distinct user ids")
         if pair_sims.ndim != 1 or pair_sims.dtype.kind != "f":
@@ -332,7 +332,7 @@ class UserIndex:
             version, manifest, searcher, ids, {u: i for i, u in enumerate(ids)}, pair_sims, ann_path, stat_key(ann_path)
         )
 
-    def _fresh_enough(self, loaded: _Loaded | None, key: tuple) -> bool:
+    def _fresh_enough(self, loaded: _Loaded | None, key: tuple) -> TypeGuard[_Loaded]:
         return loaded is not None and key == self._current_key and stat_key(loaded.ann_path) == loaded.ann_key
 
     def _current(self) -> _Loaded:

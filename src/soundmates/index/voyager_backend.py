@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -180,7 +181,7 @@ class VoyagerBackend:
         index.add_items(np.ascontiguousarray(data[base_ids]), ids=base_ids.tolist(), num_threads=n_jobs)
         build_s = time.perf_counter() - t0
         if fixed:
-            calib = {"ef": int(fixed), "recall_at_k": None, "calibration_queries": 0, "steps": []}
+            calib: dict[str, Any] = {"ef": int(fixed), "recall_at_k": None, "calibration_queries": 0, "steps": []}
         else:
 
             def query(v, k, e):

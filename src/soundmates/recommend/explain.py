@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -169,17 +170,18 @@ def closest_artists(you: Taste, them: Taste, text_vectors: TextVectors | None = 
             for a, _ in sorted(you.artist_weights.items(), key=lambda x: (-x[1], x[0]))
             if a in you.profile.artists and you.profile.artists[a].name
         ][:10]
-        texts = set(your_genres) | {you.profile.artists[a].name for a in your_artists}
+        text_set = set(your_genres) | {you.profile.artists[a].name for a in your_artists}
         for a in cands:
-            texts |= set(artists[a].genres or []) if artists[a].genres else {artists[a].name}
-        texts = sorted(t for t in texts if t)
+            text_set |= set(artists[a].genres or []) if artists[a].genres else {artists[a].name}
+        texts = sorted(t for t in text_set if t)
         got = text_vectors(texts) if texts else {}
         if not isinstance(got, Mapping):
             got = dict(zip(texts, np.asarray(got, dtype=np.float64)))
         # A text missing from the answer (e.g. a cache-only lookup) is simply not used.
         vec = {t: np.asarray(v, dtype=np.float64) for t, v in got.items()}
         known_genres = [g for g in your_genres if g in vec]
-        genre_vec = sum(you.genre_weights[g] * vec[g] for g in known_genres) if known_genres else None
+        # A sum of a non-empty list of arrays is an array (the int start 0 only types it as possibly int).
+        genre_vec = cast(np.ndarray, sum(you.genre_weights[g] * vec[g] for g in known_genres)) if known_genres else None
         names = [you.profile.artists[a].name for a in your_artists if you.profile.artists[a].name in vec]
         name_vec = np.mean([vec[n] for n in names], axis=0) if names else None
         for a in cands:

@@ -42,13 +42,9 @@ def _removed_at(ctx: RecommendContext, user_id: str) -> str | None:
     from datetime import datetime
 
     try:
-        tombstones = ctx.index.tombstones
-        records = getattr(tombstones, "records", None)  # {user_id: Tomb(removed_at=epoch s, ...)}
-        if records is not None:
-            tomb = records().get(user_id)
-            when = getattr(tomb, "removed_at", None)
-            return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds") if when else None
-        return tombstones.all().get(user_id)  # {user_id: ISO time}
+        tomb = ctx.index.tombstones.records().get(user_id)  # {user_id: Tomb(removed_at=epoch s, ...)}
+        when = getattr(tomb, "removed_at", None)
+        return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds") if when else None
     except Exception:  # noqa: BLE001 - only for the message
         return None
 
@@ -64,6 +60,8 @@ def store_consented(ctx: RecommendContext, subject: Subject, ref: str, warnings:
     if ctx.index.is_removed(subject.user_id):
         warnings.append(REMOVED_NOT_STORED.format(user_id=subject.user_id))
         return False
+    # Only a subject fetched live comes here (not known), and subject_for always gives it its profile.
+    assert subject.profile is not None
     vector = candidate_vector(ctx, subject)
     ctx.profiles.save(subject.profile)
     ctx.index.add_fresh(subject.user_id, vector, subject.model_version)

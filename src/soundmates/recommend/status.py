@@ -117,7 +117,9 @@ def _method_scores(values: Any) -> MethodScores | None:
         for k, v in values.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
     }
-    ci = values.get("ci95") if isinstance(values.get("ci95"), dict) else {}
+    ci = values.get("ci95")
+    if not isinstance(ci, dict):
+        ci = {}
     ci95 = {k: [float(v[0]), float(v[1])] for k, v in ci.items() if isinstance(v, (list, tuple)) and len(v) == 2}
     return MethodScores(metrics=metrics, ci95=ci95) if metrics else None
 

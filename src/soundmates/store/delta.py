@@ -206,7 +206,7 @@ class DeltaFeatureStore(FeatureStore):
             stored = self._stored_schema(dt) if dt is not None else None
             if table is None:
                 table = to_arrow(group, df, stored, spec.primary_key)
-            if dt is None:
+            if dt is None or stored is None:  # stored is None exactly when there is no table yet
                 return self._create(spec, path, table)
             # The features stage may add columns to its declared schema (additively): the table
             # gains them (null in old rows). Anything else that differs from the table is refused.
