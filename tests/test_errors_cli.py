@@ -30,7 +30,7 @@ SOUNDMATES = [sys.executable, "-m", "soundmates.cli.main"]
 def _validation_error() -> Exception:
     try:
         Profile.model_validate({"user_id": 5})
-    except Exception as exc:  # noqa: BLE001 - whatever pydantic raises is the specimen
+    except Exception as exc:
         return exc
     raise AssertionError("expected a ValidationError")
 
@@ -129,17 +129,22 @@ def test_real_process_debug_prints_a_traceback_and_plain_prints_one_line(tmp_pat
     data_file.write_text("x")
     env = dict(os.environ, SOUNDMATES_DATA_DIR=str(data_file))
     env.pop("SOUNDMATES_DEBUG", None)
-    for cmd in (["recommend", "alice"], ["index", "status"], ["add", "alice"], ["remove", "alice"]):
+    unexpected = []  # commands that met the damage as an unexpected error (the others name it themselves)
+    world_out = ["world", "generate", "--users", "3", "--seed", "1", "--out", str(data_file / "w")]
+    for cmd in (["recommend", "alice"], ["index", "status"], ["add", "alice"], ["remove", "alice"], world_out):
         plain = subprocess.run(SOUNDMATES + cmd, env=env, capture_output=True, text=True, timeout=120)
         assert plain.returncode == 1, (cmd, plain.stderr)
         assert plain.stderr.count("\n") == 1 and "Traceback" not in plain.stderr, plain.stderr
-        # one line naming what is wrong: the index stage's own words, or the unexpected-error line
+        # one line naming what is wrong: the stage's own words, or the unexpected-error line
         assert plain.stderr.startswith("error: ") and "not a directory" in plain.stderr.lower(), plain.stderr
         assert any(hint in plain.stderr for hint in ("move it aside", "rerun with --debug", "SOUNDMATES_DATA_DIR")), plain.stderr
-    debug = subprocess.run(SOUNDMATES + ["--debug", "recommend", "alice"], env=env, capture_output=True, text=True, timeout=120)
+        if "unexpected error" in plain.stderr:
+            unexpected.append(cmd)
+    assert unexpected, "no command met the damage as an unexpected error: nothing left to check --debug on"
+    debug = subprocess.run(SOUNDMATES + ["--debug", *unexpected[0]], env=env, capture_output=True, text=True, timeout=120)
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr and "NotADirectoryError" in debug.stderr
     envd = dict(env, SOUNDMATES_DEBUG="1")
-    debug = subprocess.run(SOUNDMATES + ["recommend", "alice"], env=envd, capture_output=True, text=True, timeout=120)
+    debug = subprocess.run(SOUNDMATES + unexpected[0], env=envd, capture_output=True, text=True, timeout=120)
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
 
 
