@@ -73,9 +73,8 @@ def musicbrainz_lookup(base_url: str, user_agent: str = "Soundmates/0.1 (local)"
 
     def lookup(name: str) -> list[str] | None:
         limiter.wait()
-        r = session.get(
-            f"{base_url.rstrip('/')}/artist/", params={"query": f'artist:"{name}"', "fmt": "json", "limit": 1}, timeout=10
-        )
+        params: dict[str, str | int] = {"query": f'artist:"{name}"', "fmt": "json", "limit": 1}
+        r = session.get(f"{base_url.rstrip('/')}/artist/", params=params, timeout=10)
         r.raise_for_status()
         artists = r.json().get("artists") or []
         if not artists or normalize_artist_name(artists[0].get("name", "")) != normalize_artist_name(name):

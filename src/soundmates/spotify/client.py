@@ -212,7 +212,7 @@ class SpotifyClient:
             retry=retry_if_exception_type(_Transient),
             sleep=self._sleep,
             reraise=True,
-            before_sleep=lambda rs: self._note_retry(endpoint, rs.outcome.exception()),
+            before_sleep=lambda rs: self._note_retry(endpoint, rs.outcome.exception() if rs.outcome else None),
         )
         try:
             for attempt in retrying:

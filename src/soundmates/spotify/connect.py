@@ -340,7 +340,7 @@ class _PKCE(SpotifyPKCE):
     def _get_auth_response(self, open_browser=None):  # never block on input()
         raise NotConnected("not connected: start the authorization again")
 
-    def get_access_token(self, code=None, check_cache=True, as_dict=False):
+    def get_access_token(self, code: str | None = None, check_cache: bool = True, as_dict: bool = False) -> str:
         if code is not None:
             self._on_request()
             return super().get_access_token(code=code, check_cache=False)
@@ -470,17 +470,22 @@ class SpotifyConnect:
         user_id = me.get("id")
         if not isinstance(user_id, str) or not user_id:
             raise ConnectError("Spotify's /me answer has no user id")
+        token_info = cache.token_info
+        if token_info is None:  # spotipy hands every token it got to the cache: none means none came back
+            raise TokenExchangeFailed("the token endpoint answered no token; try again")
         cache.user_id = user_id
-        self.tokens.save(user_id, cache.token_info)
+        self.tokens.save(user_id, token_info)
         log.info("connected Spotify account %s", user_id)
-        return ConnectedAccount(
-            user_id=user_id, display_name=me.get("display_name"), scope=str(cache.token_info.get("scope") or "")
-        )
+        return ConnectedAccount(user_id=user_id, display_name=me.get("display_name"), scope=str(token_info.get("scope") or ""))
 
     def finish_from_url(self, url: str) -> ConnectedAccount:
         """:meth:`finish` from the full URL the browser was redirected to."""
         q = parse_qs(urlsplit(url).query)
-        one = lambda k: (q.get(k) or [None])[-1]  # noqa: E731
+
+        def one(key: str) -> str | None:
+            values = q.get(key)
+            return values[-1] if values else None
+
         return self.finish(code=one("code"), state=one("state"), error=one("error"))
 
     def client(self, user_id: str) -> ConnectedClient:
@@ -499,7 +504,9 @@ class ConnectSummary(BaseModel):
     display_name: str | None = None
     playlists_listed: int = 0
     playlists_read: int = 0
-    playlists_not_readable: int = Field(0, description="followed playlists of others: development mode refuses their items")
+    playlists_not_readable: int = Field(
+        default=0, description="followed playlists of others: development mode refuses their items"
+    )
     playlists_refused: int = 0
     top_tracks: int = 0
     top_artists: int = 0
@@ -583,7 +590,7 @@ def fetch_profile(
         for page in _pages(client, "playlist_items", path):
             for row in page["items"]:
                 kind, obj = _classify_row(row)
-                if kind != "track":
+                if kind != "track" or obj is None:  # obj is None exactly when the row is no track
                     field = {"episode": "skipped_episodes", "local": "skipped_local", "null": "skipped_null"}[kind]
                     setattr(playlist, field, getattr(playlist, field) + 1)
                     continue
@@ -603,7 +610,9 @@ def fetch_profile(
             if not isinstance(pl, dict) or not isinstance(pl.get("id"), str):
                 continue
             summary.playlists_listed += 1
-            owner_obj = pl.get("owner") if isinstance(pl.get("owner"), dict) else {}
+            owner_obj = pl.get("owner")
+            if not isinstance(owner_obj, dict):
+                owner_obj = {}
             owner = owner_obj.get("id") if isinstance(owner_obj.get("id"), str) else None
             if owner != user_id and not pl.get("collaborative"):
                 summary.playlists_not_readable += 1
@@ -621,11 +630,11 @@ def fetch_profile(
             summary.playlists_read += 1
             playlists.append(playlist)
 
-    def add_tracks(objs: list[dict], name: str, pid: str, weights: list[float] | None = None, added: list | None = None) -> int:
+    def add_tracks(objs: list[Any], name: str, pid: str, weights: list[float] | None = None, added: list | None = None) -> int:
         playlist = Playlist(id=pid, name=name, owner_id=user_id)
         for k, obj in enumerate(objs):
             kind, content = _classify_row({"item": obj})
-            if kind != "track":
+            if kind != "track" or content is None:  # content is None exactly when the row is no track
                 skipped[kind] += 1
                 continue
             track, refs = _track_from(content)

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -175,7 +175,7 @@ class ArtistCache:
     def get(self, artist_id: str) -> dict | None:
         return self._artists.get(artist_id)
 
-    def add(self, found: dict[str, dict | None]) -> None:
+    def add(self, found: Mapping[str, dict | None]) -> None:
         """Remember raw artists (None = unknown to the API), in memory and on disk."""
         if not found:
             return
@@ -273,7 +273,7 @@ def _next_offset(page: dict, offset: int, endpoint: str) -> int | None:
     # The offset is read from `next` but the request is rebuilt on the current API prefix:
     # a stored page of an earlier run may point at a server (port) that is gone.
     try:
-        new = int(parse_qs(urlsplit(str(nxt)).query).get("offset", [None])[0])
+        new = int(parse_qs(urlsplit(str(nxt)).query).get("offset", [""])[0])
     except (TypeError, ValueError):
         new = offset + len(page["items"])
     if new <= offset or new > MAX_OFFSET:
@@ -408,7 +408,9 @@ class Ingestor:
                 if not isinstance(pl, dict) or not isinstance(pl.get("id"), str):
                     continue  # null rows in playlist listings are real; nothing to read
                 listed += 1
-                owner = pl.get("owner") if isinstance(pl.get("owner"), dict) else {}
+                owner = pl.get("owner")
+                if not isinstance(owner, dict):
+                    owner = {}
                 playlist = Playlist(
                     id=pl["id"],
                     name=str(pl.get("name") or ""),
@@ -467,7 +469,7 @@ class Ingestor:
         for page in self._pages("playlist_items", path, udir / "items" / storage_key(playlist.id), reuse):
             for row in page["items"]:
                 kind, obj = _classify_row(row)
-                if kind != "track":
+                if kind != "track" or obj is None:  # obj is None exactly when the row is no track
                     self.items_skipped[kind] += 1
                     field = _SKIP_FIELD[kind]
                     setattr(playlist, field, getattr(playlist, field) + 1)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -353,6 +354,14 @@ def track_by_n(n: int) -> TrackSpec | None:
         popularity=int(arr.track_popularity[gt]),
         duration_ms=int(arr.track_duration[gt]),
     )
+
+
+def catalog_track(n: int) -> TrackSpec:
+    """:func:`track_by_n` of a track the world's rows hold (always in the catalogue); KeyError otherwise."""
+    spec = track_by_n(n)
+    if spec is None:
+        raise KeyError(f"no track {n} in the catalogue")
+    return spec
 
 
 def track_by_id(track_id: str) -> TrackSpec | None:
@@ -753,7 +762,7 @@ def describe_user(world_dir: str | Path | World, user_id: str) -> dict:
         raise KeyError(f"no user {user_id!r} in {world.dir}")
     user = world.user(i)
     pls = world.playlists(i)
-    per = []
+    per: list[dict[str, Any]] = []
     track_set: set[int] = set()
     artist_set: set[int] = set()
     for pl in pls:

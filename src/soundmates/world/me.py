@@ -10,7 +10,7 @@ from collections import Counter
 from urllib.parse import quote
 
 from soundmates.world.errors import ApiError, int_param
-from soundmates.world.generator import ROW_EPISODE, ROW_LOCAL, ROW_NULL, artist_id, track_by_n
+from soundmates.world.generator import ROW_EPISODE, ROW_LOCAL, ROW_NULL, artist_id, catalog_track, track_by_n
 from soundmates.world.oauth import FOLLOWED_MAX, NOT_REGISTERED, TOP_LIMIT
 from soundmates.world.render import iso, page
 from soundmates.world.request import Request
@@ -91,7 +91,7 @@ def get_me_top(req: Request, kind: str) -> dict:
     path = f"me/top/{kind}"
     if kind == "tracks":
         chosen = tracks[:TOP_LIMIT]
-        return page(app.api_url, path, len(chosen), offset, limit, lambda a, b: [r.track(track_by_n(t)) for t in chosen[a:b]])
+        return page(app.api_url, path, len(chosen), offset, limit, lambda a, b: [r.track(catalog_track(t)) for t in chosen[a:b]])
     chosen = artists[:TOP_LIMIT]
     return page(app.api_url, path, len(chosen), offset, limit, lambda a, b: [r.artist(x) for x in chosen[a:b]])
 
@@ -119,7 +119,7 @@ def get_me_tracks(req: Request) -> dict:
         len(saved),
         offset,
         limit,
-        lambda a, b: [{"added_at": iso(ts), "track": r.track(track_by_n(t))} for t, ts in saved[a:b]],
+        lambda a, b: [{"added_at": iso(ts), "track": r.track(catalog_track(t))} for t, ts in saved[a:b]],
     )
 
 
@@ -130,7 +130,8 @@ def get_me_following(req: Request) -> dict:
     if (req.query.get("type") or [""])[-1] != "artist":
         raise ApiError(400, "Bad request: type must be artist")
     limit = int_param(req.query, "limit", 20, 1, 50)
-    after = (req.query.get("after") or [None])[-1]
+    after_given = req.query.get("after")
+    after = after_given[-1] if after_given else None
     followed = _ranked(app.world, i)[1][::2][:FOLLOWED_MAX]
     ids = [artist_id(a) for a in followed]
     if after is not None and after not in ids:

@@ -156,7 +156,7 @@ class OAuthState:
         """Development mode, user token: a playlist's items only for its owner or a collaborator (else 403)."""
         from soundmates.world.errors import ApiError
 
-        if self.mode != "development" or endpoint != "playlist_items":
+        if self.mode != "development" or endpoint != "playlist_items" or playlist_id is None:
             return
         g = self.user_grant(access_token)
         if g is None:

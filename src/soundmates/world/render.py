@@ -27,7 +27,7 @@ from soundmates.world.generator import (
     album_by_n,
     album_n,
     artist_id,
-    track_by_n,
+    catalog_track,
 )
 from soundmates.world.ids import make_id
 
@@ -132,6 +132,8 @@ class Renderer:
     # --- tracks ----------------------------------------------------------------------------
     def _album(self, an: int) -> dict:
         spec = album_by_n(an)
+        if spec is None:  # callers pass albums of catalogue tracks only
+            raise KeyError(f"no album {an} in the catalogue")
         cover = _image(f"album{an}")
         return {
             "album_type": spec.album_type,
@@ -184,7 +186,7 @@ class Renderer:
         The same text ``dumps(self.track(spec))`` gives (tests/test_server.py checks), ~5x cheaper:
         encoding the nested album and artists again for every track was most of a page's time.
         """
-        spec = track_by_n(n)
+        spec = catalog_track(n)
         artists = self.artist_simple_json(spec.artist)
         if spec.featured is not None:
             artists += "," + self.artist_simple_json(spec.featured)

@@ -171,7 +171,7 @@ ROUTES: tuple[Route, ...] = (
     Route("audio_features", ("audio-features",), get_audio_features),
     Route("audio_features", ("audio-features", _ANY), get_audio_features),
 )
-_BY_HEAD: dict[str, list[Route]] = {}
+_BY_HEAD: dict[str | None, list[Route]] = {}
 for _route in ROUTES:
     _BY_HEAD.setdefault(_route.segments[0], []).append(_route)
 
