@@ -547,7 +547,7 @@ def test_remove_then_add_by_anyone_does_not_bring_them_back(rec, settings, world
 
 
 def test_status_reads_the_model_stages_evaluation(rec, monkeypatch):
-    import soundmates.model.registry as registry
+    import soundmates.pipelines.model as model_stage
 
     report = {
         "protocol": "served: full profile vs every user",
@@ -562,7 +562,7 @@ def test_status_reads_the_model_stages_evaluation(rec, monkeypatch):
         },
     }
     asked = []
-    monkeypatch.setattr(registry, "evaluation_report", lambda settings: asked.append(settings) or report, raising=False)
+    monkeypatch.setattr(model_stage, "stored_evaluation", lambda settings: asked.append(settings) or report)
     ev = rec.pipeline_status().evaluation
     assert asked == [rec.settings]
     assert ev.served == "als" and ev.reason == "als beats two_tower" and (ev.users, ev.candidates) == (374, 1874)
@@ -570,5 +570,5 @@ def test_status_reads_the_model_stages_evaluation(rec, monkeypatch):
     assert ev.methods["als"].metrics == {"taste_ndcg@10": 0.84, "recall@10": 0.79}
     assert ev.methods["als"].ci95 == {"taste_ndcg@10": [0.82, 0.86]}
     assert ev.methods["two_tower"].metrics == {"taste_ndcg@10": 0.8}  # NaN is not a figure
-    monkeypatch.setattr(registry, "evaluation_report", lambda settings: (_ for _ in ()).throw(LookupError("none")))
+    monkeypatch.setattr(model_stage, "stored_evaluation", lambda settings: (_ for _ in ()).throw(LookupError("none")))
     assert rec.pipeline_status().evaluation is None
