@@ -61,19 +61,33 @@ def world_profiles(n_users: int, seed: int = WORLD_SEED) -> list:
                     credited = [spec.artist] + ([spec.featured] if spec.featured is not None else [])
                     album = g.album_by_n(spec.artist * g.MAX_ALBUMS + spec.album)
                     tracks[tid] = Track(
-                        id=tid, name=spec.name, artist_ids=[g.artist_id(a) for a in credited],
-                        album_name=album.name if album else None, release_year=album.year if album else None,
-                        explicit=spec.explicit, popularity=spec.popularity, duration_ms=spec.duration_ms,
+                        id=tid,
+                        name=spec.name,
+                        artist_ids=[g.artist_id(a) for a in credited],
+                        album_name=album.name if album else None,
+                        release_year=album.year if album else None,
+                        explicit=spec.explicit,
+                        popularity=spec.popularity,
+                        duration_ms=spec.duration_ms,
                     )
                     for a in credited:
                         aid = g.artist_id(a)
                         if aid not in artists:
-                            artists[aid] = Artist(id=aid, name=table.names[a], genres=list(table.genres[a]), popularity=int(table.popularity[a]))
+                            artists[aid] = Artist(
+                                id=aid, name=table.names[a], genres=list(table.genres[a]), popularity=int(table.popularity[a])
+                            )
             kinds = np.bincount(pl.kinds, minlength=4)
-            playlists.append(Playlist(
-                id=pl.id, name=pl.name, owner_id=user.id, items=items,
-                skipped_episodes=int(kinds[g.ROW_EPISODE]), skipped_local=int(kinds[g.ROW_LOCAL]), skipped_null=int(kinds[g.ROW_NULL]),
-            ))
+            playlists.append(
+                Playlist(
+                    id=pl.id,
+                    name=pl.name,
+                    owner_id=user.id,
+                    items=items,
+                    skipped_episodes=int(kinds[g.ROW_EPISODE]),
+                    skipped_local=int(kinds[g.ROW_LOCAL]),
+                    skipped_null=int(kinds[g.ROW_NULL]),
+                )
+            )
         out.append(Profile(user_id=user.id, display_name=user.display_name, playlists=playlists, tracks=tracks, artists=artists))
     return out
 
@@ -96,10 +110,14 @@ def seed_style_features(profile, model, top_n: int) -> dict:
     out = {}
     uniq = sorted(set(genres))
     if uniq:
-        out["genre_emb"] = model.encode(uniq, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False).mean(axis=0)
+        out["genre_emb"] = model.encode(uniq, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False).mean(
+            axis=0
+        )
     names = [profile.artists[a].name for a, _ in artist_counts.most_common(top_n) if a in profile.artists]
     if names:
-        out["artist_emb"] = model.encode(names, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False).mean(axis=0)
+        out["artist_emb"] = model.encode(names, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False).mean(
+            axis=0
+        )
     return out
 
 
@@ -111,11 +129,11 @@ def _timed(fn):
 
 
 def run(out_dir: Path) -> dict:
+    import torch
+
     from soundmates.config import Settings
     from soundmates.features.encoder import TextEncoder, load_model
     from soundmates.features.taste import featurize_profiles, taste_bags, texts_needed
-
-    import torch
 
     # One intra-op thread for both sides: on this shared 2-core machine two spinning OpenMP
     # threads made encoding ~10x slower under load, which would flatter the ratio.
@@ -196,15 +214,28 @@ def run(out_dir: Path) -> dict:
     ratio_cold = rates["cold_full_views"] / base_rate
     rows = [
         ("seed-style baseline (encode per user), full view", f"{len(subset)}", f"{base_s:.1f}", f"{base_rate:.1f}", "1.0x"),
-        ("ours, warm cache, full view, the baseline's users", f"{len(subset)}", f"{subset_s:.2f}", f"{rates['warm_full_only_baseline_users']:.0f}", f"**{ratio_same_users:.0f}x**"),
+        (
+            "ours, warm cache, full view, the baseline's users",
+            f"{len(subset)}",
+            f"{subset_s:.2f}",
+            f"{rates['warm_full_only_baseline_users']:.0f}",
+            f"**{ratio_same_users:.0f}x**",
+        ),
         ("ours, cold cache, full + views a/b", f"{n}", f"{cold_s:.1f}", f"{rates['cold_full_views']:.1f}", f"{ratio_cold:.1f}x"),
         ("ours, warm cache, full view", f"{n}", f"{warm_full_s:.2f}", f"{rates['warm_full_only']:.0f}", f"{ratio_warm:.0f}x"),
-        ("ours, warm cache, full + views a/b", f"{n}", f"{warm_s:.2f}", f"{rates['warm_full_views']:.0f}", f"{ratio_warm_views:.0f}x"),
+        (
+            "ours, warm cache, full + views a/b",
+            f"{n}",
+            f"{warm_s:.2f}",
+            f"{rates['warm_full_views']:.0f}",
+            f"{ratio_warm_views:.0f}x",
+        ),
         ("`build_features` into the Delta store, warm", f"{n}", f"{build_s:.1f}", f"{rates['build_features_store']:.0f}", ""),
         ("`build_features` rerun, nothing changed", f"{n}", f"{rebuild_s:.2f}", f"{rates['build_features_unchanged']:.0f}", ""),
     ]
     table = "\n".join(
-        ["| run | users | seconds | users/s | vs baseline |", "|---|---:|---:|---:|---:|"] + [f"| {' | '.join(r)} |" for r in rows]
+        ["| run | users | seconds | users/s | vs baseline |", "|---|---:|---:|---:|---:|"]
+        + [f"| {' | '.join(r)} |" for r in rows]
     )
     markdown = (
         f"{n} users of a generated world (seed {WORLD_SEED}, profiles built from `soundmates.world.generator` in memory): "
@@ -228,8 +259,17 @@ def run(out_dir: Path) -> dict:
         "baseline_users": len(subset),
         "playlist_tracks": n_items,
         "distinct_strings": len(distinct),
-        "seconds": {"baseline": base_s, "cold_full_views": cold_s, "warm_full_only": warm_full_s, "warm_full_views": warm_s, "warm_full_only_baseline_users": subset_s,
-                    "build_features": build_s, "build_features_unchanged": rebuild_s, "model_load": load_s, "profiles": gen_s},
+        "seconds": {
+            "baseline": base_s,
+            "cold_full_views": cold_s,
+            "warm_full_only": warm_full_s,
+            "warm_full_views": warm_s,
+            "warm_full_only_baseline_users": subset_s,
+            "build_features": build_s,
+            "build_features_unchanged": rebuild_s,
+            "model_load": load_s,
+            "profiles": gen_s,
+        },
         "users_per_s": rates,
         "ratio_warm_vs_baseline": ratio_warm,
         "ratio_warm_same_users_vs_baseline": ratio_same_users,
@@ -260,15 +300,21 @@ def build_only(prepared: Path) -> dict:
         shutil.copytree(prepared / "profiles", run_dir / "profiles")
         shutil.copytree(prepared / "cache", run_dir / "cache")
         settings = Settings(data_dir=run_dir)
-        TextEncoder(settings).dim  # load the model outside the timings
+        _ = TextEncoder(settings).dim  # load the model outside the timings
         n = len(list((run_dir / "profiles").glob("*.json")))
         out = {"users": n}
         for label in ("warm", "unchanged_rerun"):
             t0, c0 = time.perf_counter(), time.process_time()
             summary = build_features(settings, encoder=TextEncoder(settings))
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            out[label] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "users_per_s": round(n / wall, 1),
-                          "updated": summary["updated"], "unchanged": summary["unchanged"], "rejected": len(summary["rejected"])}
+            out[label] = {
+                "wall_s": round(wall, 3),
+                "cpu_s": round(cpu, 3),
+                "users_per_s": round(n / wall, 1),
+                "updated": summary["updated"],
+                "unchanged": summary["unchanged"],
+                "rejected": len(summary["rejected"]),
+            }
     return out
 
 

@@ -29,10 +29,20 @@ def _fill(store, inbox, n: int) -> str:
     # The feature-group inbox: one upsert, or filling alone would take minutes.
     now = pd.Timestamp.now(tz="UTC")
     ids = [f"old{i:04d}" for i in range(n)]
-    store.upsert(inbox.INBOX_GROUP, pd.DataFrame({
-        "user_id": ids, "ref": [f"spotify:user:{u}" for u in ids], "status": "pending", "reason": None,
-        "source": "bench", "requested_at": now, "updated_at": now,
-    }))
+    store.upsert(
+        inbox.INBOX_GROUP,
+        pd.DataFrame(
+            {
+                "user_id": ids,
+                "ref": [f"spotify:user:{u}" for u in ids],
+                "status": "pending",
+                "reason": None,
+                "source": "bench",
+                "requested_at": now,
+                "updated_at": now,
+            }
+        ),
+    )
     return "feature group"
 
 
@@ -47,10 +57,20 @@ class FeatureGroupBaseline:
             if len(self.store.read(self.group, keys=[user_id])):
                 return
             now = pd.Timestamp.now(tz="UTC")
-            self.store.upsert(self.group, pd.DataFrame({
-                "user_id": [user_id], "ref": ref, "status": "pending", "reason": None, "source": source,
-                "requested_at": now, "updated_at": now,
-            }))
+            self.store.upsert(
+                self.group,
+                pd.DataFrame(
+                    {
+                        "user_id": [user_id],
+                        "ref": ref,
+                        "status": "pending",
+                        "reason": None,
+                        "source": source,
+                        "requested_at": now,
+                        "updated_at": now,
+                    }
+                ),
+            )
 
     def count_pending(self) -> int:
         frame = self.store.read(self.group)
@@ -84,8 +104,15 @@ def measure() -> dict:
         poll = _ms(lambda i: inbox.counts(store)["pending"], MEASURED)
         page = _ms(lambda i: inbox.pending(store, limit=20), MEASURED)
         claim = _ms(lambda i: inbox.claim(store, limit=10), 10)
-    return {"inbox": kind, "queue_rows": QUEUE_ROWS, "add_request": _summary(add), "re_add": _summary(readd),
-            "poll_counts": _summary(poll), "pending_20": _summary(page), "claim_10": _summary(claim)}
+    return {
+        "inbox": kind,
+        "queue_rows": QUEUE_ROWS,
+        "add_request": _summary(add),
+        "re_add": _summary(readd),
+        "poll_counts": _summary(poll),
+        "pending_20": _summary(page),
+        "claim_10": _summary(claim),
+    }
 
 
 def measure_baseline() -> dict:
@@ -108,7 +135,8 @@ def run(out_dir: Path) -> dict:
     rows = [
         f"| {k} | {v['median_ms']} | {v['p95_ms']} | "
         + (f"{baseline[k]['median_ms']} | {baseline[k]['p95_ms']} |" if k in baseline else "- | - |")
-        for k, v in figures.items() if isinstance(v, dict)
+        for k, v in figures.items()
+        if isinstance(v, dict)
     ]
     markdown = (
         f"{QUEUE_ROWS} pending requests already queued, {MEASURED} calls each (claim: 10 calls of 10), one process, "

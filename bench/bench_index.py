@@ -65,8 +65,9 @@ def _brute_latencies(data: np.ndarray, queries: np.ndarray) -> list[float]:
     return lat
 
 
-def bench_backend(backend: str, n: int, data: np.ndarray, queries: np.ndarray, exact: np.ndarray,
-                  brute_lat: list[float], root: Path) -> dict:
+def bench_backend(
+    backend: str, n: int, data: np.ndarray, queries: np.ndarray, exact: np.ndarray, brute_lat: list[float], root: Path
+) -> dict:
     """Build, size, recall@10 of held-out users and ``UserIndex.query`` latency for one backend."""
     from soundmates.index import UserIndex, recall_at_k
 
@@ -182,7 +183,7 @@ def run(out_dir: Path) -> dict:
         rows = [row for n in SIZES for row in bench_size(n, root)]
         try:
             e2e = bench_new_user(root) if E2E_RUNS > 0 else {"error": "skipped (SOUNDMATES_BENCH_E2E_RUNS=0)"}
-        except Exception as exc:  # the ANN table stands on its own; say why the e2e part is missing
+        except Exception as exc:  # noqa: BLE001 - the ANN table stands on its own; say why the e2e part is missing
             _log(f"e2e failed: {type(exc).__name__}: {exc}")
             e2e = {"error": f"{type(exc).__name__}: {exc}"}
     finally:

@@ -164,7 +164,9 @@ def server_capacity(world_dir: Path, n_users: int, threads: int = SERVER_LOAD_TH
 
     ctx = multiprocessing.get_context("spawn")
     with SpotifyServer(world_dir, port=0, mode="full") as server:
-        token = requests.post(server.token_url, data={"grant_type": "client_credentials"}, auth=("b", "b"), timeout=30).json()["access_token"]
+        token = requests.post(server.token_url, data={"grant_type": "client_credentials"}, auth=("b", "b"), timeout=30).json()[
+            "access_token"
+        ]
         n_world = server.world.n_users
         warm = _ingest_urls(world_dir, range(max(0, n_world - SERVER_WARMUP_USERS), n_world))
         timed = _ingest_urls(world_dir, range(min(n_users, n_world - SERVER_WARMUP_USERS)))
@@ -179,9 +181,16 @@ def server_capacity(world_dir: Path, n_users: int, threads: int = SERVER_LOAD_TH
             proc.join(30)
             results.append((n, bad, wall, cpu))
     n, bad, wall, cpu = results[1]
-    return {"users": min(n_users, n_world - SERVER_WARMUP_USERS), "requests": n, "non_200": bad, "threads": threads,
-            "wall_s": round(wall, 2), "requests_per_s": round(n / wall, 1), "server_cpu_ms_per_request": round(cpu / n * 1000, 3),
-            "server_cpu_bound_requests_per_s": round(n / cpu, 1)}
+    return {
+        "users": min(n_users, n_world - SERVER_WARMUP_USERS),
+        "requests": n,
+        "non_200": bad,
+        "threads": threads,
+        "wall_s": round(wall, 2),
+        "requests_per_s": round(n / wall, 1),
+        "server_cpu_ms_per_request": round(cpu / n * 1000, 3),
+        "server_cpu_bound_requests_per_s": round(n / cpu, 1),
+    }
 
 
 def run(out_dir: Path) -> dict:
@@ -227,7 +236,7 @@ def _run_in(tmp: Path) -> dict:
             f"A {N_USERS:,}-user world (seed {SEED}, generated in {gen_s:.1f} s), served by the in-process local server, "
             "ingested from scratch (fresh data dir) in one process, both runs side by side.",
             "Lower bound per user = 1 + playlist pages + Σ⌈items/50⌉ + ⌈new artists/50⌉ (from the world and the stored profiles). "
-            "*Calls* exclude the requests repeated after a retried 429 (each is unavoidable: the API said \"again\"); "
+            '*Calls* exclude the requests repeated after a retried 429 (each is unavoidable: the API said "again"); '
             "*requests* are everything sent. Goal: calls ≤ 1.1× the bound.",
             "",
             "| run | ingested / failed | bound calls/user | calls/user | calls ÷ bound | requests/user | requests ÷ bound | 429s retried | users/s | wall s |",
@@ -246,8 +255,14 @@ def _run_in(tmp: Path) -> dict:
             f"Goal ≥ 600 requests/s on 2 cores.",
         ]
     )
-    return {"title": "Ingest: API calls vs lower bound, users/s", "markdown": markdown, "users": N_USERS, "generate_s": round(gen_s, 2), "runs": runs,
-            "server_capacity": capacity}
+    return {
+        "title": "Ingest: API calls vs lower bound, users/s",
+        "markdown": markdown,
+        "users": N_USERS,
+        "generate_s": round(gen_s, 2),
+        "runs": runs,
+        "server_capacity": capacity,
+    }
 
 
 if __name__ == "__main__":

@@ -68,10 +68,19 @@ def synthetic_frame(n_users: int, seed: int = 0, dense_dim: int = 384) -> pd.Dat
             gu, gc = np.unique(g, return_counts=True)
             au, ac = np.unique(a, return_counts=True)
             e = base + rng.normal(0, 0.5, dense_dim).astype(np.float32)
-            rows.append({"user_id": f"u{u}", "view": view,
-                         "genre_names": [f"g{i}" for i in gu], "genre_weights": gc.astype(np.float32),
-                         "artist_ids": [f"a{i}" for i in au], "artist_weights": ac.astype(np.float32),
-                         "genre_emb": e / np.linalg.norm(e), "n_tracks": int(rng.integers(10, 500)), "n_playlists": 3})
+            rows.append(
+                {
+                    "user_id": f"u{u}",
+                    "view": view,
+                    "genre_names": [f"g{i}" for i in gu],
+                    "genre_weights": gc.astype(np.float32),
+                    "artist_ids": [f"a{i}" for i in au],
+                    "artist_weights": ac.astype(np.float32),
+                    "genre_emb": e / np.linalg.norm(e),
+                    "n_tracks": int(rng.integers(10, 500)),
+                    "n_playlists": 3,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -83,9 +92,15 @@ def time_epochs(n_users: int, epochs: int = 2) -> dict:
     cfg = ModelConfig.load(max_epochs=epochs, patience=epochs)
     c0, w0 = time.process_time(), time.perf_counter()
     t = fit_model(cfg, frame)
-    return {"users": n_users, "epochs": t.epochs_run, "train_users": len(t.datamodule.split.train), "objective": cfg.objective,
-            "seconds_per_epoch": round(t.seconds_per_epoch, 2), "setup_and_fit_wall_s": round(time.perf_counter() - w0, 1),
-            "process_cpu_s": round(time.process_time() - c0, 1)}
+    return {
+        "users": n_users,
+        "epochs": t.epochs_run,
+        "train_users": len(t.datamodule.split.train),
+        "objective": cfg.objective,
+        "seconds_per_epoch": round(t.seconds_per_epoch, 2),
+        "setup_and_fit_wall_s": round(time.perf_counter() - w0, 1),
+        "process_cpu_s": round(time.process_time() - c0, 1),
+    }
 
 
 # --------------------------------------------------------------------------- datasets
@@ -130,7 +145,20 @@ def hetrec_frame(seed: int):
 
 
 def _compact(result: dict) -> dict:
-    keep = ("served", "users", "candidates", "methods", "slices", "reason", "validation", "tuned", "seed", "split", "thin_rule", "objective")
+    keep = (
+        "served",
+        "users",
+        "candidates",
+        "methods",
+        "slices",
+        "reason",
+        "validation",
+        "tuned",
+        "seed",
+        "split",
+        "thin_rule",
+        "objective",
+    )
     out = {k: result[k] for k in keep if k in result}
     out["tuned"] = {m: {"params": t.get("params")} for m, t in result.get("tuned", {}).items() if "params" in t}
     return out
@@ -144,7 +172,9 @@ def run_seeds(frame: pd.DataFrame, seeds: list[int], **kw) -> list[dict]:
     for seed in seeds:
         t0 = time.perf_counter()
         exp = run_experiment(frame, ModelConfig.load(seed=seed), **kw)
-        r = _compact(exp.result) | {"seconds": {k: round(v, 1) for k, v in exp.seconds.items()} | {"total_s": round(time.perf_counter() - t0, 1)}}
+        r = _compact(exp.result) | {
+            "seconds": {k: round(v, 1) for k, v in exp.seconds.items()} | {"total_s": round(time.perf_counter() - t0, 1)}
+        }
         runs.append(r)
         partial = os.environ.get("SOUNDMATES_BENCH_MODEL_PARTIAL")
         if partial:  # a long run leaves its finished seeds behind
@@ -170,10 +200,16 @@ def summary(runs: list[dict], metrics: tuple[str, ...]) -> dict:
         for k in metrics:
             best = max(bl, key=lambda m: r["methods"][m][k])
             tt, sv = r["methods"]["two_tower"], r["methods"].get(r["served"], {})
-            row[k] = {"two_tower": tt[k], "two_tower_ci95": tt["ci95"][k], "two_tower_init": r["methods"]["two_tower_init"][k],
-                      "best_baseline": best, "best_baseline_value": r["methods"][best][k],
-                      "two_tower_ratio": tt[k] / max(r["methods"][best][k], 1e-9),
-                      "served_value": sv.get(k), "served_ci95": (sv.get("ci95") or {}).get(k)}
+            row[k] = {
+                "two_tower": tt[k],
+                "two_tower_ci95": tt["ci95"][k],
+                "two_tower_init": r["methods"]["two_tower_init"][k],
+                "best_baseline": best,
+                "best_baseline_value": r["methods"][best][k],
+                "two_tower_ratio": tt[k] / max(r["methods"][best][k], 1e-9),
+                "served_value": sv.get(k),
+                "served_ci95": (sv.get("ci95") or {}).get(k),
+            }
         out["per_seed"].append(row)
     return out
 
@@ -186,14 +222,18 @@ def _table(s: dict, metrics: tuple[str, ...]) -> list[str]:
 
 
 def _per_seed(s: dict, metrics: tuple[str, ...]) -> list[str]:
-    lines = ["| seed | served | " + " | ".join(f"{k}: two_tower [95% CI] / best baseline (ratio)" for k in metrics) + " |",
-             "|---|---|" + "---|" * len(metrics)]
+    lines = [
+        "| seed | served | " + " | ".join(f"{k}: two_tower [95% CI] / best baseline (ratio)" for k in metrics) + " |",
+        "|---|---|" + "---|" * len(metrics),
+    ]
     for row in s["per_seed"]:
         cells = []
         for k in metrics:
             c = row[k]
-            cells.append(f"{c['two_tower']:.3f} [{c['two_tower_ci95'][0]:.3f}, {c['two_tower_ci95'][1]:.3f}] / "
-                         f"{c['best_baseline']} {c['best_baseline_value']:.3f} ({c['two_tower_ratio']:.2f}×)")
+            cells.append(
+                f"{c['two_tower']:.3f} [{c['two_tower_ci95'][0]:.3f}, {c['two_tower_ci95'][1]:.3f}] / "
+                f"{c['best_baseline']} {c['best_baseline_value']:.3f} ({c['two_tower_ratio']:.2f}×)"
+            )
         lines.append(f"| {row['seed']} | {row['served']} | " + " | ".join(cells) + " |")
     return lines
 
@@ -208,8 +248,10 @@ def goals(s: dict, targets: dict[str, float]) -> list[str]:
             sv, ci = c["served_value"], c["served_ci95"] or [math.nan, math.nan]
             ratio = sv / max(c["best_baseline_value"], 1e-9) if sv is not None else math.nan
             ok = ratio >= target and ci[0] > c["best_baseline_value"]
-            cells.append(f"seed {row['seed']} {row['served']} {sv:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] vs {c['best_baseline']} "
-                         f"{c['best_baseline_value']:.3f} = {ratio:.2f}× ({'met' if ok else 'not met'})")
+            cells.append(
+                f"seed {row['seed']} {row['served']} {sv:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] vs {c['best_baseline']} "
+                f"{c['best_baseline_value']:.3f} = {ratio:.2f}× ({'met' if ok else 'not met'})"
+            )
         lines.append(f"- Goal served `{k}` ≥ {target:.2f}× the best tuned baseline, interval above it: " + "; ".join(cells))
     return lines
 
@@ -221,8 +263,10 @@ def _init_vs_trained(s: dict, metrics: tuple[str, ...]) -> str:
     return f"- Goal `two_tower` above `two_tower_init` on every taste metric (mean of seeds): {cmp} ({'met' if above else 'not met'})"
 
 
-ARTIST_BAG_HALVES = ("`artist_bag` recall@10 on HetRec is 0 by construction: a user's two halves hold disjoint artists, so an "
-                     "artist-overlap bag cannot find the user's own other half (not applicable; the served-form metrics are valid).")
+ARTIST_BAG_HALVES = (
+    "`artist_bag` recall@10 on HetRec is 0 by construction: a user's two halves hold disjoint artists, so an "
+    "artist-overlap bag cannot find the user's own other half (not applicable; the served-form metrics are valid)."
+)
 
 
 def run(out_dir: Path) -> dict:
@@ -231,16 +275,23 @@ def run(out_dir: Path) -> dict:
 
     out_dir = Path(out_dir)
     seeds = _env_list("SOUNDMATES_BENCH_MODEL_SEEDS", "0,1,2")
-    result: dict = {"title": "Model: served method vs tuned baselines, whole population as candidates (issue 15)",
-                    "seeds": seeds, "timing": [], "worlds": {}}
+    result: dict = {
+        "title": "Model: served method vs tuned baselines, whole population as candidates (issue 15)",
+        "seeds": seeds,
+        "timing": [],
+        "worlds": {},
+    }
     import torch
 
     result["torch_threads"] = torch.get_num_threads()
-    md = ["Protocol (`soundmates.model.protocol`): held-out test users (hash split, 20%) query the **whole population** "
-          "through each method's query side; candidates = every user's full profile through the candidate side (what the index "
-          "stores). Taste metrics: full vs full, relevance = cosine of the hidden taste, ideal over the whole population. "
-          "neighbour_recall@20: half a -> top-10 neighbours' artists -> held-out half b. recall@10: half a vs every half b. "
-          "Baselines tuned on the validation users (10%) by neighbour_recall@20; the gate uses the same validation metric.", ""]
+    md = [
+        "Protocol (`soundmates.model.protocol`): held-out test users (hash split, 20%) query the **whole population** "
+        "through each method's query side; candidates = every user's full profile through the candidate side (what the index "
+        "stores). Taste metrics: full vs full, relevance = cosine of the hidden taste, ideal over the whole population. "
+        "neighbour_recall@20: half a -> top-10 neighbours' artists -> held-out half b. recall@10: half a vs every half b. "
+        "Baselines tuned on the validation users (10%) by neighbour_recall@20; the gate uses the same validation metric.",
+        "",
+    ]
     for n in _env_list("SOUNDMATES_BENCH_MODEL_WORLDS", "5000,20000"):
         frame, world, steps = world_frame(n)
         from soundmates.sources.world import world_taste
@@ -250,11 +301,21 @@ def run(out_dir: Path) -> dict:
         s = summary(runs, WORLD_METRICS)
         result["worlds"][str(n)] = {"steps": steps, "runs": runs, "summary": s}
         write_report(runs[0] | {"dataset": f"world-{n}"}, out_dir / "model_reports", name=f"world-{n}")
-        md += [f"**Generated world, {n:,} users** ({runs[0]['candidates']:,} with features; {runs[0]['users']:,} test queries "
-               f"at seed {seeds[0]}), seeds {seeds}; served per seed: {s['served']}. Setup: {steps}.", "", *_table(s, WORLD_METRICS), "",
-               *_per_seed(s, TASTE), "", *goals(s, {"taste_ndcg@10": 1.10, "taste_precision@10": 1.20}), _init_vs_trained(s, TASTE), "",
-               f"Gate (seed {seeds[0]}): {runs[0]['reason']}. Chosen settings: "
-               + "; ".join(f"{m} {t['params']}" for m, t in runs[0]["tuned"].items()), ""]
+        md += [
+            f"**Generated world, {n:,} users** ({runs[0]['candidates']:,} with features; {runs[0]['users']:,} test queries "
+            f"at seed {seeds[0]}), seeds {seeds}; served per seed: {s['served']}. Setup: {steps}.",
+            "",
+            *_table(s, WORLD_METRICS),
+            "",
+            *_per_seed(s, TASTE),
+            "",
+            *goals(s, {"taste_ndcg@10": 1.10, "taste_precision@10": 1.20}),
+            _init_vs_trained(s, TASTE),
+            "",
+            f"Gate (seed {seeds[0]}): {runs[0]['reason']}. Chosen settings: "
+            + "; ".join(f"{m} {t['params']}" for m, t in runs[0]["tuned"].items()),
+            "",
+        ]
     if HETREC.exists() and os.environ.get("SOUNDMATES_BENCH_MODEL_HETREC", "1") == "1":
         runs = []
         for seed in seeds:
@@ -263,15 +324,31 @@ def run(out_dir: Path) -> dict:
         s = summary(runs, HETREC_METRICS)
         result["hetrec"] = {"runs": runs, "summary": s}
         write_report(runs[0] | {"dataset": "hetrec"}, out_dir / "model_reports", name="hetrec")
-        md += [f"**HetRec Last.fm 2k** ({runs[0]['candidates']:,} users, {runs[0]['users']} test queries at seed {seeds[0]}), seeds "
-               f"{seeds}; served per seed: {s['served']}.", "", *_table(s, HETREC_METRICS), "",
-               *_per_seed(s, ("neighbour_recall@20", "recall@10")), "", *goals(s, {"neighbour_recall@20": 1.05, "recall@10": 1.10}),
-               f"- {ARTIST_BAG_HALVES}", "", f"Gate (seed {seeds[0]}): {runs[0]['reason']}.", ""]
+        md += [
+            f"**HetRec Last.fm 2k** ({runs[0]['candidates']:,} users, {runs[0]['users']} test queries at seed {seeds[0]}), seeds "
+            f"{seeds}; served per seed: {s['served']}.",
+            "",
+            *_table(s, HETREC_METRICS),
+            "",
+            *_per_seed(s, ("neighbour_recall@20", "recall@10")),
+            "",
+            *goals(s, {"neighbour_recall@20": 1.05, "recall@10": 1.10}),
+            f"- {ARTIST_BAG_HALVES}",
+            "",
+            f"Gate (seed {seeds[0]}): {runs[0]['reason']}.",
+            "",
+        ]
     for n in _env_list("SOUNDMATES_BENCH_MODEL_USERS", "5000"):
         result["timing"].append(time_epochs(n))
-    md += ["Training time per epoch on CPU (synthetic `user_features`), shared machine:", "",
-           "| users | train users | objective | s / epoch (wall) | process CPU s (setup + fit) |", "|---|---|---|---|---|"]
-    md += [f"| {t['users']:,} | {t['train_users']:,} | {t['objective']} | {t['seconds_per_epoch']} | {t['process_cpu_s']} |"
-           for t in result["timing"]]
+    md += [
+        "Training time per epoch on CPU (synthetic `user_features`), shared machine:",
+        "",
+        "| users | train users | objective | s / epoch (wall) | process CPU s (setup + fit) |",
+        "|---|---|---|---|---|",
+    ]
+    md += [
+        f"| {t['users']:,} | {t['train_users']:,} | {t['objective']} | {t['seconds_per_epoch']} | {t['process_cpu_s']} |"
+        for t in result["timing"]
+    ]
     result["markdown"] = "\n".join(md)
     return result

@@ -68,8 +68,10 @@ def _train_and_serve(settings) -> dict:
     promote = getattr(model_pipeline, "promote_model", None)
     promoted = promote(settings) if promote is not None else {"served": "two_tower", "promoted": trained.get("promoted")}
     built = pipelines.build_index(settings, progress=False)
-    return {"promotion": {k: promoted.get(k) for k in ("served", "promoted", "reason") if k in promoted},
-            "index": {k: built.get(k) for k in ("count", "model_version")}}
+    return {
+        "promotion": {k: promoted.get(k) for k in ("served", "promoted", "reason") if k in promoted},
+        "index": {k: built.get(k) for k in ("count", "model_version")},
+    }
 
 
 def _sides_differ(rec, emb, user_ids: list[str]) -> bool:
@@ -104,11 +106,18 @@ def _measure(settings) -> dict:
     return {
         "embedder": res.embedder.model_dump() if res.embedder else None,
         "sides_differ": _sides_differ(rec, emb, queries),
-        "queries": len(queries), "matches": int(s.size),
-        "served_calibration": {"median": float(np.median(s)), "share_ge_98": float((s >= 98).mean()),
-                               "share_100": float((s >= 100).mean())},
-        "candidate_pair_calibration": {"median": float(np.median(b)), "share_ge_98": float((b >= 98).mean()),
-                                       "share_100": float((b >= 100).mean())},
+        "queries": len(queries),
+        "matches": int(s.size),
+        "served_calibration": {
+            "median": float(np.median(s)),
+            "share_ge_98": float((s >= 98).mean()),
+            "share_100": float((s >= 100).mean()),
+        },
+        "candidate_pair_calibration": {
+            "median": float(np.median(b)),
+            "share_ge_98": float((b >= 98).mean()),
+            "share_100": float((b >= 100).mean()),
+        },
         "detail_equals_list": f"{same_detail}/{pairs}",
         "seconds_per_query_with_details": round(seconds / len(queries), 3),
     }
@@ -118,12 +127,16 @@ def _verdict(sc: dict, cc: dict) -> str:
     """What the two calibrations say, plainly: they differ, or on this model they coincide."""
     gap = max(abs(sc["median"] - cc["median"]), 100 * abs(sc["share_100"] - cc["share_100"]))
     if gap < 1.0:
-        return ("Here the two calibrations coincide (within a point): this model's query and candidate sides "
-                "score pairs alike, so the old percentile was not inflated on this world. The served calibration "
-                "matters where the sides diverge: in `tests/test_recommend.py`'s tight two-sided population the old "
-                "one reads 100% for the top match and the served one does not.")
-    return (f"The served calibration moves the median top-10 match from {cc['median']:.1f} to {sc['median']:.1f} and "
-            f"the share reading 100% from {cc['share_100']:.0%} to {sc['share_100']:.0%}.")
+        return (
+            "Here the two calibrations coincide (within a point): this model's query and candidate sides "
+            "score pairs alike, so the old percentile was not inflated on this world. The served calibration "
+            "matters where the sides diverge: in `tests/test_recommend.py`'s tight two-sided population the old "
+            "one reads 100% for the top match and the served one does not."
+        )
+    return (
+        f"The served calibration moves the median top-10 match from {cc['median']:.1f} to {sc['median']:.1f} and "
+        f"the share reading 100% from {cc['share_100']:.0%} to {sc['share_100']:.0%}."
+    )
 
 
 def markdown(users: int, epochs: int, figures: dict) -> str:
@@ -157,5 +170,11 @@ def run(out_dir: Path) -> dict:
     finally:
         shutil.rmtree(data, ignore_errors=True)
     md = markdown(USERS, EPOCHS, figures)
-    return {"title": "Serving as evaluated: match percentiles", "markdown": md, "users": USERS, **serving, **figures,
-            "steps": world["steps"]}
+    return {
+        "title": "Serving as evaluated: match percentiles",
+        "markdown": md,
+        "users": USERS,
+        **serving,
+        **figures,
+        "steps": world["steps"],
+    }

@@ -62,11 +62,15 @@ class _Server:
             return json.loads(resp.read())
 
     def env(self, data_dir: Path) -> dict[str, str]:
-        return dict(os.environ, SOUNDMATES_DATA_DIR=str(data_dir),
-                    SOUNDMATES_SPOTIFY_API_URL=f"http://127.0.0.1:{self.port}/v1/",
-                    SOUNDMATES_SPOTIFY_TOKEN_URL=f"http://127.0.0.1:{self.port}/api/token",
-                    SOUNDMATES_SPOTIFY_MAX_RETRIES=str(MAX_RETRIES),
-                    SPOTIPY_CLIENT_ID="soak", SPOTIPY_CLIENT_SECRET="soak")
+        return dict(
+            os.environ,
+            SOUNDMATES_DATA_DIR=str(data_dir),
+            SOUNDMATES_SPOTIFY_API_URL=f"http://127.0.0.1:{self.port}/v1/",
+            SOUNDMATES_SPOTIFY_TOKEN_URL=f"http://127.0.0.1:{self.port}/api/token",
+            SOUNDMATES_SPOTIFY_MAX_RETRIES=str(MAX_RETRIES),
+            SPOTIPY_CLIENT_ID="soak",
+            SPOTIPY_CLIENT_SECRET="soak",
+        )
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -128,8 +132,12 @@ def _killed_run(users_file: Path, env: dict, data_dir: Path, kill_at: int) -> di
     if not finished:
         proc.send_signal(signal.SIGKILL)
     proc.wait()
-    return {"wall_s": round(time.perf_counter() - t0, 1), "killed": not finished,
-            "stored_at_kill": len(_profile_files(data_dir)), "torn_files_left": _torn_files(data_dir)}
+    return {
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "killed": not finished,
+        "stored_at_kill": len(_profile_files(data_dir)),
+        "torn_files_left": _torn_files(data_dir),
+    }
 
 
 def run(out_dir: Path) -> dict:
@@ -160,9 +168,18 @@ def _run_in(tmp: Path) -> dict:
         killed = _killed_run(users_file, server.env(tmp / "soak"), tmp / "soak", int(KILL_AT * len(clean)))
         for _ in range(4):  # a rerun, and more only if Spotify deferred users (a rate limit past the retries)
             out, wall = _run_ingest(users_file, server.env(tmp / "soak"))
-            reruns.append({"wall_s": round(wall, 1), "ingested": out["ingested"], "skipped": out["skipped"],
-                           "failed": len(out["failed"]), "deferred": len(out["deferred"]), "api_calls": out["api_calls"],
-                           "retries": out["retries"], "raw_pages_reused": out["raw_pages_reused"]})
+            reruns.append(
+                {
+                    "wall_s": round(wall, 1),
+                    "ingested": out["ingested"],
+                    "skipped": out["skipped"],
+                    "failed": len(out["failed"]),
+                    "deferred": len(out["deferred"]),
+                    "api_calls": out["api_calls"],
+                    "retries": out["retries"],
+                    "raw_pages_reused": out["raw_pages_reused"],
+                }
+            )
             if not out["deferred"]:
                 break
             time.sleep(min(60.0, max(d["retry_after_s"] for d in out["deferred"])))
@@ -174,8 +191,12 @@ def _run_in(tmp: Path) -> dict:
     lines, distinct = _artist_lines(tmp / "soak")
     figures = {
         "users": N_USERS,
-        "fault_free": {"wall_s": round(clean_wall, 1), "ingested": clean_out["ingested"], "failed": len(clean_out["failed"]),
-                       "api_calls": clean_out["api_calls"]},
+        "fault_free": {
+            "wall_s": round(clean_wall, 1),
+            "ingested": clean_out["ingested"],
+            "failed": len(clean_out["failed"]),
+            "api_calls": clean_out["api_calls"],
+        },
         "faulty_killed": killed,
         "faulty_reruns": reruns,
         "faults_served": faults_served,
@@ -185,8 +206,7 @@ def _run_in(tmp: Path) -> dict:
         "duplicated_profiles": soak_files - len(soak),
         "duplicated_artist_lines": lines - distinct,
         "torn_files_left": _torn_files(tmp / "soak"),
-        "failed_same_as_fault_free": sorted(f["ref"] for f in clean_out["failed"]) == sorted(
-            f["ref"] for f in out["failed"]),
+        "failed_same_as_fault_free": sorted(f["ref"] for f in clean_out["failed"]) == sorted(f["ref"] for f in out["failed"]),
         "store_digest_equal": _digest(clean) == _digest(soak),
     }
     return {"title": f"Soak: {N_USERS:,} users under faults, kill -9 and rerun", "markdown": _markdown(figures), **figures}
@@ -198,29 +218,34 @@ def _digest(hashes: dict[str, str]) -> str:
 
 def _markdown(f: dict) -> str:
     fk, reruns = f["faulty_killed"], f["faulty_reruns"]
-    rerun_rows = [f"| rerun {i + 1} | {r['wall_s']:.1f} | {r['ingested']} ingested, {r['skipped']} skipped, {r['failed']} failed, "
-                  f"{r['deferred']} deferred | {r['api_calls']} | {r['retries']} |" for i, r in enumerate(reruns)]
+    rerun_rows = [
+        f"| rerun {i + 1} | {r['wall_s']:.1f} | {r['ingested']} ingested, {r['skipped']} skipped, {r['failed']} failed, "
+        f"{r['deferred']} deferred | {r['api_calls']} | {r['retries']} |"
+        for i, r in enumerate(reruns)
+    ]
     total = fk["wall_s"] + sum(r["wall_s"] for r in reruns)
     ok = f["lost"] == f["extra"] == f["different"] == f["duplicated_profiles"] == f["duplicated_artist_lines"] == 0
-    return "\n".join([
-        f"A {f['users']:,}-user generated world (seed {SEED}) served by `soundmates spotify serve` (a subprocess) and "
-        "ingested with `soundmates ingest --file users.txt --json` (a subprocess), max 8 retries per request. "
-        "Fault-free run, then a run under `--fault-429 0.10 --fault-5xx 0.02 --fault-drop 0.02 --retry-after 0` "
-        f"killed with SIGKILL once {KILL_AT:.0%} of the users were stored, then rerun (again only while users are deferred).",
-        "",
-        "| run | wall s | outcome | API requests | retried |",
-        "|---|---:|---|---:|---|",
-        f"| fault-free | {f['fault_free']['wall_s']:.1f} | {f['fault_free']['ingested']} ingested, {f['fault_free']['failed']} failed "
-        f"(no public playlists) | {f['fault_free']['api_calls']} | — |",
-        f"| faults, killed | {fk['wall_s']:.1f} | killed at {fk['stored_at_kill']} profiles stored | — | — |",
-        *rerun_rows,
-        "",
-        f"Under faults, killed + rerun: {total:.1f} s in all vs {f['fault_free']['wall_s']:.1f} s fault-free. "
-        f"Faults served: {f['faults_served']}. The runs follow each other on a shared 2-core machine, so their wall "
-        "times carry the load of the moment (two runs of this bench an hour apart: fault-free 242 s and 107 s, faulty "
-        "298 s and 603 s); the fixed figures are the store comparison and the request counts.",
-        f"**Store vs the fault-free run: {'identical' if ok and f['store_digest_equal'] else 'DIFFERENT'}** — "
-        f"lost {f['lost']}, extra {f['extra']}, different content {f['different']}, duplicated profile files "
-        f"{f['duplicated_profiles']}, duplicated artist lines {f['duplicated_artist_lines']}, torn files left "
-        f"{f['torn_files_left']}; the same users failed (no public playlists) as fault-free: {f['failed_same_as_fault_free']}.",
-    ])
+    return "\n".join(
+        [
+            f"A {f['users']:,}-user generated world (seed {SEED}) served by `soundmates spotify serve` (a subprocess) and "
+            "ingested with `soundmates ingest --file users.txt --json` (a subprocess), max 8 retries per request. "
+            "Fault-free run, then a run under `--fault-429 0.10 --fault-5xx 0.02 --fault-drop 0.02 --retry-after 0` "
+            f"killed with SIGKILL once {KILL_AT:.0%} of the users were stored, then rerun (again only while users are deferred).",
+            "",
+            "| run | wall s | outcome | API requests | retried |",
+            "|---|---:|---|---:|---|",
+            f"| fault-free | {f['fault_free']['wall_s']:.1f} | {f['fault_free']['ingested']} ingested, {f['fault_free']['failed']} failed "
+            f"(no public playlists) | {f['fault_free']['api_calls']} | — |",
+            f"| faults, killed | {fk['wall_s']:.1f} | killed at {fk['stored_at_kill']} profiles stored | — | — |",
+            *rerun_rows,
+            "",
+            f"Under faults, killed + rerun: {total:.1f} s in all vs {f['fault_free']['wall_s']:.1f} s fault-free. "
+            f"Faults served: {f['faults_served']}. The runs follow each other on a shared 2-core machine, so their wall "
+            "times carry the load of the moment (two runs of this bench an hour apart: fault-free 242 s and 107 s, faulty "
+            "298 s and 603 s); the fixed figures are the store comparison and the request counts.",
+            f"**Store vs the fault-free run: {'identical' if ok and f['store_digest_equal'] else 'DIFFERENT'}** — "
+            f"lost {f['lost']}, extra {f['extra']}, different content {f['different']}, duplicated profile files "
+            f"{f['duplicated_profiles']}, duplicated artist lines {f['duplicated_artist_lines']}, torn files left "
+            f"{f['torn_files_left']}; the same users failed (no public playlists) as fault-free: {f['failed_same_as_fault_free']}.",
+        ]
+    )

@@ -109,8 +109,12 @@ def _crawl(api: str, token_url: str, user_ids: list[str], threads: int) -> dict:
     seconds = time.perf_counter() - t0
     total = sum(counts.values())
     return {
-        "users": len(user_ids), "threads": threads, "seconds": round(seconds, 2), "requests": total,
-        "requests_per_s": round(total / seconds, 1), "users_per_s": round(len(user_ids) / seconds, 1),
+        "users": len(user_ids),
+        "threads": threads,
+        "seconds": round(seconds, 2),
+        "requests": total,
+        "requests_per_s": round(total / seconds, 1),
+        "users_per_s": round(len(user_ids) / seconds, 1),
         "p50_ms": {k: round(1000 * statistics.median(v), 2) for k, v in lat.items()},
         "p95_ms": {k: round(1000 * sorted(v)[int(0.95 * (len(v) - 1))], 2) for k, v in lat.items()},
         "calls": dict(counts),

@@ -18,7 +18,7 @@ import platform
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -33,7 +33,9 @@ def write_report() -> Path:
     sections = []
     for path in sorted(RESULTS.glob("*.json")):
         data = json.loads(path.read_text())
-        sections.append(f"## {data.get('title', path.stem)}\n\n_{data.get('measured_at', '')}, {data.get('machine', '')}_\n\n{data.get('markdown', '')}\n")
+        sections.append(
+            f"## {data.get('title', path.stem)}\n\n_{data.get('measured_at', '')}, {data.get('machine', '')}_\n\n{data.get('markdown', '')}\n"
+        )
     report = BENCH_DIR / "REPORT.md"
     report.write_text(
         "# Soundmates benchmarks\n\nWritten by `make bench` from `bench/results/*.json`. "
@@ -55,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             mod = importlib.import_module(f"bench.bench_{name}")
             result = mod.run(RESULTS)
-        except Exception:  # one broken benchmark must not hide the others
+        except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others
             traceback.print_exc()
             failed.append(name)
             continue
         result.setdefault("title", name)
-        result["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         result["machine"] = f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}"
         result["wall_s"] = round(time.perf_counter() - t0, 1)
         (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))

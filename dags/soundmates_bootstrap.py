@@ -50,10 +50,18 @@ DEFAULT_ARGS = {
     doc_md=__doc__,
     tags=["soundmates", "bootstrap", "ingest", "training"],
     params={
-        "refs": Param([], type="array", items={"type": "string", "minLength": 1},
-                      description="Spotify profile references (URL, spotify:user:ID or ID). Empty = use world_users."),
-        "world_users": Param(1000, type=["null", "integer"], minimum=1,
-                             description="When refs is empty: ingest the first N users of the generated world."),
+        "refs": Param(
+            [],
+            type="array",
+            items={"type": "string", "minLength": 1},
+            description="Spotify profile references (URL, spotify:user:ID or ID). Empty = use world_users.",
+        ),
+        "world_users": Param(
+            1000,
+            type=["null", "integer"],
+            minimum=1,
+            description="When refs is empty: ingest the first N users of the generated world.",
+        ),
         "world_dir": Param("", type="string", description="Generated world directory; empty = $SOUNDMATES_DATA_DIR/world."),
         "batch_size": Param(100, type="integer", minimum=1, maximum=10000, description="References per ingest task."),
         "max_epochs": Param(10, type="integer", minimum=1, maximum=500, description="Training epochs."),

@@ -50,8 +50,12 @@ DEFAULT_ARGS = {
     doc_md=__doc__,
     tags=["soundmates", "training", "model"],
     params={
-        "min_new_users": Param(100, type="integer", minimum=1,
-                               description="New users since the last training that make an Asset-triggered run train."),
+        "min_new_users": Param(
+            100,
+            type="integer",
+            minimum=1,
+            description="New users since the last training that make an Asset-triggered run train.",
+        ),
         "force": Param(False, type="boolean", description="Train even if too few new users arrived."),
         "max_epochs": Param(10, type="integer", minimum=1, maximum=500, description="Training epochs."),
         "seed": Param(0, type="integer", minimum=0, description="Training seed."),
@@ -65,8 +69,11 @@ def soundmates_retrain():
         counts = steps.new_users_since_training()
         run_type = str(getattr(context["dag_run"], "run_type", ""))
         decision = steps.retrain_decision(
-            counts, has_model=steps.last_training() is not None, asset_triggered="asset" in run_type.lower(),
-            min_new_users=int(params["min_new_users"]), force=bool(params["force"]),
+            counts,
+            has_model=steps.last_training() is not None,
+            asset_triggered="asset" in run_type.lower(),
+            min_new_users=int(params["min_new_users"]),
+            force=bool(params["force"]),
         )
         print(decision["reason"])
         return counts if decision["train"] else False

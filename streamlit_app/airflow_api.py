@@ -52,7 +52,7 @@ def default_credentials() -> AirflowCredentials:
     if not isinstance(users, dict) or not users:
         return creds
     user = "admin" if "admin" in users else next(iter(users))
-    return AirflowCredentials(user=user, password=str(users[user]))
+    return AirflowCredentials(user=user, password=SecretStr(str(users[user])))
 
 
 class AirflowUnavailable(RuntimeError):

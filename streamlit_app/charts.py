@@ -5,7 +5,7 @@ Kept apart from the pages so the figures can be checked without running an app.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
@@ -40,11 +40,20 @@ def genre_overlap_figure(
     names = [genres[i] for i in order]
     fig = go.Figure()
     fig.add_bar(
-        y=names, x=[-your_weights[i] for i in order], orientation="h", name=you, marker_color=YOU_COLOUR,
-        customdata=[your_weights[i] for i in order], hovertemplate="%{y}: %{customdata:.0%}<extra>" + you + "</extra>",
+        y=names,
+        x=[-your_weights[i] for i in order],
+        orientation="h",
+        name=you,
+        marker_color=YOU_COLOUR,
+        customdata=[your_weights[i] for i in order],
+        hovertemplate="%{y}: %{customdata:.0%}<extra>" + you + "</extra>",
     )
     fig.add_bar(
-        y=names, x=[their_weights[i] for i in order], orientation="h", name=them, marker_color=THEM_COLOUR,
+        y=names,
+        x=[their_weights[i] for i in order],
+        orientation="h",
+        name=them,
+        marker_color=THEM_COLOUR,
         hovertemplate="%{y}: %{x:.0%}<extra>" + them + "</extra>",
     )
     top = max([*your_weights, *their_weights, 0.01])
@@ -70,14 +79,14 @@ def era_overlap_figure(
 ) -> go.Figure:
     """Release-year distributions of both profiles on one axis, as filled areas."""
     if not (len(bin_labels) == len(yours) == len(theirs)):
-        raise ValueError(
-            f"era_overlap_figure: {len(bin_labels)} year bins but {len(yours)} and {len(theirs)} values"
-        )
+        raise ValueError(f"era_overlap_figure: {len(bin_labels)} year bins but {len(yours)} and {len(theirs)} values")
     fig = go.Figure()
-    fig.add_scatter(x=list(bin_labels), y=list(yours), name=you, mode="lines", fill="tozeroy",
-                    line=dict(color=YOU_COLOUR, shape="spline"))
-    fig.add_scatter(x=list(bin_labels), y=list(theirs), name=them, mode="lines", fill="tozeroy",
-                    line=dict(color=THEM_COLOUR, shape="spline"))
+    fig.add_scatter(
+        x=list(bin_labels), y=list(yours), name=you, mode="lines", fill="tozeroy", line=dict(color=YOU_COLOUR, shape="spline")
+    )
+    fig.add_scatter(
+        x=list(bin_labels), y=list(theirs), name=them, mode="lines", fill="tozeroy", line=dict(color=THEM_COLOUR, shape="spline")
+    )
     fig.update_layout(title="Era overlap (release years)", height=280, yaxis=dict(tickformat=".0%"), **_LAYOUT)
     return fig
 
@@ -89,8 +98,11 @@ def closest_artists_figure(names: Sequence[str], similarities: Sequence[float], 
     order = sorted(range(len(names)), key=lambda i: similarities[i])
     fig = go.Figure(
         go.Bar(
-            y=[names[i] for i in order], x=[similarities[i] for i in order], orientation="h",
-            marker_color=THEM_COLOUR, hovertemplate="%{y}: %{x:.2f}<extra></extra>",
+            y=[names[i] for i in order],
+            x=[similarities[i] for i in order],
+            orientation="h",
+            marker_color=THEM_COLOUR,
+            hovertemplate="%{y}: %{x:.2f}<extra></extra>",
         )
     )
     fig.update_layout(
@@ -113,9 +125,7 @@ def user_map_figure(
 ) -> go.Figure:
     """Everyone as a faint dot; your matches and you drawn on top so they stay visible."""
     if not (len(user_ids) == len(names) == len(x) == len(y)):
-        raise ValueError(
-            f"user_map_figure: {len(user_ids)} ids, {len(names)} names, {len(x)} x and {len(y)} y; all must match"
-        )
+        raise ValueError(f"user_map_figure: {len(user_ids)} ids, {len(names)} names, {len(x)} x and {len(y)} y; all must match")
     match_set = set(matches)
     groups: dict[str, list[int]] = {"everyone": [], "your matches": [], "you": []}
     for i, uid in enumerate(user_ids):
@@ -131,8 +141,13 @@ def user_map_figure(
         if not idx:  # an empty trace would still show up in the legend
             continue
         fig.add_scattergl(
-            x=[x[i] for i in idx], y=[y[i] for i in idx], mode="markers", name=label, marker=style[label],
-            text=[names[i] or user_ids[i] for i in idx], customdata=[user_ids[i] for i in idx],
+            x=[x[i] for i in idx],
+            y=[y[i] for i in idx],
+            mode="markers",
+            name=label,
+            marker=style[label],
+            text=[names[i] or user_ids[i] for i in idx],
+            customdata=[user_ids[i] for i in idx],
             hovertemplate="%{text}<br><sub>%{customdata}</sub><extra>" + label + "</extra>",
         )
     fig.update_layout(
@@ -153,7 +168,7 @@ def evaluation_figure(
     methods: dict[str, dict[str, float]],
     served: str | None,
     *,
-    ci95: dict[str, dict[str, Sequence[float]]] | None = None,
+    ci95: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
     metrics: Sequence[str] = TASTE_METRICS,
 ) -> go.Figure:
     """Grouped bars, one group per taste metric, one bar per method (the served one in green, first),
@@ -168,18 +183,27 @@ def evaluation_figure(
         lo_hi = (ci95 or {}).get(name, {})
         ys = [values.get(m) for m in shown]
         err = dict(
-            type="data", symmetric=False,
+            type="data",
+            symmetric=False,
             array=[(lo_hi[m][1] - values[m]) if m in lo_hi and m in values else 0 for m in shown],
             arrayminus=[(values[m] - lo_hi[m][0]) if m in lo_hi and m in values else 0 for m in shown],
             visible=bool(lo_hi),
         )
         is_served = name == served
         fig.add_bar(
-            x=list(shown), y=ys, name=f"{name} (served)" if is_served else name, error_y=err,
+            x=list(shown),
+            y=ys,
+            name=f"{name} (served)" if is_served else name,
+            error_y=err,
             marker_color=YOU_COLOUR if is_served else None,
             marker_line=dict(width=2 if is_served else 0, color="#0b5d2a"),
             hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
         )
-    fig.update_layout(title="Served method vs baselines (held-out users; higher is better)", barmode="group",
-                      yaxis=dict(title="score", rangemode="tozero"), height=380, **_LAYOUT)
+    fig.update_layout(
+        title="Served method vs baselines (held-out users; higher is better)",
+        barmode="group",
+        yaxis=dict(title="score", rangemode="tozero"),
+        height=380,
+        **_LAYOUT,
+    )
     return fig

@@ -142,8 +142,10 @@ def render(rec: Recommender) -> Recommender:
             f"{summary.playlists_read} playlists, {summary.top_tracks} top tracks, {summary.top_artists} top artists."
         )
         if summary.playlists_not_readable:
-            st.caption(f"{summary.playlists_not_readable} playlist(s) you follow but do not own were skipped: "
-                       "Spotify shares only your own and collaborative playlists with apps in development mode.")
+            st.caption(
+                f"{summary.playlists_not_readable} playlist(s) you follow but do not own were skipped: "
+                "Spotify shares only your own and collaborative playlists with apps in development mode."
+            )
         left, right = st.columns(2)
         again = left.button("Find soundmates for my account", key="connect_search")
         stored = st.session_state.get(CONNECT_STORED_KEY)
@@ -157,8 +159,11 @@ def render(rec: Recommender) -> Recommender:
                 log.exception("storing a connected profile failed")
                 st.error(f"Could not add you: {exc}")
         if stored is not None:
-            right.success(f"Added: your profile is queued ({getattr(stored, 'status', 'pending')}); the pipeline "
-                          "makes you findable on its next run.", icon=":material/front_hand:")
+            right.success(
+                f"Added: your profile is queued ({getattr(stored, 'status', 'pending')}); the pipeline "
+                "makes you findable on its next run.",
+                icon=":material/front_hand:",
+            )
     if again or st.session_state.get(CONNECT_SEARCHED_KEY) != account.user_id:
         st.session_state[CONNECT_SEARCHED_KEY] = account.user_id
         _search(rec, connected, int(st.session_state.get("find_k", 10)))

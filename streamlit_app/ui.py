@@ -6,6 +6,7 @@ No business logic lives here: every number shown comes from ``soundmates.recomme
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,12 +121,15 @@ def with_interval(value: float | None, interval: list[float] | None) -> str:
 
 def evaluation_caption(evaluation: Any) -> str:
     """Under what conditions the evaluation's figures were measured."""
-    parts = [f"protocol: {evaluation.protocol}" if evaluation.protocol else None,
-             f"{evaluation.users:,} held-out query users" if evaluation.users else None,
-             f"ranked against {evaluation.candidates:,} candidates" if evaluation.candidates else None]
+    parts = [
+        f"protocol: {evaluation.protocol}" if evaluation.protocol else None,
+        f"{evaluation.users:,} held-out query users" if evaluation.users else None,
+        f"ranked against {evaluation.candidates:,} candidates" if evaluation.candidates else None,
+    ]
     said = "; ".join(p for p in parts if p)
-    return ("From the model stage's evaluation" + (f" ({said})" if said else "")
-            + ". Brackets: bootstrap 95% interval over queries.")
+    return (
+        "From the model stage's evaluation" + (f" ({said})" if said else "") + ". Brackets: bootstrap 95% interval over queries."
+    )
 
 
 def percent(value: float | None) -> str:
@@ -150,15 +154,23 @@ def render_match_card(rank: int, match: Match, result: RecommendResult, rec: Rec
         left, right = st.columns([2, 3], gap="medium")
         with left:
             st.markdown(f"#### {rank}. {match_name(match)}")
-            st.caption(f"Spotify user `{match.user_id}`" + (" · new since the last index build" if match.source == "fresh" else ""))
+            st.caption(
+                f"Spotify user `{match.user_id}`" + (" · new since the last index build" if match.source == "fresh" else "")
+            )
             score_col, pct_col = st.columns(2)
-            score_col.metric("Match score", f"{match.score:.2f}",
-                             help="Cosine of your taste embedding (query side) and theirs (as indexed), −1 … 1.")
+            score_col.metric(
+                "Match score",
+                f"{match.score:.2f}",
+                help="Cosine of your taste embedding (query side) and theirs (as indexed), −1 … 1.",
+            )
             if match.percentile is not None:
-                pct_col.metric("Closer than", f"{match.percentile:.0f}%",
-                               help="Share of random pairs of users in the current index whose match score, computed "
-                                    "the same way, is lower than yours. A top match among thousands of users is "
-                                    "expected to read in the high 90s.")
+                pct_col.metric(
+                    "Closer than",
+                    f"{match.percentile:.0f}%",
+                    help="Share of random pairs of users in the current index whose match score, computed "
+                    "the same way, is lower than yours. A top match among thousands of users is "
+                    "expected to read in the high 90s.",
+                )
             if match.era_overlap is not None:
                 st.progress(min(max(match.era_overlap, 0.0), 1.0), text=f"Era overlap {percent(match.era_overlap)}")
             st.link_button("Open their Spotify profile ↗", spotify_profile_url(match))
@@ -168,13 +180,13 @@ def render_match_card(rank: int, match: Match, result: RecommendResult, rec: Rec
             if match.shared_artists:
                 st.markdown("**Shared artists** " + _chips([a.name for a in match.shared_artists[:8]], "violet"))
             if match.shared_tracks:
-                lines = [
-                    f"- {t.name}" + (f" — {', '.join(t.artists)}" if t.artists else "")
-                    for t in match.shared_tracks[:5]
-                ]
+                lines = [f"- {t.name}" + (f" — {', '.join(t.artists)}" if t.artists else "") for t in match.shared_tracks[:5]]
                 more = len(match.shared_tracks) - 5
-                st.markdown(f"**Tracks you both have** ({len(match.shared_tracks)})\n" + "\n".join(lines)
-                            + (f"\n- … and {more} more" if more > 0 else ""))
+                st.markdown(
+                    f"**Tracks you both have** ({len(match.shared_tracks)})\n"
+                    + "\n".join(lines)
+                    + (f"\n- … and {more} more" if more > 0 else "")
+                )
             if not (match.shared_genres or match.shared_artists or match.shared_tracks):
                 st.markdown("_No genres, artists or tracks in common: your tastes meet in sound, not in names._")
         if st.toggle("Why this match?", key=f"why_{match.user_id}"):
@@ -210,9 +222,11 @@ def render_match_detail(result: RecommendResult, match: Match, rec: Recommender)
                     [g.genre for g in detail.genre_overlap],
                     [g.weight_user for g in detail.genre_overlap],
                     [g.weight_other for g in detail.genre_overlap],
-                    you=you, them=them,
+                    you=you,
+                    them=them,
                 ),
-                key=f"genres_{match.user_id}", width="stretch",
+                key=f"genres_{match.user_id}",
+                width="stretch",
             )
         else:
             st.caption("No genres known for these profiles (Spotify often leaves them out).")
@@ -220,9 +234,14 @@ def render_match_detail(result: RecommendResult, match: Match, rec: Recommender)
         if detail.year_bins and any(detail.year_hist_user) and any(detail.year_hist_other):
             st.plotly_chart(
                 charts.era_overlap_figure(
-                    [str(b) for b in detail.year_bins], detail.year_hist_user, detail.year_hist_other, you=you, them=them,
+                    [str(b) for b in detail.year_bins],
+                    detail.year_hist_user,
+                    detail.year_hist_other,
+                    you=you,
+                    them=them,
                 ),
-                key=f"eras_{match.user_id}", width="stretch",
+                key=f"eras_{match.user_id}",
+                width="stretch",
             )
         else:
             st.caption("Release years are unknown for one of you.")
@@ -230,9 +249,12 @@ def render_match_detail(result: RecommendResult, match: Match, rec: Recommender)
         if detail.closest_artists:
             st.plotly_chart(
                 charts.closest_artists_figure(
-                    [a.name for a in detail.closest_artists], [a.similarity for a in detail.closest_artists], them=them,
+                    [a.name for a in detail.closest_artists],
+                    [a.similarity for a in detail.closest_artists],
+                    them=them,
                 ),
-                key=f"artists_{match.user_id}", width="stretch",
+                key=f"artists_{match.user_id}",
+                width="stretch",
             )
         else:
             st.caption("No artist of theirs could be compared with your taste.")
@@ -259,7 +281,6 @@ def run_search(rec: Recommender, ref: str, k: int, diversity: float) -> None:
         status.update(label=done, state="complete", expanded=False)
 
 
-
 def describe_removal(removed: dict) -> str:
     """A readable line from what ``Recommender.remove`` reports having deleted."""
     parts = []
@@ -283,7 +304,7 @@ def age_text(seconds: float | None) -> str:
 
 def when_text(iso: str | None) -> str:
     """'2026-11-28 14:38 UTC' from an ISO timestamp; the input unchanged when it is not one."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     if not iso:
         return "–"
@@ -292,5 +313,5 @@ def when_text(iso: str | None) -> str:
     except ValueError:
         return str(iso)
     if ts.tzinfo is not None:
-        ts = ts.astimezone(timezone.utc)
+        ts = ts.astimezone(UTC)
     return ts.strftime("%Y-%m-%d %H:%M UTC")

@@ -36,7 +36,10 @@ def compose() -> dict:
     if _compose_plugin():
         out = subprocess.run(
             ["docker", "compose", "-f", str(COMPOSE), "config", "--format", "yaml"],
-            capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO_ROOT,
         )
         assert out.returncode == 0, out.stderr
         return yaml.safe_load(out.stdout)

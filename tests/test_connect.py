@@ -85,11 +85,18 @@ def test_redirect_uris_and_urls_from_settings(settings):
         C.check_redirect_uri("http://example.com:8501/")
     assert C.check_redirect_uri("https://soundmates.example/cb") == "https://soundmates.example/cb"
     assert C.authorize_url_of(settings) == "https://accounts.spotify.com/authorize"
-    assert C.authorize_url_of(settings.model_copy(update={"spotify_token_url": "http://127.0.0.1:5/api/token"})) == \
-        "http://127.0.0.1:5/authorize"
+    assert (
+        C.authorize_url_of(settings.model_copy(update={"spotify_token_url": "http://127.0.0.1:5/api/token"}))
+        == "http://127.0.0.1:5/authorize"
+    )
     assert C.authorize_url_of(settings.model_copy(update={"spotify_auth_url": "http://x/auth"})) == "http://x/auth"
-    assert set(C.SCOPES.split()) == {"user-top-read", "user-library-read", "user-follow-read",
-                                     "playlist-read-private", "playlist-read-collaborative"}
+    assert set(C.SCOPES.split()) == {
+        "user-top-read",
+        "user-library-read",
+        "user-follow-read",
+        "playlist-read-private",
+        "playlist-read-collaborative",
+    }
 
 
 def test_missing_client_id_is_a_clear_error(settings, monkeypatch):
@@ -198,8 +205,11 @@ def test_refresh_persists_the_new_single_use_token(dev):
     assert after["refresh_token"] != before["refresh_token"] and after["access_token"] != before["access_token"]
     assert after["expires_at"] > time.time() + 600
     # The server rejects the old refresh token now; the stored new one still works.
-    old = requests.post(dev.token_url, data={"grant_type": "refresh_token", "refresh_token": before["refresh_token"],
-                                             "client_id": "test-id"}, timeout=10)
+    old = requests.post(
+        dev.token_url,
+        data={"grant_type": "refresh_token", "refresh_token": before["refresh_token"], "client_id": "test-id"},
+        timeout=10,
+    )
     assert old.status_code == 400 and old.json()["error"] == "invalid_grant"
     flow.tokens.save(user, flow.tokens.load(user) | {"expires_at": 0})
     assert flow.client(user).get("me", "me")["id"] == user
@@ -253,9 +263,14 @@ def _free_port() -> int:
 
 
 def _start_cli(port: int, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "soundmates.cli.main", "connect", "--port", str(port), "--timeout", "60",
-                             *extra], cwd=REPO_ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "soundmates.cli.main", "connect", "--port", str(port), "--timeout", "60", *extra],
+        cwd=REPO_ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _authorize_url(proc: subprocess.Popen, stream: str = "stderr") -> str:
@@ -310,8 +325,13 @@ def test_cli_connect_refused_login_fails_clearly(dev, small_world, as_json):
 
 
 def test_cli_help():
-    out = subprocess.run([sys.executable, "-m", "soundmates.cli.main", "connect", "--help"], cwd=REPO_ROOT,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "soundmates.cli.main", "connect", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0 and "--port" in out.stdout and "--json" in out.stdout
 
 

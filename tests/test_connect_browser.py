@@ -22,7 +22,6 @@ from tests.fixtures.dashboard import REPO_ROOT
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-
 @pytest.fixture
 def connect_world(dashboard_world, monkeypatch):
     """The built world plus a development-mode server whose allowlist holds three users not stored yet."""
@@ -34,8 +33,12 @@ def connect_world(dashboard_world, monkeypatch):
     oauth.configure(server, allowlist=allowed)
     # The app's secret stays configured: the pipeline's own ingest (process_inbox) needs app credentials.
     # The PKCE flow never sends it (tests/test_connect.py runs the flow with no secret at all).
-    env = {**dashboard_world.env, "SOUNDMATES_SPOTIFY_API_URL": server.api_url,
-           "SOUNDMATES_SPOTIFY_TOKEN_URL": server.token_url, "SPOTIPY_CLIENT_ID": "browser-test"}
+    env = {
+        **dashboard_world.env,
+        "SOUNDMATES_SPOTIFY_API_URL": server.api_url,
+        "SOUNDMATES_SPOTIFY_TOKEN_URL": server.token_url,
+        "SPOTIPY_CLIENT_ID": "browser-test",
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     reset_settings()
@@ -57,9 +60,26 @@ def test_cli_connect_in_a_browser_gives_matches(connect_world, browser):
     world, server, allowed, env = connect_world
     me = allowed[0]
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "soundmates.cli.main", "connect", "--port", str(port), "--timeout", "120",
-                             "--matches", "5", "--json"], cwd=REPO_ROOT, env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "soundmates.cli.main",
+            "connect",
+            "--port",
+            str(port),
+            "--timeout",
+            "120",
+            "--matches",
+            "5",
+            "--json",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = None
         while url is None:
@@ -126,7 +146,7 @@ def test_dashboard_connect_matches_and_consent(dashboard, browser):
 
     try:
         _wait(browser, "[class*='st-key-match_card_10']", 240)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any wait failure: show what the page says
         pytest.fail("no match cards; the page says:\n" + browser.find_element(By.TAG_NAME, "body").text[-3000:])
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "Connected as" in body and "Soundmates of" in body

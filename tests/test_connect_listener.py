@@ -68,7 +68,9 @@ def test_the_redirect_gets_through_while_idle_connections_are_open():
     socks = _idle_connections(listener.httpd.server_address[1])
     try:
         result = _wait_in_thread(listener, 20)
-        with urllib.request.urlopen(f"http://127.0.0.1:{listener.httpd.server_address[1]}/?code=abc&state=xyz", timeout=5) as resp:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{listener.httpd.server_address[1]}/?code=abc&state=xyz", timeout=5
+        ) as resp:
             page = resp.read()
         result["thread"].join(10)
         assert result["got"] == {"code": "abc", "state": "xyz", "error": None}
@@ -82,11 +84,20 @@ def test_the_redirect_gets_through_while_idle_connections_are_open():
 @pytest.mark.parametrize("timeout_s", [3])
 def test_cli_connect_timeout_means_that_many_seconds_with_an_idle_client(tmp_path, timeout_s):
     port = _free_port()
-    env = dict(os.environ, SOUNDMATES_DATA_DIR=str(tmp_path), SPOTIPY_CLIENT_ID="test-id",
-               SOUNDMATES_SPOTIFY_TOKEN_URL="http://127.0.0.1:9/api/token")
+    env = dict(
+        os.environ,
+        SOUNDMATES_DATA_DIR=str(tmp_path),
+        SPOTIPY_CLIENT_ID="test-id",
+        SOUNDMATES_SPOTIFY_TOKEN_URL="http://127.0.0.1:9/api/token",
+    )
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "soundmates.cli.main", "connect", "--port", str(port),
-                             "--timeout", str(timeout_s)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "soundmates.cli.main", "connect", "--port", str(port), "--timeout", str(timeout_s)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     socks = []
     try:
         for line in proc.stdout:  # the listener is bound once the URL is printed

@@ -82,7 +82,7 @@ def test_new_users_dag_makes_an_added_user_recommendable(env, bootstrapped, dagb
 
     assert bootstrapped[0].state == "success"
     indexed_before = UserIndex().manifest()["count"]
-    candidates = world_user_ids(env["world"])[BOOTSTRAP_USERS:BOOTSTRAP_USERS + 4]
+    candidates = world_user_ids(env["world"])[BOOTSTRAP_USERS : BOOTSTRAP_USERS + 4]
     rec = Recommender()
     for uid in candidates:
         rec.add(f"spotify:user:{uid}")
@@ -113,8 +113,11 @@ def test_new_users_dag_makes_an_added_user_recommendable(env, bootstrapped, dagb
     result = rec.recommend(f"spotify:user:{done[0]}", k=5)
     assert result.matches and all(m.user_id != done[0] for m in result.matches)
     others = world_user_ids(env["world"])[:BOOTSTRAP_USERS]
-    assert any(done[0] in [m.user_id for m in rec.recommend(f"spotify:user:{o}", k=len(others) + 5).matches]
-               for o in others[:5] if UserIndex().vector(o) is not None)
+    assert any(
+        done[0] in [m.user_id for m in rec.recommend(f"spotify:user:{o}", k=len(others) + 5).matches]
+        for o in others[:5]
+        if UserIndex().vector(o) is not None
+    )
 
 
 def test_index_rebuild_folds_in_the_fresh_buffer(env, bootstrapped, dagbag):

@@ -134,8 +134,11 @@ def test_why_this_match_draws_three_charts_and_fetches_once(app_test, contract_r
     at.toggle(key="why_user01").set_value(True).run()
     specs = plotly_specs(at)
     titles = [s["layout"]["title"]["text"] for s in specs]
-    assert titles == ["Genre overlap (share of each profile)", "Era overlap (release years)",
-                      "Artists of Listener 01 closest to your taste"]
+    assert titles == [
+        "Genre overlap (share of each profile)",
+        "Era overlap (release years)",
+        "Artists of Listener 01 closest to your taste",
+    ]
     genre_traces = {t["name"]: t for t in specs[0]["data"]}
     assert set(genre_traces) == {"You", "Listener 01"}
     at.run()  # a rerun reuses the detail kept in session state
@@ -149,9 +152,7 @@ def test_map_highlights_you_and_your_matches(app_test, contract_recommender):
     (spec,) = plotly_specs(at)
     by_name = {t["name"]: t for t in spec["data"]}
     assert by_name["you"]["customdata"] == ["user03"]
-    assert sorted(by_name["your matches"]["customdata"]) == sorted(
-        u for u in contract_recommender.users if u != "user03"
-    )[:10]
+    assert sorted(by_name["your matches"]["customdata"]) == sorted(u for u in contract_recommender.users if u != "user03")[:10]
     assert "12 users" in texts(at)
 
 

@@ -33,8 +33,8 @@ def test_stored_user_gets_match_cards_with_reasons(app_test, dashboard_world):
 
 
 def test_unknown_user_is_fetched_live_and_not_stored(app_test, dashboard_world):
-    from soundmates.profiles import ProfileRepository
     from soundmates.config import get_settings
+    from soundmates.profiles import ProfileRepository
 
     newcomer = dashboard_world.unknown_ids[0]
     at = search(app_test(timeout=180), f"spotify:user:{newcomer}")

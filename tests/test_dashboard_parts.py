@@ -12,12 +12,24 @@ from streamlit_app import airflow_api, charts
 
 RUNS = {
     "dag_runs": [
-        {"dag_run_id": "manual__2026-11-28T10:00", "dag_id": "soundmates_rebuild", "state": "success",
-         "run_type": "manual", "run_after": "2026-11-28T10:00:00Z",
-         "start_date": "2026-11-28T10:00:01Z", "end_date": "2026-11-28T10:02:31Z"},
-        {"dag_run_id": "asset__2026-11-28T11:00", "dag_id": "soundmates_new_users", "state": "running",
-         "run_type": "asset_triggered", "run_after": "2026-11-28T11:00:00+00:00",
-         "start_date": "2026-11-28T11:00:02+00:00", "end_date": None},
+        {
+            "dag_run_id": "manual__2026-11-28T10:00",
+            "dag_id": "soundmates_rebuild",
+            "state": "success",
+            "run_type": "manual",
+            "run_after": "2026-11-28T10:00:00Z",
+            "start_date": "2026-11-28T10:00:01Z",
+            "end_date": "2026-11-28T10:02:31Z",
+        },
+        {
+            "dag_run_id": "asset__2026-11-28T11:00",
+            "dag_id": "soundmates_new_users",
+            "state": "running",
+            "run_type": "asset_triggered",
+            "run_after": "2026-11-28T11:00:00+00:00",
+            "start_date": "2026-11-28T11:00:02+00:00",
+            "end_date": None,
+        },
     ],
     "total_entries": 2,
 }
@@ -102,13 +114,15 @@ def test_unreachable_airflow_is_reported_quickly():
 def test_an_answer_without_runs_is_an_error_not_a_crash():
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"detail": "odd"}))
     with pytest.raises(airflow_api.AirflowUnavailable, match="no 'dag_runs' list"):
-        airflow_api.recent_dag_runs("http://airflow.test", credentials=airflow_api.AirflowCredentials(user="", password=""),
-                                    transport=transport)
+        airflow_api.recent_dag_runs(
+            "http://airflow.test", credentials=airflow_api.AirflowCredentials(user="", password=""), transport=transport
+        )
 
 
 def test_user_map_puts_you_and_matches_in_their_own_traces():
-    fig = charts.user_map_figure(["a", "b", "c", "d"], ["A", None, "C", "D"], [0, 1, 2, 3], [3, 2, 1, 0],
-                                 you="c", matches=["a", "d"])
+    fig = charts.user_map_figure(
+        ["a", "b", "c", "d"], ["A", None, "C", "D"], [0, 1, 2, 3], [3, 2, 1, 0], you="c", matches=["a", "d"]
+    )
     by_name = {t.name: t for t in fig.data}
     assert list(by_name) == ["everyone", "your matches", "you"]  # you drawn last, on top
     assert list(by_name["you"].customdata) == ["c"]

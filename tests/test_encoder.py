@@ -35,7 +35,12 @@ class HashModel:
     model_id = "hash-model"
 
     def encode(self, texts, **kw):
-        out = np.array([np.frombuffer(hashlib.sha256(t.encode()).digest()[:32], dtype=np.uint8)[:8] for t in texts], dtype=np.float32) + 1
+        out = (
+            np.array(
+                [np.frombuffer(hashlib.sha256(t.encode()).digest()[:32], dtype=np.uint8)[:8] for t in texts], dtype=np.float32
+            )
+            + 1
+        )
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
     def get_sentence_embedding_dimension(self):
@@ -120,7 +125,7 @@ def test_two_processes_share_the_cache(tmp_path, settings):
     """A second process writes while this one writes: both sets end up in the file, none lost."""
     script = textwrap.dedent(
         f"""
-        import sys; sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent.parent)!r})
+        import sys; sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent.parent)!r})
         from tests.test_encoder import HashModel
         from soundmates.config import Settings
         from soundmates.features.encoder import TextEncoder

@@ -36,12 +36,23 @@ def _validation_error() -> Exception:
 
 
 UNEXPECTED = {
-    "OSError long name": (OSError(36, "File name too long", "/data/profiles/" + "%C3%A9" * 50 + ".json"),
-                          "unexpected error: File name too long: /data/profiles/%C3%A9"),
+    "OSError long name": (
+        OSError(36, "File name too long", "/data/profiles/" + "%C3%A9" * 50 + ".json"),
+        "unexpected error: File name too long: /data/profiles/%C3%A9",
+    ),
     "MemoryError": (MemoryError(), "out of memory"),
-    "RecursionError": (RecursionError("maximum recursion depth exceeded"), "unexpected error: RecursionError: maximum recursion depth"),
-    "ValidationError": (_validation_error(), "unexpected error: ValidationError: 1 validation error for Profile: user_id: Input should be a valid string"),
-    "multi-line ValueError": (ValueError("first\x1b[2J line\n  0: backtrace\n  1: frames"), "unexpected error: ValueError: first\\x1b[2J line;"),
+    "RecursionError": (
+        RecursionError("maximum recursion depth exceeded"),
+        "unexpected error: RecursionError: maximum recursion depth",
+    ),
+    "ValidationError": (
+        _validation_error(),
+        "unexpected error: ValidationError: 1 validation error for Profile: user_id: Input should be a valid string",
+    ),
+    "multi-line ValueError": (
+        ValueError("first\x1b[2J line\n  0: backtrace\n  1: frames"),
+        "unexpected error: ValueError: first\\x1b[2J line;",
+    ),
     "KeyError": (KeyError("missing"), "unexpected error: KeyError: 'missing'"),
 }
 
@@ -118,15 +129,22 @@ def test_real_process_debug_prints_a_traceback_and_plain_prints_one_line(tmp_pat
     data_file.write_text("x")
     env = dict(os.environ, SOUNDMATES_DATA_DIR=str(data_file))
     env.pop("SOUNDMATES_DEBUG", None)
-    for cmd in (["recommend", "alice"], ["index", "status"], ["add", "alice"], ["remove", "alice"]):
+    unexpected = []  # commands that met the damage as an unexpected error (the others name it themselves)
+    world_out = ["world", "generate", "--users", "3", "--seed", "1", "--out", str(data_file / "w")]
+    for cmd in (["recommend", "alice"], ["index", "status"], ["add", "alice"], ["remove", "alice"], world_out):
         plain = subprocess.run(SOUNDMATES + cmd, env=env, capture_output=True, text=True, timeout=120)
         assert plain.returncode == 1, (cmd, plain.stderr)
-        assert plain.stderr.count("\n") == 1 and plain.stderr.startswith("error: unexpected error: Not a directory"), plain.stderr
-        assert "rerun with --debug" in plain.stderr and "Traceback" not in plain.stderr
-    debug = subprocess.run(SOUNDMATES + ["--debug", "recommend", "alice"], env=env, capture_output=True, text=True, timeout=120)
+        assert plain.stderr.count("\n") == 1 and "Traceback" not in plain.stderr, plain.stderr
+        # one line naming what is wrong: the stage's own words, or the unexpected-error line
+        assert plain.stderr.startswith("error: ") and "not a directory" in plain.stderr.lower(), plain.stderr
+        assert any(hint in plain.stderr for hint in ("move it aside", "rerun with --debug", "SOUNDMATES_DATA_DIR")), plain.stderr
+        if "unexpected error" in plain.stderr:
+            unexpected.append(cmd)
+    assert unexpected, "no command met the damage as an unexpected error: nothing left to check --debug on"
+    debug = subprocess.run(SOUNDMATES + ["--debug", *unexpected[0]], env=env, capture_output=True, text=True, timeout=120)
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr and "NotADirectoryError" in debug.stderr
     envd = dict(env, SOUNDMATES_DEBUG="1")
-    debug = subprocess.run(SOUNDMATES + ["recommend", "alice"], env=envd, capture_output=True, text=True, timeout=120)
+    debug = subprocess.run(SOUNDMATES + unexpected[0], env=envd, capture_output=True, text=True, timeout=120)
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
 
 
@@ -137,11 +155,18 @@ def test_a_handled_per_user_failure_logs_one_line_not_a_traceback(spotify_server
     data = tmp_path / "data"
     data.mkdir()
     (data / "profiles").write_text("a file where the profiles folder should be")  # every save fails: OSError
-    env = dict(os.environ, SOUNDMATES_DATA_DIR=str(data), SOUNDMATES_SPOTIFY_API_URL=server.api_url,
-               SOUNDMATES_SPOTIFY_TOKEN_URL=server.token_url, SPOTIPY_CLIENT_ID="i", SPOTIPY_CLIENT_SECRET="s")
+    env = dict(
+        os.environ,
+        SOUNDMATES_DATA_DIR=str(data),
+        SOUNDMATES_SPOTIFY_API_URL=server.api_url,
+        SOUNDMATES_SPOTIFY_TOKEN_URL=server.token_url,
+        SPOTIPY_CLIENT_ID="i",
+        SPOTIPY_CLIENT_SECRET="s",
+    )
     env.pop("SOUNDMATES_DEBUG", None)
-    proc = subprocess.run(SOUNDMATES + ["ingest", *users, "--json", "--no-progress"], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        SOUNDMATES + ["ingest", *users, "--json", "--no-progress"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["ingested"] == 0 and [f["ref"] for f in out["failed"]] == users
@@ -149,8 +174,9 @@ def test_a_handled_per_user_failure_logs_one_line_not_a_traceback(spotify_server
     logged = [ln for ln in proc.stderr.splitlines() if "ingest of" in ln]
     assert len(logged) == 2 and all(ln.startswith("ERROR soundmates.spotify.ingest: ingest of") for ln in logged), proc.stderr
     assert all("NotADirectoryError" in ln or "FileExistsError" in ln for ln in logged), logged
-    debug = subprocess.run(SOUNDMATES + ["--debug", "ingest", users[0], "--no-progress"], env=env, capture_output=True,
-                           text=True, timeout=300)
+    debug = subprocess.run(
+        SOUNDMATES + ["--debug", "ingest", users[0], "--no-progress"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert "Traceback (most recent call last)" in debug.stderr
 
 
@@ -180,9 +206,14 @@ def test_logging_policy_collapses_tracebacks_of_this_package_only_without_debug(
 
 # --- corrupt profile files -------------------------------------------------------------------------
 
+
 def _profile(uid: str) -> Profile:
-    return Profile(user_id=uid, playlists=[Playlist(id="p", name="p", items=[PlaylistItem(track_id="t")])],
-                   tracks={"t": Track(id="t", name="t", artist_ids=["a"])}, artists={"a": Artist(id="a", name="a")})
+    return Profile(
+        user_id=uid,
+        playlists=[Playlist(id="p", name="p", items=[PlaylistItem(track_id="t")])],
+        tracks={"t": Track(id="t", name="t", artist_ids=["a"])},
+        artists={"a": Artist(id="a", name="a")},
+    )
 
 
 CORRUPT = {
@@ -237,7 +268,9 @@ def test_recommend_for_a_user_with_a_corrupt_profile_file_does_not_crash(dashboa
     repo = ProfileRepository(Path(dashboard_world.data_dir) / "profiles")
     for uid in (me, other):
         repo.path(uid).write_text('{"user_id": 1, "tracks": "x"}', encoding="utf-8")
-    proc = subprocess.run(SOUNDMATES + ["recommend", me, "--json", "--k", "5"], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        SOUNDMATES + ["recommend", me, "--json", "--k", "5"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert "Traceback" not in proc.stderr
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["user_id"] == me

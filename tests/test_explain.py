@@ -127,10 +127,19 @@ def test_closest_artists_without_encoder_prefers_your_genres(alice, bob):
 
 def test_closest_artists_with_text_vectors(alice, bob):
     # A toy encoder: a fixed unit vector per text, electronic things pointing the same way.
-    basis = {"electronica": [1, 0, 0], "idm": [0.9, 0.1, 0], "trip hop": [0.8, 0.2, 0], "europop": [0, 0, 1],
-             "karaoke": [0, 0.1, 1], "art rock": [0.3, 1, 0], "alternative rock": [0.2, 1, 0],
-             "Radiohead": [0, 1, 0.2], "Portishead": [0.7, 0.3, 0], "Massive Attack": [0.8, 0.2, 0.1],
-             "Unknown Band": [0, 0, 1]}
+    basis = {
+        "electronica": [1, 0, 0],
+        "idm": [0.9, 0.1, 0],
+        "trip hop": [0.8, 0.2, 0],
+        "europop": [0, 0, 1],
+        "karaoke": [0, 0.1, 1],
+        "art rock": [0.3, 1, 0],
+        "alternative rock": [0.2, 1, 0],
+        "Radiohead": [0, 1, 0.2],
+        "Portishead": [0.7, 0.3, 0],
+        "Massive Attack": [0.8, 0.2, 0.1],
+        "Unknown Band": [0, 0, 1],
+    }
     calls = []
 
     def vectors(texts):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -12,7 +10,6 @@ import pytest
 
 from soundmates.export import archive
 from soundmates.export.archive import ExportError, ExportSource
-from soundmates.export.formats import parse_export
 from soundmates.export.genres import GenreResolver, normalize_artist_name
 from soundmates.export.importer import import_export
 from soundmates.profiles import ProfileRepository
@@ -45,13 +42,29 @@ def _plays(n: int, artist: str = "The Weeknd", ms: int = 200_000, **extra) -> li
     rows = []
     for i in range(n):
         row = {
-            "ts": f"2024-01-0{1 + i % 9}T10:00:00Z", "platform": "android", "ms_played": ms, "conn_country": "DE",
-            "ip_addr": "198.51.100.7", "master_metadata_track_name": f"Song {i % 3}",
-            "master_metadata_album_artist_name": artist, "master_metadata_album_album_name": "Album",
-            "spotify_track_uri": f"spotify:track:{'t' * 21}{i % 3}", "episode_name": None, "episode_show_name": None,
-            "spotify_episode_uri": None, "audiobook_title": None, "audiobook_uri": None, "audiobook_chapter_uri": None,
-            "audiobook_chapter_title": None, "reason_start": "clickrow", "reason_end": "trackdone", "shuffle": False,
-            "skipped": False, "offline": False, "offline_timestamp": 0, "incognito_mode": False,
+            "ts": f"2024-01-0{1 + i % 9}T10:00:00Z",
+            "platform": "android",
+            "ms_played": ms,
+            "conn_country": "DE",
+            "ip_addr": "198.51.100.7",
+            "master_metadata_track_name": f"Song {i % 3}",
+            "master_metadata_album_artist_name": artist,
+            "master_metadata_album_album_name": "Album",
+            "spotify_track_uri": f"spotify:track:{'t' * 21}{i % 3}",
+            "episode_name": None,
+            "episode_show_name": None,
+            "spotify_episode_uri": None,
+            "audiobook_title": None,
+            "audiobook_uri": None,
+            "audiobook_chapter_uri": None,
+            "audiobook_chapter_title": None,
+            "reason_start": "clickrow",
+            "reason_end": "trackdone",
+            "shuffle": False,
+            "skipped": False,
+            "offline": False,
+            "offline_timestamp": 0,
+            "incognito_mode": False,
         }
         row.update(extra)
         rows.append(row)
@@ -66,6 +79,7 @@ def _zip(path: Path, files: dict[str, object]) -> Path:
 
 
 # --- real sample files -------------------------------------------------------------------------
+
 
 def test_real_account_data_sample(samples, resolver):
     profile, summary = import_export(samples / "Spotify Account Data", user_id="sample-a", resolver=resolver)
@@ -111,17 +125,23 @@ def test_real_extended_history_sample(samples, resolver):
 
 # --- generated packages, both kinds, old and new names ------------------------------------------
 
+
 def test_generated_account_package_old_and_new_history_names(tmp_path, resolver):
     account_new = [{"endTime": "2024-01-01 10:00", "artistName": "Beyoncé", "trackName": "Halo", "msPlayed": 240_000}]
-    account_old = [{"endTime": "2019-01-01 10:00", "artistName": "beyonce", "trackName": "Halo", "msPlayed": 120_000},
-                   {"endTime": "2019-01-01 10:05", "artistName": "Beyonce", "trackName": "Halo", "msPlayed": 5_000}]
-    z = _zip(tmp_path / "my_spotify_data.zip", {
-        "MyData/StreamingHistory_music_0.json": account_new,
-        "MyData/StreamingHistory0.json": account_old,
-        "MyData/StreamingHistory_podcast_0.json": [{"podcastName": "x"}],
-        "MyData/Userdata.json": {"username": "alice_01", "email": "alice@example.org", "birthdate": "1990-01-01"},
-        "MyData/Read_Me_First.pdf": b"%PDF",
-    })
+    account_old = [
+        {"endTime": "2019-01-01 10:00", "artistName": "beyonce", "trackName": "Halo", "msPlayed": 120_000},
+        {"endTime": "2019-01-01 10:05", "artistName": "Beyonce", "trackName": "Halo", "msPlayed": 5_000},
+    ]
+    z = _zip(
+        tmp_path / "my_spotify_data.zip",
+        {
+            "MyData/StreamingHistory_music_0.json": account_new,
+            "MyData/StreamingHistory0.json": account_old,
+            "MyData/StreamingHistory_podcast_0.json": [{"podcastName": "x"}],
+            "MyData/Userdata.json": {"username": "alice_01", "email": "alice@example.org", "birthdate": "1990-01-01"},
+            "MyData/Read_Me_First.pdf": b"%PDF",
+        },
+    )
     profile, summary = import_export(z, resolver=resolver)
     assert profile.user_id == "alice_01"
     assert "alice@example.org" not in profile.model_dump_json() and "1990" not in profile.model_dump_json()
@@ -136,11 +156,14 @@ def test_generated_extended_package_with_endsong_and_skips(tmp_path, resolver):
     rows = _plays(4) + _plays(2, ms=10_000) + _plays(1, spotify_episode_uri="spotify:episode:x", episode_name="Ep")
     rows += _plays(1, audiobook_uri="spotify:audiobook:y", audiobook_title="Book") + [None]
     rows += _plays(1, master_metadata_track_name=None, master_metadata_album_artist_name=None)
-    z = _zip(tmp_path / "ext.zip", {
-        "Spotify Extended Streaming History/Streaming_History_Audio_2023-2024_0.json": rows,
-        "Spotify Extended Streaming History/endsong_1.json": _plays(2, artist="the weeknd"),
-        "Spotify Extended Streaming History/Streaming_History_Video_2024.json": [{"x": 1}],
-    })
+    z = _zip(
+        tmp_path / "ext.zip",
+        {
+            "Spotify Extended Streaming History/Streaming_History_Audio_2023-2024_0.json": rows,
+            "Spotify Extended Streaming History/endsong_1.json": _plays(2, artist="the weeknd"),
+            "Spotify Extended Streaming History/Streaming_History_Video_2024.json": [{"x": 1}],
+        },
+    )
     profile, summary = import_export(z, user_id="bob", resolver=resolver)
     assert summary.plays_counted == 6
     assert summary.skipped == {"play under 30 s": 2, "episode": 1, "audiobook": 1, "null row": 2}
@@ -149,7 +172,25 @@ def test_generated_extended_package_with_endsong_and_skips(tmp_path, resolver):
 
 
 def test_user_id_is_stable_without_userdata(tmp_path, resolver):
-    files = {"Playlist1.json": {"playlists": [{"name": "p", "items": [{"track": {"trackName": "A", "artistName": "No Genre Band", "albumName": "x", "trackUri": "spotify:track:abc"}}]}]}}
+    files = {
+        "Playlist1.json": {
+            "playlists": [
+                {
+                    "name": "p",
+                    "items": [
+                        {
+                            "track": {
+                                "trackName": "A",
+                                "artistName": "No Genre Band",
+                                "albumName": "x",
+                                "trackUri": "spotify:track:abc",
+                            }
+                        }
+                    ],
+                }
+            ]
+        }
+    }
     p1, _ = import_export(_zip(tmp_path / "a.zip", files), resolver=resolver)
     p2, s2 = import_export(_zip(tmp_path / "b.zip", files), resolver=resolver)
     assert p1.user_id == p2.user_id and p1.user_id.startswith("export-")
@@ -158,6 +199,7 @@ def test_user_id_is_stable_without_userdata(tmp_path, resolver):
 
 
 # --- genre resolution ---------------------------------------------------------------------------
+
 
 def test_genre_resolution_order_and_cache(tmp_path):
     calls: list[tuple[str, str]] = []
@@ -175,8 +217,13 @@ def test_genre_resolution_order_and_cache(tmp_path):
     assert r.resolve("Stray Kids").genres == ["k-pop"]
     assert r.resolve("Slowdive").source == "musicbrainz"
     assert r.resolve("Nobody Knows Me").genres is None
-    assert calls == [("spotify", "Stray Kids"), ("spotify", "Slowdive"), ("musicbrainz", "Slowdive"),
-                     ("spotify", "Nobody Knows Me"), ("musicbrainz", "Nobody Knows Me")]
+    assert calls == [
+        ("spotify", "Stray Kids"),
+        ("spotify", "Slowdive"),
+        ("musicbrainz", "Slowdive"),
+        ("spotify", "Nobody Knows Me"),
+        ("musicbrainz", "Nobody Knows Me"),
+    ]
     r.close()
     # a second resolver (another process) answers from the persisted cache: no source is asked again
     calls.clear()
@@ -195,13 +242,22 @@ def test_a_failing_online_source_does_not_fail_resolution(tmp_path):
     r.close()
 
 
-@pytest.mark.parametrize("name,expected", [("The Beatles", "beatles"), ("Simon & Garfunkel", "simon and garfunkel"),
-                                           ("Beyoncé", "beyonce"), ("AC/DC", "ac dc"), ("  Sigur  Rós ", "sigur ros")])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("The Beatles", "beatles"),
+        ("Simon & Garfunkel", "simon and garfunkel"),
+        ("Beyoncé", "beyonce"),
+        ("AC/DC", "ac dc"),
+        ("  Sigur  Rós ", "sigur ros"),
+    ],
+)
 def test_name_normalisation(name, expected):
     assert normalize_artist_name(name) == expected
 
 
 # --- bad input: clear error, nothing stored -------------------------------------------------------
+
 
 def _cli(args, env_data_dir):
     import os
@@ -209,7 +265,13 @@ def _cli(args, env_data_dir):
     import sys
 
     env = dict(os.environ, SOUNDMATES_DATA_DIR=str(env_data_dir))
-    return subprocess.run([sys.executable, "-m", "soundmates.cli.main", "import-export", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "soundmates.cli.main", "import-export", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
@@ -231,14 +293,17 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
 
 def test_bad_inputs_are_refused_with_a_reason(tmp_path):
-    for label, (path, message) in _bad_inputs(tmp_path).items():
+    for _label, (path, message) in _bad_inputs(tmp_path).items():
         with pytest.raises(ExportError, match=message):
             import_export(path, user_id="x", resolver=GenreResolver(tmp_path / "g.sqlite", catalog={}))
 
 
 def test_oversized_files_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", 1000)
-    big = _zip(tmp_path / "big.zip", {"StreamingHistory_music_0.json": [{"endTime": "x", "artistName": "a" * 50, "trackName": "b", "msPlayed": 40_000}] * 30})
+    big = _zip(
+        tmp_path / "big.zip",
+        {"StreamingHistory_music_0.json": [{"endTime": "x", "artistName": "a" * 50, "trackName": "b", "msPlayed": 40_000}] * 30},
+    )
     with pytest.raises(ExportError, match="far larger than any real export"):
         ExportSource(big)
     folder = tmp_path / "folder"
@@ -283,7 +348,27 @@ def test_catalog_artists_get_the_world_artist_id(tmp_path, resolver, spotify_ser
     names = artists().names
     keys = [normalize_artist_name(n) for n in names]
     i = next(i for i, n in enumerate(names) if n.isascii() and n.isalpha() and len(n) > 4 and keys.count(keys[i]) == 1)
-    z = _zip(tmp_path / "p.zip", {"Playlist1.json": {"playlists": [{"name": "p", "items": [
-        {"track": {"trackName": "t", "artistName": names[i].upper(), "albumName": "a", "trackUri": "spotify:track:t1"}}]}]}})
+    z = _zip(
+        tmp_path / "p.zip",
+        {
+            "Playlist1.json": {
+                "playlists": [
+                    {
+                        "name": "p",
+                        "items": [
+                            {
+                                "track": {
+                                    "trackName": "t",
+                                    "artistName": names[i].upper(),
+                                    "albumName": "a",
+                                    "trackUri": "spotify:track:t1",
+                                }
+                            }
+                        ],
+                    }
+                ]
+            }
+        },
+    )
     profile, _ = import_export(z, user_id="u", resolver=resolver)
     assert profile.tracks["t1"].artist_ids == [artist_id(i)]

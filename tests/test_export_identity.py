@@ -44,7 +44,7 @@ def _unique_catalog_names(n: int) -> list[tuple[int, str]]:
     for name in names:
         counts[normalize_artist_name(name)] = counts.get(normalize_artist_name(name), 0) + 1
     picked = [(i, nm) for i, nm in enumerate(names) if nm.isascii() and len(nm) > 5 and counts[normalize_artist_name(nm)] == 1]
-    return picked[100:100 + n]
+    return picked[100 : 100 + n]
 
 
 def _search_calls(server) -> int:
@@ -56,7 +56,9 @@ def _name_only_export(path: Path, artist_names: list[str]) -> Path:
     return _zip(path, {"Playlist1.json": {"playlists": [{"name": "mine", "items": rows}]}})
 
 
-def test_an_export_with_uris_keeps_real_ids_and_shares_artists_with_an_ingested_user(tmp_path, spotify_server, small_world, genres):
+def test_an_export_with_uris_keeps_real_ids_and_shares_artists_with_an_ingested_user(
+    tmp_path, spotify_server, small_world, genres
+):
     from soundmates.spotify.ingest import Ingestor
 
     spotify_server()
@@ -67,25 +69,55 @@ def test_an_export_with_uris_keeps_real_ids_and_shares_artists_with_an_ingested_
     for name in artists().names:
         counts[normalize_artist_name(name)] = counts.get(normalize_artist_name(name), 0) + 1
     # Tracks whose first artist's name is the catalog's only artist of that name (a name search can tell it apart).
-    tracks = [t for t in ingested.tracks.values() if counts[normalize_artist_name(ingested.artists[t.artist_ids[0]].name)] == 1][:6]
+    tracks = [t for t in ingested.tracks.values() if counts[normalize_artist_name(ingested.artists[t.artist_ids[0]].name)] == 1][
+        :6
+    ]
     assert len(tracks) >= 4
 
     def art(track):
         return ingested.artists[track.artist_ids[0]]
 
     followed = art(tracks[0])
-    z = _zip(tmp_path / "export.zip", {
-        "Playlist1.json": {"playlists": [{"name": "mix", "items": [
-            {"track": {"trackName": t.name, "artistName": art(t).name, "albumName": "a", "trackUri": f"spotify:track:{t.id}"}}
-            for t in tracks[:3]]}]},
-        "YourLibrary.json": {"tracks": [{"artist": art(tracks[3]).name, "album": "a", "track": tracks[3].name,
-                                         "uri": f"spotify:track:{tracks[3].id}"}],
-                             "artists": [{"name": followed.name, "uri": f"spotify:artist:{followed.id}"}]},
-        "Streaming_History_Audio_2024.json": [
-            {"ts": "2024-05-01T10:00:00Z", "ms_played": 200_000, "master_metadata_track_name": t.name,
-             "master_metadata_album_artist_name": art(t).name, "master_metadata_album_album_name": "a",
-             "spotify_track_uri": f"spotify:track:{t.id}"} for t in tracks[4:]],
-    })
+    z = _zip(
+        tmp_path / "export.zip",
+        {
+            "Playlist1.json": {
+                "playlists": [
+                    {
+                        "name": "mix",
+                        "items": [
+                            {
+                                "track": {
+                                    "trackName": t.name,
+                                    "artistName": art(t).name,
+                                    "albumName": "a",
+                                    "trackUri": f"spotify:track:{t.id}",
+                                }
+                            }
+                            for t in tracks[:3]
+                        ],
+                    }
+                ]
+            },
+            "YourLibrary.json": {
+                "tracks": [
+                    {"artist": art(tracks[3]).name, "album": "a", "track": tracks[3].name, "uri": f"spotify:track:{tracks[3].id}"}
+                ],
+                "artists": [{"name": followed.name, "uri": f"spotify:artist:{followed.id}"}],
+            },
+            "Streaming_History_Audio_2024.json": [
+                {
+                    "ts": "2024-05-01T10:00:00Z",
+                    "ms_played": 200_000,
+                    "master_metadata_track_name": t.name,
+                    "master_metadata_album_artist_name": art(t).name,
+                    "master_metadata_album_album_name": "a",
+                    "spotify_track_uri": f"spotify:track:{t.id}",
+                }
+                for t in tracks[4:]
+            ],
+        },
+    )
     profile, summary = import_export(z, user_id="me", settings=settings, resolver=genres)
     # Every track keeps the id its URI carries, and every artist is the ingested user's artist, by id.
     assert set(profile.tracks) == {t.id for t in tracks}
@@ -140,7 +172,7 @@ def test_name_keys_when_the_api_refuses_and_nothing_is_cached(tmp_path, spotify_
 def test_without_credentials_no_api_is_asked_and_names_become_keys(tmp_path, genres, monkeypatch):
     monkeypatch.delenv("SPOTIPY_CLIENT_ID", raising=False)
     monkeypatch.delenv("SPOTIPY_CLIENT_SECRET", raising=False)
-    (_, name), = _unique_catalog_names(1)
+    ((_, name),) = _unique_catalog_names(1)
     profile, summary = import_export(_name_only_export(tmp_path / "e.zip", [name]), user_id="me", resolver=genres)
     assert list(profile.artists) == [name_key(normalize_artist_name(name))]
     assert summary.artist_id_sources == {"name_key": 1} and summary.spotify_search_unavailable is None
@@ -148,7 +180,7 @@ def test_without_credentials_no_api_is_asked_and_names_become_keys(tmp_path, gen
 
 def test_ids_cached_from_one_api_are_not_answers_for_another(tmp_path, spotify_server, genres):
     first = spotify_server()
-    (_, name), = _unique_catalog_names(1)
+    ((_, name),) = _unique_catalog_names(1)
     z = _name_only_export(tmp_path / "e.zip", [name])
     import_export(z, user_id="me", settings=get_settings(), resolver=genres)
     second = spotify_server()  # another base URL, as when switching from the local server to Spotify

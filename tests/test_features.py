@@ -11,7 +11,7 @@ import pytest
 from soundmates.features import schema as S
 from soundmates.features.encoder import TextEncoder
 from soundmates.features.scaler import CombinedScaler, ScalerError, load_scaler
-from soundmates.features.taste import Rejected, featurize_profiles, features_from_bags, taste_bags
+from soundmates.features.taste import Rejected, features_from_bags, featurize_profiles, taste_bags
 from soundmates.features.views import split_views
 from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, Track
 
@@ -35,7 +35,12 @@ def track(tid, artists, year=2000, pop=50, explicit=False):
 def profile(user_id, playlists, tracks, artists, **kw):
     pls = [
         # added_at names each row's position, so tests can tell two rows of the same track apart.
-        Playlist(id=pid, name=pid, items=[PlaylistItem(track_id=t, weight=w, added_at=f"{pid}#{i}") for i, (t, w) in enumerate(items)], **extra)
+        Playlist(
+            id=pid,
+            name=pid,
+            items=[PlaylistItem(track_id=t, weight=w, added_at=f"{pid}#{i}") for i, (t, w) in enumerate(items)],
+            **extra,
+        )
         for pid, items, extra in playlists
     ]
     return Profile(
@@ -134,7 +139,11 @@ def test_year_stats_and_histogram_with_known_unknown_and_invalid_years(encoder):
 
 def test_popularity_missing_is_nan_and_recorded(encoder):
     arts = [Artist(id="a", name="A", genres=["rock"])]
-    tracks = [track("t1", ["a"], pop=None, explicit=True), track("t2", ["a"], pop=None, explicit=False), track("t3", ["a"], pop=None, explicit=None)]
+    tracks = [
+        track("t1", ["a"], pop=None, explicit=True),
+        track("t2", ["a"], pop=None, explicit=False),
+        track("t3", ["a"], pop=None, explicit=None),
+    ]
     prof = profile("u", [("p", [("t1", 1.0), ("t2", 1.0), ("t3", 1.0)], {})], tracks, arts)
     row = one_row(prof, encoder)
     assert math.isnan(row["mean_popularity"]) and S.MISSING_POPULARITY in row["missing"]
@@ -162,8 +171,15 @@ def test_no_genres_development_mode_still_has_features(encoder):
 
 
 def test_all_episodes_user_rejected_with_reason_and_batch_continues(encoder):
-    good = profile("good", [("p", [("t1", 1.0), ("t2", 1.0)], {})], [track("t1", ["a"]), track("t2", ["a"])], [Artist(id="a", name="A", genres=["rock"])])
-    podcasts = profile("pods", [("show", [], {"skipped_episodes": 12}), ("more", [], {"skipped_episodes": 3, "skipped_local": 1})], [], [])
+    good = profile(
+        "good",
+        [("p", [("t1", 1.0), ("t2", 1.0)], {})],
+        [track("t1", ["a"]), track("t2", ["a"])],
+        [Artist(id="a", name="A", genres=["rock"])],
+    )
+    podcasts = profile(
+        "pods", [("show", [], {"skipped_episodes": 12}), ("more", [], {"skipped_episodes": 3, "skipped_local": 1})], [], []
+    )
     nothing = profile("empty", [], [], [])
     dangling = profile("dangling", [("p", [("gone", 1.0)], {})], [], [])
     batch = featurize_profiles([podcasts, good, nothing, dangling], encoder)
@@ -187,7 +203,9 @@ def _items(p: Profile) -> list[tuple[str, str, str]]:
 def test_views_split_playlists_disjoint_covering_balanced_and_deterministic():
     sizes = {"p1": 12, "p2": 9, "p3": 7, "p4": 5, "p5": 3}
     tracks = [track(f"{p}-{i}", ["a"]) for p, n in sizes.items() for i in range(n)]
-    prof = profile("u", [(p, [(f"{p}-{i}", 1.0) for i in range(n)], {}) for p, n in sizes.items()], tracks, [Artist(id="a", name="A")])
+    prof = profile(
+        "u", [(p, [(f"{p}-{i}", 1.0) for i in range(n)], {}) for p, n in sizes.items()], tracks, [Artist(id="a", name="A")]
+    )
     a, b = split_views(prof, seed=7)
     ids_a, ids_b = {pl.id for pl in a.playlists}, {pl.id for pl in b.playlists}
     assert not ids_a & ids_b and ids_a | ids_b == set(sizes)  # whole playlists, disjoint, covering
@@ -198,7 +216,12 @@ def test_views_split_playlists_disjoint_covering_balanced_and_deterministic():
 
 def test_views_single_playlist_splits_tracks():
     tracks = [track(f"t{i}", ["a"]) for i in range(11)]
-    prof = profile("u", [("only", [(f"t{i}", 1.0) for i in range(11)] + [("t0", 1.0)], {"skipped_episodes": 2})], tracks, [Artist(id="a", name="A")])
+    prof = profile(
+        "u",
+        [("only", [(f"t{i}", 1.0) for i in range(11)] + [("t0", 1.0)], {"skipped_episodes": 2})],
+        tracks,
+        [Artist(id="a", name="A")],
+    )
     a, b = split_views(prof, seed=0)
     ia, ib = _items(a), _items(b)
     assert not set(ia) & set(ib)
@@ -213,7 +236,9 @@ def test_views_single_playlist_splits_tracks():
 def test_batch_rows_full_a_b_match_the_store_schema(encoder):
     arts = [Artist(id="a", name="Daft Punk", genres=["french house"]), Artist(id="b", name="Justice", genres=["electro"])]
     tracks = [track(f"t{i}", ["a" if i < 6 else "b"], year=1995 + i) for i in range(12)]
-    prof = profile("u", [("p1", [(f"t{i}", 1.0) for i in range(6)], {}), ("p2", [(f"t{i}", 1.0) for i in range(6, 12)], {})], tracks, arts)
+    prof = profile(
+        "u", [("p1", [(f"t{i}", 1.0) for i in range(6)], {}), ("p2", [(f"t{i}", 1.0) for i in range(6, 12)], {})], tracks, arts
+    )
     batch = featurize_profiles([prof], encoder, top_n=5)
     rows = {r["view"]: r for r in batch.feature_rows}
     assert set(rows) == set(S.VIEWS)
@@ -240,7 +265,12 @@ def test_no_per_user_model_calls_when_cached(tmp_path, settings):
     enc = TextEncoder(settings, cache_dir=tmp_path, model=model)
     arts = [Artist(id=f"a{i}", name=f"Artist {i}", genres=[f"g{i % 3}", "shared"]) for i in range(6)]
     profs = [
-        profile(f"u{u}", [("p", [(f"t{i}", 1.0) for i in range(6)], {})], [track(f"t{i}", [f"a{(i + u) % 6}"]) for i in range(6)], arts)
+        profile(
+            f"u{u}",
+            [("p", [(f"t{i}", 1.0) for i in range(6)], {})],
+            [track(f"t{i}", [f"a{(i + u) % 6}"]) for i in range(6)],
+            arts,
+        )
         for u in range(5)
     ]
     featurize_profiles(profs, enc)
@@ -291,7 +321,10 @@ def test_unexpected_error_in_one_user_does_not_fail_the_batch(tmp_path, settings
 
     monkeypatch.setattr(taste, "features_from_bags", flaky)
     arts = [Artist(id="a", name="A", genres=["rock"])]
-    profs = [profile(u, [("p", [("t1", 1.0), ("t2", 1.0)], {})], [track("t1", ["a"]), track("t2", ["a"])], arts) for u in ("ok1", "bad", "ok2")]
+    profs = [
+        profile(u, [("p", [("t1", 1.0), ("t2", 1.0)], {})], [track("t1", ["a"]), track("t2", ["a"])], arts)
+        for u in ("ok1", "bad", "ok2")
+    ]
     batch = featurize_profiles(profs, TextEncoder(settings, cache_dir=tmp_path, model=HashModel()))
     assert batch.rejected == [{"user_id": "bad", "reason": "feature computation failed: ZeroDivisionError: odd data"}]
     assert {r["user_id"] for r in batch.feature_rows} == {"ok1", "ok2"}

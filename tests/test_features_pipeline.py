@@ -14,11 +14,16 @@ GENRES = ["indie rock", "shoegaze", "techno", "house", "jazz", "bossa nova"]
 
 
 def make_profile(uid: str, genre_pair: tuple[int, int], n_tracks: int = 8, year0: int = 1990) -> Profile:
-    arts = {
-        f"{uid}-a{k}": Artist(id=f"{uid}-a{k}", name=f"Band {g}", genres=[GENRES[g]]) for k, g in enumerate(genre_pair)
-    }
+    arts = {f"{uid}-a{k}": Artist(id=f"{uid}-a{k}", name=f"Band {g}", genres=[GENRES[g]]) for k, g in enumerate(genre_pair)}
     tracks = {
-        f"{uid}-t{i}": Track(id=f"{uid}-t{i}", name=f"T{i}", artist_ids=[f"{uid}-a{i % 2}"], release_year=year0 + i, popularity=40 + i, explicit=i % 4 == 0)
+        f"{uid}-t{i}": Track(
+            id=f"{uid}-t{i}",
+            name=f"T{i}",
+            artist_ids=[f"{uid}-a{i % 2}"],
+            release_year=year0 + i,
+            popularity=40 + i,
+            explicit=i % 4 == 0,
+        )
         for i in range(n_tracks)
     }
     half = n_tracks // 2

@@ -18,10 +18,19 @@ def hetrec_dir(tmp_path: Path) -> Path:
     d = tmp_path / "hetrec"
     d.mkdir()
     # a name with a double quote: the file must be read with quoting off
-    _write(d, "artists.dat", "id\tname\turl\tpictureURL",
-           [f"{a}\tArtist {a}\thttp://x/{a}\thttp://y/{a}.jpg" for a in range(1, 13)] + ['13\t"Weird" Al\thttp://x\thttp://y'])
-    _write(d, "tags.dat", "tagID\ttagValue",
-           ["1\trock", "2\tmytag", "3\tchanson française", "4\tpop", "5\tjazz", "6\tfolk", "7\tmetal"], encoding="iso-8859-1")
+    _write(
+        d,
+        "artists.dat",
+        "id\tname\turl\tpictureURL",
+        [f"{a}\tArtist {a}\thttp://x/{a}\thttp://y/{a}.jpg" for a in range(1, 13)] + ['13\t"Weird" Al\thttp://x\thttp://y'],
+    )
+    _write(
+        d,
+        "tags.dat",
+        "tagID\ttagValue",
+        ["1\trock", "2\tmytag", "3\tchanson française", "4\tpop", "5\tjazz", "6\tfolk", "7\tmetal"],
+        encoding="iso-8859-1",
+    )
     ua = []
     for u in (1, 2, 3):
         ua += [f"{u}\t{a}\t{100 * a + u}" for a in range(1, 13)]  # 12 artists each
@@ -29,10 +38,12 @@ def hetrec_dir(tmp_path: Path) -> Path:
     _write(d, "user_artists.dat", "userID\tartistID\tweight", ua)
     tagged = [
         "1\t1\t2\t1\t4\t2009",  # user 1's own idiosyncratic tag on artist 1
-        "2\t1\t1\t1\t4\t2009", "3\t1\t1\t1\t4\t2009",  # rock by two others
+        "2\t1\t1\t1\t4\t2009",
+        "3\t1\t1\t1\t4\t2009",  # rock by two others
         "2\t1\t3\t1\t4\t2009",  # chanson française by user 2
         # artist 2: six tags by user 3, so top-5 must drop one (metal has 2 taggers, the rest 1)
-        *[f"3\t2\t{t}\t1\t4\t2009" for t in (1, 3, 4, 5, 6, 7)], "2\t2\t7\t1\t4\t2009",
+        *[f"3\t2\t{t}\t1\t4\t2009" for t in (1, 3, 4, 5, 6, 7)],
+        "2\t2\t7\t1\t4\t2009",
         "4\t13\t1\t1\t4\t2009",
     ]
     _write(d, "user_taggedartists.dat", "userID\tartistID\ttagID\tday\tmonth\tyear", tagged)

@@ -177,12 +177,17 @@ def test_a_writer_holding_the_queue_makes_others_wait_a_bounded_time(tmp_path, m
 
 def legacy_rows(*rows: tuple[str, str]) -> pd.DataFrame:
     start = pd.Timestamp("2026-11-30T10:00:00Z")
-    return pd.DataFrame({
-        "user_id": [u for u, _ in rows], "ref": [f"spotify:user:{u}" for u, _ in rows], "status": [s for _, s in rows],
-        "reason": [("private" if s == "failed" else None) for _, s in rows], "source": "dashboard",
-        "requested_at": [start + pd.Timedelta(minutes=i) for i in range(len(rows))],
-        "updated_at": [start + pd.Timedelta(minutes=i + 1) for i in range(len(rows))],
-    })
+    return pd.DataFrame(
+        {
+            "user_id": [u for u, _ in rows],
+            "ref": [f"spotify:user:{u}" for u, _ in rows],
+            "status": [s for _, s in rows],
+            "reason": [("private" if s == "failed" else None) for _, s in rows],
+            "source": "dashboard",
+            "requested_at": [start + pd.Timedelta(minutes=i) for i in range(len(rows))],
+            "updated_at": [start + pd.Timedelta(minutes=i + 1) for i in range(len(rows))],
+        }
+    )
 
 
 def test_an_old_feature_group_inbox_is_imported_once_and_left_alone(tmp_path):

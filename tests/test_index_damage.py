@@ -29,8 +29,11 @@ from soundmates.profiles import (
     Track,
 )
 
-GENRES = {"rock": ["indie rock", "post-punk", "shoegaze"], "jazz": ["bebop", "cool jazz", "hard bop"],
-          "electro": ["techno", "house", "ambient"]}
+GENRES = {
+    "rock": ["indie rock", "post-punk", "shoegaze"],
+    "jazz": ["bebop", "cool jazz", "hard bop"],
+    "electro": ["techno", "house", "ambient"],
+}
 REMOVED, FRESH, ASKER = "rock3", "fresh-fan", "rock2"
 
 
@@ -53,17 +56,26 @@ class HashModel:
 
 def make_profile(uid: str, community: str, seed: int) -> Profile:
     rng = np.random.default_rng(seed)
-    artists = {f"{community}-a{a}": Artist(id=f"{community}-a{a}", name=f"{community} {a}",
-                                           genres=[GENRES[community][a % 3]]) for a in range(6)}
-    tracks = {f"{aid}-t{t}": Track(id=f"{aid}-t{t}", name=f"{aid} song {t}", artist_ids=[aid], release_year=1990 + t)
-              for aid in artists for t in range(4)}
+    artists = {
+        f"{community}-a{a}": Artist(id=f"{community}-a{a}", name=f"{community} {a}", genres=[GENRES[community][a % 3]])
+        for a in range(6)
+    }
+    tracks = {
+        f"{aid}-t{t}": Track(id=f"{aid}-t{t}", name=f"{aid} song {t}", artist_ids=[aid], release_year=1990 + t)
+        for aid in artists
+        for t in range(4)
+    }
     pool = sorted(tracks)
-    playlists = [Playlist(id=f"{uid}-p{p}", name=f"{uid} {p}",
-                          items=[PlaylistItem(track_id=str(t)) for t in rng.choice(pool, 8, replace=False)])
-                 for p in range(4)]
+    playlists = [
+        Playlist(
+            id=f"{uid}-p{p}", name=f"{uid} {p}", items=[PlaylistItem(track_id=str(t)) for t in rng.choice(pool, 8, replace=False)]
+        )
+        for p in range(4)
+    ]
     used = {i.track_id for pl in playlists for i in pl.items}
-    return Profile(user_id=uid, display_name=uid.title(), playlists=playlists,
-                   tracks={t: tracks[t] for t in used}, artists=artists)
+    return Profile(
+        user_id=uid, display_name=uid.title(), playlists=playlists, tracks={t: tracks[t] for t in used}, artists=artists
+    )
 
 
 @pytest.fixture(scope="module", params=["annoy", "voyager"])
@@ -99,8 +111,13 @@ def world(settings, template, monkeypatch):
     shutil.copytree(src, settings.data_dir, dirs_exist_ok=True)
     encoder = TextEncoder(settings, model=HashModel())
     monkeypatch.setattr(service, "Recommender", lambda: Recommender(settings, encoder=encoder))
-    return {"index": settings.index_dir, "v1": v1, "v2": v2, "file": backend.files[0],
-            "param": "search_k" if backend.name == "annoy" else "ef"}
+    return {
+        "index": settings.index_dir,
+        "v1": v1,
+        "v2": v2,
+        "file": backend.files[0],
+        "param": "search_k" if backend.name == "annoy" else "ef",
+    }
 
 
 def snapshot(root: Path) -> dict:
@@ -172,8 +189,13 @@ def tamper_tombstone_id(path: Path):
 
 
 def bad_fresh_shapes(w):
-    np.savez(w["index"] / "fresh.npz", ids=np.array(["a", "b"]), vectors=np.ones((1, 3), np.float32),
-             added_at=np.zeros(2), model_versions=np.array(["", ""]))
+    np.savez(
+        w["index"] / "fresh.npz",
+        ids=np.array(["a", "b"]),
+        vectors=np.ones((1, 3), np.float32),
+        added_at=np.zeros(2),
+        model_versions=np.array(["", ""]),
+    )
 
 
 def remove_both_tombstone_copies(w):
@@ -200,7 +222,10 @@ CASES = {
     "manifest_without_dim": (lambda w: rewrite_manifest(w, lambda m: {k: v for k, v in m.items() if k != "dim"}), ("v1", "dim")),
     "manifest_dim_is_text": (lambda w: rewrite_manifest(w, lambda m: {**m, "dim": "64"}), ("v1", "dim")),
     "manifest_count_bool": (lambda w: rewrite_manifest(w, lambda m: {**m, "count": True}), ("v1", "count")),
-    "manifest_files_escape": (lambda w: rewrite_manifest(w, lambda m: {**m, "files": {"../../CURRENT": {"sha256": "0" * 64, "bytes": 1}}}), ("v1", "files")),
+    "manifest_files_escape": (
+        lambda w: rewrite_manifest(w, lambda m: {**m, "files": {"../../CURRENT": {"sha256": "0" * 64, "bytes": 1}}}),
+        ("v1", "files"),
+    ),
     "manifest_search_k_negative": (lambda w: rewrite_manifest(w, lambda m: {**m, w["param"]: -5}), ("v1", "has no valid")),
     "manifest_other_version": (lambda w: rewrite_manifest(w, lambda m: {**m, "version": w["v1"]}), ("v1", "names version")),
     "manifest_binary": (lambda w: manifest_path(w).write_bytes(b"\x00\x9f\x92\x96garbage"), ("v1", "unreadable")),
@@ -217,23 +242,33 @@ CASES = {
     "pairs_missing": (lambda w: (ann(w).parent / "pair_sims.npy").unlink(), ("v1", "pair_sims.npy missing")),
     "version_dir_emptied": (lambda w: [p.unlink() for p in list(ann(w).parent.iterdir())], ("v1", "manifest missing")),
     "current_empty_and_newest_corrupt": (lambda w: (put_current(w, b""), truncate(ann(w))), ("v1", "")),
-    "stray_dirs_ignored": (lambda w: ((w["index"] / "versions" / "evil").mkdir(), (w["index"] / "versions" / ".tmp-x").mkdir()), ("v2", None)),
+    "stray_dirs_ignored": (
+        lambda w: ((w["index"] / "versions" / "evil").mkdir(), (w["index"] / "versions" / ".tmp-x").mkdir()),
+        ("v2", None),
+    ),
     "every_version_corrupt": (lambda w: (truncate(ann(w)), truncate(ann(w, "v1"))), ("refuse", "no valid index version")),
     "every_manifest_garbage_current_binary": (
         lambda w: (manifest_path(w).write_text("{"), manifest_path(w, "v1").write_text("null"), put_current(w, b"\xff")),
-        ("refuse", "no valid index version")),
-    "versions_is_a_file": (lambda w: (shutil.rmtree(w["index"] / "versions"), (w["index"] / "versions").write_text("x")),
-                           ("refuse", "is not a directory")),
+        ("refuse", "no valid index version"),
+    ),
+    "versions_is_a_file": (
+        lambda w: (shutil.rmtree(w["index"] / "versions"), (w["index"] / "versions").write_text("x")),
+        ("refuse", "is not a directory"),
+    ),
     "tombstones_garbled": (lambda w: truncate(w["index"] / TOMB), ("v2", "read from tombstones.backup.json")),
     "tombstones_id_tampered": (lambda w: tamper_tombstone_id(w["index"] / TOMB), ("v2", "checksum")),
     "tombstones_directory": (lambda w: replace_with_dir(w["index"] / TOMB), ("v2", "cannot be read")),
     "tombstones_missing": (lambda w: (w["index"] / TOMB).unlink(), ("v2", "tombstones.json is missing")),
     "tombstones_backup_garbled": (lambda w: flip(w["index"] / BACKUP), ("v2", "read from tombstones.json")),
-    "tombstones_both_garbled": (lambda w: (truncate(w["index"] / TOMB), tamper_tombstone_id(w["index"] / BACKUP)),
-                                ("refuse", "removed-users list cannot be read")),
+    "tombstones_both_garbled": (
+        lambda w: (truncate(w["index"] / TOMB), tamper_tombstone_id(w["index"] / BACKUP)),
+        ("refuse", "removed-users list cannot be read"),
+    ),
     "tombstones_both_missing": (remove_both_tombstone_copies, ("refuse", "removals were lost")),
-    "tombstones_list_backup_missing": (lambda w: ((w["index"] / TOMB).write_text("[]"), (w["index"] / BACKUP).unlink()),
-                                       ("refuse", "removed-users list cannot be read")),
+    "tombstones_list_backup_missing": (
+        lambda w: ((w["index"] / TOMB).write_text("[]"), (w["index"] / BACKUP).unlink()),
+        ("refuse", "removed-users list cannot be read"),
+    ),
     "fresh_garbage": (lambda w: (w["index"] / "fresh.npz").write_bytes(b"PK\x03\x04 not a zip"), ("v2", "fresh.npz is damaged")),
     "fresh_truncated": (lambda w: truncate(w["index"] / "fresh.npz"), ("v2", "fresh.npz is damaged")),
     "fresh_directory": (lambda w: replace_with_dir(w["index"] / "fresh.npz"), ("v2", "fresh.npz is damaged")),
@@ -353,15 +388,23 @@ def test_index_status_in_a_real_process(world, settings):
     env = {**os.environ, "SOUNDMATES_DATA_DIR": str(settings.data_dir)}
 
     def status(*extra):
-        return subprocess.run([sys.executable, "-m", "soundmates.cli.main", "index", "status", *extra],
-                              check=False, capture_output=True, text=True, env=env, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "soundmates.cli.main", "index", "status", *extra],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
 
     put_current(world, b"\x00\xff\xfe")
     out = status()
     assert out.returncode == 0 and f"index {world['v2']}" in out.stdout and "Traceback" not in out.stderr
     # (The same text may also appear as a log record: how logs reach stderr is the CLI's logging setup.)
-    assert ("warning: CURRENT holds binary data, not a version name: serving the newest valid version instead"
-            in out.stderr.splitlines())
+    assert (
+        "warning: CURRENT holds binary data, not a version name: serving the newest valid version instead"
+        in out.stderr.splitlines()
+    )
     truncate(world["index"] / TOMB)
     truncate(world["index"] / BACKUP)
     before = snapshot(world["index"])

@@ -123,8 +123,9 @@ def test_concurrent_builds_in_threads_end_on_the_newest_data(tmp_path, backend):
 
     def build(i):
         try:
-            UserIndex(root=root, backend=backend).build([f"b{i}-{j}" for j in range(150)], clustered(150, seed=i),
-                                       {"features_read_at": reads[i]}, search_k=300)
+            UserIndex(root=root, backend=backend).build(
+                [f"b{i}-{j}" for j in range(150)], clustered(150, seed=i), {"features_read_at": reads[i]}, search_k=300
+            )
         except Exception as e:  # noqa: BLE001 - any failure is the finding
             errors.append(repr(e))
 
@@ -147,8 +148,15 @@ def test_unreadable_removals_fail_closed_and_are_never_overwritten(index):
         (index.root / name).write_text('{"format": 2, "users": {}, "sha256": "bad"}')
     before = {n: (index.root / n).read_bytes() for n in ("tombstones.json", "tombstones.backup.json")}
     reader = UserIndex(root=index.root)
-    for call in (lambda: reader.query(x[1], 5), lambda: reader.vector("u1"), reader.status, reader.all_vectors,
-                 lambda: reader.remove("u2"), lambda: reader.add_fresh("u1", x[1]), lambda: reader.build(IDS, x)):
+    for call in (
+        lambda: reader.query(x[1], 5),
+        lambda: reader.vector("u1"),
+        reader.status,
+        reader.all_vectors,
+        lambda: reader.remove("u2"),
+        lambda: reader.add_fresh("u1", x[1]),
+        lambda: reader.build(IDS, x),
+    ):
         with pytest.raises(RemovalsUnreadable, match="removed-users list cannot be read"):
             call()
     assert {n: (index.root / n).read_bytes() for n in before} == before

@@ -87,8 +87,12 @@ def test_every_reference_form_and_odd_legacy_ids_are_ingested(small_world, world
     has_data = sorted((u for u in ids if world_desc[u]["tracks"] > 0), key=lambda u: world_desc[u]["items"])
     # the smallest user of each odd kind of id (legacy punctuation, non-ASCII, numeric)
     kinds = {
-        "#": lambda u: "#" in u, "+": lambda u: "+" in u, ".": lambda u: "." in u and u.isascii(),
-        "_": lambda u: "_" in u and u.isascii(), "non-ASCII": lambda u: not u.isascii(), "numeric": str.isdigit,
+        "#": lambda u: "#" in u,
+        "+": lambda u: "+" in u,
+        ".": lambda u: "." in u and u.isascii(),
+        "_": lambda u: "_" in u and u.isascii(),
+        "non-ASCII": lambda u: not u.isascii(),
+        "numeric": str.isdigit,
     }
     odd = []
     for kind, match in kinds.items():
@@ -96,7 +100,11 @@ def test_every_reference_form_and_odd_legacy_ids_are_ingested(small_world, world
         assert found, f"the test world has no user id with {kind}"
         odd.append(found[0])
     plain = [u for u in has_data if u.isascii() and u.isalnum() and not u.isdigit()][:3]
-    refs = [profile_url(u) for u in odd] + [f"spotify:user:{plain[0]}", plain[1], f"https://open.spotify.com/intl-pt-br/user/{plain[2]}?si=abc"]
+    refs = [profile_url(u) for u in odd] + [
+        f"spotify:user:{plain[0]}",
+        plain[1],
+        f"https://open.spotify.com/intl-pt-br/user/{plain[2]}?si=abc",
+    ]
 
     summary = Ingestor(_settings()).ingest_many(refs, progress=False)
 

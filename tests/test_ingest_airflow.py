@@ -8,27 +8,30 @@ Only plan / ingest / ingest_summary run; the later tasks are marked success (mar
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 
 from soundmates.config import get_settings, reset_settings
 from soundmates.profiles import ProfileRepository
 from soundmates.spotify.ingest import Ingestor
 
-
 USERS = 6
 
 
 def test_resume_at_is_the_servers_delay_bounded_from_the_run_start():
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from soundmates.orchestration.steps import ingest_resume_at
 
-    now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     started = now - timedelta(minutes=5)
     two = {"deferred": [{"ref": "a", "retry_after_s": 31.0}, {"ref": "b", "retry_after_s": 45.5}]}
     assert ingest_resume_at({"deferred": []}, run_started=started, now=now) is None
     assert ingest_resume_at(two, run_started=started, now=now) == now + timedelta(seconds=45.5)
-    assert ingest_resume_at({"deferred": [{"ref": "a", "retry_after_s": 0}]}, run_started=started, now=now) == now + timedelta(seconds=1)
+    assert ingest_resume_at({"deferred": [{"ref": "a", "retry_after_s": 0}]}, run_started=started, now=now) == now + timedelta(
+        seconds=1
+    )
     # past the longest wait from the run's start: not rescheduled (the users stay reported as deferred)
     assert ingest_resume_at(two, run_started=now - timedelta(hours=6), now=now) is None
     assert ingest_resume_at(two, run_started=None, now=now, max_wait=timedelta(seconds=10)) is None
@@ -45,7 +48,8 @@ def test_merge_ingest_reports_deferred_users_and_says_so_when_nobody_could_be_do
 
 @pytest.mark.slow
 def test_rate_limited_ingest_tasks_are_rescheduled_and_resume_to_the_same_profiles(
-        small_world, spotify_server, dagbag, airflow_db, tmp_path, monkeypatch):
+    small_world, spotify_server, dagbag, airflow_db, tmp_path, monkeypatch
+):
     from airflow.models.taskreschedule import TaskReschedule
     from airflow.utils.session import create_session
 
@@ -70,7 +74,7 @@ def test_rate_limited_ingest_tasks_are_rescheduled_and_resume_to_the_same_profil
     reset_settings()
 
     conf = {"refs": users, "batch_size": 3}
-    dr = dagbag.dags["soundmates_bootstrap"].test(run_conf=conf, mark_success_pattern="features|train|evaluate|index")
+    dr = dagbag.dags["soundmates_bootstrap"].test(run_conf=conf, mark_success_pattern="features|train|evaluate|promote|index")
     reset_settings()
 
     assert dr.state == "success", {ti.task_id: ti.state for ti in dr.get_task_instances()}

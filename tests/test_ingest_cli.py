@@ -33,7 +33,10 @@ def test_json_output_is_one_object_with_the_summary_and_exit_0_despite_failures(
     users = _users(small_world)
     ref_file = tmp_path / "refs.txt"
     ref_file.write_text(f"# my friends\n\n{users[0]}\n  https://open.spotify.com/user/{users[1]}  \n", encoding="utf-8")
-    proc = _run(["ingest", "spotify:playlist:37i9dQZF1DXcBWIGoYBM5M", "--file", str(ref_file), "--json", "--no-progress"], tmp_path / "data")
+    proc = _run(
+        ["ingest", "spotify:playlist:37i9dQZF1DXcBWIGoYBM5M", "--file", str(ref_file), "--json", "--no-progress"],
+        tmp_path / "data",
+    )
 
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
@@ -80,7 +83,9 @@ def test_rerun_after_kill_ends_with_the_same_profiles_and_no_duplicates(small_wo
     env = dict(os.environ, SOUNDMATES_DATA_DIR=str(killed_dir))
     proc = subprocess.Popen(
         SOUNDMATES + ["ingest", "--file", str(users_file), "--json", "--no-progress"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and stored() < 5 and proc.poll() is None:

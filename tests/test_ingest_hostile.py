@@ -35,10 +35,24 @@ RETRIES = 1
 
 GOOD_USER = {"id": "good", "display_name": "Good"}
 GOOD_PLAYLISTS = {"items": [{"id": "p1", "name": "mix", "owner": {"id": "good"}, "items": {"total": 1}}], "next": None}
-GOOD_ITEMS = {"items": [{"added_at": "2024-01-01T00:00:00Z", "item": {
-    "id": "t1", "type": "track", "name": "Song", "artists": [{"id": "a1", "name": "Band"}],
-    "album": {"name": "LP", "release_date": "1999-05-01"}, "explicit": False, "popularity": 40, "duration_ms": 200000}}],
-    "next": None}
+GOOD_ITEMS = {
+    "items": [
+        {
+            "added_at": "2024-01-01T00:00:00Z",
+            "item": {
+                "id": "t1",
+                "type": "track",
+                "name": "Song",
+                "artists": [{"id": "a1", "name": "Band"}],
+                "album": {"name": "LP", "release_date": "1999-05-01"},
+                "explicit": False,
+                "popularity": 40,
+                "duration_ms": 200000,
+            },
+        }
+    ],
+    "next": None,
+}
 GOOD_ARTISTS = {"artists": [{"id": "a1", "name": "Band", "genres": ["indie rock"], "popularity": 50}]}
 
 
@@ -52,7 +66,7 @@ class Hostile(BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         pass
 
-    def do_POST(self):  # noqa: N802 - the token endpoint: well-behaved unless a test sets TOKEN_MODE
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
             if TOKEN_MODE["mode"] in TOKEN_MODES:
@@ -151,9 +165,11 @@ def redirect_loop(h: Hostile) -> None:
 
 def retry_after(value):
     """429 with ``Retry-After: value`` (a callable is called per request: dates relative to now)."""
+
     def handler(h: Hostile) -> None:
         header = value() if callable(value) else value
         h._send(429, _json({"error": {"status": 429, "message": "API rate limit exceeded"}}), {"Retry-After": header})
+
     return handler
 
 
@@ -187,7 +203,10 @@ USERS = {
 PLAYLISTS = {
     "pl-items-number": {"items": 5, "next": None},
     "pl-rows-garbage": {"items": [1, "x", None, {"id": 7}, []], "next": None},
-    "pl-no-advance": {"items": [{"id": "e1", "name": "empty", "items": {"total": 0}}], "next": "http://x/v1/users/pl-no-advance/playlists?offset=0"},
+    "pl-no-advance": {
+        "items": [{"id": "e1", "name": "empty", "items": {"total": 0}}],
+        "next": "http://x/v1/users/pl-no-advance/playlists?offset=0",
+    },
     "pl-next-garbage": {"items": [{"id": "e1", "name": "empty", "items": {"total": 0}}], "next": {"offset": 50}},
     "items-shapes": {"items": [{"id": "odd", "name": "odd", "items": {"total": 3}}], "next": None},
 }
@@ -313,8 +332,13 @@ def test_cli_over_all_misbehaviours_prints_no_traceback_and_one_json_object(host
     uids = sorted(EXPECTED, key=lambda u: EXPECTED[u][0] == "deferred")
     env = dict(os.environ, **hostile_env, SOUNDMATES_DATA_DIR=str(tmp_path / "data"))
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "soundmates.cli.main", "ingest", "good", *uids, "--json", "--no-progress"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "soundmates.cli.main", "ingest", "good", *uids, "--json", "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     elapsed = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
@@ -330,11 +354,14 @@ def test_cli_over_all_misbehaviours_prints_no_traceback_and_one_json_object(host
     _check_data_dir(get_settings().model_copy(update={"data_dir": tmp_path / "data"}))
 
 
-@pytest.mark.parametrize(("mode", "reason"), [
-    ("busy", "Spotify API unavailable: 503 on token, still failing after 1 retries"),
-    ("trickle", "Spotify API too slow: no complete answer of token within 1 s, still failing after 1 retries"),
-    ("huge", "malformed data: the answer of token is larger than the 1,000,000 byte limit"),
-])
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("busy", "Spotify API unavailable: 503 on token, still failing after 1 retries"),
+        ("trickle", "Spotify API too slow: no complete answer of token within 1 s, still failing after 1 retries"),
+        ("huge", "malformed data: the answer of token is larger than the 1,000,000 byte limit"),
+    ],
+)
 def test_a_hostile_token_endpoint_is_bounded_too(hostile_env, monkeypatch, mode, reason):
     monkeypatch.setitem(TOKEN_MODE, "mode", mode)
     t0 = time.monotonic()

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from soundmates.spotify.ingest import ArtistCache, _artist_from, _classify_row, _next_offset, _track_from
 from soundmates.spotify.errors import MalformedResponse
+from soundmates.spotify.ingest import ArtistCache, _artist_from, _classify_row, _next_offset, _track_from
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,9 @@ def test_recorded_rows_become_tracks_with_year_explicit_and_popularity(recorded_
     assert artists[0] == ("7HGNYPmbDrMkylWqeFCOIQ", "Caetano Veloso") and len(track.artist_ids) == 4
     # release_date of "year" precision parses too
     year_only = [r for r in rows if r["track"]["album"]["release_date_precision"] == "year"]
-    assert year_only and all(_track_from(r["track"])[0].release_year == int(r["track"]["album"]["release_date"]) for r in year_only)
+    assert year_only and all(
+        _track_from(r["track"])[0].release_year == int(r["track"]["album"]["release_date"]) for r in year_only
+    )
 
 
 def test_2026_shape_item_key_and_missing_popularity(recorded_playlist):

@@ -11,11 +11,13 @@ from soundmates.model.metrics import precision_at_k, retrieval_metrics, top_k_ot
 
 
 def test_metrics_match_hand_made_ranking():
-    scores = np.array([
-        [0.9, 0.1, 0.2, 0.3],  # own other view (col 0) ranked 1st
-        [0.8, 0.5, 0.9, 0.1],  # col 1 ranked 3rd
-        [0.1, 0.2, 0.3, 0.4],  # col 2 ranked 2nd
-    ])
+    scores = np.array(
+        [
+            [0.9, 0.1, 0.2, 0.3],  # own other view (col 0) ranked 1st
+            [0.8, 0.5, 0.9, 0.1],  # col 1 ranked 3rd
+            [0.1, 0.2, 0.3, 0.4],  # col 2 ranked 2nd
+        ]
+    )
     m = retrieval_metrics(scores)
     assert m["recall@1"] == pytest.approx(1 / 3)
     assert m["recall@10"] == pytest.approx(1.0)
@@ -47,12 +49,14 @@ def test_negative_scores_and_ties_are_ranked_not_dropped():
 
 def test_precision_at_k_skips_self_and_unscorable_queries():
     ids = ["u1", "u2", "u3", "u4"]
-    scores = np.array([
-        [1.0, 0.9, 0.1, 0.8],  # top others of u1: u2, u4
-        [0.9, 1.0, 0.2, 0.1],  # top others of u2: u1, u3
-        [0.0, 0.0, 1.0, 0.0],
-        [0.5, 0.1, 0.2, 1.0],
-    ])
+    scores = np.array(
+        [
+            [1.0, 0.9, 0.1, 0.8],  # top others of u1: u2, u4
+            [0.9, 1.0, 0.2, 0.1],  # top others of u2: u1, u3
+            [0.0, 0.0, 1.0, 0.0],
+            [0.5, 0.1, 0.2, 1.0],
+        ]
+    )
     assert top_k_others(scores, ids, ids, 2)[0] == ["u2", "u4"]
     rel = {"u1": {"u4"}, "u2": {"u3", "u1"}, "u3": set()}
     # u1: 1/2, u2: 2/2, u3 and u4 have no relevant user -> skipped
@@ -91,8 +95,9 @@ def test_taste_metrics_on_a_hand_made_population():
 
     angles = np.array([0.0, 0.1, 0.2, 1.2, 1.5])
     taste = {f"u{i}": np.array([np.cos(a), np.sin(a)]) for i, a in enumerate(angles)}
-    rows = [{"user_id": u, "view": "full", "artist_ids": [], "artist_weights": [], "n_tracks": 50, "n_playlists": 3}
-            for u in taste]
+    rows = [
+        {"user_id": u, "view": "full", "artist_ids": [], "artist_weights": [], "n_tracks": 50, "n_playlists": 3} for u in taste
+    ]
     pop = make_population(pd.DataFrame(rows), taste=taste)
 
     class ByTaste:

@@ -26,15 +26,21 @@ def synthetic_features(n_users: int = 100, seed: int = 0) -> pd.DataFrame:
             a = rng.multinomial(20, a_pref)
             gi, ai = np.nonzero(g)[0], np.nonzero(a)[0]
             emb = g_pref[:DIM] + rng.normal(0, 0.01, DIM)
-            rows.append({
-                "user_id": f"user-{u:03d}", "view": view,
-                "genre_names": [genres[i] for i in gi], "genre_weights": g[gi].astype(np.float32).tolist(),
-                "artist_ids": [artists[i] for i in ai], "artist_weights": a[ai].astype(np.float32).tolist(),
-                "genre_emb": (emb / np.linalg.norm(emb)).astype(np.float32).tolist(),
-                "year_mean": float(rng.normal(2000, 5)) if u % 7 else float("nan"),
-                "n_tracks": int(rng.integers(10, 100)), "n_playlists": 2,
-                "combined": rng.normal(0, 1, 12).astype(np.float32).tolist(),
-            })
+            rows.append(
+                {
+                    "user_id": f"user-{u:03d}",
+                    "view": view,
+                    "genre_names": [genres[i] for i in gi],
+                    "genre_weights": g[gi].astype(np.float32).tolist(),
+                    "artist_ids": [artists[i] for i in ai],
+                    "artist_weights": a[ai].astype(np.float32).tolist(),
+                    "genre_emb": (emb / np.linalg.norm(emb)).astype(np.float32).tolist(),
+                    "year_mean": float(rng.normal(2000, 5)) if u % 7 else float("nan"),
+                    "n_tracks": int(rng.integers(10, 100)),
+                    "n_playlists": 2,
+                    "combined": rng.normal(0, 1, 12).astype(np.float32).tolist(),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -48,7 +54,9 @@ def trained(frame):
     from soundmates.model.train import fit_model
 
     # a large validation set (30 users), so recall@10 on it separates good from bad models
-    cfg = ModelConfig.load(val_frac=0.3, max_epochs=3, batch_size=16, genre_dim=16, artist_dim=16, dense_dim=8, hidden=32, patience=2)
+    cfg = ModelConfig.load(
+        val_frac=0.3, max_epochs=3, batch_size=16, genre_dim=16, artist_dim=16, dense_dim=8, hidden=32, patience=2
+    )
     return fit_model(cfg, frame)
 
 
@@ -194,8 +202,9 @@ def test_monitor_picks_the_kept_model_and_reports_its_val_recall(frame, monitor)
     from soundmates.model.protocol import neighbour_recall
     from soundmates.model.train import fit_model
 
-    cfg = ModelConfig.load(val_frac=0.3, max_epochs=2, batch_size=16, genre_dim=8, artist_dim=8, dense_dim=4, hidden=16,
-                           patience=2, monitor=monitor)
+    cfg = ModelConfig.load(
+        val_frac=0.3, max_epochs=2, batch_size=16, genre_dim=8, artist_dim=8, dense_dim=4, hidden=16, patience=2, monitor=monitor
+    )
     t = fit_model(cfg, frame)
     assert t.config.monitor == monitor
     # the callback's validation neighbour_recall@20 is the protocol's, on the kept model

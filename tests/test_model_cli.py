@@ -47,10 +47,35 @@ def test_train_promote_then_evaluate_stored(settings):
     assert "error" in out and "features" in out["error"]  # nothing stored yet: says how to build
 
     dv = get_store(settings).upsert("user_features", _full_schema_rows(60))
-    out = _json(runner.invoke(app, ["train", "--json", "--max-epochs", "1", "--seed", "1", "--genre-dim", "8",
-                                    "--artist-dim", "8", "--batch-size", "16"]))
+    out = _json(
+        runner.invoke(
+            app,
+            [
+                "train",
+                "--json",
+                "--max-epochs",
+                "1",
+                "--seed",
+                "1",
+                "--genre-dim",
+                "8",
+                "--artist-dim",
+                "8",
+                "--batch-size",
+                "16",
+            ],
+        )
+    )
     assert not out["promoted"] and out["data_version"] == dv  # training registers, never promotes
-    assert set(out["metrics"]["test"]) == {"two_tower", "two_tower_init", "genre_bag", "artist_bag", "als", "raw_cosine", "random"}
+    assert set(out["metrics"]["test"]) == {
+        "two_tower",
+        "two_tower_init",
+        "genre_bag",
+        "artist_bag",
+        "als",
+        "raw_cosine",
+        "random",
+    }
     assert sum(out["users"].values()) == 60 and min(out["users"].values()) >= 1
     gate = out["gate"]
     # before the promote step, serving uses the registered best baseline, never the unproven model
@@ -74,8 +99,23 @@ def test_evaluate_world_from_the_generator_prints_the_protocol_object(tmp_path):
     """`soundmates evaluate --dataset world --path DIR --users N --seed S --json` on a tiny generated world."""
     from soundmates.cli.main import app
 
-    r = CliRunner().invoke(app, ["evaluate", "--dataset", "world", "--path", str(tmp_path / "w"), "--users", "80",
-                                 "--seed", "2", "--max-epochs", "1", "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--dataset",
+            "world",
+            "--path",
+            str(tmp_path / "w"),
+            "--users",
+            "80",
+            "--seed",
+            "2",
+            "--max-epochs",
+            "1",
+            "--json",
+        ],
+    )
     ev = _json(r)
     assert {"protocol", "served", "users", "candidates", "methods", "slices"} <= set(ev)
     assert isinstance(ev["protocol"], str) and ev["candidates"] <= 80 and 1 <= ev["users"] < ev["candidates"]
@@ -88,7 +128,10 @@ def test_evaluate_world_from_the_generator_prints_the_protocol_object(tmp_path):
             assert lo <= v[metric] <= hi
         assert set(ev["slices"]["thin"][m]) >= {"taste_ndcg@10", "taste_precision@10"}
     # the hidden taste is real signal: every learned or tuned method is far above chance
-    assert min(ev["methods"][m]["taste_ndcg@10"] for m in ("als", "genre_bag", "two_tower")) > ev["methods"]["random"]["taste_ndcg@10"] + 0.2
+    assert (
+        min(ev["methods"][m]["taste_ndcg@10"] for m in ("als", "genre_bag", "two_tower"))
+        > ev["methods"]["random"]["taste_ndcg@10"] + 0.2
+    )
 
 
 def test_evaluate_rejects_unknown_dataset():

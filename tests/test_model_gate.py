@@ -12,12 +12,18 @@ def test_gate_serves_the_model_only_when_it_beats_baseline_and_incumbent():
     from soundmates.model.gate import decide
 
     inc = {"method": "als", "version": "bl-als-1", "val": 0.30}
-    win = decide({"two_tower": 0.40, "als": 0.35, "genre_bag": 0.20, "random": 0.9}, incumbent=inc,
-                 servable={"two_tower", "als", "genre_bag"})
+    win = decide(
+        {"two_tower": 0.40, "als": 0.35, "genre_bag": 0.20, "random": 0.9},
+        incumbent=inc,
+        servable={"two_tower", "als", "genre_bag"},
+    )
     assert win["promote"] == "two_tower" and win["served"] == "two_tower"
     # worse than a baseline: not served, the best baseline is (random is never servable)
-    lose = decide({"two_tower": 0.30, "als": 0.35, "genre_bag": 0.20, "random": 0.9}, incumbent=None,
-                  servable={"two_tower", "als", "genre_bag"})
+    lose = decide(
+        {"two_tower": 0.30, "als": 0.35, "genre_bag": 0.20, "random": 0.9},
+        incumbent=None,
+        servable={"two_tower", "als", "genre_bag"},
+    )
     assert lose["promote"] == "als" and "does not beat" in lose["reason"] and "als 0.3500" in lose["reason"]
     # beats the baselines but not the incumbent: nothing new is promoted
     keep = decide({"two_tower": 0.30, "als": 0.25}, incumbent={"method": "two_tower", "version": "tt-1", "val": 0.31})
@@ -45,8 +51,10 @@ def test_worse_model_is_not_served_end_to_end(trained, frame, settings):  # noqa
     dm = trained.datamodule
     pop, val = dm.population, dm.split.val
     als = ALSUsers(factors=8, alpha=10.0, regularization=0.1).fit(pop.full[pop.full.user_id.isin(dm.split.train)])
-    scores = {"two_tower": float(np.nanmean(neighbour_recall(ModelEmbedder(bad, dm.pre), pop, val))),
-              "als": float(np.nanmean(neighbour_recall(als, pop, val)))}
+    scores = {
+        "two_tower": float(np.nanmean(neighbour_recall(ModelEmbedder(bad, dm.pre), pop, val))),
+        "als": float(np.nanmean(neighbour_recall(als, pop, val))),
+    }
     assert scores["two_tower"] < scores["als"]  # measured, not assumed
     d = decide(scores)
     assert d["promote"] == "als"
@@ -58,12 +66,15 @@ def test_worse_model_is_not_served_end_to_end(trained, frame, settings):  # noqa
     assert emb.name == "als" and emb.version == v
 
 
-@pytest.mark.parametrize("family,params", [
-    ("als", {"factors": 8, "alpha": 10.0, "regularization": 0.1}),
-    ("genre_bag", {"field": "genre", "tf": "log", "idf": True}),
-    ("artist_bag", {"field": "artist", "tf": "binary", "idf": False}),
-    ("raw_cosine", {}),
-])
+@pytest.mark.parametrize(
+    "family,params",
+    [
+        ("als", {"factors": 8, "alpha": 10.0, "regularization": 0.1}),
+        ("genre_bag", {"field": "genre", "tf": "log", "idf": True}),
+        ("artist_bag", {"field": "artist", "tf": "binary", "idf": False}),
+        ("raw_cosine", {}),
+    ],
+)
 def test_baseline_is_servable_round_trip_through_the_registry(family, params, settings):
     from soundmates.model.baselines import make_baseline
     from soundmates.model.embedder import get_embedder
@@ -102,6 +113,7 @@ def test_tuning_reports_the_chosen_setting_and_labels_what_cannot_run():
         return 1.0 if emb.params.get("tf") == "binary" and emb.params.get("idf") else 0.0
 
     out = tune_baselines(full, score, families=("genre_bag", "raw_cosine"))
-    assert out["genre_bag"]["params"] == {"field": "genre", "tf": "binary", "idf": True, "max_terms": 4096} or \
-        out["genre_bag"]["params"] == {"field": "genre", "tf": "binary", "idf": True}
+    assert out["genre_bag"]["params"] == {"field": "genre", "tf": "binary", "idf": True, "max_terms": 4096} or out["genre_bag"][
+        "params"
+    ] == {"field": "genre", "tf": "binary", "idf": True}
     assert len(out["genre_bag"]["grid"]) == 6 and "combined" in out["raw_cosine"]["skipped"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import secrets
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
@@ -26,8 +25,9 @@ def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
 
 
-def _authorize(srv, *, login_as: str | None, verifier: str | None = "v" * 50, redirect=REDIRECT, scope=SCOPES,
-               state="s" * 20, **extra) -> requests.Response:
+def _authorize(
+    srv, *, login_as: str | None, verifier: str | None = "v" * 50, redirect=REDIRECT, scope=SCOPES, state="s" * 20, **extra
+) -> requests.Response:
     params = {"client_id": "cid", "response_type": "code", "redirect_uri": redirect, "state": state, "scope": scope}
     if verifier is not None:
         params |= {"code_challenge_method": "S256", "code_challenge": _challenge(verifier)}
@@ -93,10 +93,14 @@ def test_bad_redirect_uris_get_spotifys_invalid_client_text(dev, redirect):
 def test_pkce_verification_and_single_use_codes(dev):
     user = oauth.allowlist(dev)[0]
     wrong = _exchange(dev, _code(_authorize(dev, login_as=user)), verifier="w" * 50)
-    assert wrong.status_code == 400 and wrong.json() == {"error": "invalid_grant", "error_description": "code_verifier was incorrect"}
+    assert wrong.status_code == 400 and wrong.json() == {
+        "error": "invalid_grant",
+        "error_description": "code_verifier was incorrect",
+    }
 
-    missing = _token(dev, grant_type="authorization_code", code=_code(_authorize(dev, login_as=user)),
-                     redirect_uri=REDIRECT, client_id="cid")
+    missing = _token(
+        dev, grant_type="authorization_code", code=_code(_authorize(dev, login_as=user)), redirect_uri=REDIRECT, client_id="cid"
+    )
     assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
     assert "code_verifier" in missing.json()["error_description"]
 
@@ -153,8 +157,9 @@ def test_full_mode_lets_anyone_log_in(spotify_server, small_world):
 
 def test_me_endpoints_need_a_user_token_and_the_right_scope(dev):
     user = oauth.allowlist(dev)[0]
-    app_token = requests.post(dev.token_url, data={"grant_type": "client_credentials", "client_id": "a", "client_secret": "b"},
-                              timeout=10).json()["access_token"]
+    app_token = requests.post(
+        dev.token_url, data={"grant_type": "client_credentials", "client_id": "a", "client_secret": "b"}, timeout=10
+    ).json()["access_token"]
     resp = _get(dev, "me", app_token)
     assert resp.status_code == 401 and resp.json()["error"]["message"] == "Valid user authentication required"
 
@@ -187,8 +192,9 @@ def test_development_mode_items_only_of_owned_or_collaborative_playlists(dev):
     refused = _get(dev, f"playlists/{followed[0]['id']}/items", tok)
     assert refused.status_code == 403 and refused.json()["error"]["message"] == "Forbidden"
     # An app token keeps the server's existing development-mode behaviour for that playlist.
-    app_token = requests.post(dev.token_url, data={"grant_type": "client_credentials", "client_id": "a", "client_secret": "b"},
-                              timeout=10).json()["access_token"]
+    app_token = requests.post(
+        dev.token_url, data={"grant_type": "client_credentials", "client_id": "a", "client_secret": "b"}, timeout=10
+    ).json()["access_token"]
     assert _get(dev, f"playlists/{followed[0]['id']}/items", app_token).status_code == 200
 
 

@@ -12,7 +12,6 @@ import pytest
 from soundmates.orchestration import bootstrap, steps
 from soundmates.orchestration.bootstrap import BootstrapParamsError
 
-
 # --- trigger and sensor ------------------------------------------------------------------------
 
 
@@ -161,8 +160,14 @@ def test_credentials_from_connection_are_scoped_and_not_logged(monkeypatch, capl
     monkeypatch.delenv("SPOTIPY_CLIENT_SECRET", raising=False)
     monkeypatch.setenv(
         "AIRFLOW_CONN_SPOTIFY_DEFAULT",
-        json.dumps({"conn_type": "generic", "login": "client-id-123", "password": "s3cret-value-xyz",
-                    "extra": {"api_url": "http://127.0.0.1:9/v1/"}}),
+        json.dumps(
+            {
+                "conn_type": "generic",
+                "login": "client-id-123",
+                "password": "s3cret-value-xyz",
+                "extra": {"api_url": "http://127.0.0.1:9/v1/"},
+            }
+        ),
     )
     caplog.set_level("DEBUG")
     with spotify_credentials() as source:
@@ -206,8 +211,14 @@ def test_merge_ingest_adds_batches_and_fails_only_when_nobody_ingested():
             {"ingested": 1, "skipped": 0, "failed": [], "api_calls": 4},
         ]
     )
-    assert total == {"batches": 2, "ingested": 3, "skipped": 1, "api_calls": 14,
-                     "failed": [{"ref": "x", "reason": "unknown user"}], "deferred": []}
+    assert total == {
+        "batches": 2,
+        "ingested": 3,
+        "skipped": 1,
+        "api_calls": 14,
+        "failed": [{"ref": "x", "reason": "unknown user"}],
+        "deferred": [],
+    }
     with pytest.raises(RuntimeError, match="no user could be ingested.*unknown user"):
         steps.merge_ingest([{"ingested": 0, "skipped": 0, "failed": [{"ref": "x", "reason": "unknown user"}]}])
 

@@ -69,8 +69,13 @@ def test_run_refuses_a_busy_port_before_starting_anything(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = {**os.environ, "SOUNDMATES_DATA_DIR": str(tmp_path), "SPOTIFY_PORT": str(port),
-               "AIRFLOW_PORT": "1", "DASHBOARD_PORT": "2"}
+        env = {
+            **os.environ,
+            "SOUNDMATES_DATA_DIR": str(tmp_path),
+            "SPOTIFY_PORT": str(port),
+            "AIRFLOW_PORT": "1",
+            "DASHBOARD_PORT": "2",
+        }
         env.pop("AIRFLOW_HOME", None)
         out = subprocess.run(["bash", str(RUN)], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 1

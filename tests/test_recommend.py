@@ -252,9 +252,8 @@ def test_consent_stores_and_makes_findable_at_once(rec, settings, world):
 
 def test_remove_takes_effect_at_once_and_deletes_stored_data(rec, settings, world):
     victim = rec.recommend("jazz0", k=1).matches[0].user_id
-    from soundmates.store import inbox
-
     from soundmates.spotify.connect import TokenStore
+    from soundmates.store import inbox
 
     inbox.add_request(rec.store, victim, victim)
     tokens = TokenStore(settings.data_dir / "oauth" / "tokens")
@@ -345,7 +344,8 @@ def test_cli_recommend_json(rec, monkeypatch, settings, encoder):
 
     real = service.Recommender
     monkeypatch.setattr(
-        service, "Recommender",
+        service,
+        "Recommender",
         lambda: real(settings, encoder=encoder, ingestor_factory=FakeIngestor),
     )
     out = CliRunner().invoke(app, ["recommend", "rock2", "--k", "3", "--json"])
@@ -407,8 +407,12 @@ class TwoSidedEmbedder:
 
     def _side(self, frame, axis):
         b = self.base.embed(frame).astype(np.float64)
-        noise = np.stack([np.random.default_rng(int(hashlib.sha256(str(u).encode()).hexdigest()[:8], 16)).normal(size=b.shape[1])
-                          for u in frame["user_id"]])
+        noise = np.stack(
+            [
+                np.random.default_rng(int(hashlib.sha256(str(u).encode()).hexdigest()[:8], 16)).normal(size=b.shape[1])
+                for u in frame["user_id"]
+            ]
+        )
         d = np.random.default_rng(0).normal(size=b.shape[1])
         d /= np.linalg.norm(d)
         part = self.taste * b / np.linalg.norm(b, axis=1, keepdims=True) + noise / np.sqrt(b.shape[1])
@@ -543,11 +547,14 @@ def test_remove_then_add_by_anyone_does_not_bring_them_back(rec, settings, world
 
 
 def test_status_reads_the_model_stages_evaluation(rec, monkeypatch):
-    import soundmates.model.registry as registry
+    import soundmates.pipelines.model as model_stage
 
     report = {
-        "protocol": "served: full profile vs every user", "served": "als", "reason": "als beats two_tower",
-        "users": 374, "candidates": 1874,
+        "protocol": "served: full profile vs every user",
+        "served": "als",
+        "reason": "als beats two_tower",
+        "users": 374,
+        "candidates": 1874,
         "methods": {
             "als": {"taste_ndcg@10": 0.84, "recall@10": 0.79, "ci95": {"taste_ndcg@10": [0.82, 0.86]}, "setting": {"alpha": 2}},
             "two_tower": {"taste_ndcg@10": 0.8, "recall@10": float("nan")},
@@ -555,7 +562,7 @@ def test_status_reads_the_model_stages_evaluation(rec, monkeypatch):
         },
     }
     asked = []
-    monkeypatch.setattr(registry, "evaluation_report", lambda settings: asked.append(settings) or report, raising=False)
+    monkeypatch.setattr(model_stage, "stored_evaluation", lambda settings: asked.append(settings) or report)
     ev = rec.pipeline_status().evaluation
     assert asked == [rec.settings]
     assert ev.served == "als" and ev.reason == "als beats two_tower" and (ev.users, ev.candidates) == (374, 1874)
@@ -563,5 +570,5 @@ def test_status_reads_the_model_stages_evaluation(rec, monkeypatch):
     assert ev.methods["als"].metrics == {"taste_ndcg@10": 0.84, "recall@10": 0.79}
     assert ev.methods["als"].ci95 == {"taste_ndcg@10": [0.82, 0.86]}
     assert ev.methods["two_tower"].metrics == {"taste_ndcg@10": 0.8}  # NaN is not a figure
-    monkeypatch.setattr(registry, "evaluation_report", lambda settings: (_ for _ in ()).throw(LookupError("none")))
+    monkeypatch.setattr(model_stage, "stored_evaluation", lambda settings: (_ for _ in ()).throw(LookupError("none")))
     assert rec.pipeline_status().evaluation is None

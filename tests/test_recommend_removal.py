@@ -31,9 +31,13 @@ def built_template(small_world, tmp_path_factory):
     server = SpotifyServer(small_world, port=0, mode="full").start()
     data_dir = tmp_path_factory.mktemp("removal_world")
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in {"SOUNDMATES_DATA_DIR": str(data_dir), "SOUNDMATES_SPOTIFY_API_URL": server.api_url,
-                           "SOUNDMATES_SPOTIFY_TOKEN_URL": server.token_url, "SPOTIPY_CLIENT_ID": "test-id",
-                           "SPOTIPY_CLIENT_SECRET": "test-secret"}.items():
+        for key, value in {
+            "SOUNDMATES_DATA_DIR": str(data_dir),
+            "SOUNDMATES_SPOTIFY_API_URL": server.api_url,
+            "SOUNDMATES_SPOTIFY_TOKEN_URL": server.token_url,
+            "SPOTIPY_CLIENT_ID": "test-id",
+            "SPOTIPY_CLIENT_SECRET": "test-secret",
+        }.items():
             mp.setenv(key, value)
         settings = Settings()
         summary = ingest_users(world_user_ids(small_world)[:10], settings=settings, progress=False)
@@ -140,9 +144,7 @@ class _PromotedLater:
     embed_query = embed
 
 
-def test_a_user_added_between_a_promotion_and_the_next_build_is_findable_in_the_index_space(
-    built, small_world, monkeypatch
-):
+def test_a_user_added_between_a_promotion_and_the_next_build_is_findable_in_the_index_space(built, small_world, monkeypatch):
     from soundmates.model import embedder as model_embedder
     from soundmates.pipelines import process_inbox
     from soundmates.recommend import Recommender
@@ -152,8 +154,11 @@ def test_a_user_added_between_a_promotion_and_the_next_build_is_findable_in_the_
     rec = Recommender(settings)
     assert rec.index.manifest()["model_version"] == model_embedder.RAW_FEATURES_VERSION
     served = model_embedder.get_embedder
-    monkeypatch.setattr(model_embedder, "get_embedder",
-                        lambda s=None, version=None: _PromotedLater() if version is None else served(s, version=version))
+    monkeypatch.setattr(
+        model_embedder,
+        "get_embedder",
+        lambda s=None, version=None: _PromotedLater() if version is None else served(s, version=version),
+    )
     newcomer = world_user_ids(small_world)[10]  # not among the ingested first ten
     inbox.add_request(rec.store, newcomer, f"spotify:user:{newcomer}", source="test")
 

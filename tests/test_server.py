@@ -86,8 +86,9 @@ def test_token_endpoint_rejects_bad_clients(spotify_server, data, auth, error):
 
 def test_garbage_basic_header_is_invalid_client(spotify_server):
     server = spotify_server()
-    r = requests.post(server.token_url, data={"grant_type": "client_credentials"},
-                      headers={"Authorization": "Basic !!!not-base64"})
+    r = requests.post(
+        server.token_url, data={"grant_type": "client_credentials"}, headers={"Authorization": "Basic !!!not-base64"}
+    )
     assert r.status_code == 400 and r.json()["error"] == "invalid_client"
 
 
@@ -108,8 +109,9 @@ def test_token_survives_a_server_restart(spotify_server):
     tok = token(first)
     first.stop()
     second = spotify_server()
-    r = requests.get(f"{second.api_url}users/{quote(second.world.user_ids[0], safe='')}",
-                     headers={"Authorization": f"Bearer {tok}"})
+    r = requests.get(
+        f"{second.api_url}users/{quote(second.world.user_ids[0], safe='')}", headers={"Authorization": f"Bearer {tok}"}
+    )
     assert r.status_code == 200
 
 
@@ -198,8 +200,14 @@ def test_paging_across_limits_is_consistent(spotify_server, small_world):
 
 @pytest.mark.parametrize(
     "suffix",
-    ["/playlists?limit=0", "/playlists?limit=51", "/playlists?limit=abc", "/playlists?offset=-1",
-     "/playlists?offset=100001", "/playlists?limit="],
+    [
+        "/playlists?limit=0",
+        "/playlists?limit=51",
+        "/playlists?limit=abc",
+        "/playlists?offset=-1",
+        "/playlists?offset=100001",
+        "/playlists?limit=",
+    ],
 )
 def test_bad_limit_or_offset_is_400(spotify_server, small_world, suffix):
     server = spotify_server()
@@ -281,8 +289,13 @@ def test_development_mode_restrictions(spotify_server, small_world):
     dev = spotify_server(mode="development")
     s = session(dev)
     forbidden = {"error": {"status": 403, "message": "Forbidden"}}
-    for url in (user_url(dev, uid), user_url(dev, uid, "/playlists"), f"{dev.api_url}playlists/{pid}/tracks",
-                f"{dev.api_url}artists?ids={artist_ids[0]}", f"{dev.api_url}tracks?ids={track_ids[0]}"):
+    for url in (
+        user_url(dev, uid),
+        user_url(dev, uid, "/playlists"),
+        f"{dev.api_url}playlists/{pid}/tracks",
+        f"{dev.api_url}artists?ids={artist_ids[0]}",
+        f"{dev.api_url}tracks?ids={track_ids[0]}",
+    ):
         r = s.get(url)
         assert r.status_code == 403 and r.json() == forbidden, url
     # What remains: single artist/track, playlist and /items, without the removed fields.
@@ -387,8 +400,23 @@ def test_cli_serve_until_sigterm(small_world):
     import sys
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "soundmates.cli.main", "spotify", "serve", "--world", str(small_world),
-                             "--port", "0", "--mode", "development"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "soundmates.cli.main",
+            "spotify",
+            "serve",
+            "--world",
+            str(small_world),
+            "--port",
+            "0",
+            "--mode",
+            "development",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 60
         api = None
@@ -396,8 +424,9 @@ def test_cli_serve_until_sigterm(small_world):
             m = re.search(r"at (http://127\.0\.0\.1:\d+/v1/)", proc.stderr.readline())
             api = m.group(1) if m else None
         assert api, "server did not announce its URL"
-        tok = requests.post(api.replace("/v1/", "/api/token"), data={"grant_type": "client_credentials"},
-                            auth=("a", "b")).json()["access_token"]
+        tok = requests.post(api.replace("/v1/", "/api/token"), data={"grant_type": "client_credentials"}, auth=("a", "b")).json()[
+            "access_token"
+        ]
         uid = world_user_ids(small_world)[0]
         r = requests.get(f"{api}users/{quote(uid, safe='')}", headers={"Authorization": f"Bearer {tok}"})
         assert r.status_code == 403  # development mode, as asked
@@ -408,8 +437,11 @@ def test_cli_serve_until_sigterm(small_world):
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["--mode", "sandbox"], "--mode must be one of"), (["--fault-429", "1.5"], "rate_429"),
-     (["--world", "/nonexistent/world"], "world.json is missing")],
+    [
+        (["--mode", "sandbox"], "--mode must be one of"),
+        (["--fault-429", "1.5"], "rate_429"),
+        (["--world", "/nonexistent/world"], "world.json is missing"),
+    ],
 )
 def test_cli_serve_rejects_bad_options(small_world, args, message):
     import subprocess

@@ -31,8 +31,7 @@ def _outcomes(server, urls: list[str]) -> list[str]:
 
 
 def _urls(server, ids: list[str], n: int) -> list[str]:
-    return [f"{server.api_url}users/{quote(ids[i % len(ids)], safe='')}/playlists?limit={1 + i // len(ids)}"
-            for i in range(n)]
+    return [f"{server.api_url}users/{quote(ids[i % len(ids)], safe='')}/playlists?limit={1 + i // len(ids)}" for i in range(n)]
 
 
 def test_fault_rates_match_the_configuration(spotify_server, small_world):
@@ -54,8 +53,9 @@ def test_fault_rates_match_the_configuration(spotify_server, small_world):
 def test_429_carries_retry_after_and_spotify_body(spotify_server, small_world):
     server = spotify_server(faults=FaultConfig(rate_429=1.0, retry_after=7))
     tok = _token(server)
-    r = requests.get(f"{server.api_url}users/{quote(world_user_ids(small_world)[0], safe='')}",
-                     headers={"Authorization": f"Bearer {tok}"})
+    r = requests.get(
+        f"{server.api_url}users/{quote(world_user_ids(small_world)[0], safe='')}", headers={"Authorization": f"Bearer {tok}"}
+    )
     assert r.status_code == 429
     assert r.headers["Retry-After"] == "7"
     assert r.json() == {"error": {"status": 429, "message": "API rate limit exceeded"}}

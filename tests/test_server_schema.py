@@ -13,8 +13,8 @@ from urllib.parse import quote
 import pytest
 import requests
 import yaml
-from openapi_schema_validator import OAS30Validator
 from jsonschema import FormatChecker
+from openapi_schema_validator import OAS30Validator
 
 from soundmates.world.generator import SHOWCASE
 from tests.fixtures.spotify import world_user_ids
@@ -42,8 +42,9 @@ def check(components):
 
     def _check(name: str, instance) -> None:
         if name not in validators:
-            validators[name] = OAS30Validator({"$ref": f"#/components/schemas/{name}", "components": components},
-                                              format_checker=FormatChecker())
+            validators[name] = OAS30Validator(
+                {"$ref": f"#/components/schemas/{name}", "components": components}, format_checker=FormatChecker()
+            )
         errors = sorted(validators[name].iter_errors(instance), key=lambda e: list(e.path))
         assert not errors, f"{name}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
 
@@ -62,13 +63,26 @@ def test_the_validator_catches_wrong_shapes(check):
 def _sample(server, small_world, mode: str) -> dict[str, list]:
     """One pass over every endpoint; returns responses by schema name."""
     s = requests.Session()
-    s.headers["Authorization"] = "Bearer " + requests.post(
-        server.token_url, data={"grant_type": "client_credentials"}, auth=("a", "b")).json()["access_token"]
+    s.headers["Authorization"] = (
+        "Bearer "
+        + requests.post(server.token_url, data={"grant_type": "client_credentials"}, auth=("a", "b")).json()["access_token"]
+    )
     api = server.api_url
     ids = world_user_ids(small_world)
-    out: dict[str, list] = {k: [] for k in ("PublicUserObject", "PagingPlaylistObject", "SimplifiedPlaylistObject",
-                                            "PlaylistObject", "PagingPlaylistTrackObject", "PlaylistTrackObject",
-                                            "TrackObject", "ArtistObject", "odd_rows")}
+    out: dict[str, list] = {
+        k: []
+        for k in (
+            "PublicUserObject",
+            "PagingPlaylistObject",
+            "SimplifiedPlaylistObject",
+            "PlaylistObject",
+            "PagingPlaylistTrackObject",
+            "PlaylistTrackObject",
+            "TrackObject",
+            "ArtistObject",
+            "odd_rows",
+        )
+    }
     full = mode == "full"
     # In development mode the user endpoints are gone: reach playlists through full-mode ids.
     playlist_ids: list[str] = []
@@ -83,6 +97,7 @@ def _sample(server, small_world, mode: str) -> dict[str, list]:
     else:
         playlist_ids = server.sample_playlist_ids
     track_ids, artist_ids = [], []
+
     def is_odd(row: dict) -> bool:
         return row["is_local"] or row["item"] is None
 
@@ -129,8 +144,9 @@ def _validate_all(check, sample, mode: str) -> None:
     assert sample["odd_rows"], "expected local-file and null rows in the sample"
     for row in sample["odd_rows"]:
         item = row["item"]
-        assert item is None or (row["is_local"] and item["is_local"] and item["id"] is None
-                                and item["uri"].startswith("spotify:local:"))
+        assert item is None or (
+            row["is_local"] and item["is_local"] and item["id"] is None and item["uri"].startswith("spotify:local:")
+        )
 
 
 def test_full_mode_responses_validate(spotify_server, small_world, check):

@@ -32,8 +32,12 @@ def spec_validator():
 
 def _session(server) -> requests.Session:
     s = requests.Session()
-    s.headers["Authorization"] = "Bearer " + requests.post(
-        server.token_url, data={"grant_type": "client_credentials"}, auth=("a", "b"), timeout=10).json()["access_token"]
+    s.headers["Authorization"] = (
+        "Bearer "
+        + requests.post(server.token_url, data={"grant_type": "client_credentials"}, auth=("a", "b"), timeout=10).json()[
+            "access_token"
+        ]
+    )
     return s
 
 
@@ -70,17 +74,20 @@ def test_an_exact_name_comes_first_and_a_missing_one_finds_nothing(spotify_serve
     assert empty["artists"]["items"] == [] and empty["artists"]["total"] == 0 and empty["artists"]["next"] is None
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"type": "artist"}, "No search query"),
-    ({"q": "  ", "type": "artist"}, "No search query"),
-    ({"q": "love"}, "Missing parameter type"),
-    ({"q": "love", "type": "artist,singer"}, "Bad search type field"),
-    ({"q": "love", "type": "artist", "limit": "0"}, "Invalid limit"),
-    ({"q": "love", "type": "artist", "limit": "11"}, "Invalid limit"),
-    ({"q": "love", "type": "artist", "limit": "five"}, "Invalid limit"),
-    ({"q": "love", "type": "artist", "offset": "-1"}, "Invalid offset"),
-    ({"q": "love", "type": "artist", "offset": "1001"}, "Invalid offset"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"type": "artist"}, "No search query"),
+        ({"q": "  ", "type": "artist"}, "No search query"),
+        ({"q": "love"}, "Missing parameter type"),
+        ({"q": "love", "type": "artist,singer"}, "Bad search type field"),
+        ({"q": "love", "type": "artist", "limit": "0"}, "Invalid limit"),
+        ({"q": "love", "type": "artist", "limit": "11"}, "Invalid limit"),
+        ({"q": "love", "type": "artist", "limit": "five"}, "Invalid limit"),
+        ({"q": "love", "type": "artist", "offset": "-1"}, "Invalid offset"),
+        ({"q": "love", "type": "artist", "offset": "1001"}, "Invalid offset"),
+    ],
+)
 def test_bad_parameters_get_the_spec_error_body(spotify_server, spec_validator, params, message):
     server = spotify_server()
     r = _session(server).get(f"{server.api_url}search", params=params, timeout=10)

@@ -117,7 +117,7 @@ def test_hopsworks_backend_logs_in_from_settings_and_upserts_with_a_cosine_index
         "playlist_emb": (4, "cosine"),
         "combined": (6, "cosine"),
     }
-    (frame, kwargs), = fg.inserts
+    ((frame, kwargs),) = fg.inserts
     assert kwargs["operation"] == "upsert" and frame["user_id"].tolist() == ["u1"]
     assert version == max(fg.commits)
 
@@ -188,8 +188,17 @@ def test_hopsworks_backend_maps_time_travel_deletes_and_listing_onto_the_sdk(mon
 
     def request(user_id: str, status: str = "pending") -> pd.DataFrame:
         now = pd.Timestamp.now(tz="UTC")
-        return pd.DataFrame({"user_id": [user_id], "ref": f"ref-{user_id}", "status": status, "reason": None,
-                             "source": "test", "requested_at": now, "updated_at": now})
+        return pd.DataFrame(
+            {
+                "user_id": [user_id],
+                "ref": f"ref-{user_id}",
+                "status": status,
+                "reason": None,
+                "source": "test",
+                "requested_at": now,
+                "updated_at": now,
+            }
+        )
 
     fs = InMemoryFeatureStore()
     fake = types.ModuleType("hopsworks")

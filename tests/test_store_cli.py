@@ -17,7 +17,9 @@ runner = CliRunner()
 def profiles(*user_ids: str) -> pd.DataFrame:
     from soundmates.features.schema import USER_PROFILES_SCHEMA
 
-    rows = [{c: None for c in USER_PROFILES_SCHEMA.names} | {"user_id": u, "display_name": u.title(), "n_tracks": 3} for u in user_ids]
+    rows = [
+        {c: None for c in USER_PROFILES_SCHEMA.names} | {"user_id": u, "display_name": u.title(), "n_tracks": 3} for u in user_ids
+    ]
     return pd.DataFrame(rows)
 
 
@@ -38,7 +40,13 @@ def test_store_show_json_lists_groups_with_rows_and_versions():
     out = one_json(result.stdout)
     assert out["backend"] == "embedded"
     groups = {g["name"]: g for g in out["groups"]}
-    assert groups["user_profiles"] == {"name": "user_profiles", "version": 1, "rows": 3, "data_version": v, "primary_key": ["user_id"]}
+    assert groups["user_profiles"] == {
+        "name": "user_profiles",
+        "version": 1,
+        "rows": 3,
+        "data_version": v,
+        "primary_key": ["user_id"],
+    }
     assert "new_users_inbox" not in groups, "the inbox is a queue of its own, not a feature group"
 
 

@@ -471,7 +471,12 @@ def test_inbox_add_is_idempotent_and_requeues_failed(store):
     from soundmates.store import inbox
 
     first = inbox.add_request(store, "u1", "https://open.spotify.com/user/u1", source="dashboard")
-    assert (first.status, first.ref, first.source, first.reason) == ("pending", "https://open.spotify.com/user/u1", "dashboard", None)
+    assert (first.status, first.ref, first.source, first.reason) == (
+        "pending",
+        "https://open.spotify.com/user/u1",
+        "dashboard",
+        None,
+    )
     again = inbox.add_request(store, "u1", "spotify:user:u1", source="cli")
     assert again == first, "re-adding a pending user must not change or duplicate it"
     assert len(inbox.latest(store)) == 1

@@ -107,9 +107,15 @@ DAMAGE = {
 
 
 def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SOUNDMATES_DATA_DIR": str(data_dir), "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {
+        **os.environ,
+        "SOUNDMATES_DATA_DIR": str(data_dir),
+        "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
     env.pop("SOUNDMATES_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "soundmates.cli.main", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "soundmates.cli.main", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 @pytest.mark.parametrize("case", list(DAMAGE))

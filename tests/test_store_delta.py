@@ -18,7 +18,15 @@ from soundmates.store.delta import DeltaFeatureStore
 def inbox_rows(*user_ids: str, status: str = "pending") -> pd.DataFrame:
     now = pd.Timestamp.now(tz="UTC")
     return pd.DataFrame(
-        {"user_id": list(user_ids), "ref": "r", "status": status, "reason": None, "source": "test", "requested_at": now, "updated_at": now}
+        {
+            "user_id": list(user_ids),
+            "ref": "r",
+            "status": status,
+            "reason": None,
+            "source": "test",
+            "requested_at": now,
+            "updated_at": now,
+        }
     )
 
 
@@ -130,7 +138,13 @@ def test_numpy_vectors_convert_exactly_and_lossy_ones_are_refused(tmp_path):
 
     from soundmates.store import GroupSpec, SchemaMismatch, register_group
 
-    schema = pa.schema([pa.field("user_id", pa.string(), nullable=False), pa.field("v", pa.list_(pa.float32())), pa.field("c", pa.list_(pa.int64()))])
+    schema = pa.schema(
+        [
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("v", pa.list_(pa.float32())),
+            pa.field("c", pa.list_(pa.int64())),
+        ]
+    )
     register_group(GroupSpec(name="t_vectors", primary_key=("user_id",), schema=schema))
     store = DeltaFeatureStore(tmp_path / "store")
     frame = pd.DataFrame(

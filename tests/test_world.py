@@ -281,8 +281,20 @@ def test_taste_neighbours_share_music(world_300):
 # --- CLI -----------------------------------------------------------------------------------------
 def test_cli_generate_json_and_describe(tmp_path):
     out = tmp_path / "w"
-    cmd = [sys.executable, "-m", "soundmates.cli.main", "world", "generate", "--users", "50", "--seed", "3",
-           "--out", str(out), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "soundmates.cli.main",
+        "world",
+        "generate",
+        "--users",
+        "50",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--json",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
@@ -291,10 +303,18 @@ def test_cli_generate_json_and_describe(tmp_path):
     assert summary["users"] == 50 and summary["seed"] == 3
     assert len(world_user_ids(out)) == 50
     uid = world_user_ids(out)[4]
-    res = subprocess.run([sys.executable, "-m", "soundmates.cli.main", "world", "describe", uid, "--world", str(out),
-                          "--json"], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "soundmates.cli.main", "world", "describe", uid, "--world", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["user_id"] == uid
-    res = subprocess.run([sys.executable, "-m", "soundmates.cli.main", "world", "generate", "--users", "0",
-                          "--out", str(out)], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "soundmates.cli.main", "world", "generate", "--users", "0", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode != 0 and "--users must be" in res.stderr

@@ -71,7 +71,7 @@ def _collapse(record: logging.LogRecord) -> logging.LogRecord:
     if record.exc_info and record.exc_info[1] is not None and not is_debug():
         try:
             message = record.getMessage()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a record that cannot format must still be logged
             message = str(record.msg)
         record.msg = f"{message} ({describe(record.exc_info[1])})"
         record.args = None
@@ -95,7 +95,7 @@ class _StderrHandler(logging.Handler):
         try:
             sys.stderr.write(self.format(record) + "\n")
             sys.stderr.flush()
-        except Exception:
+        except Exception:  # noqa: BLE001 - logging.Handler contract: handleError reports it
             self.handleError(record)
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -79,7 +79,7 @@ class Profile(BaseModel):
     user_id: str
     display_name: str | None = None
     source: str = "spotify"  # spotify | export | oauth | hetrec | ...
-    fetched_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    fetched_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
     playlists: list[Playlist] = Field(default_factory=list)
     tracks: dict[str, Track] = Field(default_factory=dict)
     artists: dict[str, Artist] = Field(default_factory=dict)
@@ -202,8 +202,9 @@ class ProfileRepository:
             log.warning("corrupt profile file %s could not be moved aside: %s", path, exc)
             return None
         self._valid.pop(path.name, None)
-        log.warning("corrupt profile file %s moved to %s (%s); the user will be fetched again",
-                    path.name, target, one_line(why, 200))
+        log.warning(
+            "corrupt profile file %s moved to %s (%s); the user will be fetched again", path.name, target, one_line(why, 200)
+        )
         return target
 
     def exists(self, user_id: str) -> bool:

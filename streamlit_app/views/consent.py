@@ -76,8 +76,12 @@ show_entry(entry)
 
 add_col, remove_col, _ = st.columns([1, 1, 2])
 with add_col:
-    if st.button("Add me to Soundmates", type="primary", key="consent_add",
-                 disabled=entry is not None and entry.status in ("pending", "processing")):
+    if st.button(
+        "Add me to Soundmates",
+        type="primary",
+        key="consent_add",
+        disabled=entry is not None and entry.status in ("pending", "processing"),
+    ):
         try:
             added = rec.add(ref)
         except RecommendError as exc:
@@ -90,7 +94,9 @@ with remove_col:
         st.session_state[CONFIRM_KEY] = ref
 
 if st.session_state.get(CONFIRM_KEY) == ref:
-    st.warning("This deletes your stored profile and features and takes you out of everyone's matches.", icon=":material/warning:")
+    st.warning(
+        "This deletes your stored profile and features and takes you out of everyone's matches.", icon=":material/warning:"
+    )
     yes_col, no_col, _ = st.columns([1, 1, 2])
     if yes_col.button("Yes, delete my data", type="primary", key="consent_remove_confirm"):
         st.session_state.pop(CONFIRM_KEY, None)

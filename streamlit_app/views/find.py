@@ -27,7 +27,12 @@ with st.form("find_form", border=False):
     with st.expander("Options"):
         k = st.slider("How many matches", min_value=1, max_value=30, value=10, key="find_k")
         diversity = st.slider(
-            "Variety", min_value=0.0, max_value=1.0, value=0.0, step=0.1, key="find_diversity",
+            "Variety",
+            min_value=0.0,
+            max_value=1.0,
+            value=0.0,
+            step=0.1,
+            key="find_diversity",
             help="0 = strictly the closest people; higher = matches that also differ from each other.",
         )
 

@@ -30,7 +30,8 @@ you = result.user_id if result is not None else None
 matches = [m.user_id for m in result.matches] if result is not None else []
 st.plotly_chart(
     charts.user_map_figure(data.user_ids, data.display_names, data.x, data.y, you=you, matches=matches),
-    key="user_map", width="stretch",
+    key="user_map",
+    width="stretch",
 )
 notes = [f"{len(data.user_ids):,} users"]
 if data.explained_variance:

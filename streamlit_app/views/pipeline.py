@@ -47,27 +47,42 @@ st.subheader("Model")
 served = status.embedder
 evaluation = status.evaluation
 if served is not None:
-    st.markdown(f"Matches are served by **{served.name}** (version `{served.version}`)."
-                + (f" {evaluation.reason}." if evaluation is not None and evaluation.reason else ""))
+    st.markdown(
+        f"Matches are served by **{served.name}** (version `{served.version}`)."
+        + (f" {evaluation.reason}." if evaluation is not None and evaluation.reason else "")
+    )
 if evaluation is not None and evaluation.methods:
     methods = {name: s.metrics for name, s in evaluation.methods.items()}
     try:
-        figure = charts.evaluation_figure(methods, evaluation.served,
-                                          ci95={name: s.ci95 for name, s in evaluation.methods.items()})
+        figure = charts.evaluation_figure(
+            methods, evaluation.served, ci95={name: s.ci95 for name, s in evaluation.methods.items()}
+        )
     except ValueError:
         figure = None  # none of the taste metrics recorded: the table below still shows what was
     if figure is not None:
         st.plotly_chart(figure, key="evaluation_chart", width="stretch")
     shown = [m for m in charts.TASTE_METRICS if any(m in v for v in methods.values())] or sorted(
-        {m for v in methods.values() for m in v})
-    rows = [{"method": name + (" (served)" if name == evaluation.served else ""),
-             **{m: ui.with_interval(methods[name].get(m), evaluation.methods[name].ci95.get(m)) for m in shown}}
-            for name in sorted(methods, key=lambda n: (n != evaluation.served, n))]
+        {m for v in methods.values() for m in v}
+    )
+    served_method = evaluation.served
+    rows = [
+        {
+            "method": name + (" (served)" if name == evaluation.served else ""),
+            **{m: ui.with_interval(methods[name].get(m), evaluation.methods[name].ci95.get(m)) for m in shown},
+        }
+        for name in sorted(methods, key=lambda n: (n != served_method, n))
+    ]
     st.dataframe(pd.DataFrame(rows, columns=["method", *shown]), hide_index=True, width="stretch", key="evaluation_table")
     st.caption(ui.evaluation_caption(evaluation))
 else:
-    st.caption("No evaluation recorded" + (" for this model: run 'soundmates evaluate'." if status.model_version
-                                          else ": no model trained yet (the index uses raw features)."))
+    st.caption(
+        "No evaluation recorded"
+        + (
+            " for this model: run 'soundmates evaluate'."
+            if status.model_version
+            else ": no model trained yet (the index uses raw features)."
+        )
+    )
 
 st.subheader("New-users inbox")
 counts = status.inbox_counts
@@ -78,16 +93,28 @@ d_col.metric("Done", counts.get("done", 0))
 f_col.metric("Failed", counts.get("failed", 0))
 for label, status_name in (("Waiting requests", "pending"), ("Failed requests, with the reason", "failed")):
     if counts.get(status_name, 0):
-        rows = inbox_view.inbox_requests(rec, status_name)
+        requests = inbox_view.inbox_requests(rec, status_name)
         with st.expander(f"{label} ({counts[status_name]})", expanded=status_name == "failed"):
-            if not rows:
+            if not requests:
                 st.caption("This store cannot list the requests.")
                 continue
             st.dataframe(
-                pd.DataFrame([{"user": e.user_id, "ref": e.ref, "reason": e.reason, "source": e.source,
-                               "updated": ui.when_text(e.updated_at)} for e in rows],
-                             columns=["user", "ref", "reason", "source", "updated"]),
-                hide_index=True, width="stretch", key=f"inbox_{status_name}",
+                pd.DataFrame(
+                    [
+                        {
+                            "user": e.user_id,
+                            "ref": e.ref,
+                            "reason": e.reason,
+                            "source": e.source,
+                            "updated": ui.when_text(e.updated_at),
+                        }
+                        for e in requests
+                    ],
+                    columns=["user", "ref", "reason", "source", "updated"],
+                ),
+                hide_index=True,
+                width="stretch",
+                key=f"inbox_{status_name}",
             )
 
 st.subheader("Recent DAG runs")
@@ -103,17 +130,29 @@ def _recent_runs(url: str) -> list[airflow_api.DagRun]:
 try:
     runs = _recent_runs(airflow_url)
 except airflow_api.AirflowUnavailable as exc:
-    st.info(f"No DAG runs to show: {exc}\n\n"
-            "Start it with `make run`, or point `SOUNDMATES_AIRFLOW_URL` at your Airflow.", icon=":material/cloud_off:")
+    st.info(
+        f"No DAG runs to show: {exc}\n\nStart it with `make run`, or point `SOUNDMATES_AIRFLOW_URL` at your Airflow.",
+        icon=":material/cloud_off:",
+    )
 else:
     if not runs:
         st.caption(f"Airflow at {airflow_url} has no DAG runs yet.")
     else:
         st.dataframe(
             pd.DataFrame(
-                [{"DAG": r.dag_id, "run": r.run_id, "state": r.state, "type": r.run_type,
-                  "run after": r.run_after, "duration (s)": r.duration_s} for r in runs]
+                [
+                    {
+                        "DAG": r.dag_id,
+                        "run": r.run_id,
+                        "state": r.state,
+                        "type": r.run_type,
+                        "run after": r.run_after,
+                        "duration (s)": r.duration_s,
+                    }
+                    for r in runs
+                ]
             ),
-            hide_index=True, width="stretch",
+            hide_index=True,
+            width="stretch",
         )
         st.caption(f"From {airflow_url}")

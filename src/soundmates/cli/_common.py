@@ -38,8 +38,10 @@ def error_message(exc: BaseException) -> str:
     if isinstance(exc, MemoryError):
         return "out of memory (is the input far larger than expected?); rerun with --debug for details"
     if isinstance(exc, OSError) and exc.filename is not None:
-        return (f"unexpected error: {exc.strerror or type(exc).__name__}: {one_line(exc.filename, 200)}; "
-                "rerun with --debug for details")
+        return (
+            f"unexpected error: {exc.strerror or type(exc).__name__}: {one_line(exc.filename, 200)}; "
+            "rerun with --debug for details"
+        )
     return f"unexpected error: {describe(exc)}; rerun with --debug for details"
 
 

@@ -19,9 +19,11 @@ from ._common import fail as _fail
 
 DEFAULT_PORT = 8888
 
-_DONE_PAGE = (b"<!doctype html><html><head><meta charset='utf-8'><title>Soundmates</title></head><body>"
-              b"<h1 id='connect-done'>Soundmates received Spotify's answer.</h1>"
-              b"<p>You can close this tab and go back to the terminal.</p></body></html>")
+_DONE_PAGE = (
+    b"<!doctype html><html><head><meta charset='utf-8'><title>Soundmates</title></head><body>"
+    b"<h1 id='connect-done'>Soundmates received Spotify's answer.</h1>"
+    b"<p>You can close this tab and go back to the terminal.</p></body></html>"
+)
 
 
 class RedirectListener:
@@ -44,10 +46,10 @@ class RedirectListener:
         class Handler(BaseHTTPRequestHandler):
             timeout = self.CLIENT_TIMEOUT_S  # StreamRequestHandler: the connection's socket timeout
 
-            def log_message(self, format, *args):  # noqa: A002 - the query holds the code: never log it
+            def log_message(self, format, *args):
                 pass
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 q = parse_qs(urlsplit(self.path).query)
                 if got or ("code" not in q and "error" not in q):
                     self.send_error(404)
@@ -93,8 +95,13 @@ class RedirectListener:
 
 
 def connect_cmd(
-    port: int = typer.Option(DEFAULT_PORT, "--port", min=1, max=65535,
-                             help="Loopback port of the redirect URI http://127.0.0.1:PORT/ (register it in your Spotify app)."),
+    port: int = typer.Option(
+        DEFAULT_PORT,
+        "--port",
+        min=1,
+        max=65535,
+        help="Loopback port of the redirect URI http://127.0.0.1:PORT/ (register it in your Spotify app).",
+    ),
     timeout: float = typer.Option(300.0, "--timeout", min=1.0, help="Seconds to wait for the login."),
     matches: int = typer.Option(0, "--matches", min=0, max=100, help="Also show this many soundmates (needs a built index)."),
     add: bool = typer.Option(False, "--add", help="Consent: store the profile and queue it for the pipeline."),
@@ -121,8 +128,11 @@ def connect_cmd(
         fail(str(exc))
         return
     out = sys.stderr if as_json else sys.stdout
-    print(f"Open this URL in a browser and log in to Spotify:\n{url}\nWaiting for the redirect to "
-          f"{flow.redirect_uri} ...", file=out, flush=True)
+    print(
+        f"Open this URL in a browser and log in to Spotify:\n{url}\nWaiting for the redirect to {flow.redirect_uri} ...",
+        file=out,
+        flush=True,
+    )
     try:
         got = listener.wait(timeout)
         account = flow.finish(code=got.get("code"), state=got.get("state"), error=got.get("error"))
@@ -160,8 +170,9 @@ def connect_cmd(
         typer.echo(f"  {m['score']:.3f}  {m['display_name'] or m['user_id']}  https://open.spotify.com/user/{m['user_id']}")
     for w in result.get("warnings", []):
         typer.echo(f"warning: {w}", err=True)
-    typer.echo("Stored and queued for the pipeline." if result["stored"] else
-               "Nothing stored (run again with --add to add yourself).")
+    typer.echo(
+        "Stored and queued for the pipeline." if result["stored"] else "Nothing stored (run again with --add to add yourself)."
+    )
 
 
 def register(app: typer.Typer) -> None:

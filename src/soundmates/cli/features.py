@@ -22,10 +22,10 @@ def build(
 
     try:
         summary = build_features(user_ids=list(user) if user else None, force=force)
-    except Exception as exc:  # a whole-stage failure (store or encoder down): say what, exit non-zero
+    except Exception as exc:  # noqa: BLE001 - a whole-stage failure (store or encoder down): say what, exit non-zero
         if as_json:
             emit_json({"error": f"{type(exc).__name__}: {exc}"})
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
         fail(f"features build failed: {type(exc).__name__}: {exc}", code=1)
         return
     if as_json:

@@ -13,7 +13,12 @@ index_app = typer.Typer(
 @index_app.command("build")
 def build(
     n_trees: int = typer.Option(None, "--n-trees", min=1, help="Annoy trees; default: chosen from the number of users."),
-    search_k: int = typer.Option(None, "--search-k", min=1, help="Annoy: nodes inspected per query; Voyager: query ef. Default: calibrated so recall@10 >= 0.95."),
+    search_k: int = typer.Option(
+        None,
+        "--search-k",
+        min=1,
+        help="Annoy: nodes inspected per query; Voyager: query ef. Default: calibrated so recall@10 >= 0.95.",
+    ),
     backend: str = typer.Option(None, "--backend", help="annoy or voyager; default: $SOUNDMATES_INDEX_BACKEND, else annoy."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (version, count, parameters) on stdout."),
 ) -> None:
@@ -26,10 +31,10 @@ def build(
         fail(f"unknown index backend {backend!r}: choose one of {', '.join(BACKENDS)}", code=2)
     try:
         summary = build_index(n_trees=n_trees, search_k=search_k, progress=True, backend=backend)
-    except Exception as exc:  # say what failed; the previously published version keeps serving
+    except Exception as exc:  # noqa: BLE001 - say what failed; the previously published version keeps serving
         if as_json:
             emit_json({"error": f"{type(exc).__name__}: {exc}"})
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
         fail(" ".join(f"index build failed: {exc}".split()), code=1)
         return
     if as_json:
@@ -56,7 +61,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
         if as_json:
             kind = "removals_unreadable" if isinstance(exc, RemovalsUnreadable) else "index_corrupt"
             emit_json({"error": str(exc), "kind": kind})
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
         fail(str(exc), code=1)
         return
     if as_json:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -40,8 +39,10 @@ def read_ref_file(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
                 piece = fh.readline(_CHUNK)  # skip the rest of the line, in bounded pieces
                 total += len(piece)
             if total > MAX_REF_FILE_BYTES:
-                raise ValueError(f"--file {path} is larger than {MAX_REF_FILE_BYTES >> 20} MiB, far more than a list "
-                                 "of profile references; give a file with one reference per line")
+                raise ValueError(
+                    f"--file {path} is larger than {MAX_REF_FILE_BYTES >> 20} MiB, far more than a list "
+                    "of profile references; give a file with one reference per line"
+                )
             if overlong:
                 bad.append((f"line {number}", f"longer than {MAX_REF_LINE_BYTES} bytes: not a profile reference"))
                 continue
@@ -58,9 +59,18 @@ def read_ref_file(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def ingest(
-    refs: Optional[list[str]] = typer.Argument(None, help="Profile references: https://open.spotify.com/user/ID, spotify:user:ID or a bare ID."),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="A file with one reference per line (blank lines and # comments ignored), e.g. a world's users.txt."),
-    refresh: bool = typer.Option(False, "--refresh", help="Fetch users again even if their profile is stored (raw pages are refetched too)."),
+    refs: list[str] | None = typer.Argument(
+        None, help="Profile references: https://open.spotify.com/user/ID, spotify:user:ID or a bare ID."
+    ),
+    file: Path | None = typer.Option(
+        None,
+        "--file",
+        "-f",
+        help="A file with one reference per line (blank lines and # comments ignored), e.g. a world's users.txt.",
+    ),
+    refresh: bool = typer.Option(
+        False, "--refresh", help="Fetch users again even if their profile is stored (raw pages are refetched too)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the summary) on stdout."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
 ) -> None:
@@ -91,7 +101,9 @@ def ingest(
     from soundmates.spotify.ingest import FailedRef, IngestSummary
 
     try:
-        summary = ingest_users(all_refs, settings=get_settings(), refresh=refresh, progress=progress) if all_refs else IngestSummary()
+        summary = (
+            ingest_users(all_refs, settings=get_settings(), refresh=refresh, progress=progress) if all_refs else IngestSummary()
+        )
     except (MissingCredentials, AuthenticationFailed) as exc:
         fail(exc.reason)
         return
@@ -109,8 +121,10 @@ def ingest(
         typer.echo(f"  failed {one_line(f.ref, 200)}: {one_line(f.reason, 600)}")
     if summary.deferred:
         wait = max(d.retry_after_s for d in summary.deferred)
-        typer.echo(f"  deferred {len(summary.deferred)} user(s): Spotify asked to wait; run the same command again "
-                   f"in {wait:.0f} s to resume them (pages already fetched are kept)")
+        typer.echo(
+            f"  deferred {len(summary.deferred)} user(s): Spotify asked to wait; run the same command again "
+            f"in {wait:.0f} s to resume them (pages already fetched are kept)"
+        )
 
 
 def register(app: typer.Typer) -> None:

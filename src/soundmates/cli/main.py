@@ -51,10 +51,12 @@ _STAGE_MODULES = (
     "store",
 )
 
+
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", envvar="SOUNDMATES_DEBUG",
-                               help="Show full tracebacks of errors (also SOUNDMATES_DEBUG=1)."),
+    debug: bool = typer.Option(
+        False, "--debug", envvar="SOUNDMATES_DEBUG", help="Show full tracebacks of errors (also SOUNDMATES_DEBUG=1)."
+    ),
 ) -> None:
     """Soundmates: find the people whose music taste is closest to yours."""
     from soundmates.logs import configure_logging
@@ -80,7 +82,7 @@ def main() -> None:  # pragma: no cover - console script
         app()
     except (SystemExit, KeyboardInterrupt):
         raise
-    except Exception as exc:  # raised before a command ran (e.g. while loading the commands)
+    except Exception as exc:  # noqa: BLE001 - raised before a command ran (e.g. while loading the commands)
         try:
             report_error(exc)  # re-raises under --debug
         except typer.Exit as done:

@@ -60,9 +60,10 @@ def recommend(
 def add(
     ref: str = typer.Argument(..., help="Spotify profile link, spotify:user:ID URI, or user ID."),
     restore_removed: bool = typer.Option(
-        False, "--restore-removed",
+        False,
+        "--restore-removed",
         help="Operator only, after checking with the owner: queue a profile its owner removed. It is fetched "
-             "afresh and findable only once the pipeline has run; nothing removed comes back.",
+        "afresh and findable only once the pipeline has run; nothing removed comes back.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:

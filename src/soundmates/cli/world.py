@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -28,7 +27,7 @@ def _default_world_dir() -> Path:
 def generate(
     users: int = typer.Option(1000, "--users", "-n", help="Number of users (1 .. 1,000,000)."),
     seed: int = typer.Option(7, "--seed", "-s", help="Random seed: the same seed gives the same world, byte for byte."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="World directory (default: $SOUNDMATES_DATA_DIR/world)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="World directory (default: $SOUNDMATES_DATA_DIR/world)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the world summary) on stdout."),
 ) -> None:
     """Write users.txt, world.json and the hidden ground truth of a deterministic world."""
@@ -48,8 +47,13 @@ def generate(
     started = time.perf_counter()
     with tqdm(total=users, unit="user", desc="world", file=sys.stderr, disable=users < 20_000) as bar:
         meta = generate_world(out_dir, users, seed, progress=bar.update)
-    summary = {"world": str(out_dir), "users": meta["users"], "seed": meta["seed"],
-               "users_file": str(out_dir / "users.txt"), "seconds": round(time.perf_counter() - started, 3)}
+    summary = {
+        "world": str(out_dir),
+        "users": meta["users"],
+        "seed": meta["seed"],
+        "users_file": str(out_dir / "users.txt"),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
     if as_json:
         emit_json(summary)
     else:
@@ -59,7 +63,7 @@ def generate(
 @world_app.command("describe")
 def describe(
     user_id: str = typer.Argument(..., help="A user id exactly as in users.txt."),
-    world: Optional[Path] = typer.Option(None, "--world", "-w", help="World directory (default: $SOUNDMATES_DATA_DIR/world)."),
+    world: Path | None = typer.Option(None, "--world", "-w", help="World directory (default: $SOUNDMATES_DATA_DIR/world)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """What the server will serve for one user: playlists, items, episodes, local files, null rows."""
@@ -81,7 +85,7 @@ def describe(
 
 @spotify_app.command("serve")
 def serve(
-    world: Optional[Path] = typer.Option(None, "--world", "-w", help="World directory (default: $SOUNDMATES_DATA_DIR/world)."),
+    world: Path | None = typer.Option(None, "--world", "-w", help="World directory (default: $SOUNDMATES_DATA_DIR/world)."),
     port: int = typer.Option(8765, "--port", "-p", help="TCP port (0 = any free port)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (keep it on loopback)."),
     mode: str = typer.Option("full", "--mode", help="full (extended quota) or development (Feb 2026 restrictions)."),
@@ -100,8 +104,14 @@ def serve(
     if mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     try:
-        faults = FaultConfig(rate_429=fault_429, rate_5xx=fault_5xx, rate_drop=fault_drop, retry_after=retry_after,
-                             latency_ms=latency_ms, seed=fault_seed)
+        faults = FaultConfig(
+            rate_429=fault_429,
+            rate_5xx=fault_5xx,
+            rate_drop=fault_drop,
+            retry_after=retry_after,
+            latency_ms=latency_ms,
+            seed=fault_seed,
+        )
     except ValueError as exc:
         fail(str(exc))
     world_dir = world or _default_world_dir()

@@ -36,8 +36,16 @@ class ExportError(ValueError):
 # bad CRC / truncated (BadZipFile, EOFError), a damaged deflate, bzip2 or lzma stream (zlib.error,
 # OSError, lzma.LZMAError), the encrypted flag (RuntimeError), an unsupported compression method
 # (NotImplementedError), undecodable member names (UnicodeDecodeError, a ValueError).
-ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, RuntimeError,
-                  NotImplementedError, OSError, ValueError)
+ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+    OSError,
+    ValueError,
+)
 
 
 def _refuse_constant(name: str) -> float:
@@ -113,16 +121,22 @@ class ExportSource:
                 continue
             size = f.stat().st_size
             if size > MAX_MEMBER_BYTES:
-                raise ExportError(f"{f.name} is {size / 2**20:.0f} MiB, far larger than any real export file (limit {MAX_MEMBER_BYTES >> 20} MiB)")
+                raise ExportError(
+                    f"{f.name} is {size / 2**20:.0f} MiB, far larger than any real export file (limit {MAX_MEMBER_BYTES >> 20} MiB)"
+                )
             total += size
             if total > MAX_TOTAL_BYTES:
-                raise ExportError(f"the folder holds more than {MAX_TOTAL_BYTES >> 30} GiB of JSON, far more than any real export")
+                raise ExportError(
+                    f"the folder holds more than {MAX_TOTAL_BYTES >> 30} GiB of JSON, far more than any real export"
+                )
             self._files.setdefault(f.name, (str(f), size))
 
     def _scan_zip(self) -> None:
         size = self.path.stat().st_size
         if size > MAX_ARCHIVE_BYTES:
-            raise ExportError(f"{self.path.name} is {size / 2**20:.0f} MiB, larger than any real Spotify export (limit {MAX_ARCHIVE_BYTES >> 20} MiB)")
+            raise ExportError(
+                f"{self.path.name} is {size / 2**20:.0f} MiB, larger than any real Spotify export (limit {MAX_ARCHIVE_BYTES >> 20} MiB)"
+            )
         if not zipfile.is_zipfile(self.path):
             raise ExportError(f"{self.path.name} is not a ZIP archive (expected the ZIP Spotify sends, or its unpacked folder)")
         try:
@@ -132,19 +146,27 @@ class ExportSource:
             raise ExportError(f"{self.path.name} is a damaged ZIP archive: {exc}") from None
         self._zip = zf
         if len(infos) > MAX_MEMBERS:
-            raise ExportError(f"{self.path.name} has {len(infos)} entries; a Spotify export has a few dozen (limit {MAX_MEMBERS})")
+            raise ExportError(
+                f"{self.path.name} has {len(infos)} entries; a Spotify export has a few dozen (limit {MAX_MEMBERS})"
+            )
         total = 0
         for info in infos:
             _check_member_name(info.filename)
             if info.is_dir() or not info.filename.lower().endswith(".json"):
                 continue
             if info.file_size > MAX_MEMBER_BYTES:
-                raise ExportError(f"{info.filename} unpacks to {info.file_size / 2**20:.0f} MiB, far larger than any real export file (limit {MAX_MEMBER_BYTES >> 20} MiB)")
+                raise ExportError(
+                    f"{info.filename} unpacks to {info.file_size / 2**20:.0f} MiB, far larger than any real export file (limit {MAX_MEMBER_BYTES >> 20} MiB)"
+                )
             if info.compress_size and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO:
-                raise ExportError(f"{info.filename} expands {info.file_size // max(info.compress_size, 1)}x: refusing a likely ZIP bomb")
+                raise ExportError(
+                    f"{info.filename} expands {info.file_size // max(info.compress_size, 1)}x: refusing a likely ZIP bomb"
+                )
             total += info.file_size
             if total > MAX_TOTAL_BYTES:
-                raise ExportError(f"the archive unpacks to more than {MAX_TOTAL_BYTES >> 30} GiB of JSON: refusing a likely ZIP bomb")
+                raise ExportError(
+                    f"the archive unpacks to more than {MAX_TOTAL_BYTES >> 30} GiB of JSON: refusing a likely ZIP bomb"
+                )
             base = PurePosixPath(info.filename).name
             self._files.setdefault(base, (info.filename, info.file_size))
 
@@ -161,11 +183,14 @@ class ExportSource:
             except RuntimeError as exc:  # the encrypted flag: zipfile wants a password
                 raise ExportError(f"{f.location} is encrypted; Spotify's exports are not: unpack it yourself ({exc})") from None
             except NotImplementedError as exc:
-                raise ExportError(f"{f.location} uses a compression method that cannot be read ({exc}); "
-                                  "re-pack the folder as a plain ZIP or give the unpacked folder") from None
+                raise ExportError(
+                    f"{f.location} uses a compression method that cannot be read ({exc}); "
+                    "re-pack the folder as a plain ZIP or give the unpacked folder"
+                ) from None
             except ARCHIVE_ERRORS as exc:
-                raise ExportError(f"{f.location} is damaged in the archive ({type(exc).__name__}: {exc}); "
-                                  "download the export again") from None
+                raise ExportError(
+                    f"{f.location} is damaged in the archive ({type(exc).__name__}: {exc}); download the export again"
+                ) from None
             if len(data) > MAX_MEMBER_BYTES:
                 raise ExportError(f"{f.location} unpacks to more than {MAX_MEMBER_BYTES >> 20} MiB: refusing a likely ZIP bomb")
         else:

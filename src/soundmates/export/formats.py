@@ -97,18 +97,18 @@ def _play_ms(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _count_play(out: ParsedExport, ms: int | None, missing: str) -> bool:
-    """Whether a play of ``ms`` is kept; skipped plays are counted under their reason."""
-    if ms is None:
+def _kept_play(out: ParsedExport, track: TrackRef | None, ms: int | None, missing: str) -> Play | None:
+    """The play of ``track`` for ``ms``, or None when skipped; skipped plays are counted under their reason."""
+    if track is None or ms is None:
         out.skip(missing)
-        return False
+        return None
     if ms < MIN_PLAY_MS:
         out.skip("play under 30 s")
-        return False
+        return None
     if ms > MAX_PLAY_MS:
         out.skip("play longer than a day (impossible duration)")
-        return False
-    return True
+        return None
+    return Play(track, ms)
 
 
 def _expect(data: Any, typ: type, f: ExportFile, what: str) -> Any:
@@ -171,11 +171,10 @@ def _parse_account_history(data: Any, f: ExportFile, out: ParsedExport) -> None:
             out.skip("null row")
             continue
         name, artist = _text(row.get("trackName")), _text(row.get("artistName"))
-        ms = _play_ms(row.get("msPlayed"))
-        if not name or not artist:
-            ms = None
-        if _count_play(out, ms, "play without track, artist or duration"):
-            out.plays.append(Play(TrackRef(name, artist), ms))
+        track = TrackRef(name, artist) if name and artist else None
+        play = _kept_play(out, track, _play_ms(row.get("msPlayed")), "play without track, artist or duration")
+        if play is not None:
+            out.plays.append(play)
 
 
 def _parse_extended_history(data: Any, f: ExportFile, out: ParsedExport) -> None:
@@ -191,13 +190,13 @@ def _parse_extended_history(data: Any, f: ExportFile, out: ParsedExport) -> None
             continue
         name = _text(row.get("master_metadata_track_name"))
         artist = _text(row.get("master_metadata_album_artist_name"))
-        ms = _play_ms(row.get("ms_played"))
-        if not name or not artist:
-            ms = None
-        if not _count_play(out, ms, "null row"):
-            continue
-        track = TrackRef(name, artist, _text(row.get("master_metadata_album_album_name")), uri_id(row.get("spotify_track_uri"), "track"))
-        out.plays.append(Play(track, ms))
+        track = None
+        if name and artist:
+            album = _text(row.get("master_metadata_album_album_name"))
+            track = TrackRef(name, artist, album, uri_id(row.get("spotify_track_uri"), "track"))
+        play = _kept_play(out, track, _play_ms(row.get("ms_played")), "null row")
+        if play is not None:
+            out.plays.append(play)
 
 
 def _parse_userdata(data: Any, f: ExportFile, out: ParsedExport) -> None:

@@ -73,7 +73,8 @@ def musicbrainz_lookup(base_url: str, user_agent: str = "Soundmates/0.1 (local)"
 
     def lookup(name: str) -> list[str] | None:
         limiter.wait()
-        r = session.get(f"{base_url.rstrip('/')}/artist/", params={"query": f'artist:"{name}"', "fmt": "json", "limit": 1}, timeout=10)
+        params: dict[str, str | int] = {"query": f'artist:"{name}"', "fmt": "json", "limit": 1}
+        r = session.get(f"{base_url.rstrip('/')}/artist/", params=params, timeout=10)
         r.raise_for_status()
         artists = r.json().get("artists") or []
         if not artists or normalize_artist_name(artists[0].get("name", "")) != normalize_artist_name(name):
@@ -92,7 +93,9 @@ def lastfm_lookup(api_key: str, base_url: str = "https://ws.audioscrobbler.com/2
 
     def lookup(name: str) -> list[str] | None:
         limiter.wait()
-        r = session.get(base_url, params={"method": "artist.getTopTags", "artist": name, "api_key": api_key, "format": "json"}, timeout=10)
+        r = session.get(
+            base_url, params={"method": "artist.getTopTags", "artist": name, "api_key": api_key, "format": "json"}, timeout=10
+        )
         r.raise_for_status()
         tags = (r.json().get("toptags") or {}).get("tag") or []
         return [t["name"].lower() for t in tags[:5] if t.get("name")] or None
@@ -154,7 +157,7 @@ class GenreResolver:
         for source, lookup in sources:
             try:
                 found = lookup(name)
-            except Exception:  # an unreachable optional source must not fail an import
+            except Exception:  # noqa: BLE001 - an unreachable optional source must not fail an import
                 continue
             if found:
                 return Resolution(found, source)

@@ -50,8 +50,10 @@ class ArtistIdResolver:
         self._db = sqlite3.connect(cache_path, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # artist_id NULL: the API was asked and knows no artist of that name.
-        self._db.execute("CREATE TABLE IF NOT EXISTS artist_ids "
-                         "(api TEXT NOT NULL, name TEXT NOT NULL, artist_id TEXT, resolved_at REAL NOT NULL, PRIMARY KEY (api, name))")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS artist_ids "
+            "(api TEXT NOT NULL, name TEXT NOT NULL, artist_id TEXT, resolved_at REAL NOT NULL, PRIMARY KEY (api, name))"
+        )
         self._db.commit()
 
     def resolve(self, name: str) -> str:

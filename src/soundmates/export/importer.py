@@ -34,10 +34,16 @@ class ImportSummary(BaseModel):
     skipped: dict[str, int]
     genre_coverage: float = Field(description="share of plays (or rows) whose artist got genres")
     genre_sources: dict[str, int]
-    artist_id_sources: dict[str, int] = Field(default_factory=dict, description=(
-        "how artists named only by name got their id: cache, search (the API found it), "
-        "not_found / name_key (a name key: the API found nothing, or was not configured or refused)"))
-    spotify_search_unavailable: str | None = Field(default=None, description="why the API was not asked for the rest of the import")
+    artist_id_sources: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            "how artists named only by name got their id: cache, search (the API found it), "
+            "not_found / name_key (a name key: the API found nothing, or was not configured or refused)"
+        ),
+    )
+    spotify_search_unavailable: str | None = Field(
+        default=None, description="why the API was not asked for the rest of the import"
+    )
     elapsed_s: float
 
 
@@ -49,8 +55,10 @@ def _stable_id(prefix: str, *parts: str) -> str:
 def _checked_id(user_id: str, where: str) -> str:
     problem = user_id_problem(user_id)
     if problem is not None:
-        raise ExportError(f"{where} {one_line(repr(user_id), 80)} cannot be a user id: {problem}; "
-                          "store the export under another id with --user-id ID (letters, digits, . _ # + -)")
+        raise ExportError(
+            f"{where} {one_line(repr(user_id), 80)} cannot be a user id: {problem}; "
+            "store the export under another id with --user-id ID (letters, digits, . _ # + -)"
+        )
     return user_id
 
 
@@ -97,13 +105,16 @@ class _Builder:
         return tid
 
 
-def build_profile(parsed: ParsedExport, user_id: str, resolver: GenreResolver | None,
-                  ids: ArtistIdResolver | None = None) -> tuple[Profile, dict[str, int]]:
+def build_profile(
+    parsed: ParsedExport, user_id: str, resolver: GenreResolver | None, ids: ArtistIdResolver | None = None
+) -> tuple[Profile, dict[str, int]]:
     b = _Builder(parsed, resolver, ids)
     playlists: list[Playlist] = []
     for i, pl in enumerate(parsed.playlists):
         items = [PlaylistItem(track_id=b.track_id(t)) for t in pl.tracks]
-        playlists.append(Playlist(id=_stable_id("e", user_id, "playlist", str(i), pl.name), name=pl.name, owner_id=user_id, items=items))
+        playlists.append(
+            Playlist(id=_stable_id("e", user_id, "playlist", str(i), pl.name), name=pl.name, owner_id=user_id, items=items)
+        )
     if parsed.saved_tracks:
         items = [PlaylistItem(track_id=b.track_id(t)) for t in parsed.saved_tracks]
         playlists.append(Playlist(id=_stable_id("e", user_id, "liked"), name="Liked Songs", owner_id=user_id, items=items))
@@ -111,9 +122,16 @@ def build_profile(parsed: ParsedExport, user_id: str, resolver: GenreResolver | 
         minutes: dict[str, float] = defaultdict(float)
         for play in parsed.plays:
             minutes[b.track_id(play.track)] += play.ms_played
-        items = [PlaylistItem(track_id=tid, weight=round(ms / FULL_LISTEN_MS, 4)) for tid, ms in sorted(minutes.items(), key=lambda kv: -kv[1])]
-        playlists.append(Playlist(id=_stable_id("e", user_id, "history"), name="Listening history", owner_id=user_id, items=items))
-    profile = Profile(user_id=user_id, display_name=user_id, source="export", playlists=playlists, tracks=b.tracks, artists=b.artists)
+        items = [
+            PlaylistItem(track_id=tid, weight=round(ms / FULL_LISTEN_MS, 4))
+            for tid, ms in sorted(minutes.items(), key=lambda kv: -kv[1])
+        ]
+        playlists.append(
+            Playlist(id=_stable_id("e", user_id, "history"), name="Listening history", owner_id=user_id, items=items)
+        )
+    profile = Profile(
+        user_id=user_id, display_name=user_id, source="export", playlists=playlists, tracks=b.tracks, artists=b.artists
+    )
     return profile, dict(b.genre_sources)
 
 
@@ -152,9 +170,15 @@ def make_id_resolver(settings: Settings) -> ArtistIdResolver:
     return ArtistIdResolver(settings.cache_dir / "artist_ids.sqlite", search=client.search_artists, api=settings.spotify_api_url)
 
 
-def import_export(path: str | Path, *, user_id: str | None = None, settings: Settings | None = None,
-                  resolver: GenreResolver | None = None, ids: ArtistIdResolver | None = None,
-                  check_slot: bool = False) -> tuple[Profile, ImportSummary]:
+def import_export(
+    path: str | Path,
+    *,
+    user_id: str | None = None,
+    settings: Settings | None = None,
+    resolver: GenreResolver | None = None,
+    ids: ArtistIdResolver | None = None,
+    check_slot: bool = False,
+) -> tuple[Profile, ImportSummary]:
     """Read and validate an export; return its profile and summary. Stores nothing.
 
     ``check_slot``: refuse at once (before any lookup writes the genre cache) when the id is taken

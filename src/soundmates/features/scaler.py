@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,9 @@ class CombinedScaler:
         return int(self.mean.shape[0])
 
     @classmethod
-    def fit(cls, matrix: np.ndarray, *, user_ids: list[str], profile_hashes: list[str], encoder_model: str, encoder_dim: int) -> CombinedScaler:
+    def fit(
+        cls, matrix: np.ndarray, *, user_ids: list[str], profile_hashes: list[str], encoder_model: str, encoder_dim: int
+    ) -> CombinedScaler:
         from sklearn.preprocessing import StandardScaler
 
         x = np.asarray(matrix, dtype=np.float64)
@@ -70,7 +72,7 @@ class CombinedScaler:
             fitted_on={
                 "n_users": len(user_ids),
                 "users_sha256": digest,
-                "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
 
@@ -123,7 +125,9 @@ class CombinedScaler:
                 raise ValueError(f"mean {mean.shape} and scale {scale.shape} disagree")
             return cls(mean, scale, d["encoder_model"], int(d["encoder_dim"]), int(d.get("version", 0)), d.get("fitted_on", {}))
         except (ValueError, KeyError, TypeError) as exc:
-            raise ScalerError(f"{source} is not a valid scaler file ({exc}); rebuild with `soundmates features build --force`") from exc
+            raise ScalerError(
+                f"{source} is not a valid scaler file ({exc}); rebuild with `soundmates features build --force`"
+            ) from exc
 
 
 def _numbered_versions(settings: Settings) -> list[int]:

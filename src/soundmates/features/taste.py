@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TypeGuard
 
 import numpy as np
 
@@ -66,13 +67,13 @@ class TasteBags:
     _top_artists: dict = field(default_factory=dict, repr=False)  # n -> top_artist_ids, computed once
 
 
-def _valid_year(y: int | None, max_year: int) -> bool:
+def _valid_year(y: int | None, max_year: int) -> TypeGuard[int]:
     return y is not None and MIN_YEAR <= y <= max_year
 
 
 def taste_bags(profile: Profile) -> TasteBags:
     """Count a profile's genres, artists, tracks, years, popularity and explicit flags."""
-    max_year = datetime.now(timezone.utc).year + 1
+    max_year = datetime.now(UTC).year + 1
     bags = TasteBags(user_id=profile.user_id, n_playlists_total=len(profile.playlists))
     tracks, artists = profile.tracks, profile.artists
     for pl in profile.playlists:
@@ -88,14 +89,14 @@ def taste_bags(profile: Profile) -> TasteBags:
                 bags.skipped["unknown_track" if track is None else "bad_weight"] += 1
                 continue
             usable += 1
-            bags.track_counts[track.id] += w
+            bags.track_counts[track.id] += w  # type: ignore[assignment]  # Counter holds float weights; typeshed types its values int
             for aid in track.artist_ids:
-                bags.artist_counts[aid] += w
+                bags.artist_counts[aid] += w  # type: ignore[assignment]  # Counter holds float weights; typeshed types its values int
                 artist = artists.get(aid)
                 if artist is not None and artist.genres is not None:
                     bags.genres_known = True
                     for g in artist.genres:
-                        pl_genres[g] += w
+                        pl_genres[g] += w  # type: ignore[assignment]  # Counter holds float weights; typeshed types its values int
             if _valid_year(track.release_year, max_year):
                 bags.years.append((float(track.release_year), w))
             if track.popularity is not None:
@@ -322,7 +323,7 @@ def explanation_row(
         "top_tracks_json": json.dumps(top_tracks, ensure_ascii=False),
         "year_hist_json": json.dumps({"bins": list(S.YEAR_BINS), "values": [round(float(x), 6) for x in hist]}),
         "profile_hash": profile_hash if profile_hash is not None else profile.content_hash(),
-        "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -380,7 +381,7 @@ def featurize_profiles(
             for _, p, b in parts:
                 texts |= texts_needed(b, p, top_n)
             work.append((prof, parts))
-        except Exception as exc:  # a malformed profile must not stop the others
+        except Exception as exc:  # noqa: BLE001 - a malformed profile must not stop the others
             batch.rejected.append({"user_id": prof.user_id, "reason": f"could not read the profile: {exc}"})
 
     if not work:
@@ -396,14 +397,14 @@ def featurize_profiles(
         except Rejected as rej:
             batch.rejected.append({"user_id": rej.user_id, "reason": rej.reason})
             continue
-        except Exception as exc:  # a bug or odd data in one profile must not cost the others their features
+        except Exception as exc:  # noqa: BLE001 - a bug or odd data in one profile must not cost the others their features
             batch.rejected.append({"user_id": prof.user_id, "reason": f"feature computation failed: {type(exc).__name__}: {exc}"})
             continue
         rows = [{"user_id": prof.user_id, "view": full_view, **full_row}]
         for view, p, b in parts[1:]:
             try:
                 r = features_from_bags(b, p, table, dim, top_n, profile_hash=phash)
-            except Exception:  # Rejected or odd data in one half
+            except Exception:  # noqa: BLE001 - Rejected or odd data in one half
                 rows = rows[:1]  # both halves or neither: a lone half is no training pair
                 break
             rows.append({"user_id": prof.user_id, "view": view, **r})

@@ -63,7 +63,8 @@ def _split_tracks(profile: Profile, seed: int) -> tuple[list[Playlist], list[Pla
     turn = 0
     for p_index, pl in enumerate(profile.playlists):
         order = sorted(range(len(pl.items)), key=lambda j: _rank(seed, profile.user_id, pl.id, p_index, j))
-        idx_a, idx_b = [], []
+        idx_a: list[int] = []
+        idx_b: list[int] = []
         for j in order:
             if pl.items[j].track_id not in profile.tracks:
                 idx_a.append(j)  # unusable rows change no feature; keep them so the halves cover the profile

@@ -85,8 +85,13 @@ class AnnoyBackend:
         ann.save(str(path))
         ann.unload()
         fsync_file(path)
-        return {"metric": "angular", "n_trees": nt, "search_k": int(calib["search_k"]), "calibration": calib,
-                "build_seconds": round(build_s, 3)}
+        return {
+            "metric": "angular",
+            "n_trees": nt,
+            "search_k": int(calib["search_k"]),
+            "calibration": calib,
+            "build_seconds": round(build_s, 3),
+        }
 
     @staticmethod
     def open(vdir: Path, manifest: dict) -> AnnoySearcher:

@@ -7,7 +7,7 @@ import os
 from soundmates.index.annoy_backend import AnnoyBackend
 from soundmates.index.voyager_backend import VoyagerBackend
 
-BACKENDS = {"annoy": AnnoyBackend, "voyager": VoyagerBackend}
+BACKENDS: dict[str, type[AnnoyBackend] | type[VoyagerBackend]] = {"annoy": AnnoyBackend, "voyager": VoyagerBackend}
 DEFAULT_BACKEND = "annoy"
 COMMON_FILES = ("ids.json", "pair_sims.npy")
 

@@ -66,8 +66,13 @@ def normalise(vector) -> np.ndarray:
 
 def _check(e: FreshEntries, name: str) -> FreshEntries:
     n = e.ids.shape[0]
-    if (e.ids.ndim != 1 or e.vectors.ndim != 2 or e.vectors.shape[0] != n or e.added_at.shape != (n,)
-            or e.model_versions.shape != (n,)):
+    if (
+        e.ids.ndim != 1
+        or e.vectors.ndim != 2
+        or e.vectors.shape[0] != n
+        or e.added_at.shape != (n,)
+        or e.model_versions.shape != (n,)
+    ):
         raise FreshUnreadable(f"{name} is damaged (its arrays have inconsistent shapes)")
     if n and (not np.all(np.isfinite(e.vectors)) or np.any(np.abs(np.linalg.norm(e.vectors, axis=1) - 1.0) > 1e-3)):
         raise FreshUnreadable(f"{name} is damaged (vectors are not finite unit vectors)")
@@ -96,8 +101,8 @@ class FreshBuffer:
                 )
         except (FileNotFoundError, NotADirectoryError):
             return FreshEntries.empty()
-        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, RuntimeError, AttributeError) as e:
-            raise FreshUnreadable(f"{self.path.name} is damaged ({type(e).__name__}: {str(e)[:100]})") from None
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, RuntimeError, AttributeError) as exc:
+            raise FreshUnreadable(f"{self.path.name} is damaged ({type(exc).__name__}: {str(exc)[:100]})") from None
         return _check(e, self.path.name)
 
     def _load(self) -> tuple[FreshEntries, str | None]:

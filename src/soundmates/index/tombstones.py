@@ -46,7 +46,7 @@ class Tomb:
 
     def blocks(self, data_time: float | None) -> bool:
         """True if a vector made from data read (or added) at ``data_time`` must not be served."""
-        if self.removed or data_time is None:
+        if self.removed or data_time is None or self.revived_at is None:  # no revival: removed is True
             return True
         return not data_time >= self.revived_at  # NaN compares false: blocked
 
@@ -83,8 +83,9 @@ def _parse(data) -> dict[str, Tomb]:
         if not isinstance(rec, dict):
             raise TypeError(f"entry for {uid!r} is not an object")
         revived = rec.get("revived_at")
-        out[uid] = Tomb(_as_time(rec.get("removed_at"), "removed_at"),
-                        None if revived is None else _as_time(revived, "revived_at"))
+        out[uid] = Tomb(
+            _as_time(rec.get("removed_at"), "removed_at"), None if revived is None else _as_time(revived, "revived_at")
+        )
     return out
 
 

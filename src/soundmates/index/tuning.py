@@ -78,8 +78,8 @@ def calibrate_search_k(
     rng = np.random.default_rng(seed)
     q_idx = rng.choice(n, size=min(n_queries, n), replace=False)
     exact = exact_top_k(vectors, vectors[q_idx], k + 1)
-    exact = [[int(j) for j in row if j != qi][:k] for qi, row in zip(q_idx, exact)]
-    exact_arr = np.array(exact)
+    exact_others = [[int(j) for j in row if j != qi][:k] for qi, row in zip(q_idx, exact)]
+    exact_arr = np.array(exact_others)
     search_k = max(n_trees * k, 100)
     ceiling = n * n_trees  # beyond this Annoy has visited everything
     steps = []

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -221,11 +221,17 @@ class UserIndex:
             "meta": meta,
         }
         version = new_version_name()
-        manifest = self._write_version(version, data, keep_ids, base, n_trees=n_trees, search_k=search_k, seed=seed, n_jobs=n_jobs)
+        manifest = self._write_version(
+            version, data, keep_ids, base, n_trees=n_trees, search_k=search_k, seed=seed, n_jobs=n_jobs
+        )
         manifest["total_seconds"] = round(time.perf_counter() - t0, 3)
         published = self._publish(version, manifest, keep_ids, min(started, read_at), keep_versions)
-        self.last_build = {"version": version, "published": published, "manifest": manifest,
-                           "current": self.store.read_current()[0]}
+        self.last_build = {
+            "version": version,
+            "published": published,
+            "manifest": manifest,
+            "current": self.store.read_current()[0],
+        }
         return version
 
     def _publish(self, version: str, manifest: dict, keep_ids: list[str], indexed_before: float, keep: int) -> bool:
@@ -262,8 +268,7 @@ class UserIndex:
                 name: {"sha256": sha256_file(tmp_dir / name), "bytes": (tmp_dir / name).stat().st_size}
                 for name in self.backend.files + COMMON_FILES
             }
-            manifest = {"version": version, **base, **params, "files": files,
-                        "checksum": files[self.backend.files[0]]["sha256"]}
+            manifest = {"version": version, **base, **params, "files": files, "checksum": files[self.backend.files[0]]["sha256"]}
             (tmp_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
             fsync_file(tmp_dir / "manifest.json")
             fsync_dir(tmp_dir)
@@ -311,7 +316,7 @@ class UserIndex:
             ids = json.loads((vdir / IDS_FILE).read_bytes().decode("utf-8"))
             pair_sims = np.load(vdir / PAIRS_FILE, allow_pickle=False)
         except (OSError, ValueError, UnicodeDecodeError, EOFError) as e:
-            raise IndexCorrupt(f"index version {version}: {_one_line(e, 120)}") from None
+            raise IndexCorrupt(f"index version {version}: {_one_line(str(e), 120)}") from None
         if not isinstance(ids, list) or not all(isinstance(u, str) for u in ids) or len(set(ids)) != len(ids):
             raise IndexCorrupt(f"index version {version}: {IDS_FILE} is not a list of distinct user ids")
         if pair_sims.ndim != 1 or pair_sims.dtype.kind != "f":
@@ -323,10 +328,11 @@ class UserIndex:
                 f"index version {version}: {searcher.n_items} vectors, {len(ids)} ids, manifest says {manifest['count']}"
             )
         ann_path = vdir / backend.files[0]
-        return _Loaded(version, manifest, searcher, ids, {u: i for i, u in enumerate(ids)}, pair_sims,
-                       ann_path, stat_key(ann_path))
+        return _Loaded(
+            version, manifest, searcher, ids, {u: i for i, u in enumerate(ids)}, pair_sims, ann_path, stat_key(ann_path)
+        )
 
-    def _fresh_enough(self, loaded: _Loaded | None, key: tuple) -> bool:
+    def _fresh_enough(self, loaded: _Loaded | None, key: tuple) -> TypeGuard[_Loaded]:
         return loaded is not None and key == self._current_key and stat_key(loaded.ann_path) == loaded.ann_key
 
     def _current(self) -> _Loaded:
@@ -342,8 +348,9 @@ class UserIndex:
             target, order, warnings, bad = self.store.candidates()
             if not order:
                 if bad:
-                    raise IndexCorrupt(_one_line(f"no valid index version ({'; '.join(bad.values())}): "
-                                                 "run 'soundmates index build'"))
+                    raise IndexCorrupt(
+                        _one_line(f"no valid index version ({'; '.join(bad.values())}): run 'soundmates index build'")
+                    )
                 raise IndexNotBuilt("no index has been built yet (run 'soundmates index build')")
             chosen, problems = None, []
             for version in order:
@@ -359,8 +366,12 @@ class UserIndex:
             if chosen is None:
                 raise IndexCorrupt(_one_line(f"no valid index version ({'; '.join(problems)}): run 'soundmates index build'"))
             if target is not None and chosen.version != target:
-                warnings.append(_one_line(f"{problems[0]}: index version {target} is corrupt or incomplete, "
-                                          f"serving previous version {chosen.version}"))
+                warnings.append(
+                    _one_line(
+                        f"{problems[0]}: index version {target} is corrupt or incomplete, "
+                        f"serving previous version {chosen.version}"
+                    )
+                )
             elif problems:
                 warnings.append(_one_line(f"skipped damaged versions ({'; '.join(problems)}); serving {chosen.version}"))
             for w in warnings:
@@ -599,9 +610,7 @@ class UserIndex:
         except (IndexNotBuilt, IndexCorrupt):
             loaded = None
         if loaded is not None and v.shape[0] != loaded.dim:
-            raise ValueError(
-                f"vector for {user_id!r} has dimension {v.shape[0]}, index {loaded.version} holds {loaded.dim}"
-            )
+            raise ValueError(f"vector for {user_id!r} has dimension {v.shape[0]}, index {loaded.version} holds {loaded.dim}")
         if model_version is None and loaded is not None:
             model_version = loaded.manifest.get("model_version") or ""
         at = time.time()
@@ -661,8 +670,12 @@ class UserIndex:
             "model_version": m.get("model_version") if m else None,
             "feature_data_version": m.get("feature_data_version") if m else None,
             "features_read_at": m.get("features_read_at") if m else None,
-            "parameters": {**{k: m[k] for k in ("metric", "n_trees", "search_k", "M", "ef") if k in m},
-                           "calibrated_recall_at_10": calib.get("recall_at_k")} if m else {},
+            "parameters": {
+                **{k: m[k] for k in ("metric", "n_trees", "search_k", "M", "ef") if k in m},
+                "calibrated_recall_at_10": calib.get("recall_at_k"),
+            }
+            if m
+            else {},
             "fresh": len(self.fresh),
             "fresh_threshold": self.fresh_threshold,
             "rebuild_due": self.rebuild_due(),

@@ -54,6 +54,7 @@ def validate_manifest(m, name: str, files_for: Callable[[dict], tuple[str, ...] 
 
     ``files_for(m)`` = the files a version of ``m``'s backend must hold (None: unknown backend).
     """
+
     def bad(why: str) -> IndexCorrupt:
         return IndexCorrupt(f"index version {name}: manifest {why}")
 
@@ -111,7 +112,9 @@ class VersionStore:
         except FileNotFoundError:
             return []
         except NotADirectoryError:
-            raise IndexCorrupt(f"{self.versions_dir} is not a directory: move it aside, then run 'soundmates index build'") from None
+            raise IndexCorrupt(
+                f"{self.versions_dir} is not a directory: move it aside, then run 'soundmates index build'"
+            ) from None
         except OSError as e:
             raise IndexCorrupt(f"{self.versions_dir} cannot be listed ({e.strerror}): run 'soundmates index build'") from None
         return sorted((p.name for p in entries if VERSION_RE.fullmatch(p.name) and p.is_dir()), reverse=True)
@@ -221,7 +224,7 @@ class VersionStore:
         seqs, bad = self.sequences()
         ordered = sorted(seqs, key=seqs.__getitem__, reverse=True) + sorted(bad, reverse=True)
         removed = []
-        for name in ordered[max(keep, 2):]:
+        for name in ordered[max(keep, 2) :]:
             if name != current:
                 shutil.rmtree(self.versions_dir / name, ignore_errors=True)
                 removed.append(name)

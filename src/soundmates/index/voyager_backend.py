@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +38,9 @@ EF_CONSTRUCTION = 100
 VOYAGER_TARGET = TARGET_RECALL + CALIBRATION_MARGIN + 0.01
 
 
-def calibrate_ef(query, base: np.ndarray, base_ids: np.ndarray, queries: np.ndarray, *, k: int = 10,
-                 target: float = VOYAGER_TARGET) -> dict:
+def calibrate_ef(
+    query, base: np.ndarray, base_ids: np.ndarray, queries: np.ndarray, *, k: int = 10, target: float = VOYAGER_TARGET
+) -> dict:
     """A small query ``ef`` (doubling, then bisecting) whose recall@k reaches ``target`` for ``queries``.
 
     The queries are held out of the graph while it is measured (the caller adds them afterwards):
@@ -74,8 +76,13 @@ def calibrate_ef(query, base: np.ndarray, base_ids: np.ndarray, queries: np.ndar
                 hi, best, best_rec = mid, mid, r
             else:
                 low = mid
-    return {"ef": int(best), "recall_at_k": round(best_rec, 4), "target": round(target, 4),
-            "calibration_queries": len(queries), "steps": steps}
+    return {
+        "ef": int(best),
+        "recall_at_k": round(best_rec, 4),
+        "target": round(target, 4),
+        "calibration_queries": len(queries),
+        "steps": steps,
+    }
 
 
 class VoyagerSearcher:
@@ -92,7 +99,9 @@ class VoyagerSearcher:
         except Exception as e:  # noqa: BLE001 - the library raises RuntimeError/ValueError for a bad file
             raise IndexCorrupt(f"index version {manifest['version']}: {VOY_FILE} cannot be loaded ({str(e)[:100]})") from None
         if self.index.space != Space.Cosine or self.index.num_dimensions != int(manifest["dim"]):
-            raise IndexCorrupt(f"index version {manifest['version']}: {VOY_FILE} is not a cosine index of dimension {manifest['dim']}")
+            raise IndexCorrupt(
+                f"index version {manifest['version']}: {VOY_FILE} is not a cosine index of dimension {manifest['dim']}"
+            )
         self.n_items = int(self.index.num_elements)
         self._next = self.n_items
         self._deleted: set[int] = set()
@@ -143,8 +152,16 @@ class VoyagerBackend:
         return None
 
     @staticmethod
-    def build(out_dir: Path, data: np.ndarray, *, n_trees: int | None = None, search_k: int | None = None,
-              seed: int = 0, n_jobs: int = -1, ef: int | None = None) -> dict:
+    def build(
+        out_dir: Path,
+        data: np.ndarray,
+        *,
+        n_trees: int | None = None,
+        search_k: int | None = None,
+        seed: int = 0,
+        n_jobs: int = -1,
+        ef: int | None = None,
+    ) -> dict:
         """Write ``users.voy`` for unit vectors ``data`` (row i = id i); returns the manifest's parameters.
 
         ``search_k`` given (the CLI's fixed-parameter option) is used as the query ``ef``.
@@ -153,8 +170,9 @@ class VoyagerBackend:
 
         t0 = time.perf_counter()
         n, dim = data.shape
-        index = Index(Space.Cosine, num_dimensions=dim, M=M, ef_construction=EF_CONSTRUCTION,
-                      random_seed=seed + 1, max_elements=n)
+        index = Index(
+            Space.Cosine, num_dimensions=dim, M=M, ef_construction=EF_CONSTRUCTION, random_seed=seed + 1, max_elements=n
+        )
         fixed = ef or search_k
         held = np.zeros(n, dtype=bool)
         if not fixed and n > 4 * CALIBRATION_QUERIES:  # calibration queries join the graph after being measured
@@ -163,10 +181,12 @@ class VoyagerBackend:
         index.add_items(np.ascontiguousarray(data[base_ids]), ids=base_ids.tolist(), num_threads=n_jobs)
         build_s = time.perf_counter() - t0
         if fixed:
-            calib = {"ef": int(fixed), "recall_at_k": None, "calibration_queries": 0, "steps": []}
+            calib: dict[str, Any] = {"ef": int(fixed), "recall_at_k": None, "calibration_queries": 0, "steps": []}
         else:
+
             def query(v, k, e):
                 return index.query(v, k=min(k, len(index)), query_ef=max(e, k))[0].tolist()
+
             calib = calibrate_ef(query, data[base_ids], base_ids, data[held])
         if held.any():
             t1 = time.perf_counter()
@@ -175,8 +195,14 @@ class VoyagerBackend:
         path = out_dir / VOY_FILE
         index.save(str(path))
         fsync_file(path)
-        return {"metric": "cosine", "M": M, "ef_construction": EF_CONSTRUCTION, "ef": int(calib["ef"]),
-                "calibration": calib, "build_seconds": round(build_s, 3)}
+        return {
+            "metric": "cosine",
+            "M": M,
+            "ef_construction": EF_CONSTRUCTION,
+            "ef": int(calib["ef"]),
+            "calibration": calib,
+            "build_seconds": round(build_s, 3),
+        }
 
     @staticmethod
     def open(vdir: Path, manifest: dict) -> VoyagerSearcher:

@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -56,7 +56,9 @@ def _bags(rows: pd.DataFrame, field: str) -> list[tuple[list[str], np.ndarray]]:
     for names, weights in zip(names_iter, weights_iter):
         try:
             names = [str(t) for t in names] if names is not None else []
-            w = np.asarray(weights if weights is not None and len(weights) == len(names) else [1.0] * len(names), dtype=np.float64)
+            w = np.asarray(
+                weights if weights is not None and len(weights) == len(names) else [1.0] * len(names), dtype=np.float64
+            )
             w = np.where(np.isfinite(w) & (w > 0), w, 0.0)
         except (TypeError, ValueError):
             names, w = [], np.zeros(0)
@@ -67,7 +69,7 @@ def _bags(rows: pd.DataFrame, field: str) -> list[tuple[list[str], np.ndarray]]:
 def _vocab(bags: list[tuple[list[str], np.ndarray]], cap: int) -> tuple[list[str], list[int]]:
     from collections import Counter
 
-    df = Counter()
+    df: Counter[str] = Counter()
     for names, w in bags:
         df.update({n for n, x in zip(names, w) if x > 0})
     kept = sorted(df.items(), key=lambda kv: (-kv[1], kv[0]))[:cap]
@@ -96,10 +98,17 @@ class _Baseline:
     name = "baseline"
     servable = True
     shared_towers = True  # one space: a user's query vector is their candidate (index) vector
+    meta: dict[str, Any]  # the registered version's meta, set by the registry when it loads one
 
     def __init__(self, **params: Any):
         self.params = params
         self.version = f"{self.name}-unsaved"
+
+    def fit(self, rows: pd.DataFrame) -> Self:
+        raise NotImplementedError(f"{type(self).__name__} must define fit")
+
+    def embed(self, rows: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must define embed")
 
     def embed_query(self, rows: pd.DataFrame) -> np.ndarray:
         return self.embed(rows)
@@ -129,7 +138,7 @@ class BagCosine(_Baseline):
     def dim(self) -> int:
         return max(len(self.terms), 1)
 
-    def fit(self, rows: pd.DataFrame) -> "BagCosine":
+    def fit(self, rows: pd.DataFrame) -> BagCosine:
         bags = _bags(rows, self.params["field"])
         self.terms, df = _vocab(bags, self.params["max_terms"])
         n = len(bags)
@@ -167,13 +176,26 @@ class ALSUsers(_Baseline):
 
     name = "als"
 
-    def __init__(self, factors: int = 32, alpha: float = 10.0, regularization: float = 0.1, iterations: int = 15,
-                 max_items: int = 50_000, seed: int = 0):
-        super().__init__(factors=int(factors), alpha=float(alpha), regularization=float(regularization),
-                         iterations=int(iterations), max_items=int(max_items), seed=int(seed))
+    def __init__(
+        self,
+        factors: int = 32,
+        alpha: float = 10.0,
+        regularization: float = 0.1,
+        iterations: int = 15,
+        max_items: int = 50_000,
+        seed: int = 0,
+    ):
+        super().__init__(
+            factors=int(factors),
+            alpha=float(alpha),
+            regularization=float(regularization),
+            iterations=int(iterations),
+            max_items=int(max_items),
+            seed=int(seed),
+        )
         self.items: list[str] = []
         self.item_factors = np.zeros((0, factors), dtype=np.float32)
-        self._model = None
+        self._model: Any = None  # implicit's AlternatingLeastSquares (no type stubs)
 
     @property
     def dim(self) -> int:
@@ -181,17 +203,25 @@ class ALSUsers(_Baseline):
 
     def _confidence(self, rows: pd.DataFrame):
         alpha = self.params["alpha"]
-        return _matrix(_bags(rows, "artist"), {t: i for i, t in enumerate(self.items)},
-                       lambda w: 1.0 + alpha * np.log1p(w)).astype(np.float32).tocsr()
+        return (
+            _matrix(_bags(rows, "artist"), {t: i for i, t in enumerate(self.items)}, lambda w: 1.0 + alpha * np.log1p(w))
+            .astype(np.float32)
+            .tocsr()
+        )
 
     def _als(self):
         from implicit.cpu.als import AlternatingLeastSquares
 
         p = self.params
-        return AlternatingLeastSquares(factors=p["factors"], regularization=p["regularization"], alpha=1.0,
-                                       iterations=p["iterations"], random_state=p["seed"])
+        return AlternatingLeastSquares(
+            factors=p["factors"],
+            regularization=p["regularization"],
+            alpha=1.0,
+            iterations=p["iterations"],
+            random_state=p["seed"],
+        )
 
-    def fit(self, rows: pd.DataFrame) -> "ALSUsers":
+    def fit(self, rows: pd.DataFrame) -> ALSUsers:
         from threadpoolctl import threadpool_limits
 
         self.items, _ = _vocab(_bags(rows, "artist"), self.params["max_items"])
@@ -209,8 +239,10 @@ class ALSUsers(_Baseline):
         if len(rows) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         conf = self._confidence(rows)
-        out = [self._model.recalculate_user(np.arange(s, min(s + 4096, len(rows))), conf[s : s + 4096])
-               for s in range(0, len(rows), 4096)]
+        out = [
+            self._model.recalculate_user(np.arange(s, min(s + 4096, len(rows))), conf[s : s + 4096])
+            for s in range(0, len(rows), 4096)
+        ]
         return _l2_dense(np.nan_to_num(np.concatenate(out)))
 
     def state(self):
@@ -235,7 +267,7 @@ class RawCosine(_Baseline):
     def dim(self) -> int:
         return self._dim
 
-    def fit(self, rows: pd.DataFrame) -> "RawCosine":
+    def fit(self, rows: pd.DataFrame) -> RawCosine:
         if "combined" not in rows.columns:
             raise KeyError("raw_cosine needs the 'combined' column of user_features")
         self._dim = len(rows["combined"].iloc[0]) if len(rows) else 0
@@ -269,7 +301,7 @@ class RandomVectors(_Baseline):
     def dim(self) -> int:
         return self.params["dim"]
 
-    def fit(self, rows: pd.DataFrame) -> "RandomVectors":
+    def fit(self, rows: pd.DataFrame) -> RandomVectors:
         return self
 
     def embed(self, rows: pd.DataFrame) -> np.ndarray:
@@ -293,8 +325,9 @@ def make_baseline(family: str, params: dict[str, Any], seed: int = 0) -> _Baseli
     raise ValueError(f"unknown baseline {family!r}; known: {', '.join(BASELINES)}")
 
 
-def tune_baselines(fit_rows: pd.DataFrame, score, *, seed: int = 0, families=BASELINES,
-                   grids: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, dict[str, Any]]:
+def tune_baselines(
+    fit_rows: pd.DataFrame, score, *, seed: int = 0, families=BASELINES, grids: dict[str, list[dict[str, Any]]] | None = None
+) -> dict[str, dict[str, Any]]:
     """Each family fitted on ``fit_rows`` at every grid point, kept by ``score(embedder)`` (validation).
 
     Returns ``{family: {"embedder", "params", "val", "grid": [{"params", "val"}]}}``; a family that
@@ -326,7 +359,7 @@ def tune_baselines(fit_rows: pd.DataFrame, score, *, seed: int = 0, families=BAS
 def save_baseline(emb: _Baseline, directory: Path) -> None:
     state, arrays = emb.state()
     (directory / "baseline.json").write_text(json.dumps({"method": emb.name, "params": emb.params, "state": state}))
-    np.savez(directory / "baseline.npz", **arrays)
+    np.savez(directory / "baseline.npz", **arrays)  # type: ignore[arg-type]  # numpy's stub checks **kwds against allow_pickle
 
 
 def load_baseline(directory: Path, version: str) -> _Baseline:
@@ -334,7 +367,11 @@ def load_baseline(directory: Path, version: str) -> _Baseline:
     fam = spec["method"]
     params = dict(spec["params"])
     seed = int(params.pop("seed", 0))
-    emb = make_baseline(fam, params if fam not in ("raw_cosine", "random") else {}, seed) if fam != "als" else ALSUsers(**params, seed=seed)
+    emb = (
+        make_baseline(fam, params if fam not in ("raw_cosine", "random") else {}, seed)
+        if fam != "als"
+        else ALSUsers(**params, seed=seed)
+    )
     with np.load(directory / "baseline.npz") as z:
         emb.load_state(spec["state"], {k: z[k] for k in z.files})
     emb.version = version

@@ -67,7 +67,7 @@ class ModelConfig(BaseModel):
     monitor: Literal["val_recall@10", "val_mrr", "val_neighbour_recall@20"] = "val_recall@10"
 
     @classmethod
-    def load(cls, path: str | Path | None = None, **overrides: Any) -> "ModelConfig":
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> ModelConfig:
         """Config from a YAML file (default ``configs/model/default.yaml`` if present), then overrides."""
         import yaml
 

@@ -18,7 +18,7 @@ import warnings
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 import numpy as np
@@ -26,6 +26,9 @@ import pandas as pd
 
 from soundmates.features.schema import EMBEDDING_COLUMNS, VIEW_A, VIEW_B
 from soundmates.model.config import ModelConfig
+
+if TYPE_CHECKING:
+    from soundmates.model.protocol import Population
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ class Split:
 
 def split_fraction(user_id: str, seed: int) -> float:
     """A user's stable place in [0, 1): a hash of the id and the seed, independent of who else exists."""
-    h = hashlib.sha256(f"{seed}:{user_id}".encode("utf-8")).digest()
+    h = hashlib.sha256(f"{seed}:{user_id}".encode()).digest()
     return int.from_bytes(h[:8], "big") / 2**64
 
 
@@ -116,8 +119,8 @@ class _BagVocab:
         return 1 + len(self.tokens) + self.buckets
 
     @classmethod
-    def fit(cls, bags: list[list[str]], cap: int, buckets: int) -> "_BagVocab":
-        df = Counter()
+    def fit(cls, bags: list[list[str]], cap: int, buckets: int) -> _BagVocab:
+        df: Counter[str] = Counter()
         for bag in bags:
             df.update(set(bag))
         kept = sorted(df.items(), key=lambda kv: (-kv[1], kv[0]))[:cap]
@@ -133,7 +136,7 @@ class _BagVocab:
         return {"tokens": self.tokens, "df": self.df, "n_docs": self.n_docs, "buckets": self.buckets}
 
     @classmethod
-    def from_state(cls, s: dict[str, Any]) -> "_BagVocab":
+    def from_state(cls, s: dict[str, Any]) -> _BagVocab:
         return cls(s["tokens"], s["df"], s["n_docs"], s["buckets"])
 
 
@@ -150,8 +153,16 @@ class FeaturePreprocessor:
     GENRE_TF = "raw"  # genre counts: raw tf measured better than sublinear on HetRec (0.50 vs 0.43 recall@10)
     ARTIST_TF = "log"  # play counts / occurrences are heavy-tailed
 
-    def __init__(self, cfg: ModelConfig, genres: _BagVocab, artists: _BagVocab, dense_columns: list[str],
-                 dense_widths: list[int], dense_mean: np.ndarray, dense_std: np.ndarray):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        genres: _BagVocab,
+        artists: _BagVocab,
+        dense_columns: list[str],
+        dense_widths: list[int],
+        dense_mean: np.ndarray,
+        dense_std: np.ndarray,
+    ):
         self.cfg = cfg
         self.genres, self.artists = genres, artists
         self.dense_columns, self.dense_widths = dense_columns, dense_widths
@@ -159,11 +170,15 @@ class FeaturePreprocessor:
 
     # ---- fitting
     @classmethod
-    def fit(cls, rows: pd.DataFrame, cfg: ModelConfig) -> "FeaturePreprocessor":
+    def fit(cls, rows: pd.DataFrame, cfg: ModelConfig) -> FeaturePreprocessor:
         if len(rows) == 0:
             raise ValueError("cannot fit the feature preprocessor on zero training rows")
-        genres = _BagVocab.fit([list(x) for x in rows.get("genre_names", pd.Series([[]] * len(rows)))], cfg.max_genres, cfg.hash_buckets)
-        artists = _BagVocab.fit([list(x) for x in rows.get("artist_ids", pd.Series([[]] * len(rows)))], cfg.max_artists, cfg.hash_buckets)
+        genres = _BagVocab.fit(
+            [list(x) for x in rows.get("genre_names", pd.Series([[]] * len(rows)))], cfg.max_genres, cfg.hash_buckets
+        )
+        artists = _BagVocab.fit(
+            [list(x) for x in rows.get("artist_ids", pd.Series([[]] * len(rows)))], cfg.max_artists, cfg.hash_buckets
+        )
         cols, widths = [], []
         if cfg.use_dense:
             for c in [*EMBEDDING_COLUMNS, "year_hist"]:
@@ -225,7 +240,9 @@ class FeaturePreprocessor:
         for i, (names, weights) in enumerate(zip(rows[names_col], weights_iter)):
             try:
                 names = [str(t) for t in names] if names is not None else []
-                w = np.asarray(weights if weights is not None and len(weights) == len(names) else [1.0] * len(names), dtype=np.float64)
+                w = np.asarray(
+                    weights if weights is not None and len(weights) == len(names) else [1.0] * len(names), dtype=np.float64
+                )
             except (TypeError, ValueError) as e:  # one malformed bag must not fail the batch: it stays empty
                 log.warning("row %d: unreadable %s/%s (%s); bag left empty", i, names_col, weights_col, e)
                 continue
@@ -281,10 +298,16 @@ class FeaturePreprocessor:
         }
 
     @classmethod
-    def from_state(cls, s: dict[str, Any]) -> "FeaturePreprocessor":
-        return cls(ModelConfig.model_validate(s["config"]), _BagVocab.from_state(s["genres"]), _BagVocab.from_state(s["artists"]),
-                   list(s["dense_columns"]), list(s["dense_widths"]), np.asarray(s["dense_mean"], dtype=np.float64),
-                   np.asarray(s["dense_std"], dtype=np.float64))
+    def from_state(cls, s: dict[str, Any]) -> FeaturePreprocessor:
+        return cls(
+            ModelConfig.model_validate(s["config"]),
+            _BagVocab.from_state(s["genres"]),
+            _BagVocab.from_state(s["artists"]),
+            list(s["dense_columns"]),
+            list(s["dense_widths"]),
+            np.asarray(s["dense_mean"], dtype=np.float64),
+            np.asarray(s["dense_std"], dtype=np.float64),
+        )
 
 
 # --------------------------------------------------------------------------- datamodule
@@ -318,8 +341,15 @@ class TwoViewDataModule(L.LightningDataModule):
         self.pre: FeaturePreprocessor | None = None
         self.tensors: dict[str, dict[str, Any]] = {}
         self.pairs: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
-        self.population = None
+        self.population: Population | None = None
         self.population_tensors: dict[str, Any] | None = None
+
+    @property
+    def preprocessor(self) -> FeaturePreprocessor:
+        """The preprocessor fitted on the training users by ``setup()``."""
+        if self.pre is None:
+            raise RuntimeError("the data module is not set up yet: call setup() first")
+        return self.pre
 
     def _read(self) -> pd.DataFrame:
         if self.frame is not None:
@@ -344,7 +374,9 @@ class TwoViewDataModule(L.LightningDataModule):
         a, b = paired_views(df)
         if len(a) < 4:
             raise ValueError(f"only {len(a)} users have both views a and b; training needs at least 4")
-        self.split = split_users(a["user_id"].tolist(), seed=self.cfg.seed, val_frac=self.cfg.val_frac, test_frac=self.cfg.test_frac)
+        self.split = split_users(
+            a["user_id"].tolist(), seed=self.cfg.seed, val_frac=self.cfg.val_frac, test_frac=self.cfg.test_frac
+        )
         for name, users in self.split.as_dict().items():
             self.pairs[name] = paired_views(df, users)
         train_rows = pd.concat(self.pairs["train"], ignore_index=True)
@@ -358,14 +390,20 @@ class TwoViewDataModule(L.LightningDataModule):
         from soundmates.model.protocol import make_population
 
         self.population = make_population(df) if (df["view"] == "full").sum() >= 2 else None
-        self.population_tensors = (None if self.population is None else
-                                   {k: torch.from_numpy(v) for k, v in self.pre.transform(self.population.full).items()})
+        self.population_tensors = (
+            None
+            if self.population is None
+            else {k: torch.from_numpy(v) for k, v in self.pre.transform(self.population.full).items()}
+        )
         log.info("split: %d train / %d val / %d test users", len(self.split.train), len(self.split.val), len(self.split.test))
 
     def item_log_q(self) -> tuple[np.ndarray, np.ndarray]:
         """log share of each artist / genre row among the training targets (bag weights, per user summing to 1)."""
         out = []
-        for idx_key, w_key, rows in (("a_idx", "a_w", self.pre.artists.rows), ("g_idx", "g_w", self.pre.genres.rows)):
+        for idx_key, w_key, rows in (
+            ("a_idx", "a_w", self.preprocessor.artists.rows),
+            ("g_idx", "g_w", self.preprocessor.genres.rows),
+        ):
             q = np.zeros(rows, dtype=np.float64)
             for view in ("a", "b"):
                 idx = self.tensors["train"][view][idx_key].numpy()
@@ -379,15 +417,18 @@ class TwoViewDataModule(L.LightningDataModule):
 
     def init_tables(self) -> dict[str, np.ndarray]:
         """SVD (LSA) initial tables of the bag embeddings, from the training rows only."""
-        train = {k: np.concatenate([self.tensors["train"]["a"][k].numpy(), self.tensors["train"]["b"][k].numpy()]) for k in ("g_idx", "g_w", "a_idx", "a_w")}
+        train = {
+            k: np.concatenate([self.tensors["train"]["a"][k].numpy(), self.tensors["train"]["b"][k].numpy()])
+            for k in ("g_idx", "g_w", "a_idx", "a_w")
+        }
         return {
-            "genre": self.pre.svd_init(train, "genre", self.cfg.genre_dim, self.cfg.seed),
-            "artist": self.pre.svd_init(train, "artist", self.cfg.artist_dim, self.cfg.seed),
+            "genre": self.preprocessor.svd_init(train, "genre", self.cfg.genre_dim, self.cfg.seed),
+            "artist": self.preprocessor.svd_init(train, "artist", self.cfg.artist_dim, self.cfg.seed),
         }
 
     def _loader(self, name: str, shuffle: bool):
         import torch
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader, Dataset
 
         t = self.tensors[name]
 
@@ -399,8 +440,15 @@ class TwoViewDataModule(L.LightningDataModule):
         gen = torch.Generator().manual_seed(self.cfg.seed)
         # validation sees all held-out users in one ranking, so one batch
         bs = self.cfg.batch_size if shuffle else max(n, 1)
-        return DataLoader(_PairDataset(n), batch_size=bs, shuffle=shuffle, collate_fn=collate, generator=gen,
-                          drop_last=shuffle and n > bs, num_workers=0)
+        return DataLoader(
+            cast(Dataset[int], _PairDataset(n)),  # map-style by protocol (len + getitem), not by base class
+            batch_size=bs,
+            shuffle=shuffle,
+            collate_fn=collate,
+            generator=gen,
+            drop_last=shuffle and n > bs,
+            num_workers=0,
+        )
 
     def train_dataloader(self):
         return self._loader("train", True)

@@ -25,7 +25,9 @@ RAW_FEATURES_VERSION = "raw-features"
 class UserEmbedder(Protocol):
     name: str
     version: str
-    dim: int
+
+    @property
+    def dim(self) -> int: ...
 
     def embed(self, features_df: pd.DataFrame) -> np.ndarray: ...
 

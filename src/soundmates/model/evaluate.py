@@ -44,12 +44,27 @@ def write_report(result: dict[str, Any], out_dir: str | Path, name: str = "evalu
     (out / f"{name}.md").write_text(markdown_table(result))
     methods = {k: v for k, v in result["methods"].items() if "skipped" not in v}
     keys = _keys(methods)
-    fig = go.Figure([go.Bar(name=m, x=keys, y=[v.get(k) for k in keys],
-                            error_y={"type": "data", "symmetric": False,
-                                     "array": [v["ci95"][k][1] - v[k] for k in keys], "arrayminus": [v[k] - v["ci95"][k][0] for k in keys]})
-                     for m, v in methods.items()])
-    fig.update_layout(barmode="group", yaxis_title="score (95% interval)",
-                      title=f"{result.get('dataset', '')}: {result.get('users')} held-out users vs {result.get('candidates')} candidates; served {result.get('served')}")
+    fig = go.Figure(
+        [
+            go.Bar(
+                name=m,
+                x=keys,
+                y=[v.get(k) for k in keys],
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [v["ci95"][k][1] - v[k] for k in keys],
+                    "arrayminus": [v[k] - v["ci95"][k][0] for k in keys],
+                },
+            )
+            for m, v in methods.items()
+        ]
+    )
+    fig.update_layout(
+        barmode="group",
+        yaxis_title="score (95% interval)",
+        title=f"{result.get('dataset', '')}: {result.get('users')} held-out users vs {result.get('candidates')} candidates; served {result.get('served')}",
+    )
     fig.write_html(out / f"{name}.html", include_plotlyjs=True, full_html=True)
     return {"json": str(out / f"{name}.json"), "markdown": str(out / f"{name}.md"), "html": str(out / f"{name}.html")}
 
@@ -57,10 +72,13 @@ def write_report(result: dict[str, Any], out_dir: str | Path, name: str = "evalu
 def markdown_table(result: dict[str, Any]) -> str:
     methods = result["methods"]
     keys = _keys({k: v for k, v in methods.items() if "skipped" not in v})
-    lines = [f"{result.get('users')} held-out users vs {result.get('candidates')} candidates ({result.get('dataset', '')}, "
-             f"seed {result.get('seed')}); served: **{result.get('served')}** — {result.get('reason', '')}", "",
-             "| method | " + " | ".join(keys) + " | thin: " + " | thin: ".join(keys) + " |",
-             "|---|" + "---|" * (2 * len(keys))]
+    lines = [
+        f"{result.get('users')} held-out users vs {result.get('candidates')} candidates ({result.get('dataset', '')}, "
+        f"seed {result.get('seed')}); served: **{result.get('served')}** — {result.get('reason', '')}",
+        "",
+        "| method | " + " | ".join(keys) + " | thin: " + " | thin: ".join(keys) + " |",
+        "|---|" + "---|" * (2 * len(keys)),
+    ]
     thin = result.get("slices", {}).get("thin", {})
     for m, v in methods.items():
         if "skipped" in v:

@@ -38,9 +38,18 @@ def _mean(v: np.ndarray) -> float:
     return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
 
 
-def run_experiment(frame: pd.DataFrame, cfg: ModelConfig, *, protocol: str, taste: dict[str, np.ndarray] | None = None,
-                   friends: dict[str, set[str]] | None = None, thin_tracks_only: bool = False, incumbent=None,
-                   work_dir=None, grids: dict | None = None) -> Experiment:
+def run_experiment(
+    frame: pd.DataFrame,
+    cfg: ModelConfig,
+    *,
+    protocol: str,
+    taste: dict[str, np.ndarray] | None = None,
+    friends: dict[str, set[str]] | None = None,
+    thin_tracks_only: bool = False,
+    incumbent=None,
+    work_dir=None,
+    grids: dict | None = None,
+) -> Experiment:
     from soundmates.model.baselines import NOT_SERVABLE, tune_baselines
     from soundmates.model.embedder import ModelEmbedder
     from soundmates.model.gate import decide
@@ -87,17 +96,31 @@ def run_experiment(frame: pd.DataFrame, cfg: ModelConfig, *, protocol: str, tast
         "methods": ev["methods"],
         "slices": ev["slices"],
         "reason": decision["reason"],
-        "validation": {"metric": "neighbour_recall@20", "users": len(split.val), "scores": validation,
-                       "incumbent": inc, "two_tower_epochs": trained.epochs_run, "two_tower_best_epoch": trained.best_epoch,
-                       "two_tower_notes": trained.notes},
+        "validation": {
+            "metric": "neighbour_recall@20",
+            "users": len(split.val),
+            "scores": validation,
+            "incumbent": inc,
+            "two_tower_epochs": trained.epochs_run,
+            "two_tower_best_epoch": trained.best_epoch,
+            "two_tower_notes": trained.notes,
+        },
         "tuned": {fam: ({"params": t["params"], "grid": t["grid"]} if "params" in t else t) for fam, t in tuned.items()},
         "seed": cfg.seed,
         "split": {k: len(v) for k, v in split.as_dict().items()},
         "thin_rule": pop.thin_rule,
         "objective": cfg.objective,
     }
-    return Experiment(result=result, trained=trained, methods=methods, tuned=tuned, validation=validation,
-                      decision=decision, population=pop, seconds=secs)
+    return Experiment(
+        result=result,
+        trained=trained,
+        methods=methods,
+        tuned=tuned,
+        validation=validation,
+        decision=decision,
+        population=pop,
+        seconds=secs,
+    )
 
 
 # --------------------------------------------------------------------------- datasets
@@ -116,7 +139,12 @@ def features_frame(profiles, settings=None) -> pd.DataFrame:
         log.warning("%d profile(s) rejected by the features stage, e.g. %s", len(batch.rejected), batch.rejected[:2])
     df = pd.DataFrame(batch.feature_rows)
     raw = np.stack([np.asarray(v, dtype=np.float64) for v in df["combined"]])
-    scaler = CombinedScaler.fit(raw, user_ids=df["user_id"].tolist(), profile_hashes=df["profile_hash"].astype(str).tolist(),
-                                encoder_model=encoder.model_id, encoder_dim=encoder.dim)
+    scaler = CombinedScaler.fit(
+        raw,
+        user_ids=df["user_id"].tolist(),
+        profile_hashes=df["profile_hash"].astype(str).tolist(),
+        encoder_model=encoder.model_id,
+        encoder_dim=encoder.dim,
+    )
     df["combined"] = list(scaler.transform(raw).astype(np.float32))
     return df

@@ -10,17 +10,22 @@ else the incumbent stays. The decision says which and why.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 MODEL = "two_tower"
 
 
-def _ok(v: Any) -> bool:
+def _ok(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
-def decide(validation: dict[str, float], *, incumbent: dict[str, Any] | None = None,
-           servable: set[str] | None = None, metric: str = "neighbour_recall@20") -> dict[str, Any]:
+def decide(
+    validation: dict[str, float],
+    *,
+    incumbent: dict[str, Any] | None = None,
+    servable: set[str] | None = None,
+    metric: str = "neighbour_recall@20",
+) -> dict[str, Any]:
     """``{"served", "promote", "reason"}``: ``promote`` is the method to make current (None: keep the incumbent).
 
     ``validation``: method -> validation score; ``incumbent``: ``{"method", "version", "val"}`` or None.
@@ -33,13 +38,24 @@ def decide(validation: dict[str, float], *, incumbent: dict[str, Any] | None = N
     inc_txt = f"incumbent {inc['method']} ({inc.get('version')}) {inc['val']:.4f}" if inc else "(no incumbent)"
     best_txt = f"best tuned baseline {best} {base[best]:.4f}" if best else "no baseline"
     if _ok(model) and (best is None or model > base[best]) and (inc is None or model > inc["val"]):
-        return {"served": MODEL, "promote": MODEL,
-                "reason": f"two_tower validation {metric} {model:.4f} beats the {best_txt}" + (f" and the {inc_txt}" if inc else " (no incumbent)")}
+        return {
+            "served": MODEL,
+            "promote": MODEL,
+            "reason": f"two_tower validation {metric} {model:.4f} beats the {best_txt}"
+            + (f" and the {inc_txt}" if inc else " (no incumbent)"),
+        }
     lost = f"two_tower validation {metric} {model:.4f}" if _ok(model) else "no trained model"
     if best is not None and (inc is None or base[best] > inc["val"]):
-        return {"served": best, "promote": best,
-                "reason": f"{lost} does not beat the {best_txt}; serving {best}" + (f" (beats the {inc_txt})" if inc else " (no incumbent)")}
+        return {
+            "served": best,
+            "promote": best,
+            "reason": f"{lost} does not beat the {best_txt}; serving {best}"
+            + (f" (beats the {inc_txt})" if inc else " (no incumbent)"),
+        }
     if inc is not None:
-        return {"served": inc["method"], "promote": None,
-                "reason": f"{lost} and the {best_txt} do not beat the {inc_txt}: incumbent kept"}
+        return {
+            "served": inc["method"],
+            "promote": None,
+            "reason": f"{lost} and the {best_txt} do not beat the {inc_txt}: incumbent kept",
+        }
     return {"served": None, "promote": None, "reason": f"{lost}, {best_txt}: nothing to serve"}

@@ -63,8 +63,13 @@ class Population:
         return [{self.item_index[a] for a in ids if a in self.item_index} for ids in rows["artist_ids"]]
 
 
-def make_population(frame: pd.DataFrame, *, taste: dict[str, np.ndarray] | None = None,
-                    friends: dict[str, set[str]] | None = None, thin_tracks_only: bool = False) -> Population:
+def make_population(
+    frame: pd.DataFrame,
+    *,
+    taste: dict[str, np.ndarray] | None = None,
+    friends: dict[str, set[str]] | None = None,
+    thin_tracks_only: bool = False,
+) -> Population:
     """Population of a ``user_features`` frame (views full/a/b); ``taste`` maps user id -> hidden taste."""
     from scipy import sparse
 
@@ -94,9 +99,19 @@ def make_population(frame: pd.DataFrame, *, taste: dict[str, np.ndarray] | None 
             raise KeyError(f"{len(missing)} user(s) have no hidden taste, e.g. {missing[:3]}")
         tmat = np.stack([np.asarray(taste[u], dtype=np.float32) for u in ids])
         tmat /= np.maximum(np.linalg.norm(tmat, axis=1, keepdims=True), 1e-12)
-    pop = Population(full=full, a=a, b=b, ids=ids, pos={u: i for i, u in enumerate(ids)},
-                     half_pos={u: i for i, u in enumerate(a["user_id"].astype(str))}, items=items, item_index=item_index,
-                     thin=np.asarray(thin, dtype=bool), taste=tmat, friends=friends)
+    pop = Population(
+        full=full,
+        a=a,
+        b=b,
+        ids=ids,
+        pos={u: i for i, u in enumerate(ids)},
+        half_pos={u: i for i, u in enumerate(a["user_id"].astype(str))},
+        items=items,
+        item_index=item_index,
+        thin=np.asarray(thin, dtype=bool),
+        taste=tmat,
+        friends=friends,
+    )
     if thin_tracks_only:
         pop.thin_rule = f"<= {THIN_TRACKS} tracks (HetRec: every profile is two pseudo-playlists)"
     return pop
@@ -105,7 +120,7 @@ def make_population(frame: pd.DataFrame, *, taste: dict[str, np.ndarray] | None 
 # --------------------------------------------------------------------------- vectors and neighbours
 def vectors(method, rows: pd.DataFrame, side: str):
     """Dense (or, for bag methods, sparse) vectors of ``rows`` on the ``query`` or ``candidate`` side."""
-    name = ("embed_query" if side == "query" else "embed")
+    name = "embed_query" if side == "query" else "embed"
     fn = getattr(method, name + "_sparse", None) or getattr(method, name)
     return fn(rows)
 
@@ -150,7 +165,9 @@ def positive_rank(q, c, positives: np.ndarray, chunk: int = CHUNK) -> np.ndarray
     return out
 
 
-def neighbour_items(pop: Population, nb_idx: np.ndarray, nb_sim: np.ndarray, known: list[set[int]], n: int = N_ITEMS) -> list[list[int]]:
+def neighbour_items(
+    pop: Population, nb_idx: np.ndarray, nb_sim: np.ndarray, known: list[set[int]], n: int = N_ITEMS
+) -> list[list[int]]:
     """Top-n items of each query's neighbours (weighted by similarity), leaving out what it already has."""
     from scipy import sparse
 
@@ -222,7 +239,9 @@ def per_query_metrics(method, pop: Population, queries: list[str]) -> dict[str, 
     return out
 
 
-def summarise(per_query: dict[str, np.ndarray], mask: np.ndarray | None = None, *, seed: int = 0, ci: bool = True) -> dict[str, Any]:
+def summarise(
+    per_query: dict[str, np.ndarray], mask: np.ndarray | None = None, *, seed: int = 0, ci: bool = True
+) -> dict[str, Any]:
     res: dict[str, Any] = {}
     cis: dict[str, list[float]] = {}
     for m, v in per_query.items():

@@ -28,7 +28,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,9 @@ class ModelRegistry:
     def meta(self, version: str) -> dict[str, Any]:
         p = self.versions_dir / version / "meta.json"
         if not p.exists():
-            raise RegistryError(f"model version {version!r} not found in {self.versions_dir} (have: {', '.join(self.versions()) or 'none'})")
+            raise RegistryError(
+                f"model version {version!r} not found in {self.versions_dir} (have: {', '.join(self.versions()) or 'none'})"
+            )
         return json.loads(p.read_text())
 
     def load(self, version: str | None = None) -> LoadedModel:
@@ -138,7 +140,7 @@ class ModelRegistry:
 
     # ---- writing
     def _new_version(self, prefix: str = "tt") -> str:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         v, n = f"{prefix}-{stamp}", 1
         while (self.versions_dir / v).exists():
             n += 1
@@ -157,8 +159,17 @@ class ModelRegistry:
             raise
         return version
 
-    def save(self, trained, *, metrics: dict[str, Any], data_version: int | None, feature_schema: dict[str, Any],
-             method: str = "two_tower", model=None, extra: dict[str, Any] | None = None) -> str:
+    def save(
+        self,
+        trained,
+        *,
+        metrics: dict[str, Any],
+        data_version: int | None,
+        feature_schema: dict[str, Any],
+        method: str = "two_tower",
+        model=None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
         """Save a two-tower version (``model`` overrides ``trained.model``, e.g. its LSA start), unpromoted."""
         import torch
 
@@ -169,10 +180,14 @@ class ModelRegistry:
             "version": version,
             "kind": "two_tower",
             "method": method,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="microseconds"),
             "config": trained.config.model_dump(),
-            "architecture": {"genre_rows": dm.pre.genres.rows, "artist_rows": dm.pre.artists.rows,
-                             "dense_in": dm.pre.dense_dim, "dim": int(model.dim)},
+            "architecture": {
+                "genre_rows": dm.pre.genres.rows,
+                "artist_rows": dm.pre.artists.rows,
+                "dense_in": dm.pre.dense_dim,
+                "dim": int(model.dim),
+            },
             "data_version": data_version,
             "feature_schema": feature_schema,
             "metrics": metrics,
@@ -180,8 +195,13 @@ class ModelRegistry:
             "split_sizes": {k: len(v) for k, v in dm.split.as_dict().items()},
             # held-out users, so `soundmates evaluate` scores the served model on users it never trained on
             "held_out": {"val": dm.split.val, "test": dm.split.test},
-            "training": {"epochs": trained.epochs_run, "best_epoch": trained.best_epoch,
-                         "seconds_per_epoch": trained.seconds_per_epoch, "log_dir": trained.log_dir, "notes": trained.notes},
+            "training": {
+                "epochs": trained.epochs_run,
+                "best_epoch": trained.best_epoch,
+                "seconds_per_epoch": trained.seconds_per_epoch,
+                "log_dir": trained.log_dir,
+                "notes": trained.notes,
+            },
             "promoted": False,
             **(extra or {}),
         }
@@ -192,15 +212,25 @@ class ModelRegistry:
 
         return self._write(version, meta, files)
 
-    def save_baseline(self, embedder, *, metrics: dict[str, Any], data_version: int | None,
-                      extra: dict[str, Any] | None = None) -> str:
+    def save_baseline(
+        self, embedder, *, metrics: dict[str, Any], data_version: int | None, extra: dict[str, Any] | None = None
+    ) -> str:
         """Save a fitted baseline as a servable version (``kind: baseline``), unpromoted."""
         from soundmates.model.baselines import save_baseline
 
         version = self._new_version(f"bl-{embedder.name.replace('_', '')}")
-        meta = {"version": version, "kind": "baseline", "method": embedder.name, "params": embedder.params,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "dim": int(embedder.dim),
-                "data_version": data_version, "metrics": metrics, "promoted": False, **(extra or {})}
+        meta = {
+            "version": version,
+            "kind": "baseline",
+            "method": embedder.name,
+            "params": embedder.params,
+            "created_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "dim": int(embedder.dim),
+            "data_version": data_version,
+            "metrics": metrics,
+            "promoted": False,
+            **(extra or {}),
+        }
         self._write(version, meta, lambda tmp: save_baseline(embedder, tmp))
         embedder.version = version
         return version
@@ -218,11 +248,18 @@ class ModelRegistry:
     def mark_not_promoted(self, version: str, reason: str) -> None:
         self._update_meta(version, promotion_reason=reason)
 
-    def register(self, trained, *, metrics: dict[str, Any], data_version: int | None, feature_schema: dict[str, Any]) -> dict[str, Any]:
+    def register(
+        self, trained, *, metrics: dict[str, Any], data_version: int | None, feature_schema: dict[str, Any]
+    ) -> dict[str, Any]:
         """Save ``trained`` unpromoted: promotion is the gate's step after evaluation (:mod:`soundmates.model.gate`)."""
         version = self.save(trained, metrics=metrics, data_version=data_version, feature_schema=feature_schema)
-        return {"version": version, "promoted": False, "reason": "registered, not promoted: promotion is the step after evaluation",
-                "previous": self.current_version(), "val_recall@10": float(trained.val_recall_at_10)}
+        return {
+            "version": version,
+            "promoted": False,
+            "reason": "registered, not promoted: promotion is the step after evaluation",
+            "previous": self.current_version(),
+            "val_recall@10": float(trained.val_recall_at_10),
+        }
 
 
 def push_to_hopsworks(version_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
@@ -230,7 +267,7 @@ def push_to_hopsworks(version_dir: Path, meta: dict[str, Any]) -> dict[str, Any]
     from soundmates.config import HopsworksSettings
 
     hs = HopsworksSettings()
-    if not hs.configured:
+    if not hs.configured or hs.api_key is None:  # configured implies a key; the second test narrows its type
         return {"hopsworks": "not configured"}
     try:
         import hopsworks
@@ -238,7 +275,9 @@ def push_to_hopsworks(version_dir: Path, meta: dict[str, Any]) -> dict[str, Any]
         project = hopsworks.login(api_key_value=hs.api_key.get_secret_value(), host=hs.host, project=hs.project)
         mr = project.get_model_registry()
         flat = {k: float(v) for k, v in (meta.get("metrics", {}).get("val") or {}).items() if isinstance(v, (int, float))}
-        model = mr.python.create_model(name=HOPSWORKS_MODEL_NAME, metrics=flat, description=f"Soundmates two-tower {meta['version']}")
+        model = mr.python.create_model(
+            name=HOPSWORKS_MODEL_NAME, metrics=flat, description=f"Soundmates two-tower {meta['version']}"
+        )
         model.save(str(version_dir))
         return {"hopsworks": "saved", "hopsworks_version": getattr(model, "version", None)}
     except Exception as e:  # noqa: BLE001 - local registry stays the source of truth

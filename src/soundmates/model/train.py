@@ -107,28 +107,43 @@ def fit_model(
     work.mkdir(parents=True, exist_ok=True)
     dm = TwoViewDataModule(cfg, frame, settings=settings, data_version=data_version)
     dm.setup()
+    pre = dm.preprocessor
     tables = dm.init_tables() if cfg.svd_init else {}
-    model = TwoTowerModel(cfg.model_dump(), dm.pre.genres.rows, dm.pre.artists.rows, dm.pre.dense_dim,
-                          tables.get("genre"), tables.get("artist"))
+    model = TwoTowerModel(
+        cfg.model_dump(), pre.genres.rows, pre.artists.rows, pre.dense_dim, tables.get("genre"), tables.get("artist")
+    )
     model.set_item_priors(*dm.item_log_q())
     if cfg.objective != "halves":
         model.eval()
-        model.init_item_tables(dm.pre.dense_dim)
+        model.init_item_tables(pre.dense_dim)
         model.train()
-    extra = []
+    extra: list[L.Callback] = []
     if dm.population is not None:
         extra.append(_neighbour_recall_callback(dm))
     elif cfg.monitor == "val_neighbour_recall@20":
         raise ValueError("monitor val_neighbour_recall@20 needs the users' full profiles (view 'full') in the features")
     # a fresh checkpoint folder per run: best-of-run must never pick up an older run's file
-    ckpt = ModelCheckpoint(dirpath=tempfile.mkdtemp(prefix="checkpoints-", dir=work), monitor=cfg.monitor, mode="max", save_top_k=1,
-                           filename="best-{epoch}")
+    ckpt = ModelCheckpoint(
+        dirpath=tempfile.mkdtemp(prefix="checkpoints-", dir=work),
+        monitor=cfg.monitor,
+        mode="max",
+        save_top_k=1,
+        filename="best-{epoch}",
+    )
     stop = EarlyStopping(monitor=cfg.monitor, mode="max", patience=cfg.patience)
     logger = CSVLogger(str(work), name="logs") if not fast_dev_run else False
     trainer = L.Trainer(
-        max_epochs=cfg.max_epochs, accelerator="cpu", devices=1, deterministic=True, logger=logger,
-        callbacks=[*extra, ckpt, stop], enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, fast_dev_run=fast_dev_run, log_every_n_steps=1,
+        max_epochs=cfg.max_epochs,
+        accelerator="cpu",
+        devices=1,
+        deterministic=True,
+        logger=logger,
+        callbacks=[*extra, ckpt, stop],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        fast_dev_run=fast_dev_run,
+        log_every_n_steps=1,
     )
     initial_metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
     initial = initial_metrics[cfg.monitor]
@@ -147,14 +162,25 @@ def fit_model(
     else:
         model.load_state_dict(initial_state)
         if not fast_dev_run:
-            notes.append(f"training did not beat the SVD/LSA start on validation {cfg.monitor} ({best} < {initial}); kept the start")
+            notes.append(
+                f"training did not beat the SVD/LSA start on validation {cfg.monitor} ({best} < {initial}); kept the start"
+            )
     model.eval()
     # the kept model's validation recall@10 (what the registry's promotion gate compares), whatever was monitored
     kept = initial_metrics if best_epoch is None else trainer.validate(model, datamodule=dm, verbose=False)[0]
     return TrainedModel(
-        model=model, datamodule=dm, config=cfg, val_recall_at_10=float(kept["val_recall@10"]),
+        model=model,
+        datamodule=dm,
+        config=cfg,
+        val_recall_at_10=float(kept["val_recall@10"]),
         initial_val_recall_at_10=float(initial_metrics["val_recall@10"]),
-        epochs_run=epochs, best_epoch=best_epoch, seconds=seconds, seconds_per_epoch=seconds / epochs,
-        log_dir=str(logger.log_dir) if logger else None, notes=notes, initial_state=initial_state,
-        val_metrics={k: float(v) for k, v in kept.items()}, initial_val_metrics={k: float(v) for k, v in initial_metrics.items()},
+        epochs_run=epochs,
+        best_epoch=best_epoch,
+        seconds=seconds,
+        seconds_per_epoch=seconds / epochs,
+        log_dir=str(logger.log_dir) if isinstance(logger, CSVLogger) else None,
+        notes=notes,
+        initial_state=initial_state,
+        val_metrics={k: float(v) for k, v in kept.items()},
+        initial_val_metrics={k: float(v) for k, v in initial_metrics.items()},
     )

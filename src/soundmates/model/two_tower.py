@@ -37,8 +37,15 @@ from soundmates.model.config import ModelConfig
 
 
 class Tower(nn.Module):
-    def __init__(self, cfg: ModelConfig, genre_rows: int, artist_rows: int, dense_in: int,
-                 genre_table: np.ndarray | None = None, artist_table: np.ndarray | None = None):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        genre_rows: int,
+        artist_rows: int,
+        dense_in: int,
+        genre_table: np.ndarray | None = None,
+        artist_table: np.ndarray | None = None,
+    ):
         super().__init__()
         self.cfg = cfg
         parts = 0
@@ -52,16 +59,19 @@ class Tower(nn.Module):
             self._init_table(self.artist, artist_table)
             parts += cfg.artist_dim
         if cfg.use_dense and dense_in > 0:
-            self.dense = nn.Sequential(nn.Linear(dense_in, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.dense_dim))
+            self.dense = nn.Sequential(
+                nn.Linear(dense_in, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.dense_dim)
+            )
             parts += cfg.dense_dim
         if parts == 0:
             raise ValueError("the tower has no input: enable genres, artists or dense features")
         self.out_dim = parts
         # group scales: start with the bag groups dominating (their LSA start is already a good ranker)
         self.log_scale = nn.Parameter(torch.tensor([0.0, 0.0, math.log(0.3)]))
-        self.residual = nn.Sequential(nn.Linear(parts, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, parts))
-        nn.init.zeros_(self.residual[-1].weight)
-        nn.init.zeros_(self.residual[-1].bias)
+        widen, narrow = nn.Linear(parts, cfg.hidden), nn.Linear(cfg.hidden, parts)
+        self.residual = nn.Sequential(widen, nn.GELU(), nn.Dropout(cfg.dropout), narrow)
+        nn.init.zeros_(narrow.weight)
+        nn.init.zeros_(narrow.bias)
 
     @staticmethod
     def _init_table(bag: nn.EmbeddingBag, table: np.ndarray | None) -> None:
@@ -88,8 +98,19 @@ class Tower(nn.Module):
 
 
 class TwoTowerModel(L.LightningModule):
-    def __init__(self, cfg: dict, genre_rows: int, artist_rows: int, dense_in: int,
-                 genre_table: np.ndarray | None = None, artist_table: np.ndarray | None = None):
+    # buffers registered in __init__ (declared so their type is Tensor, not Module.__getattr__'s union)
+    log_q_artist: torch.Tensor
+    log_q_genre: torch.Tensor
+
+    def __init__(
+        self,
+        cfg: dict,
+        genre_rows: int,
+        artist_rows: int,
+        dense_in: int,
+        genre_table: np.ndarray | None = None,
+        artist_table: np.ndarray | None = None,
+    ):
         super().__init__()
         # tables are weights, not hyperparameters: keep them out of hparams (and the checkpoint's yaml)
         self.save_hyperparameters(ignore=["genre_table", "artist_table"])
@@ -97,7 +118,9 @@ class TwoTowerModel(L.LightningModule):
         self.query_tower = Tower(self.cfg, genre_rows, artist_rows, dense_in, genre_table, artist_table)
         shared = self.cfg.shared_towers or self.cfg.objective == "items"  # the item objective trains one user tower
         self.candidate_tower = self.query_tower if shared else copy.deepcopy(self.query_tower)
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(self.cfg.temperature)), requires_grad=self.cfg.learn_temperature)
+        self.log_temperature = nn.Parameter(
+            torch.tensor(math.log(self.cfg.temperature)), requires_grad=self.cfg.learn_temperature
+        )
         # item tables of the item objective: training aids only, never used to embed a user
         self.item_artist = self.item_genre = None
         if self.cfg.objective != "halves":
@@ -141,9 +164,13 @@ class TwoTowerModel(L.LightningModule):
             with torch.no_grad():
                 for s in range(0, n, batch):
                     rows = torch.arange(s, min(s + batch, n))
-                    x = {"a_idx": torch.zeros(len(rows), 1, dtype=torch.long), "a_w": torch.zeros(len(rows), 1),
-                         "g_idx": torch.zeros(len(rows), 1, dtype=torch.long), "g_w": torch.zeros(len(rows), 1),
-                         "dense": torch.zeros(len(rows), dense_dim)}
+                    x = {
+                        "a_idx": torch.zeros(len(rows), 1, dtype=torch.long),
+                        "a_w": torch.zeros(len(rows), 1),
+                        "g_idx": torch.zeros(len(rows), 1, dtype=torch.long),
+                        "g_w": torch.zeros(len(rows), 1),
+                        "dense": torch.zeros(len(rows), dense_dim),
+                    }
                     x[idx_key] = rows[:, None]
                     x[w_key] = torch.ones(len(rows), 1)
                     table.weight[s : s + len(rows)] = self.query_tower(x)
@@ -153,7 +180,9 @@ class TwoTowerModel(L.LightningModule):
         self.log_q_artist.copy_(torch.as_tensor(log_q_artist, dtype=torch.float32))
         self.log_q_genre.copy_(torch.as_tensor(log_q_genre, dtype=torch.float32))
 
-    def _item_loss(self, q: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, table: nn.Embedding, log_q: torch.Tensor) -> torch.Tensor:
+    def _item_loss(
+        self, q: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, table: nn.Embedding, log_q: torch.Tensor
+    ) -> torch.Tensor:
         """Sampled softmax of ``item_positives`` items per user over all items sampled in the batch.
 
         Logits are corrected by -log Q(item) (popular items are sampled as negatives more often);
@@ -178,13 +207,15 @@ class TwoTowerModel(L.LightningModule):
         return torch.stack(losses).mean()
 
     def item_objective(self, a, b) -> torch.Tensor:
-        loss = 0.0
+        if self.item_artist is None:
+            raise ValueError("the item objective needs item tables: the model was built with objective 'halves'")
+        terms = []
         for src, dst in ((a, b), (b, a)):
             q = self.embed_query(src)
-            loss = loss + self._item_loss(q, dst["a_idx"], dst["a_w"], self.item_artist, self.log_q_artist)
+            terms.append(self._item_loss(q, dst["a_idx"], dst["a_w"], self.item_artist, self.log_q_artist))
             if self.item_genre is not None:
-                loss = loss + self._item_loss(q, dst["g_idx"], dst["g_w"], self.item_genre, self.log_q_genre)
-        return loss / 2
+                terms.append(self._item_loss(q, dst["g_idx"], dst["g_w"], self.item_genre, self.log_q_genre))
+        return sum(terms[1:], terms[0]) / 2  # same left-to-right sum as adding each term in turn
 
     def training_step(self, batch, batch_idx):
         loss = 0.0

@@ -58,8 +58,9 @@ class AirflowClient:
 
     def token(self) -> str:
         if self._token is None:
-            r = requests.post(self._url("/auth/token"), json={"username": self.username, "password": self.password},
-                              timeout=self.timeout_s)
+            r = requests.post(
+                self._url("/auth/token"), json={"username": self.username, "password": self.password}, timeout=self.timeout_s
+            )
             if r.status_code not in (200, 201):
                 raise AirflowApiError(f"login as {self.username!r} failed: HTTP {r.status_code} {r.text[:200]}")
             self._token = r.json()["access_token"]
@@ -193,8 +194,13 @@ def _wait_and_report(client: AirflowClient, dag_id: str, run_id: str, timeout: f
         return st if st in TERMINAL_STATES else None
 
     state = _wait(finished, timeout, 5.0, f"run {run_id} of {dag_id}")
-    result = {"dag_id": dag_id, "run_id": run_id, "state": state, "seconds": round(time.monotonic() - t0, 1),
-              "tasks": client.task_states(dag_id, run_id)}
+    result = {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "state": state,
+        "seconds": round(time.monotonic() - t0, 1),
+        "tasks": client.task_states(dag_id, run_id),
+    }
     sys.stdout.write(json.dumps(result) + "\n")
     if state != "success":
         raise typer.Exit(1)

@@ -22,13 +22,16 @@ def ensure_pool(slots: int = SPOTIFY_POOL_SLOTS) -> None:
     from airflow.models.pool import Pool
 
     Pool.create_or_update_pool(
-        name=SPOTIFY_POOL, slots=slots, description="Concurrent Spotify API work (ingest, new users)",
+        name=SPOTIFY_POOL,
+        slots=slots,
+        description="Concurrent Spotify API work (ingest, new users)",
         include_deferred=False,
     )
 
 
-def ensure_spotify_connection(client_id: str, client_secret: str, api_url: str | None = None,
-                              token_url: str | None = None) -> None:
+def ensure_spotify_connection(
+    client_id: str, client_secret: str, api_url: str | None = None, token_url: str | None = None
+) -> None:
     """Create or replace ``spotify_default`` (login = client id, password = secret, extra = endpoints)."""
     from airflow.models.connection import Connection
     from airflow.utils.session import create_session
@@ -39,9 +42,16 @@ def ensure_spotify_connection(client_id: str, client_secret: str, api_url: str |
         if existing is not None:
             session.delete(existing)
             session.flush()
-        session.add(Connection(conn_id=SPOTIFY_CONN_ID, conn_type="generic", login=client_id,
-                               password=client_secret, extra=json.dumps(extra) if extra else None,
-                               description="Spotify Web API app credentials (or the local server's)"))
+        session.add(
+            Connection(
+                conn_id=SPOTIFY_CONN_ID,
+                conn_type="generic",
+                login=client_id,
+                password=client_secret,
+                extra=json.dumps(extra) if extra else None,
+                description="Spotify Web API app credentials (or the local server's)",
+            )
+        )
 
 
 def main(
@@ -57,8 +67,11 @@ def main(
         ensure_spotify_connection(client_id, secret, api_url or None, token_url or None)
         typer.echo(f"pool {SPOTIFY_POOL} ({slots} slots) and connection {SPOTIFY_CONN_ID} ready", err=True)
     else:
-        typer.echo(f"pool {SPOTIFY_POOL} ready; SPOTIPY_CLIENT_ID/SECRET unset, connection {SPOTIFY_CONN_ID} "
-                   "not created (tasks will read the environment)", err=True)
+        typer.echo(
+            f"pool {SPOTIFY_POOL} ready; SPOTIPY_CLIENT_ID/SECRET unset, connection {SPOTIFY_CONN_ID} "
+            "not created (tasks will read the environment)",
+            err=True,
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

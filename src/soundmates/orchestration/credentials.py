@@ -25,7 +25,7 @@ def _connection_env(conn_id: str) -> dict[str, str]:
         from airflow.sdk import BaseHook
 
         conn = BaseHook.get_connection(conn_id)
-    except Exception:  # AirflowNotFoundException, or no task context (CLI, plain tests)
+    except Exception:  # noqa: BLE001 - AirflowNotFoundException, or no task context (CLI, plain tests)
         return {}
     env: dict[str, str] = {}
     if conn.login:

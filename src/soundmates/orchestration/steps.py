@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +55,13 @@ def ingest_batch(refs: list[str]) -> dict[str, Any]:
         return jsonable(ingest_users(refs, progress=False))
 
 
-def ingest_resume_at(result: dict[str, Any], *, run_started: datetime | None, now: datetime | None = None,
-                     max_wait: timedelta = MAX_RATE_LIMIT_WAIT) -> datetime | None:
+def ingest_resume_at(
+    result: dict[str, Any],
+    *,
+    run_started: datetime | None,
+    now: datetime | None = None,
+    max_wait: timedelta = MAX_RATE_LIMIT_WAIT,
+) -> datetime | None:
     """When a batch whose users were deferred by a rate limit should run again; None = do not.
 
     The moment is the server's own delay (the largest ``retry_after_s`` of the batch, at least
@@ -67,16 +72,21 @@ def ingest_resume_at(result: dict[str, Any], *, run_started: datetime | None, no
     deferred = result.get("deferred") or []
     if not deferred:
         return None
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     wait_s = max(1.0, max(float(d.get("retry_after_s") or 0.0) for d in deferred))
     when = now + timedelta(seconds=wait_s)
     started = run_started or now
     if when - started > max_wait:
-        log.warning("%d user(s) still rate-limited after waiting %s; not waiting %.0f s more",
-                    len(deferred), now - started, wait_s)
+        log.warning(
+            "%d user(s) still rate-limited after waiting %s; not waiting %.0f s more", len(deferred), now - started, wait_s
+        )
         return None
-    log.info("%d user(s) rate-limited: running this batch again at %s (Retry-After %.0f s)",
-             len(deferred), when.isoformat(timespec="seconds"), wait_s)
+    log.info(
+        "%d user(s) rate-limited: running this batch again at %s (Retry-After %.0f s)",
+        len(deferred),
+        when.isoformat(timespec="seconds"),
+        wait_s,
+    )
     return when
 
 
@@ -86,7 +96,7 @@ def _count(value: Any) -> int:
 
 def merge_ingest(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Add up the mapped ingest batches; fail only when no user at all could be ingested."""
-    total = {"batches": 0, "ingested": 0, "skipped": 0, "failed": [], "deferred": [], "api_calls": 0}
+    total: dict[str, Any] = {"batches": 0, "ingested": 0, "skipped": 0, "failed": [], "deferred": [], "api_calls": 0}
     for res in results:
         total["batches"] += 1
         total["ingested"] += _count(res.get("ingested"))
@@ -172,7 +182,7 @@ def record_training(users: int, result: dict[str, Any], settings=None) -> dict[s
         "users": int(users),
         "model_version": result.get("version") or result.get("model_version"),
         "promoted": result.get("promoted"),
-        "at": datetime.now(timezone.utc).isoformat(),
+        "at": datetime.now(UTC).isoformat(),
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".last_training.")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -191,8 +201,9 @@ def new_users_since_training(settings=None) -> dict[str, int]:
     return {"users": now, "trained_with": then, "new": max(0, now - then)}
 
 
-def retrain_decision(counts: dict[str, int], *, has_model: bool, asset_triggered: bool,
-                     min_new_users: int, force: bool = False) -> dict[str, Any]:
+def retrain_decision(
+    counts: dict[str, int], *, has_model: bool, asset_triggered: bool, min_new_users: int, force: bool = False
+) -> dict[str, Any]:
     """Whether a retrain run trains: ``{"train": bool, "reason": str}``.
 
     Nothing is retrained before the bootstrap trained a first model (a weekly run right
@@ -208,7 +219,10 @@ def retrain_decision(counts: dict[str, int], *, has_model: bool, asset_triggered
         return {"train": True, "reason": f"training on {counts['users']} users ({'forced' if force else 'scheduled/manual run'})"}
     if counts["new"] >= min_new_users:
         return {"train": True, "reason": f"{counts['new']} new users since the last training (>= {min_new_users})"}
-    return {"train": False, "reason": f"only {counts['new']} new user(s) since the last training (< {min_new_users}); not training"}
+    return {
+        "train": False,
+        "reason": f"only {counts['new']} new user(s) since the last training (< {min_new_users}); not training",
+    }
 
 
 # --- gates -----------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ class InboxPendingTrigger(BaseEventTrigger):
         while True:
             try:
                 pending = await asyncio.to_thread(count_pending, self.data_dir)
-            except Exception as exc:  # a store being written or briefly unreadable: try again next poll
+            except Exception as exc:  # noqa: BLE001 - a store being written or briefly unreadable: try again next poll
                 log.warning("new-users inbox not readable yet (%s: %s); polling again", type(exc).__name__, exc)
                 pending = 0
             if pending >= self.min_pending:

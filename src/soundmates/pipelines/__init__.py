@@ -1,6 +1,3 @@
-
-
-
 def process_inbox(settings=None, limit=None) -> dict:
     """New-users inbox -> ingest -> features -> embed -> fresh buffer (see ``pipelines.new_users``)."""
     from soundmates.pipelines.new_users import process_inbox as _process_inbox

@@ -62,8 +62,11 @@ def _arrow(rows: list[dict], schema: pa.Schema) -> pa.Table:
     arrays = []
     for f in schema:
         values = [r[f.name] for r in rows]
-        if pa.types.is_list(f.type) and pa.types.is_floating(f.type.value_type) and values and all(
-            isinstance(v, np.ndarray) for v in values
+        if (
+            pa.types.is_list(f.type)
+            and pa.types.is_floating(f.type.value_type)
+            and values
+            and all(isinstance(v, np.ndarray) for v in values)
         ):
             offsets = np.zeros(len(values) + 1, dtype=np.int32)
             np.cumsum([len(v) for v in values], out=offsets[1:])
@@ -90,11 +93,13 @@ def _load_profiles(repo: ProfileRepository, user_ids: Iterable[str], rejected: l
     for uid in user_ids:
         try:
             prof = repo.load(uid)
-        except Exception as exc:  # a corrupt file is one rejected user, not a failed build
+        except Exception as exc:  # noqa: BLE001 - a corrupt file is one rejected user, not a failed build
             rejected.append({"user_id": uid, "reason": f"unreadable profile file {repo.path(uid)}: {str(exc).splitlines()[0]}"})
             continue
         if prof is None and uid in repo.quarantined:
-            rejected.append({"user_id": uid, "reason": f"unreadable profile file, moved to {repo.quarantined[uid]} (ingest it again)"})
+            rejected.append(
+                {"user_id": uid, "reason": f"unreadable profile file, moved to {repo.quarantined[uid]} (ingest it again)"}
+            )
             continue
         if prof is None:
             rejected.append({"user_id": uid, "reason": f"no profile stored for this user in {repo.root} (ingest it first)"})
@@ -143,8 +148,9 @@ def build_features(
     if user_ids is not None and len(user_ids) == 0:
         considered = []  # asked for nobody (e.g. an empty inbox batch): do nothing, even without a scaler
 
-    seen = ProfileFingerprints(scaler_dir(settings) / FILENAME,
-                               {"encoder": encoder.model_id, "top_n": settings.top_n_artists, "seed": seed})
+    seen = ProfileFingerprints(
+        scaler_dir(settings) / FILENAME, {"encoder": encoder.model_id, "top_n": settings.top_n_artists, "seed": seed}
+    )
     stored_hash = _stored_hashes(store, None if user_ids is None or refit else considered) if considered else {}
     fps = {uid: fingerprint(repo.path(uid)) for uid in considered}  # before loading: see fingerprints.py
     rejected: list[dict] = []
@@ -166,15 +172,17 @@ def build_features(
         if p.user_id not in todo_ids:
             unchanged.append(p.user_id)
             seen.record(p.user_id, fps[p.user_id], content_hash=hashes[p.user_id])
-    _log(f"{len(considered)} user(s) considered, {len(todo)} to compute, {len(unchanged)} unchanged"
-         + (f" ({len(considered) - len(to_load)} skipped by file fingerprint)" if len(to_load) < len(considered) else "")
-         + (", refitting the scaler" if refit and todo else ""))
+    _log(
+        f"{len(considered)} user(s) considered, {len(todo)} to compute, {len(unchanged)} unchanged"
+        + (f" ({len(considered) - len(to_load)} skipped by file fingerprint)" if len(to_load) < len(considered) else "")
+        + (", refitting the scaler" if refit and todo else "")
+    )
 
     size = len(todo) if refit else max(1, batch_users)  # a refit is one batch (see the module docstring)
     computed: set[str] = set()
     no_views = 0
     for start in range(0, len(todo), max(1, size)):
-        part = todo[start:start + max(1, size)]
+        part = todo[start : start + max(1, size)]
         out = _build_batch(settings, store, encoder, part, hashes, stored_hash, scaler, refit, seed)
         scaler = out["scaler"]
         computed |= out["computed"]
@@ -225,8 +233,12 @@ def _build_batch(settings, store, encoder, part, hashes, stored_hash, scaler, re
         if refit:
             scaler.save(settings)  # after the rows it scaled are stored: a crash before leaves the old pair intact
         store.upsert_arrow(S.USER_PROFILES, _arrow(batch.profile_rows, S.USER_PROFILES_SCHEMA))
-    return {"scaler": scaler, "computed": {r["user_id"] for r in rows}, "no_views": len(batch.no_views),
-            "rejected": batch.rejected}
+    return {
+        "scaler": scaler,
+        "computed": {r["user_id"] for r in rows},
+        "no_views": len(batch.no_views),
+        "rejected": batch.rejected,
+    }
 
 
 def _summary(t0, store, encoder, stats_before, scaler, refit, computed, unchanged, rejected, stored_hash, no_views) -> dict:

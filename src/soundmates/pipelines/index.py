@@ -28,8 +28,9 @@ def parameters_text(manifest: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in parameters(manifest).items() if k not in ("metric", "calibrated_recall_at_10"))
 
 
-def build_index(settings=None, *, n_trees: int | None = None, search_k: int | None = None, progress: bool = True,
-                backend: str | None = None) -> dict:
+def build_index(
+    settings=None, *, n_trees: int | None = None, search_k: int | None = None, progress: bool = True, backend: str | None = None
+) -> dict:
     """Read view ``full`` of ``user_features`` (one data version), embed, build, publish; returns a summary.
 
     ``backend``: ``annoy`` or ``voyager`` (default ``SOUNDMATES_INDEX_BACKEND``, else Annoy).
@@ -71,14 +72,20 @@ def build_index(settings=None, *, n_trees: int | None = None, search_k: int | No
 
     embedder = get_embedder(settings)
     say(f"embedding {len(frame):,} users with model {embedder.version}")
-    parts = [np.asarray(embedder.embed(frame.iloc[s : s + EMBED_CHUNK]), dtype=np.float32) for s in range(0, len(frame), EMBED_CHUNK)]
+    parts = [
+        np.asarray(embedder.embed(frame.iloc[s : s + EMBED_CHUNK]), dtype=np.float32) for s in range(0, len(frame), EMBED_CHUNK)
+    ]
     vectors = np.vstack(parts)
     say(f"building the {index.backend.name} index ({vectors.shape[0]:,} x {vectors.shape[1]})")
     version = index.build(
         frame["user_id"].astype(str).tolist(),
         vectors,
-        {"model_version": embedder.version, "feature_data_version": data_version, "features_read_at": read_at,
-         "source": f"{S.USER_FEATURES}/{S.VIEW_FULL}"},
+        {
+            "model_version": embedder.version,
+            "feature_data_version": data_version,
+            "features_read_at": read_at,
+            "source": f"{S.USER_FEATURES}/{S.VIEW_FULL}",
+        },
         n_trees=n_trees,
         search_k=search_k,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from soundmates.config import Settings, get_settings
-from soundmates.spotify.ingest import IngestSummary, Ingestor
+from soundmates.spotify.ingest import Ingestor, IngestSummary
 
 
 def ingest_users(

@@ -20,18 +20,28 @@ from soundmates.config import REPO_ROOT, Settings, get_settings
 log = logging.getLogger(__name__)
 
 DEFAULT_HETREC_DIR = REPO_ROOT.parent / "shared" / "data" / "hetrec2011-lastfm-2k"
-PROTOCOL_WORLD = ("world: held-out users' full profiles vs every user's full profile (taste metrics, hidden taste); "
-                  "half a vs everyone's full profile (neighbour_recall@20); half a vs every half b (recall@10)")
-PROTOCOL_HETREC = ("hetrec: held-out users' half a vs every user's full profile (neighbour_recall@20 of the held-out "
-                   "half b's artists), full vs full (friends@10), half a vs every half b (recall@10)")
+PROTOCOL_WORLD = (
+    "world: held-out users' full profiles vs every user's full profile (taste metrics, hidden taste); "
+    "half a vs everyone's full profile (neighbour_recall@20); half a vs every half b (recall@10)"
+)
+PROTOCOL_HETREC = (
+    "hetrec: held-out users' half a vs every user's full profile (neighbour_recall@20 of the held-out "
+    "half b's artists), full vs full (friends@10), half a vs every half b (recall@10)"
+)
 DEFAULT_WORLD_USERS = 2000
 
 
 def _feature_schema(pre) -> dict[str, Any]:
     from soundmates.features.schema import FEATURE_COLUMNS
 
-    return {"columns": FEATURE_COLUMNS, "dense_columns": pre.dense_columns, "dense_widths": pre.dense_widths,
-            "genre_vocab": len(pre.genres.tokens), "artist_vocab": len(pre.artists.tokens), "hash_buckets": pre.genres.buckets}
+    return {
+        "columns": FEATURE_COLUMNS,
+        "dense_columns": pre.dense_columns,
+        "dense_widths": pre.dense_widths,
+        "genre_vocab": len(pre.genres.tokens),
+        "artist_vocab": len(pre.artists.tokens),
+        "hash_buckets": pre.genres.buckets,
+    }
 
 
 def _world_taste_for(settings: Settings, user_ids: list[str]):
@@ -61,8 +71,14 @@ def _incumbent(settings: Settings):
         return None
 
 
-def train_model(settings: Settings | None = None, *, config_file: str | Path | None = None,
-                data_version: int | None = None, fast_dev_run: bool = False, **hp: Any) -> dict[str, Any]:
+def train_model(
+    settings: Settings | None = None,
+    *,
+    config_file: str | Path | None = None,
+    data_version: int | None = None,
+    fast_dev_run: bool = False,
+    **hp: Any,
+) -> dict[str, Any]:
     """Train + tune baselines + evaluate; register the model and the best baseline, unpromoted."""
     from soundmates.features.schema import USER_FEATURES
     from soundmates.model.config import ModelConfig
@@ -79,8 +95,14 @@ def train_model(settings: Settings | None = None, *, config_file: str | Path | N
             raise LookupError("the feature store has no user_features yet: run `soundmates features build` first")
     frame = store.read(USER_FEATURES, as_of=data_version)
     taste = _world_taste_for(settings, sorted(set(frame.loc[frame["view"] == "full", "user_id"].astype(str))))
-    exp = run_experiment(frame, cfg, protocol=PROTOCOL_WORLD.replace("world:", "store:"), taste=taste,
-                         incumbent=_incumbent(settings), work_dir=settings.models_dir / "runs")
+    exp = run_experiment(
+        frame,
+        cfg,
+        protocol=PROTOCOL_WORLD.replace("world:", "store:"),
+        taste=taste,
+        incumbent=_incumbent(settings),
+        work_dir=settings.models_dir / "runs",
+    )
     reg = ModelRegistry(settings.models_dir)
     res = exp.result
     metrics = {"val": exp.validation, "test": res["methods"], "test_users": res["users"], "slices": res["slices"]}
@@ -88,25 +110,50 @@ def train_model(settings: Settings | None = None, *, config_file: str | Path | N
     candidates: dict[str, str] = {}
     decision = exp.decision
     if decision["promote"] == "two_tower_init":
-        candidates["two_tower_init"] = reg.save(trained, metrics=metrics, data_version=data_version,
-                                                feature_schema=_feature_schema(trained.preprocessor), method="two_tower_init",
-                                                model=trained.initial_model())
-    servable = {m: v for m, v in exp.validation.items() if m in exp.tuned and exp.methods.get(m) is not None
-                and getattr(exp.methods[m], "servable", True) and v == v}
-    best_base = max(servable, key=servable.get) if servable else None
+        candidates["two_tower_init"] = reg.save(
+            trained,
+            metrics=metrics,
+            data_version=data_version,
+            feature_schema=_feature_schema(trained.preprocessor),
+            method="two_tower_init",
+            model=trained.initial_model(),
+        )
+    servable = {
+        m: v
+        for m, v in exp.validation.items()
+        if m in exp.tuned and exp.methods.get(m) is not None and getattr(exp.methods[m], "servable", True) and v == v
+    }
+    best_base = max(servable, key=servable.__getitem__) if servable else None
     if best_base is not None:
-        candidates[best_base] = reg.save_baseline(exp.methods[best_base], metrics={"val": exp.validation[best_base]},
-                                                  data_version=data_version, extra={"tuned": res["tuned"].get(best_base)})
-    version = reg.save(trained, metrics=metrics, data_version=data_version, feature_schema=_feature_schema(trained.preprocessor),
-                       extra={"evaluation": res, "gate": decision, "candidates": candidates})
+        candidates[best_base] = reg.save_baseline(
+            exp.methods[best_base],
+            metrics={"val": exp.validation[best_base]},
+            data_version=data_version,
+            extra={"tuned": res["tuned"].get(best_base)},
+        )
+    version = reg.save(
+        trained,
+        metrics=metrics,
+        data_version=data_version,
+        feature_schema=_feature_schema(trained.preprocessor),
+        extra={"evaluation": res, "gate": decision, "candidates": candidates},
+    )
     hopsworks = push_to_hopsworks(reg.versions_dir / version, reg.meta(version))
     return {
-        "version": version, "promoted": False, "reason": "registered unpromoted; run the promote step (the gate) after evaluation",
-        "gate": decision, "candidates": candidates, "data_version": data_version,
+        "version": version,
+        "promoted": False,
+        "reason": "registered unpromoted; run the promote step (the gate) after evaluation",
+        "gate": decision,
+        "candidates": candidates,
+        "data_version": data_version,
         "metrics": {"val": exp.validation, "test": res["methods"]},
-        "users": res["split"], "epochs": trained.epochs_run, "best_epoch": trained.best_epoch,
-        "seconds_per_epoch": round(trained.seconds_per_epoch, 3), "notes": trained.notes,
-        "seconds": {k: round(v, 1) for k, v in exp.seconds.items()}, **hopsworks,
+        "users": res["split"],
+        "epochs": trained.epochs_run,
+        "best_epoch": trained.best_epoch,
+        "seconds_per_epoch": round(trained.seconds_per_epoch, 3),
+        "notes": trained.notes,
+        "seconds": {k: round(v, 1) for k, v in exp.seconds.items()},
+        **hopsworks,
     }
 
 
@@ -129,20 +176,40 @@ def promote_model(settings: Settings | None = None, version: str | None = None) 
         candidates = {**candidates, "two_tower": version}
     if chosen is None or chosen not in candidates:
         reg.mark_not_promoted(version, reason)
-        return {"promoted": False, "model_promoted": False, "served": gate.get("served"), "version": reg.current_version(),
-                "trained_version": version, "reason": reason}
+        return {
+            "promoted": False,
+            "model_promoted": False,
+            "served": gate.get("served"),
+            "version": reg.current_version(),
+            "trained_version": version,
+            "reason": reason,
+        }
     served_version = candidates[chosen]
     reg.promote(served_version, reason)
     if chosen != "two_tower":
         reg.mark_not_promoted(version, reason)
-    return {"promoted": True, "model_promoted": chosen == "two_tower", "served": chosen, "version": served_version,
-            "trained_version": version, "reason": reason}
+    return {
+        "promoted": True,
+        "model_promoted": chosen == "two_tower",
+        "served": chosen,
+        "version": served_version,
+        "trained_version": version,
+        "reason": reason,
+    }
 
 
 # --------------------------------------------------------------------------- evaluation
-def evaluate_model(settings: Settings | None = None, dataset: str = "world", *, path: str | Path | None = None,
-                   users: int | None = None, seed: int = 0, config_file: str | Path | None = None,
-                   report_dir: str | Path | None = None, **hp: Any) -> dict[str, Any]:
+def evaluate_model(
+    settings: Settings | None = None,
+    dataset: str = "world",
+    *,
+    path: str | Path | None = None,
+    users: int | None = None,
+    seed: int = 0,
+    config_file: str | Path | None = None,
+    report_dir: str | Path | None = None,
+    **hp: Any,
+) -> dict[str, Any]:
     """The protocol's JSON object (see :mod:`soundmates.model.protocol`) for ``dataset``."""
     from soundmates.model.evaluate import write_report
 
@@ -160,8 +227,9 @@ def evaluate_model(settings: Settings | None = None, dataset: str = "world", *, 
     return result
 
 
-def evaluate_world_dir(settings: Settings, path: str | Path, *, users: int | None = None, seed: int = 0,
-                       config_file=None, grids=None, **hp: Any) -> dict[str, Any]:
+def evaluate_world_dir(
+    settings: Settings, path: str | Path, *, users: int | None = None, seed: int = 0, config_file=None, grids=None, **hp: Any
+) -> dict[str, Any]:
     """Profiles straight from the world at ``path`` (generated there with world seed 0 when missing),
     features, train, evaluate. ``seed`` is the split/training seed."""
     from soundmates.model.config import ModelConfig
@@ -181,15 +249,18 @@ def evaluate_world_dir(settings: Settings, path: str | Path, *, users: int | Non
     return exp.result | {"dataset": "world", "world": str(world), "seconds": {k: round(v, 1) for k, v in exp.seconds.items()}}
 
 
-def evaluate_hetrec_dir(settings: Settings, path: str | Path | None, *, seed: int = 0, config_file=None, grids=None,
-                        **hp: Any) -> dict[str, Any]:
+def evaluate_hetrec_dir(
+    settings: Settings, path: str | Path | None, *, seed: int = 0, config_file=None, grids=None, **hp: Any
+) -> dict[str, Any]:
     from soundmates.model.config import ModelConfig
     from soundmates.model.experiment import features_frame, run_experiment
     from soundmates.sources.hetrec import load_hetrec
 
     hetrec_dir = Path(path) if path else DEFAULT_HETREC_DIR
     if not hetrec_dir.exists():
-        raise FileNotFoundError(f"HetRec Last.fm 2k not found at {hetrec_dir}: pass --path to the unzipped hetrec2011-lastfm-2k folder")
+        raise FileNotFoundError(
+            f"HetRec Last.fm 2k not found at {hetrec_dir}: pass --path to the unzipped hetrec2011-lastfm-2k folder"
+        )
     ds = load_hetrec(hetrec_dir, seed=seed)
     frame = features_frame(ds.profiles, settings)
     cfg = ModelConfig.load(config_file, seed=seed, **hp)
@@ -204,8 +275,10 @@ def stored_evaluation(settings: Settings) -> dict[str, Any]:
     reg = ModelRegistry(settings.models_dir)
     trained = [v for v in reg.versions() if "evaluation" in reg.meta(v)]
     if not trained:
-        raise LookupError("no model is registered yet: run `soundmates train` first "
-                          "(or `soundmates evaluate --dataset world --path WORLD_DIR` to evaluate on a generated world)")
+        raise LookupError(
+            "no model is registered yet: run `soundmates train` first "
+            "(or `soundmates evaluate --dataset world --path WORLD_DIR` to evaluate on a generated world)"
+        )
     version = max(trained, key=lambda v: reg.meta(v).get("created_at", ""))
     meta = reg.meta(version)
     result = dict(meta["evaluation"])

@@ -118,8 +118,12 @@ def _index_embedder(settings: Any, index: Any) -> Any:
     try:
         return model_embedder.get_embedder(settings, version=version)
     except Exception as e:  # noqa: BLE001 - that model is gone: served vectors, findable after the next build
-        log.warning("model %s of the index cannot be loaded (%s): new users embedded by the served model "
-                    "become findable after 'soundmates index build'", version, e)
+        log.warning(
+            "model %s of the index cannot be loaded (%s): new users embedded by the served model "
+            "become findable after 'soundmates index build'",
+            version,
+            e,
+        )
         return served
 
 
@@ -147,8 +151,9 @@ def _ingest_and_featurize(settings: Any, by_user: dict[str, str], failed: dict[s
     return [uid for uid in ok if uid not in failed]
 
 
-def _finish(store: Any, inbox: Any, by_user: dict[str, str], failed: dict[str, str], deferred: list[str],
-            summary: dict[str, Any]) -> None:
+def _finish(
+    store: Any, inbox: Any, by_user: dict[str, str], failed: dict[str, str], deferred: list[str], summary: dict[str, Any]
+) -> None:
     """Mark each request done, failed (with the reason) or pending again (deferred); fill the summary."""
     user_ids = list(by_user)
     done = [uid for uid in user_ids if uid not in failed and uid not in deferred]
@@ -166,8 +171,9 @@ def _finish(store: Any, inbox: Any, by_user: dict[str, str], failed: dict[str, s
     summary["processed"] = len(user_ids)
 
 
-def _index_new_vectors(store: Any, index: Any, inbox: Any, embedder: Any, ok: list[str], failed: dict[str, str],
-                       read_at: float) -> None:
+def _index_new_vectors(
+    store: Any, index: Any, inbox: Any, embedder: Any, ok: list[str], failed: dict[str, str], read_at: float
+) -> None:
     """Embed the users' stored features with the served embedder's candidate side into the fresh buffer.
 
     A user removed while this batch ran (their request deleted with the rest of their data) is left
@@ -191,8 +197,11 @@ def _index_new_vectors(store: Any, index: Any, inbox: Any, embedder: Any, ok: li
             failed[uid] = "removed while this batch ran: not indexed"
             continue
         try:
-            added = (index.add_fresh(uid, vector, model_version=embedder.version, read_at=read_at) if dated
-                     else index.add_fresh(uid, vector, model_version=embedder.version))
+            added = (
+                index.add_fresh(uid, vector, model_version=embedder.version, read_at=read_at)
+                if dated
+                else index.add_fresh(uid, vector, model_version=embedder.version)
+            )
         except ValueError as exc:  # e.g. a NaN vector: this user only
             failed[uid] = f"could not add to the index: {exc}"
             continue

@@ -35,12 +35,12 @@ class _ConnectedProfileSource:
     def __init__(self, profile: Profile):
         self.profile = profile
 
-    def ingest_user(self, user_id: str, *, refresh: bool = False) -> Profile:  # noqa: ARG002
+    def ingest_user(self, user_id: str, *, refresh: bool = False) -> Profile:
         if user_id != self.profile.user_id:
             raise SpotifyError(f"only the connected account {self.profile.user_id!r} can be read here", status=403)
         return self.profile
 
-    def delete_user_data(self, user_id: str) -> dict[str, bool]:  # noqa: ARG002 - nothing was written
+    def delete_user_data(self, user_id: str) -> dict[str, bool]:
         return {"raw": False, "profile": False}
 
 

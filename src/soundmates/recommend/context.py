@@ -217,7 +217,7 @@ class RecommendContext:
         try:
             enc = self.encoder
             cache, model_id = enc.cache, enc.model_id
-        except Exception:  # no encoder configured: explanations fall back to genre overlap
+        except Exception:  # noqa: BLE001 - no encoder configured: explanations fall back to genre overlap
             return None
 
         memo = self._text_memo
@@ -228,7 +228,7 @@ class RecommendContext:
             if todo:
                 try:
                     found = cache.get_many(model_id, todo)
-                except Exception:  # noqa: BLE001 - explanations fall back to genre overlap
+                except Exception:
                     log.debug("text cache unavailable", exc_info=True)
                     found = {}
                 if len(memo) < TEXT_MEMO:

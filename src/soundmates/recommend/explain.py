@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -94,9 +95,7 @@ def shared_artists(you: Taste, them: Taste, top: int = 10) -> list[SharedArtist]
     """Artists (same Spotify id) in both profiles, heaviest shared listening first."""
     common = you.artist_weights.keys() & them.artist_weights.keys()
     ranked = sorted(((a, min(you.artist_weights[a], them.artist_weights[a])) for a in common), key=lambda x: (-x[1], x[0]))
-    return [
-        SharedArtist(id=a, name=_artist_name(a, them.profile, you.profile), weight=round(w, 4)) for a, w in ranked[:top]
-    ]
+    return [SharedArtist(id=a, name=_artist_name(a, them.profile, you.profile), weight=round(w, 4)) for a, w in ranked[:top]]
 
 
 def shared_tracks(you: Taste, them: Taste, top: int = 10) -> list[SharedTrack]:
@@ -119,12 +118,17 @@ def era_overlap(you: Taste, them: Taste) -> float | None:
 
 def genre_overlap(you: Taste, them: Taste, top: int = 15) -> list[GenreOverlap]:
     """Both sides' weights for the union of each side's top genres (for a side-by-side chart)."""
+
     def tops(t: Taste) -> list[str]:
         return [g for g, _ in sorted(t.genre_weights.items(), key=lambda x: (-x[1], x[0]))[:top]]
 
     genres = list(dict.fromkeys(tops(you) + tops(them)))
-    rows = [GenreOverlap(genre=g, weight_user=round(you.genre_weights.get(g, 0.0), 4),
-                         weight_other=round(them.genre_weights.get(g, 0.0), 4)) for g in genres]
+    rows = [
+        GenreOverlap(
+            genre=g, weight_user=round(you.genre_weights.get(g, 0.0), 4), weight_other=round(them.genre_weights.get(g, 0.0), 4)
+        )
+        for g in genres
+    ]
     return sorted(rows, key=lambda r: (-(r.weight_user + r.weight_other), r.genre))
 
 
@@ -161,19 +165,23 @@ def closest_artists(you: Taste, them: Taste, text_vectors: TextVectors | None = 
     scored: list[tuple[str, float]] = []
     if text_vectors is not None:
         your_genres = sorted(you.genre_weights, key=lambda g: (-you.genre_weights[g], g))[:50]
-        your_artists = [a for a, _ in sorted(you.artist_weights.items(), key=lambda x: (-x[1], x[0]))
-                        if a in you.profile.artists and you.profile.artists[a].name][:10]
-        texts = set(your_genres) | {you.profile.artists[a].name for a in your_artists}
+        your_artists = [
+            a
+            for a, _ in sorted(you.artist_weights.items(), key=lambda x: (-x[1], x[0]))
+            if a in you.profile.artists and you.profile.artists[a].name
+        ][:10]
+        text_set = set(your_genres) | {you.profile.artists[a].name for a in your_artists}
         for a in cands:
-            texts |= set(artists[a].genres or []) if artists[a].genres else {artists[a].name}
-        texts = sorted(t for t in texts if t)
+            text_set |= set(artists[a].genres or []) if artists[a].genres else {artists[a].name}
+        texts = sorted(t for t in text_set if t)
         got = text_vectors(texts) if texts else {}
         if not isinstance(got, Mapping):
             got = dict(zip(texts, np.asarray(got, dtype=np.float64)))
         # A text missing from the answer (e.g. a cache-only lookup) is simply not used.
         vec = {t: np.asarray(v, dtype=np.float64) for t, v in got.items()}
         known_genres = [g for g in your_genres if g in vec]
-        genre_vec = sum(you.genre_weights[g] * vec[g] for g in known_genres) if known_genres else None
+        # A sum of a non-empty list of arrays is an array (the int start 0 only types it as possibly int).
+        genre_vec = cast(np.ndarray, sum(you.genre_weights[g] * vec[g] for g in known_genres)) if known_genres else None
         names = [you.profile.artists[a].name for a in your_artists if you.profile.artists[a].name in vec]
         name_vec = np.mean([vec[n] for n in names], axis=0) if names else None
         for a in cands:

@@ -11,6 +11,7 @@ findable only once the pipeline has turned that new data into a vector.
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 from typing import Any
 
 from soundmates.recommend.context import RecommendContext
@@ -27,22 +28,23 @@ REMOVED_NOT_STORED = (
 
 def _entry(e) -> InboxEntry:
     d = e.to_dict() if hasattr(e, "to_dict") else dict(e)
-    return InboxEntry(**{k: (str(v) if v is not None and k in ("requested_at", "updated_at") else v) for k, v in d.items()
-                         if k in InboxEntry.model_fields})
+    return InboxEntry(
+        **{
+            k: (str(v) if v is not None and k in ("requested_at", "updated_at") else v)
+            for k, v in d.items()
+            if k in InboxEntry.model_fields
+        }
+    )
 
 
 def _removed_at(ctx: RecommendContext, user_id: str) -> str | None:
     """When ``user_id`` was removed (ISO time) for the message; None when the index does not say."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
-        tombstones = ctx.index.tombstones
-        records = getattr(tombstones, "records", None)  # {user_id: Tomb(removed_at=epoch s, ...)}
-        if records is not None:
-            tomb = records().get(user_id)
-            when = getattr(tomb, "removed_at", None)
-            return datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="seconds") if when else None
-        return tombstones.all().get(user_id)  # {user_id: ISO time}
+        tomb = ctx.index.tombstones.records().get(user_id)  # {user_id: Tomb(removed_at=epoch s, ...)}
+        when = getattr(tomb, "removed_at", None)
+        return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds") if when else None
     except Exception:  # noqa: BLE001 - only for the message
         return None
 
@@ -58,6 +60,8 @@ def store_consented(ctx: RecommendContext, subject: Subject, ref: str, warnings:
     if ctx.index.is_removed(subject.user_id):
         warnings.append(REMOVED_NOT_STORED.format(user_id=subject.user_id))
         return False
+    # Only a subject fetched live comes here (not known), and subject_for always gives it its profile.
+    assert subject.profile is not None
     vector = candidate_vector(ctx, subject)
     ctx.profiles.save(subject.profile)
     ctx.index.add_fresh(subject.user_id, vector, subject.model_version)
@@ -167,7 +171,10 @@ def remove(ctx: RecommendContext, ref: str) -> dict[str, Any]:
     _delete_inbox_request(ctx, user_id, report, errors)
     if errors:
         report["errors"] = errors
-        head = (f"{user_id!r} no longer appears in any result, but some stored data could not be deleted: "
-                if report["hidden_from_results"] else f"{user_id!r} could not be fully removed: ")
+        head = (
+            f"{user_id!r} no longer appears in any result, but some stored data could not be deleted: "
+            if report["hidden_from_results"]
+            else f"{user_id!r} could not be fully removed: "
+        )
         raise RecommendError(head + "; ".join(errors))
     return report

@@ -58,8 +58,13 @@ def _search(ctx: RecommendContext, subject: Subject, k: int, diversity: float):
         scored.append((h, score, cand if cand is not None else subject.vector))
     scored.sort(key=lambda t: (-t[1], t[0].user_id))
     if diversity > 0 and len(scored) > 1:
-        order = X.mmr_order([h.user_id for h, _, _ in scored], [s for _, s, _ in scored],
-                            np.vstack([v for _, _, v in scored]), k, float(diversity))
+        order = X.mmr_order(
+            [h.user_id for h, _, _ in scored],
+            [s for _, s, _ in scored],
+            np.vstack([v for _, _, v in scored]),
+            k,
+            float(diversity),
+        )
         scored = [scored[i] for i in order]
     return found, [(h, s) for h, s, _ in scored[:k]]
 
@@ -77,8 +82,14 @@ def _explain(ctx: RecommendContext, subject: Subject, hits, pct, warnings: list[
     matches, missing = [], 0
     for h, score in hits:
         prof, them = ctx.stored_taste(h.user_id)
-        m = Match(user_id=h.user_id, display_name=prof.display_name if prof else None, score=score,
-                  percentile=pct(score), profile_url=_profile_url(h.user_id), source=h.source)
+        m = Match(
+            user_id=h.user_id,
+            display_name=prof.display_name if prof else None,
+            score=score,
+            percentile=pct(score),
+            profile_url=_profile_url(h.user_id),
+            source=h.source,
+        )
         if prof is None:
             missing += 1
         elif you is not None:
@@ -96,7 +107,12 @@ def _explain(ctx: RecommendContext, subject: Subject, hits, pct, warnings: list[
 
 
 def recommend(
-    ctx: RecommendContext, ref: str, k: int = 10, *, consent: bool = False, diversity: float = 0.0,
+    ctx: RecommendContext,
+    ref: str,
+    k: int = 10,
+    *,
+    consent: bool = False,
+    diversity: float = 0.0,
     progress: Progress | None = None,
 ) -> RecommendResult:
     """Top-k users closest to ``ref``'s taste (never ``ref`` themselves), with reasons; see Recommender.recommend."""

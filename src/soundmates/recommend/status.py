@@ -112,9 +112,14 @@ def _report_from_model_stage(ctx: RecommendContext) -> dict | None:
 def _method_scores(values: Any) -> MethodScores | None:
     if not isinstance(values, dict):
         return None
-    metrics = {k: float(v) for k, v in values.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
-    ci = values.get("ci95") if isinstance(values.get("ci95"), dict) else {}
+    metrics = {
+        k: float(v)
+        for k, v in values.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+    }
+    ci = values.get("ci95")
+    if not isinstance(ci, dict):
+        ci = {}
     ci95 = {k: [float(v[0]), float(v[1])] for k, v in ci.items() if isinstance(v, (list, tuple)) and len(v) == 2}
     return MethodScores(metrics=metrics, ci95=ci95) if metrics else None
 
@@ -129,7 +134,9 @@ def served_evaluation(ctx: RecommendContext) -> Evaluation | None:
         return None
     users = report.get("users")
     return Evaluation(
-        protocol=report.get("protocol"), served=report.get("served"), reason=report.get("reason"),
+        protocol=report.get("protocol"),
+        served=report.get("served"),
+        reason=report.get("reason"),
         users=users if isinstance(users, int) else None,
         candidates=report.get("candidates") if isinstance(report.get("candidates"), int) else None,
         methods=methods,

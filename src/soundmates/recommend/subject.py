@@ -99,6 +99,8 @@ def candidate_vector(ctx: RecommendContext, subject: Subject) -> np.ndarray:
     if frame is None:
         frame = stored_features(ctx, subject.user_id)
     if frame is None:
+        # Called for live-fetched subjects only (store_consented), which always carry their profile.
+        assert subject.profile is not None
         frame = featurize(ctx, subject.profile)
     return unit(np.asarray(emb.embed(frame), dtype=np.float32)[0])
 
@@ -119,10 +121,10 @@ def subject_for(
     profile = ctx.profiles.load(user_id)
     known = profile is not None or indexed is not None
     frame = stored_features(ctx, user_id) if known else None
-    if profile is None and frame is None:
-        profile = ingest_live(ctx, user_id, store_results=consent, progress=progress)
-        known = False
     if frame is None:
+        if profile is None:
+            profile = ingest_live(ctx, user_id, store_results=consent, progress=progress)
+            known = False
         say(progress, "Computing taste features…")
         frame = featurize(ctx, profile)
     say(progress, "Embedding your taste…")

@@ -156,8 +156,15 @@ def load_hetrec(path: str | Path, *, seed: int = 0, min_artists: int = 10) -> He
                 items.append(PlaylistItem(track_id=tid, weight=artists[a]))
             playlists.append(Playlist(id=f"{uid}-half-{view}", name=f"half {view}", owner_id=uid, items=items))
         profiles.append(
-            Profile(user_id=uid, display_name=f"Last.fm user {user}", source=SOURCE, fetched_at="2011-05-01T00:00:00+00:00",
-                    playlists=playlists, tracks=tracks, artists=prof_artists)
+            Profile(
+                user_id=uid,
+                display_name=f"Last.fm user {user}",
+                source=SOURCE,
+                fetched_at="2011-05-01T00:00:00+00:00",
+                playlists=playlists,
+                tracks=tracks,
+                artists=prof_artists,
+            )
         )
     kept = {p.user_id for p in profiles}
     friends = {

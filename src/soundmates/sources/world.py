@@ -39,20 +39,33 @@ def world_profiles(world_dir: str | Path, n_users: int | None = None) -> list[Pr
                     credited = [spec.artist] + ([spec.featured] if spec.featured is not None else [])
                     album = g.album_by_n(spec.artist * g.MAX_ALBUMS + spec.album)
                     tracks[spec.id] = Track(
-                        id=spec.id, name=spec.name, artist_ids=[g.artist_id(a) for a in credited],
-                        album_name=album.name if album else None, release_year=album.year if album else None,
-                        explicit=spec.explicit, popularity=spec.popularity, duration_ms=spec.duration_ms,
+                        id=spec.id,
+                        name=spec.name,
+                        artist_ids=[g.artist_id(a) for a in credited],
+                        album_name=album.name if album else None,
+                        release_year=album.year if album else None,
+                        explicit=spec.explicit,
+                        popularity=spec.popularity,
+                        duration_ms=spec.duration_ms,
                     )
                     for a in credited:
                         aid = g.artist_id(a)
                         if aid not in artists:
-                            artists[aid] = Artist(id=aid, name=table.names[a], genres=list(table.genres[a]),
-                                                  popularity=int(table.popularity[a]))
+                            artists[aid] = Artist(
+                                id=aid, name=table.names[a], genres=list(table.genres[a]), popularity=int(table.popularity[a])
+                            )
             kinds = np.bincount(pl.kinds, minlength=4)
-            playlists.append(Playlist(
-                id=pl.id, name=pl.name, owner_id=user.id, items=items,
-                skipped_episodes=int(kinds[g.ROW_EPISODE]), skipped_local=int(kinds[g.ROW_LOCAL]), skipped_null=int(kinds[g.ROW_NULL]),
-            ))
+            playlists.append(
+                Playlist(
+                    id=pl.id,
+                    name=pl.name,
+                    owner_id=user.id,
+                    items=items,
+                    skipped_episodes=int(kinds[g.ROW_EPISODE]),
+                    skipped_local=int(kinds[g.ROW_LOCAL]),
+                    skipped_null=int(kinds[g.ROW_NULL]),
+                )
+            )
         out.append(Profile(user_id=user.id, display_name=user.display_name, playlists=playlists, tracks=tracks, artists=artists))
     return out
 

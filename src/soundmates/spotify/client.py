@@ -212,7 +212,7 @@ class SpotifyClient:
             retry=retry_if_exception_type(_Transient),
             sleep=self._sleep,
             reraise=True,
-            before_sleep=lambda rs: self._note_retry(endpoint, rs.outcome.exception()),
+            before_sleep=lambda rs: self._note_retry(endpoint, rs.outcome.exception() if rs.outcome else None),
         )
         try:
             for attempt in retrying:
@@ -274,9 +274,13 @@ class SpotifyClient:
             # A truncated answer or a proxy's HTML page: worth another try.
             raise _Transient("unreadable", f"an answer of {endpoint} that is not JSON") from None
         except RecursionError:
-            raise MalformedResponse(f"malformed data: {endpoint} answered JSON nested too deeply to read", endpoint=endpoint) from None
+            raise MalformedResponse(
+                f"malformed data: {endpoint} answered JSON nested too deeply to read", endpoint=endpoint
+            ) from None
         if not isinstance(result, dict):
-            raise MalformedResponse(f"malformed data: {endpoint} answered a JSON {type(result).__name__}, not an object", endpoint=endpoint)
+            raise MalformedResponse(
+                f"malformed data: {endpoint} answered a JSON {type(result).__name__}, not an object", endpoint=endpoint
+            )
         self.last_body = body  # kept so the caller can store the raw answer byte for byte
         return result
 
@@ -289,8 +293,9 @@ class SpotifyClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise requests.exceptions.ReadTimeout(f"no complete answer within {self.deadline_s:g} s")
-            response = self._session.get(url, params=params, headers=headers, allow_redirects=False,
-                                         timeout=(min(self._timeout[0], left), left))
+            response = self._session.get(
+                url, params=params, headers=headers, allow_redirects=False, timeout=(min(self._timeout[0], left), left)
+            )
             if not response.is_redirect:
                 return response
             url = urljoin(response.url, response.headers["Location"])
@@ -305,7 +310,9 @@ class SpotifyClient:
                 f"malformed data: the answer of {endpoint} is larger than the {self.max_bytes:,} byte limit", endpoint=endpoint
             ) from None
         if isinstance(exc, requests.exceptions.TooManyRedirects):
-            raise MalformedResponse(f"malformed data: {endpoint} redirects in a loop (more than {MAX_REDIRECTS} redirects)", endpoint=endpoint) from None
+            raise MalformedResponse(
+                f"malformed data: {endpoint} redirects in a loop (more than {MAX_REDIRECTS} redirects)", endpoint=endpoint
+            ) from None
         if isinstance(exc, requests.exceptions.Timeout):
             raise _Transient("timeout", f"no complete answer of {endpoint} within {self.deadline_s:g} s") from None
         if isinstance(exc, requests.exceptions.ContentDecodingError):
@@ -345,7 +352,9 @@ class SpotifyClient:
         if status == 404:
             cls = UserNotFound if endpoint == "user" else NotFound
             raise cls(f"not found (404 on {endpoint})", status=404, endpoint=endpoint)
-        raise BadRequest(f"the Spotify API refused the request ({status} on {endpoint}): {_short(msg)}", status=status, endpoint=endpoint)
+        raise BadRequest(
+            f"the Spotify API refused the request ({status} on {endpoint}): {_short(msg)}", status=status, endpoint=endpoint
+        )
 
     def _block(self, wait_s: float) -> None:
         """No call before ``wait_s`` from now: the API asked us to stay away longer than we wait in-line."""
@@ -358,14 +367,22 @@ class SpotifyClient:
             # Still rate-limited after every retry: stop calling for the last Retry-After (at least the cap).
             wait_s = max(self._last_retry_after or 0.0, self.retry_after_cap_s)
             self._block(wait_s)
-            return RateLimitExhausted(f"rate limit: still answered 429 after {n} retries ({endpoint})",
-                                      retry_after_s=wait_s, status=429, endpoint=endpoint)
+            return RateLimitExhausted(
+                f"rate limit: still answered 429 after {n} retries ({endpoint})",
+                retry_after_s=wait_s,
+                status=429,
+                endpoint=endpoint,
+            )
         if exc.kind == "unreadable":
             return MalformedResponse(f"malformed data: {exc.detail}, after {n} retries", endpoint=endpoint)
         if exc.kind == "401":
-            return AuthenticationFailed(f"the Spotify API kept rejecting the access token (401 on {endpoint})", status=401, endpoint=endpoint)
+            return AuthenticationFailed(
+                f"the Spotify API kept rejecting the access token (401 on {endpoint})", status=401, endpoint=endpoint
+            )
         if exc.kind == "5xx":
-            return SpotifyUnavailable(f"Spotify API unavailable: {exc.detail}, still failing after {n} retries", endpoint=endpoint)
+            return SpotifyUnavailable(
+                f"Spotify API unavailable: {exc.detail}, still failing after {n} retries", endpoint=endpoint
+            )
         if exc.kind == "timeout":
             return SpotifyUnavailable(f"Spotify API too slow: {exc.detail}, still failing after {n} retries", endpoint=endpoint)
         return SpotifyUnavailable(f"Spotify API unreachable: {exc.detail}, still failing after {n} retries", endpoint=endpoint)

@@ -246,8 +246,11 @@ class TokenStore:
         return data if isinstance(data, dict) and data.get("refresh_token") else None
 
     def save(self, user_id: str, token_info: dict) -> None:
-        keep = {k: token_info[k] for k in ("access_token", "refresh_token", "expires_at", "expires_in", "scope", "token_type")
-                if k in token_info}
+        keep = {
+            k: token_info[k]
+            for k in ("access_token", "refresh_token", "expires_at", "expires_in", "scope", "token_type")
+            if k in token_info
+        }
         _write_private(self.path(user_id), keep | {"user_id": user_id})
 
     def delete(self, user_id: str) -> bool:
@@ -311,10 +314,25 @@ class _AccountCache(CacheHandler):
 class _PKCE(SpotifyPKCE):
     """SpotifyPKCE with per-instance URLs, no interactive prompt, a locked single-use refresh, typed errors."""
 
-    def __init__(self, *, settings: Settings, client_id: str, redirect_uri: str, cache: _AccountCache,
-                 session: requests.Session, on_request=None):
-        super().__init__(client_id=client_id, redirect_uri=redirect_uri, scope=SCOPES, open_browser=False,
-                         cache_handler=cache, requests_session=session, requests_timeout=settings.spotify_timeout_s)
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        client_id: str,
+        redirect_uri: str,
+        cache: _AccountCache,
+        session: requests.Session,
+        on_request=None,
+    ):
+        super().__init__(
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            scope=SCOPES,
+            open_browser=False,
+            cache_handler=cache,
+            requests_session=session,
+            requests_timeout=settings.spotify_timeout_s,
+        )
         self.OAUTH_TOKEN_URL = settings.spotify_token_url  # instance attributes: other clients keep theirs
         self.OAUTH_AUTHORIZE_URL = authorize_url_of(settings)
         self._on_request = on_request or (lambda: None)
@@ -322,7 +340,7 @@ class _PKCE(SpotifyPKCE):
     def _get_auth_response(self, open_browser=None):  # never block on input()
         raise NotConnected("not connected: start the authorization again")
 
-    def get_access_token(self, code=None, check_cache=True, as_dict=False):  # noqa: ARG002 - SpotifyClient passes as_dict
+    def get_access_token(self, code: str | None = None, check_cache: bool = True, as_dict: bool = False) -> str:
         if code is not None:
             self._on_request()
             return super().get_access_token(code=code, check_cache=False)
@@ -391,8 +409,14 @@ class ConnectedAccount(BaseModel):
 class SpotifyConnect:
     """Authorization Code with PKCE for one redirect URI; see the module docstring."""
 
-    def __init__(self, settings: Settings | None = None, *, redirect_uri: str, client_id: str | None = None,
-                 session: requests.Session | None = None):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        redirect_uri: str,
+        client_id: str | None = None,
+        session: requests.Session | None = None,
+    ):
         self.settings = settings or get_settings()
         self.client_id = client_id or SpotifyCredentials().client_id
         if not self.client_id:
@@ -406,8 +430,9 @@ class SpotifyConnect:
         self.tokens = TokenStore(_oauth_dir(self.settings) / "tokens")
 
     def _auth(self, cache: _AccountCache) -> _PKCE:
-        return _PKCE(settings=self.settings, client_id=self.client_id, redirect_uri=self.redirect_uri,
-                     cache=cache, session=self.session)
+        return _PKCE(
+            settings=self.settings, client_id=self.client_id, redirect_uri=self.redirect_uri, cache=cache, session=self.session
+        )
 
     def start(self) -> tuple[str, str]:
         """``(authorize URL, state)``; the verifier stays on disk under the state."""
@@ -445,15 +470,22 @@ class SpotifyConnect:
         user_id = me.get("id")
         if not isinstance(user_id, str) or not user_id:
             raise ConnectError("Spotify's /me answer has no user id")
+        token_info = cache.token_info
+        if token_info is None:  # spotipy hands every token it got to the cache: none means none came back
+            raise TokenExchangeFailed("the token endpoint answered no token; try again")
         cache.user_id = user_id
-        self.tokens.save(user_id, cache.token_info)
+        self.tokens.save(user_id, token_info)
         log.info("connected Spotify account %s", user_id)
-        return ConnectedAccount(user_id=user_id, display_name=me.get("display_name"), scope=str(cache.token_info.get("scope") or ""))
+        return ConnectedAccount(user_id=user_id, display_name=me.get("display_name"), scope=str(token_info.get("scope") or ""))
 
     def finish_from_url(self, url: str) -> ConnectedAccount:
         """:meth:`finish` from the full URL the browser was redirected to."""
         q = parse_qs(urlsplit(url).query)
-        one = lambda k: (q.get(k) or [None])[-1]  # noqa: E731
+
+        def one(key: str) -> str | None:
+            values = q.get(key)
+            return values[-1] if values else None
+
         return self.finish(code=one("code"), state=one("state"), error=one("error"))
 
     def client(self, user_id: str) -> ConnectedClient:
@@ -472,7 +504,9 @@ class ConnectSummary(BaseModel):
     display_name: str | None = None
     playlists_listed: int = 0
     playlists_read: int = 0
-    playlists_not_readable: int = Field(0, description="followed playlists of others: development mode refuses their items")
+    playlists_not_readable: int = Field(
+        default=0, description="followed playlists of others: development mode refuses their items"
+    )
     playlists_refused: int = 0
     top_tracks: int = 0
     top_artists: int = 0
@@ -494,7 +528,9 @@ def _pages(client, endpoint: str, path: str, params: dict | None = None, max_ite
     offset: int | None = 0
     seen = 0
     while offset is not None and seen < max_items:
-        page = _check_page(client.get(endpoint, path, {**(params or {}), "limit": PAGE_LIMIT, "offset": offset}), endpoint, offset)
+        page = _check_page(
+            client.get(endpoint, path, {**(params or {}), "limit": PAGE_LIMIT, "offset": offset}), endpoint, offset
+        )
         seen += len(page["items"])
         yield page
         offset = _next_offset(page, offset, endpoint)
@@ -515,7 +551,9 @@ def _followed_artists(client) -> list[dict]:
     return out
 
 
-def fetch_profile(client: ConnectedClient, settings: Settings | None = None, *, me: dict | None = None) -> tuple[Profile, ConnectSummary]:
+def fetch_profile(
+    client: ConnectedClient, settings: Settings | None = None, *, me: dict | None = None
+) -> tuple[Profile, ConnectSummary]:
     """The connected account's canonical profile (``source="oauth"``); stores nothing personal.
 
     Playlists: the owned and collaborative ones from ``/me/playlists`` (development mode refuses the
@@ -552,7 +590,7 @@ def fetch_profile(client: ConnectedClient, settings: Settings | None = None, *, 
         for page in _pages(client, "playlist_items", path):
             for row in page["items"]:
                 kind, obj = _classify_row(row)
-                if kind != "track":
+                if kind != "track" or obj is None:  # obj is None exactly when the row is no track
                     field = {"episode": "skipped_episodes", "local": "skipped_local", "null": "skipped_null"}[kind]
                     setattr(playlist, field, getattr(playlist, field) + 1)
                     continue
@@ -572,7 +610,9 @@ def fetch_profile(client: ConnectedClient, settings: Settings | None = None, *, 
             if not isinstance(pl, dict) or not isinstance(pl.get("id"), str):
                 continue
             summary.playlists_listed += 1
-            owner_obj = pl.get("owner") if isinstance(pl.get("owner"), dict) else {}
+            owner_obj = pl.get("owner")
+            if not isinstance(owner_obj, dict):
+                owner_obj = {}
             owner = owner_obj.get("id") if isinstance(owner_obj.get("id"), str) else None
             if owner != user_id and not pl.get("collaborative"):
                 summary.playlists_not_readable += 1
@@ -590,25 +630,30 @@ def fetch_profile(client: ConnectedClient, settings: Settings | None = None, *, 
             summary.playlists_read += 1
             playlists.append(playlist)
 
-    def add_tracks(objs: list[dict], name: str, pid: str, weights: list[float] | None = None, added: list | None = None) -> int:
+    def add_tracks(objs: list[Any], name: str, pid: str, weights: list[float] | None = None, added: list | None = None) -> int:
         playlist = Playlist(id=pid, name=name, owner_id=user_id)
         for k, obj in enumerate(objs):
             kind, content = _classify_row({"item": obj})
-            if kind != "track":
+            if kind != "track" or content is None:  # content is None exactly when the row is no track
                 skipped[kind] += 1
                 continue
             track, refs = _track_from(content)
             tracks.setdefault(track.id, track)
             for aid, aname in refs:
                 artist_names.setdefault(aid, aname)
-            playlist.items.append(PlaylistItem(track_id=track.id, weight=weights[k] if weights else 1.0,
-                                               added_at=added[k] if added else None))
+            playlist.items.append(
+                PlaylistItem(track_id=track.id, weight=weights[k] if weights else 1.0, added_at=added[k] if added else None)
+            )
         if playlist.items:
             playlists.append(playlist)
         return len(playlist.items)
 
     try:
-        top = [t for page in _pages(client, "me_top_tracks", "me/top/tracks", {"time_range": TOP_TIME_RANGE}, 50) for t in page["items"]]
+        top = [
+            t
+            for page in _pages(client, "me_top_tracks", "me/top/tracks", {"time_range": TOP_TIME_RANGE}, 50)
+            for t in page["items"]
+        ]
         n = len(top)
         weights = [1.0 + (TOP_TRACK_MAX_WEIGHT - 1.0) * (n - 1 - r) / max(1, n - 1) for r in range(n)]
         summary.top_tracks = add_tracks(top, "Top tracks", TOP_TRACKS_PLAYLIST_ID, weights)
@@ -616,16 +661,24 @@ def fetch_profile(client: ConnectedClient, settings: Settings | None = None, *, 
         log.info("/me/top/tracks refused: profile without top tracks")
     try:
         saved_rows = [r for page in _pages(client, "me_tracks", "me/tracks") for r in page["items"] if isinstance(r, dict)]
-        summary.saved_tracks = add_tracks([r.get("track") for r in saved_rows], "Liked songs", SAVED_TRACKS_PLAYLIST_ID,
-                                          added=[r.get("added_at") if isinstance(r.get("added_at"), str) else None for r in saved_rows])
+        summary.saved_tracks = add_tracks(
+            [r.get("track") for r in saved_rows],
+            "Liked songs",
+            SAVED_TRACKS_PLAYLIST_ID,
+            added=[r.get("added_at") if isinstance(r.get("added_at"), str) else None for r in saved_rows],
+        )
     except ApiRefused:
         log.info("/me/tracks refused: profile without saved tracks")
 
     # Full artist objects the account answers anyway: they spare /artists calls (refused in development mode).
     known: dict[str, dict] = {}
     try:
-        top_artists = [a for page in _pages(client, "me_top_artists", "me/top/artists", {"time_range": TOP_TIME_RANGE}, 50)
-                       for a in page["items"] if isinstance(a, dict) and isinstance(a.get("id"), str)]
+        top_artists = [
+            a
+            for page in _pages(client, "me_top_artists", "me/top/artists", {"time_range": TOP_TIME_RANGE}, 50)
+            for a in page["items"]
+            if isinstance(a, dict) and isinstance(a.get("id"), str)
+        ]
         summary.top_artists = len(top_artists)
         known.update({a["id"]: a for a in top_artists})
     except ApiRefused:
@@ -648,8 +701,9 @@ def fetch_profile(client: ConnectedClient, settings: Settings | None = None, *, 
             f"nothing to go on: {summary.playlists_listed} playlists listed, none of yours holds music tracks, "
             "and Spotify returned no top or saved tracks"
         )
-    profile = Profile(user_id=user_id, display_name=me.get("display_name"), source="oauth",
-                      playlists=playlists, tracks=tracks, artists=artists)
+    profile = Profile(
+        user_id=user_id, display_name=me.get("display_name"), source="oauth", playlists=playlists, tracks=tracks, artists=artists
+    )
     calls = client.calls - calls0
     summary.tracks, summary.artists = len(tracks), len(artists)
     summary.items_skipped = {k: skipped.get(k, 0) for k in ("episode", "local", "null")}

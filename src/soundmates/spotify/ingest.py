@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -175,7 +175,7 @@ class ArtistCache:
     def get(self, artist_id: str) -> dict | None:
         return self._artists.get(artist_id)
 
-    def add(self, found: dict[str, dict | None]) -> None:
+    def add(self, found: Mapping[str, dict | None]) -> None:
         """Remember raw artists (None = unknown to the API), in memory and on disk."""
         if not found:
             return
@@ -273,11 +273,13 @@ def _next_offset(page: dict, offset: int, endpoint: str) -> int | None:
     # The offset is read from `next` but the request is rebuilt on the current API prefix:
     # a stored page of an earlier run may point at a server (port) that is gone.
     try:
-        new = int(parse_qs(urlsplit(str(nxt)).query).get("offset", [None])[0])
+        new = int(parse_qs(urlsplit(str(nxt)).query).get("offset", [""])[0])
     except (TypeError, ValueError):
         new = offset + len(page["items"])
     if new <= offset or new > MAX_OFFSET:
-        raise MalformedResponse(f"malformed data: {endpoint} paging does not advance (offset {offset} -> {new})", endpoint=endpoint)
+        raise MalformedResponse(
+            f"malformed data: {endpoint} paging does not advance (offset {offset} -> {new})", endpoint=endpoint
+        )
     return new
 
 
@@ -406,8 +408,14 @@ class Ingestor:
                 if not isinstance(pl, dict) or not isinstance(pl.get("id"), str):
                     continue  # null rows in playlist listings are real; nothing to read
                 listed += 1
-                owner = pl.get("owner") if isinstance(pl.get("owner"), dict) else {}
-                playlist = Playlist(id=pl["id"], name=str(pl.get("name") or ""), owner_id=owner.get("id") if isinstance(owner.get("id"), str) else None)
+                owner = pl.get("owner")
+                if not isinstance(owner, dict):
+                    owner = {}
+                playlist = Playlist(
+                    id=pl["id"],
+                    name=str(pl.get("name") or ""),
+                    owner_id=owner.get("id") if isinstance(owner.get("id"), str) else None,
+                )
                 # Feb 2026 renamed the playlist's `tracks` ({href, total}) to `items`; parse both.
                 ref = pl.get("items") if isinstance(pl.get("items"), dict) else pl.get("tracks")
                 total = ref.get("total") if isinstance(ref, dict) else None
@@ -439,7 +447,9 @@ class Ingestor:
                     status=403,
                     endpoint="playlist_items",
                 )
-            raise NoPublicPlaylists(f"no public playlists with music tracks ({listed} public playlists, all empty or without tracks)")
+            raise NoPublicPlaylists(
+                f"no public playlists with music tracks ({listed} public playlists, all empty or without tracks)"
+            )
 
         artists = self._artists(artist_names)
         profile = Profile(
@@ -459,7 +469,7 @@ class Ingestor:
         for page in self._pages("playlist_items", path, udir / "items" / storage_key(playlist.id), reuse):
             for row in page["items"]:
                 kind, obj = _classify_row(row)
-                if kind != "track":
+                if kind != "track" or obj is None:  # obj is None exactly when the row is no track
                     self.items_skipped[kind] += 1
                     field = _SKIP_FIELD[kind]
                     setattr(playlist, field, getattr(playlist, field) + 1)
@@ -548,7 +558,12 @@ class Ingestor:
                 summary.skipped += 1
                 continue
             if unavailable_streak >= MAX_CONSECUTIVE_UNAVAILABLE:
-                summary.failed.append(FailedRef(ref=ref_text, reason=f"not attempted: the Spotify API failed for {unavailable_streak} users in a row ({last_unavailable})"))
+                summary.failed.append(
+                    FailedRef(
+                        ref=ref_text,
+                        reason=f"not attempted: the Spotify API failed for {unavailable_streak} users in a row ({last_unavailable})",
+                    )
+                )
                 continue
             try:
                 self.ingest_user(uid, refresh=refresh)
@@ -568,16 +583,21 @@ class Ingestor:
                     unavailable_streak = 0
                 continue
             except Exception as exc:  # a bug or an odd answer must not cost the other users
-                log.warning("ingest of %r failed: %s: %s", uid, type(exc).__name__, exc)
-                log.debug("ingest of %r failed", uid, exc_info=True)
+                log.exception("ingest of %r failed", uid)  # one line unless --debug (soundmates.logs)
                 detail = " ".join(str(exc).split())[:200]  # one line, whatever the exception says
-                summary.failed.append(FailedRef(ref=ref_text, reason=f"malformed data or internal error: {type(exc).__name__}: {detail}"))
+                summary.failed.append(
+                    FailedRef(ref=ref_text, reason=f"malformed data or internal error: {type(exc).__name__}: {detail}")
+                )
                 continue
             unavailable_streak = 0
             summary.ingested += 1
             summary.ingested_user_ids.append(uid)
-            bar.set_postfix(ok=summary.ingested, failed=len(summary.failed), deferred=len(deferred),
-                            calls=self.client.api_calls - sum(calls0.values()))
+            bar.set_postfix(
+                ok=summary.ingested,
+                failed=len(summary.failed),
+                deferred=len(deferred),
+                calls=self.client.api_calls - sum(calls0.values()),
+            )
 
         if deferred:
             retry_after_s = self._retry_after_s()
@@ -597,6 +617,8 @@ class Ingestor:
         return summary
 
 
-def ingest_many(refs: Iterable[str], settings: Settings | None = None, *, refresh: bool = False, progress: bool = True) -> IngestSummary:
+def ingest_many(
+    refs: Iterable[str], settings: Settings | None = None, *, refresh: bool = False, progress: bool = True
+) -> IngestSummary:
     """Convenience: a fresh :class:`Ingestor` for ``settings`` over ``refs``."""
     return Ingestor(settings).ingest_many(refs, refresh=refresh, progress=progress)

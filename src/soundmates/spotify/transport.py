@@ -64,8 +64,9 @@ class BoundedAdapter(HTTPAdapter):
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
         connect_s, total_s = _timeouts(timeout, self.default_timeout_s)
         deadline = time.monotonic() + total_s
-        response = super().send(request, stream=True, timeout=(min(connect_s, total_s), total_s),
-                                verify=verify, cert=cert, proxies=proxies)
+        response = super().send(
+            request, stream=True, timeout=(min(connect_s, total_s), total_s), verify=verify, cert=cert, proxies=proxies
+        )
         try:
             body = self._read_body(response, deadline, total_s)
         except BaseException:
@@ -78,8 +79,12 @@ class BoundedAdapter(HTTPAdapter):
     def _read_body(self, response: requests.Response, deadline: float, total_s: float) -> bytes:
         declared = response.headers.get("Content-Length", "").strip()
         if declared.isdigit() and int(declared) > self.max_bytes:
-            raise ResponseTooLarge(f"the answer announces {int(declared)} bytes, over the {self.max_bytes} byte limit",
-                                   limit=self.max_bytes, size=int(declared), response=response)
+            raise ResponseTooLarge(
+                f"the answer announces {int(declared)} bytes, over the {self.max_bytes} byte limit",
+                limit=self.max_bytes,
+                size=int(declared),
+                response=response,
+            )
         raw = response.raw
         body = bytearray()
         while True:
@@ -96,14 +101,16 @@ class BoundedAdapter(HTTPAdapter):
             except DecodeError as exc:
                 raise requests.exceptions.ContentDecodingError(str(exc), response=response) from None
             except (ProtocolError, OSError) as exc:
-                raise requests.exceptions.ChunkedEncodingError(f"the answer was cut off ({type(exc).__name__})",
-                                                               response=response) from None
+                raise requests.exceptions.ChunkedEncodingError(
+                    f"the answer was cut off ({type(exc).__name__})", response=response
+                ) from None
             if not chunk:
                 return bytes(body)
             body += chunk
             if len(body) > self.max_bytes:
-                raise ResponseTooLarge(f"the answer passed the {self.max_bytes} byte limit",
-                                       limit=self.max_bytes, response=response)
+                raise ResponseTooLarge(
+                    f"the answer passed the {self.max_bytes} byte limit", limit=self.max_bytes, response=response
+                )
 
 
 def bounded_session(*, max_bytes: int, default_timeout_s: float, max_redirects: int = 5) -> requests.Session:

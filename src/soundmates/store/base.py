@@ -387,9 +387,7 @@ def check_compatible(group: str, incoming: pa.Schema, stored: pa.Schema) -> None
     for f in incoming:
         if f.name in stored.names:
             want = stored.field(f.name).type
-            if _kind(f.type) != _kind(want) or (
-                _kind(want) == "list" and _kind(f.type.value_type) != _kind(want.value_type)
-            ):
+            if _kind(f.type) != _kind(want) or (_kind(want) == "list" and _kind(f.type.value_type) != _kind(want.value_type)):
                 problems.append(f"column {f.name!r}: stored as {want}, got {f.type}")
     if problems:
         raise SchemaMismatch(group, problems)
@@ -455,7 +453,7 @@ class FeatureStore(abc.ABC):
         """
         yield
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most backends hold nothing to release
         """Release connections (no-op for the embedded backend)."""
 
     def __enter__(self) -> FeatureStore:

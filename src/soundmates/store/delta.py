@@ -171,7 +171,7 @@ class DeltaFeatureStore(FeatureStore):
             return None
         try:
             return dt.to_pyarrow_table(columns=columns)
-        except Exception as exc:  # noqa: BLE001 - a lost data file is FileNotFoundError, a bad one DeltaError/ArrowInvalid
+        except Exception as exc:
             if as_of is not None:
                 raise
             self._recover(path, exc)
@@ -206,7 +206,7 @@ class DeltaFeatureStore(FeatureStore):
             stored = self._stored_schema(dt) if dt is not None else None
             if table is None:
                 table = to_arrow(group, df, stored, spec.primary_key)
-            if dt is None:
+            if dt is None or stored is None:  # stored is None exactly when there is no table yet
                 return self._create(spec, path, table)
             # The features stage may add columns to its declared schema (additively): the table
             # gains them (null in old rows). Anything else that differs from the table is refused.
@@ -318,7 +318,11 @@ class DeltaFeatureStore(FeatureStore):
         if table is None:
             if as_of is not None:
                 raise DataVersionNotFound(f"feature group {group!r} v{version} was never written (asked for as_of={as_of})")
-            empty = spec.schema.empty_table() if spec.schema is not None else pa.table({c: pa.array([], pa.string()) for c in spec.primary_key})
+            empty = (
+                spec.schema.empty_table()
+                if spec.schema is not None
+                else pa.table({c: pa.array([], pa.string()) for c in spec.primary_key})
+            )
             return empty.select(columns) if columns else empty
         return table
 
@@ -367,7 +371,11 @@ class DeltaFeatureStore(FeatureStore):
             raise TypeError("delete() takes a list of user ids, not one string")
         ids = sorted({str(u) for u in user_ids})
         path = self.table_path(group, version)
-        column = "user_id" if "user_id" in (spec.schema.names if spec.schema is not None else spec.primary_key) else spec.primary_key[0]
+        column = (
+            "user_id"
+            if "user_id" in (spec.schema.names if spec.schema is not None else spec.primary_key)
+            else spec.primary_key[0]
+        )
         if not ids:
             return 0
         removed = 0

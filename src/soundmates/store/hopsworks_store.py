@@ -105,7 +105,7 @@ class HopsworksFeatureStore(FeatureStore):
         if sample is None:
             try:
                 fg = fs.get_feature_group(self.name_prefix + spec.name, version=version)
-            except Exception as exc:  # RestAPIError "not found" on older servers
+            except Exception as exc:  # noqa: BLE001 - RestAPIError "not found" on older servers
                 log.debug("feature group %s v%s not found: %s", spec.name, version, exc)
                 fg = None
         else:
@@ -213,7 +213,7 @@ class HopsworksFeatureStore(FeatureStore):
         for spec in known_groups():
             try:
                 handles = fs.get_feature_groups(self.name_prefix + spec.name) or []
-            except Exception as exc:  # no group of that name yet
+            except Exception as exc:  # noqa: BLE001 - no group of that name yet
                 log.debug("no feature group %s: %s", spec.name, exc)
                 continue
             for fg in handles:

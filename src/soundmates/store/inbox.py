@@ -167,7 +167,9 @@ class InboxQueue:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             self._setup(conn)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreUnavailable(f"cannot open the new-users inbox at {self.path}: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot open the new-users inbox at {self.path}: {exc}; check that SOUNDMATES_DATA_DIR is a writable folder"
+            ) from exc
         self._conn, self._pid = conn, os.getpid()
         return conn
 
@@ -228,8 +230,9 @@ class InboxQueue:
             if r.get("status") not in STATUSES or not r.get("user_id") or requested is None:
                 continue  # not a request this queue could serve; the old group still holds it
             reason = r.get("reason") if isinstance(r.get("reason"), str) else None
-            rows.append((str(r["user_id"]), str(r.get("ref") or ""), r["status"], reason, str(r.get("source") or ""),
-                         requested, updated))
+            rows.append(
+                (str(r["user_id"]), str(r.get("ref") or ""), r["status"], reason, str(r.get("source") or ""), requested, updated)
+            )
         return rows
 
     # --- the queue's operations ----------------------------------------------------------
@@ -293,10 +296,13 @@ class InboxQueue:
         cutoff = _micros(datetime.now(UTC) - older_than)
         now = _micros(datetime.now(UTC))
         with self._connect() as conn, self._write(conn):
-            ids = [r[0] for r in conn.execute(
-                "SELECT user_id FROM inbox WHERE status = ? AND updated_at < ? ORDER BY requested_at, user_id",
-                (PROCESSING, cutoff),
-            )]
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT user_id FROM inbox WHERE status = ? AND updated_at < ? ORDER BY requested_at, user_id",
+                    (PROCESSING, cutoff),
+                )
+            ]
             conn.execute(
                 f"UPDATE inbox SET status = ?, updated_at = ? WHERE user_id IN ({_placeholders(len(ids))})",
                 (PENDING, now, *ids),

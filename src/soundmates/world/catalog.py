@@ -108,7 +108,7 @@ def communities(k: int = N_COMMUNITIES) -> Communities:
             # No (mapped) genre: the artist still belongs somewhere, just invisibly to a genre feature.
             artist_comm[i] = _stable_hash(name) % k
     members = [np.flatnonzero(artist_comm == j) for j in range(k)]
-    labels = [max(v, key=v.get) if v else f"community {j}" for j, v in enumerate(label_votes)]
+    labels = [max(v, key=v.__getitem__) if v else f"community {j}" for j, v in enumerate(label_votes)]
     return Communities(
         genre_community=genre_comm,
         centroids=centroids,

@@ -42,9 +42,10 @@ def int_param(query: dict[str, list[str]], name: str, default: int, low: int, hi
 
 def ids_param(query: dict[str, list[str]]) -> list[str]:
     """The ``ids`` parameter of a batch call: 1 to 50 base62 ids, else 400 as Spotify words it."""
-    raw = (query.get("ids") or [None])[-1]
-    if raw is None:
+    given = query.get("ids")
+    if not given:
         raise ApiError(400, "Missing required parameter: ids")
+    raw = given[-1]
     ids = [s.strip() for s in raw.split(",")]
     if not raw.strip() or any(not s for s in ids):
         raise ApiError(400, "invalid id")

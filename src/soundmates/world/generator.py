@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,17 +66,106 @@ _FORCED_ID_KINDS = ("alnum25", "numeric", "legacy.", "legacy_", "legacy#", "lega
 
 _LEGACY_WORDS = ("anna", "djmike", "rockfan", "thomas", "musiclover", "kate", "c", "jo", "vinyl", "bassline", "sk8r", "lou")
 _NONASCII_WORDS = ("jürgen", "zoë", "søren", "łukasz", "josé", "françois", "ólafur", "björk", "ミカ", "ольга", "李娜", "müller")
-_FIRST = ("Anna", "Ben", "Chloé", "David", "Emma", "Felix", "Grace", "Hugo", "Iris", "Jonas", "Kai", "Lena", "Mateo",
-          "Nina", "Oscar", "Pia", "Quentin", "Rosa", "Sam", "Tara", "Ugo", "Vera", "Wen", "Xavier", "Yuki", "Zoë",
-          "Łukasz", "Søren", "José", "Ólafur", "Ольга", "李娜", "ミカ", "Ayşe", "Nguyễn", "Björn")
+_FIRST = (
+    "Anna",
+    "Ben",
+    "Chloé",
+    "David",
+    "Emma",
+    "Felix",
+    "Grace",
+    "Hugo",
+    "Iris",
+    "Jonas",
+    "Kai",
+    "Lena",
+    "Mateo",
+    "Nina",
+    "Oscar",
+    "Pia",
+    "Quentin",
+    "Rosa",
+    "Sam",
+    "Tara",
+    "Ugo",
+    "Vera",
+    "Wen",
+    "Xavier",
+    "Yuki",
+    "Zoë",
+    "Łukasz",
+    "Søren",
+    "José",
+    "Ólafur",
+    "Ольга",
+    "李娜",
+    "ミカ",
+    "Ayşe",
+    "Nguyễn",
+    "Björn",
+)
 _LAST = ("Smith", "García", "Müller", "Rossi", "Kowalski", "Nakamura", "Jensen", "Silva", "Novák", "Öztürk", "O'Brien")
-_WORDS = ("Midnight", "River", "Golden", "Echo", "Summer", "Neon", "Velvet", "Paper", "Wild", "Blue", "Silent",
-          "Electric", "Lonely", "Heart", "City", "Fire", "Ocean", "Dream", "Shadow", "Sugar", "Night", "Road",
-          "Glass", "Honey", "Thunder", "Rain", "Ghost", "Star", "Tide", "Dust", "Mañana", "Corazón", "Été", "Sommer",
-          "夜", "Любовь", "Saudade", "Mirror", "Gravity", "Machine")
-_PLAYLIST_TEMPLATES = ("{label}", "my {label}", "{label} mix", "best of {label}", "{word} vibes", "chill ✨",
-                       "Música para correr", "Été {year}", "夏の歌", "road trip {year}", "gym", "{word} {word2}",
-                       "favourites", "late night {label}", "{year} throwbacks", "Liked from radio", "")
+_WORDS = (
+    "Midnight",
+    "River",
+    "Golden",
+    "Echo",
+    "Summer",
+    "Neon",
+    "Velvet",
+    "Paper",
+    "Wild",
+    "Blue",
+    "Silent",
+    "Electric",
+    "Lonely",
+    "Heart",
+    "City",
+    "Fire",
+    "Ocean",
+    "Dream",
+    "Shadow",
+    "Sugar",
+    "Night",
+    "Road",
+    "Glass",
+    "Honey",
+    "Thunder",
+    "Rain",
+    "Ghost",
+    "Star",
+    "Tide",
+    "Dust",
+    "Mañana",
+    "Corazón",
+    "Été",
+    "Sommer",
+    "夜",
+    "Любовь",
+    "Saudade",
+    "Mirror",
+    "Gravity",
+    "Machine",
+)
+_PLAYLIST_TEMPLATES = (
+    "{label}",
+    "my {label}",
+    "{label} mix",
+    "best of {label}",
+    "{word} vibes",
+    "chill ✨",
+    "Música para correr",
+    "Été {year}",
+    "夏の歌",
+    "road trip {year}",
+    "gym",
+    "{word} {word2}",
+    "favourites",
+    "late night {label}",
+    "{year} throwbacks",
+    "Liked from radio",
+    "",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,8 +307,14 @@ def album_by_n(an: int) -> AlbumSpec | None:
     prec = int(arr.album_precision[g])
     date = (f"{y:04d}", f"{y:04d}-{m:02d}", f"{y:04d}-{m:02d}-{d:02d}")[prec]
     return AlbumSpec(
-        n=an, id=make_id("album", an), artist=a, name=_title("album", an), album_type=_ALBUM_TYPES[int(arr.album_type[g])],
-        release_date=date, release_date_precision=_PRECISIONS[prec], year=y,
+        n=an,
+        id=make_id("album", an),
+        artist=a,
+        name=_title("album", an),
+        album_type=_ALBUM_TYPES[int(arr.album_type[g])],
+        release_date=date,
+        release_date_precision=_PRECISIONS[prec],
+        year=y,
         total_tracks=int(arr.track_start[g + 1] - arr.track_start[g]),
         label=f"{_WORDS[an % len(_WORDS)]} Records",
     )
@@ -247,10 +343,25 @@ def track_by_n(n: int) -> TrackSpec | None:
     arr = catalog_arrays()
     feat = int(arr.track_featured[gt])
     return TrackSpec(
-        n=n, id=make_id("track", n), name=_title("track", n), artist=a, featured=None if feat < 0 else feat,
-        album=slot, track_number=n % MAX_TRACKS + 1, explicit=bool(arr.track_explicit[gt]),
-        popularity=int(arr.track_popularity[gt]), duration_ms=int(arr.track_duration[gt]),
+        n=n,
+        id=make_id("track", n),
+        name=_title("track", n),
+        artist=a,
+        featured=None if feat < 0 else feat,
+        album=slot,
+        track_number=n % MAX_TRACKS + 1,
+        explicit=bool(arr.track_explicit[gt]),
+        popularity=int(arr.track_popularity[gt]),
+        duration_ms=int(arr.track_duration[gt]),
     )
+
+
+def catalog_track(n: int) -> TrackSpec:
+    """:func:`track_by_n` of a track the world's rows hold (always in the catalogue); KeyError otherwise."""
+    spec = track_by_n(n)
+    if spec is None:
+        raise KeyError(f"no track {n} in the catalogue")
+    return spec
 
 
 def track_by_id(track_id: str) -> TrackSpec | None:
@@ -367,8 +478,17 @@ def _user_block(seed: int, block: int, p_name_null: float) -> _UserBlock:
             names.append(ids[j])
         else:
             names.append(_FIRST[fn[j]] + (" " + _LAST[ln[j]] if has_last[j] else ""))
-    return _UserBlock(ids=ids, display_names=names, n_comm=n_comm, communities=communities, weights=weights,
-                      era=era, era_width=era_width, mainstream=mainstream, explicit_tolerance=explicit_tolerance)
+    return _UserBlock(
+        ids=ids,
+        display_names=names,
+        n_comm=n_comm,
+        communities=communities,
+        weights=weights,
+        era=era,
+        era_width=era_width,
+        mainstream=mainstream,
+        explicit_tolerance=explicit_tolerance,
+    )
 
 
 def _block_of(seed: int, i: int, params: dict[str, float] | None) -> tuple[_UserBlock, int]:
@@ -546,16 +666,27 @@ def user_playlists(seed: int, user: UserSpec, params: dict[str, float] | None = 
         created = created + int(rng.integers(86400, 60 * 86400))
         label = catalog.communities().labels[focus]
         template = _PLAYLIST_TEMPLATES[int(rng.integers(len(_PLAYLIST_TEMPLATES)))]
-        name = template.format(label=label, word=_WORDS[int(rng.integers(len(_WORDS)))],
-                               word2=_WORDS[int(rng.integers(len(_WORDS)))], year=int(rng.integers(2009, 2026)))
+        name = template.format(
+            label=label,
+            word=_WORDS[int(rng.integers(len(_WORDS)))],
+            word2=_WORDS[int(rng.integers(len(_WORDS)))],
+            year=int(rng.integers(2009, 2026)),
+        )
         pn = playlist_n(i, p)
         pid = make_id(f"playlist:{seed}", pn)
-        out.append(PlaylistSpec(
-            n=pn, id=pid, owner=i, name=name,
-            description="" if rng.random() < 0.7 else f"{label} and more",
-            kinds=kinds, values=values, added_at=added,
-            snapshot_id=make_id(f"snapshot:{seed}", pn) + "AAAAAA",
-        ))
+        out.append(
+            PlaylistSpec(
+                n=pn,
+                id=pid,
+                owner=i,
+                name=name,
+                description="" if rng.random() < 0.7 else f"{label} and more",
+                kinds=kinds,
+                values=values,
+                added_at=added,
+                snapshot_id=make_id(f"snapshot:{seed}", pn) + "AAAAAA",
+            )
+        )
     return out
 
 
@@ -631,15 +762,24 @@ def describe_user(world_dir: str | Path | World, user_id: str) -> dict:
         raise KeyError(f"no user {user_id!r} in {world.dir}")
     user = world.user(i)
     pls = world.playlists(i)
-    per = []
+    per: list[dict[str, Any]] = []
     track_set: set[int] = set()
     artist_set: set[int] = set()
     for pl in pls:
         counts = np.bincount(pl.kinds, minlength=4)
         tracks = pl.values[pl.kinds == ROW_TRACK]
         track_set.update(int(t) for t in tracks)
-        per.append({"id": pl.id, "name": pl.name, "items": pl.total, "tracks": int(counts[ROW_TRACK]),
-                    "episodes": int(counts[ROW_EPISODE]), "local": int(counts[ROW_LOCAL]), "null": int(counts[ROW_NULL])})
+        per.append(
+            {
+                "id": pl.id,
+                "name": pl.name,
+                "items": pl.total,
+                "tracks": int(counts[ROW_TRACK]),
+                "episodes": int(counts[ROW_EPISODE]),
+                "local": int(counts[ROW_LOCAL]),
+                "null": int(counts[ROW_NULL]),
+            }
+        )
     if track_set:
         arr = catalog_arrays()
         tn = np.fromiter(track_set, dtype=np.int64)
@@ -682,8 +822,7 @@ def iter_user_ids(seed: int, n_users: int) -> Iterator[str]:
         yield user_id_for(seed, i)
 
 
-def generate_world(out_dir: str | Path, n_users: int, seed: int, *,
-                   progress: Callable[[int], None] | None = None) -> dict:
+def generate_world(out_dir: str | Path, n_users: int, seed: int, *, progress: Callable[[int], None] | None = None) -> dict:
     """Write ``users.txt``, ``world.json`` and the ground truth; returns world.json's content.
 
     Streams in blocks of ``USER_BLOCK`` users (memory stays flat for 1M users). Files are written
@@ -739,7 +878,8 @@ def generate_world(out_dir: str | Path, n_users: int, seed: int, *,
         "truth": {
             "taste": f"{TRUTH_DIR}/taste.npy",
             "taste_columns": [f"community:{c}" for c in range(catalog.N_COMMUNITIES)]
-            + [f"decade:{int(y)}" for y in ERA_BINS] + ["mainstream", "explicit_tolerance"],
+            + [f"decade:{int(y)}" for y in ERA_BINS]
+            + ["mainstream", "explicit_tolerance"],
             "scalars": f"{TRUTH_DIR}/scalars.npy",
             "scalar_columns": ["era", "era_width", "mainstream", "explicit_tolerance"],
             "note": "hidden taste: for evaluation only, never served by the API",
@@ -753,4 +893,3 @@ def generate_world(out_dir: str | Path, n_users: int, seed: int, *,
     tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp_meta, out / "world.json")
     return meta
-

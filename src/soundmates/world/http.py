@@ -42,17 +42,17 @@ class RequestHandler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         if self.server.app.verbose:
             sys.stderr.write("spotify-server: " + (format % args) + "\n")
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         self._serve()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._serve()
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._serve()
 
     def _serve(self) -> None:
@@ -73,8 +73,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         # Status line, headers and body in one write: two small writes on a keep-alive connection
         # meet Nagle + delayed ACK and cost ~40 ms a response.
         self.log_request(resp.status)
-        lines = [f"{self.protocol_version} {resp.status} {self.responses.get(resp.status, ('',))[0]}",
-                 f"Server: {self.version_string()}", f"Date: {self.date_time_string()}"]
+        lines = [
+            f"{self.protocol_version} {resp.status} {self.responses.get(resp.status, ('',))[0]}",
+            f"Server: {self.version_string()}",
+            f"Date: {self.date_time_string()}",
+        ]
         if resp.content_type is not None:
             lines.append(f"Content-Type: {resp.content_type}")
         lines.append(f"Content-Length: {len(resp.body)}")

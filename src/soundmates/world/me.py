@@ -10,7 +10,7 @@ from collections import Counter
 from urllib.parse import quote
 
 from soundmates.world.errors import ApiError, int_param
-from soundmates.world.generator import ROW_EPISODE, ROW_LOCAL, ROW_NULL, artist_id, track_by_n
+from soundmates.world.generator import ROW_EPISODE, ROW_LOCAL, ROW_NULL, artist_id, catalog_track, track_by_n
 from soundmates.world.oauth import FOLLOWED_MAX, NOT_REGISTERED, TOP_LIMIT
 from soundmates.world.render import iso, page
 from soundmates.world.request import Request
@@ -43,8 +43,11 @@ def get_me_playlists(req: Request) -> dict:
     i = _me(req)
     limit = int_param(req.query, "limit", 20, 1, 50)
     offset = int_param(req.query, "offset", 0, 0, 100_000)
-    pls = ([(p, False) for p in app.world.playlists(i)] + [(p, True) for p in app.oauth.collaborations(i)]
-           + [(p, False) for p in app.oauth.followed_playlists(i)])
+    pls = (
+        [(p, False) for p in app.world.playlists(i)]
+        + [(p, True) for p in app.oauth.collaborations(i)]
+        + [(p, False) for p in app.oauth.followed_playlists(i)]
+    )
     r = app.renderer
 
     def render(a: int, b: int) -> list[dict]:
@@ -88,8 +91,7 @@ def get_me_top(req: Request, kind: str) -> dict:
     path = f"me/top/{kind}"
     if kind == "tracks":
         chosen = tracks[:TOP_LIMIT]
-        return page(app.api_url, path, len(chosen), offset, limit,
-                    lambda a, b: [r.track(track_by_n(t)) for t in chosen[a:b]])
+        return page(app.api_url, path, len(chosen), offset, limit, lambda a, b: [r.track(catalog_track(t)) for t in chosen[a:b]])
     chosen = artists[:TOP_LIMIT]
     return page(app.api_url, path, len(chosen), offset, limit, lambda a, b: [r.artist(x) for x in chosen[a:b]])
 
@@ -111,8 +113,14 @@ def get_me_tracks(req: Request) -> dict:
                 saved.append((value, ts))
     saved.sort(key=lambda x: -x[1])
     r = app.renderer
-    return page(app.api_url, "me/tracks", len(saved), offset, limit,
-                lambda a, b: [{"added_at": iso(ts), "track": r.track(track_by_n(t))} for t, ts in saved[a:b]])
+    return page(
+        app.api_url,
+        "me/tracks",
+        len(saved),
+        offset,
+        limit,
+        lambda a, b: [{"added_at": iso(ts), "track": r.track(catalog_track(t))} for t, ts in saved[a:b]],
+    )
 
 
 def get_me_following(req: Request) -> dict:
@@ -122,22 +130,25 @@ def get_me_following(req: Request) -> dict:
     if (req.query.get("type") or [""])[-1] != "artist":
         raise ApiError(400, "Bad request: type must be artist")
     limit = int_param(req.query, "limit", 20, 1, 50)
-    after = (req.query.get("after") or [None])[-1]
+    after_given = req.query.get("after")
+    after = after_given[-1] if after_given else None
     followed = _ranked(app.world, i)[1][::2][:FOLLOWED_MAX]
     ids = [artist_id(a) for a in followed]
     if after is not None and after not in ids:
         raise ApiError(400, "Invalid after cursor")
     start = ids.index(after) + 1 if after is not None else 0
-    chunk = followed[start:start + limit]
+    chunk = followed[start : start + limit]
     more = start + limit < len(followed)
     last = artist_id(chunk[-1]) if chunk else None
     base = f"{app.api_url}me/following?type=artist&limit={limit}"
     r = app.renderer
-    return {"artists": {
-        "href": base + (f"&after={quote(after)}" if after else ""),
-        "limit": limit,
-        "next": f"{base}&after={quote(last)}" if more and last else None,
-        "cursors": {"after": last if more else None},
-        "total": len(followed),
-        "items": [r.artist(a) for a in chunk],
-    }}
+    return {
+        "artists": {
+            "href": base + (f"&after={quote(after)}" if after else ""),
+            "limit": limit,
+            "next": f"{base}&after={quote(last)}" if more and last else None,
+            "cursors": {"after": last if more else None},
+            "total": len(followed),
+            "items": [r.artist(a) for a in chunk],
+        }
+    }

@@ -97,8 +97,14 @@ class OAuthState:
         self.lock = threading.Lock()
 
     # --- configuration -------------------------------------------------------------------------
-    def configure(self, *, allowlist: list[str] | None = None, access_ttl_s: int | None = None,
-                  code_ttl_s: float | None = None, redirect_uris: list[str] | None = None) -> OAuthState:
+    def configure(
+        self,
+        *,
+        allowlist: list[str] | None = None,
+        access_ttl_s: int | None = None,
+        code_ttl_s: float | None = None,
+        redirect_uris: list[str] | None = None,
+    ) -> OAuthState:
         """Set the development-mode allowlist (≤ 5 user ids of the world), token/code lifetimes, redirect URIs."""
         if allowlist is not None:
             allowlist = list(allowlist)
@@ -150,7 +156,7 @@ class OAuthState:
         """Development mode, user token: a playlist's items only for its owner or a collaborator (else 403)."""
         from soundmates.world.errors import ApiError
 
-        if self.mode != "development" or endpoint != "playlist_items":
+        if self.mode != "development" or endpoint != "playlist_items" or playlist_id is None:
             return
         g = self.user_grant(access_token)
         if g is None:
@@ -194,10 +200,13 @@ class OAuthState:
         if user is None:
             return _page(404, "Log in", f"<p class='error'>No such user: {html.escape(login_as)}</p>")
         if not self.may_log_in(login_as):
-            return _page(403, "Not registered",
-                         f"<p class='error' id='not-registered'>{NOT_REGISTERED}</p>"
-                         "<p>This app is in development mode: only the users its owner added to the app's "
-                         "allowlist may log in.</p>")
+            return _page(
+                403,
+                "Not registered",
+                f"<p class='error' id='not-registered'>{NOT_REGISTERED}</p>"
+                "<p>This app is in development mode: only the users its owner added to the app's "
+                "allowlist may log in.</p>",
+            )
         code = "AQ" + secrets.token_urlsafe(48)
         with self.lock:
             self._expire()
@@ -212,8 +221,10 @@ class OAuthState:
             spec = self.world.user(self.world.user_index(uid))
             name = html.escape(spec.display_name or uid)
             href = html.escape("/authorize?" + urlencode({**base, "login_as": uid}))
-            rows.append(f"<li><a class='login' data-user-id='{html.escape(uid)}' href='{href}'>{name}</a> "
-                        f"<small>{html.escape(uid)}</small></li>")
+            rows.append(
+                f"<li><a class='login' data-user-id='{html.escape(uid)}' href='{href}'>{name}</a> "
+                f"<small>{html.escape(uid)}</small></li>"
+            )
         hidden = "".join(f"<input type='hidden' name='{html.escape(k)}' value='{html.escape(v)}'>" for k, v in base.items())
         deny = html.escape("/authorize?" + urlencode({**base, "deny": "1"}))
         scopes = "".join(f"<li>{html.escape(s)}</li>" for s in sorted(set(q.get("scope", "").replace(",", " ").split())))
@@ -250,14 +261,17 @@ class OAuthState:
         if grant in ("authorization_code", "refresh_token"):
             return self._user_grant(grant, form, client_id, client_secret)
         if grant != "client_credentials":
-            return 400, {"error": "unsupported_grant_type",
-                         "error_description": "grant_type must be client_credentials, authorization_code or refresh_token"}
+            return 400, {
+                "error": "unsupported_grant_type",
+                "error_description": "grant_type must be client_credentials, authorization_code or refresh_token",
+            }
         if not client_id or not client_secret:
             return 400, {"error": "invalid_client", "error_description": "Invalid client"}
         return 200, {"access_token": self._issue_token(), "token_type": "Bearer", "expires_in": 3600}
 
     def _user_grant(self, grant: str, form: dict[str, list[str]], client_id: str, client_secret: str) -> tuple[int, dict]:
         """The ``authorization_code`` and ``refresh_token`` grants."""
+
         def field_(name: str) -> str:
             return (form.get(name) or [""])[-1]
 
@@ -314,8 +328,13 @@ class OAuthState:
         refresh = "AQ" + secrets.token_urlsafe(64)
         self.access[access] = Grant(user, client_id, scopes, time.time() + self.access_ttl_s)
         self.refresh[refresh] = Grant(user, client_id, scopes)
-        return {"access_token": access, "token_type": "Bearer", "expires_in": self.access_ttl_s,
-                "refresh_token": refresh, "scope": " ".join(sorted(scopes))}
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.access_ttl_s,
+            "refresh_token": refresh,
+            "scope": " ".join(sorted(scopes)),
+        }
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -342,8 +361,10 @@ def _with_query(uri: str, params: dict[str, str]) -> str:
 
 
 def _page(status: int, title: str, body: str) -> Response:
-    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-           f"<body><h1>{html.escape(title)}</h1>{body}</body></html>").encode("utf-8")
+    doc = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    ).encode()
     return Response(status, doc, HTML_TYPE, (("Cache-Control", "no-store"),))
 
 
@@ -391,5 +412,16 @@ def allowlist(server: Any) -> list[str]:
     return server.oauth.allowlist()
 
 
-__all__ = ["OAuthState", "Grant", "configure", "state_of", "allowlist", "default_allowlist",
-           "DEV_MODE_MAX_USERS", "TOP_LIMIT", "NOT_REGISTERED", "INVALID_REDIRECT", "INVALID_CLIENT"]
+__all__ = [
+    "OAuthState",
+    "Grant",
+    "configure",
+    "state_of",
+    "allowlist",
+    "default_allowlist",
+    "DEV_MODE_MAX_USERS",
+    "TOP_LIMIT",
+    "NOT_REGISTERED",
+    "INVALID_REDIRECT",
+    "INVALID_CLIENT",
+]

@@ -27,7 +27,7 @@ from soundmates.world.generator import (
     album_by_n,
     album_n,
     artist_id,
-    track_by_n,
+    catalog_track,
 )
 from soundmates.world.ids import make_id
 
@@ -53,8 +53,11 @@ class RawJSON(str):
 
 
 def _image(key: str, size: int = 640) -> dict:
-    return {"url": f"https://i.scdn.co/image/ab67616d0000b273{hashlib.md5(key.encode()).hexdigest()[:24]}",
-            "height": size, "width": size}
+    return {
+        "url": f"https://i.scdn.co/image/ab67616d0000b273{hashlib.md5(key.encode()).hexdigest()[:24]}",
+        "height": size,
+        "width": size,
+    }
 
 
 class Renderer:
@@ -129,6 +132,8 @@ class Renderer:
     # --- tracks ----------------------------------------------------------------------------
     def _album(self, an: int) -> dict:
         spec = album_by_n(an)
+        if spec is None:  # callers pass albums of catalogue tracks only
+            raise KeyError(f"no album {an} in the catalogue")
         cover = _image(f"album{an}")
         return {
             "album_type": spec.album_type,
@@ -181,13 +186,12 @@ class Renderer:
         The same text ``dumps(self.track(spec))`` gives (tests/test_server.py checks), ~5x cheaper:
         encoding the nested album and artists again for every track was most of a page's time.
         """
-        spec = track_by_n(n)
+        spec = catalog_track(n)
         artists = self.artist_simple_json(spec.artist)
         if spec.featured is not None:
             artists += "," + self.artist_simple_json(spec.featured)
         own = self.track(spec, nested=False)
-        return (f'{{"album":{self.album_json(album_n(spec.artist, spec.album))},"artists":[{artists}],'
-                + dumps(own)[1:])
+        return f'{{"album":{self.album_json(album_n(spec.artist, spec.album))},"artists":[{artists}],' + dumps(own)[1:]
 
     def episode(self, n: int) -> dict:
         eid = make_id("episode", n)
@@ -238,11 +242,21 @@ class Renderer:
         # What the real API returns for a local file: ids, hrefs and uris null, a spotify:local: uri.
         name = f"{['Demo', 'Rehearsal', 'Bootleg', 'Voice memo', 'Mixtape'][k % 5]} {k + 1}"
         return {
-            "album": {"album_type": None, "artists": [], "available_markets": [], "external_urls": {}, "href": None,
-                      "id": None, "images": [], "name": "", "release_date": None, "release_date_precision": None,
-                      "type": "album", "uri": None},
-            "artists": [{"external_urls": {}, "href": None, "id": None, "name": "Unknown artist", "type": "artist",
-                         "uri": None}],
+            "album": {
+                "album_type": None,
+                "artists": [],
+                "available_markets": [],
+                "external_urls": {},
+                "href": None,
+                "id": None,
+                "images": [],
+                "name": "",
+                "release_date": None,
+                "release_date_precision": None,
+                "type": "album",
+                "uri": None,
+            },
+            "artists": [{"external_urls": {}, "href": None, "id": None, "name": "Unknown artist", "type": "artist", "uri": None}],
             "available_markets": [],
             "disc_number": 0,
             "duration_ms": 180_000 + 1000 * k,
@@ -277,9 +291,17 @@ class Renderer:
                 obj = dumps(self.local_track(pl, value))
             else:
                 obj = self.track_json(value)
-            parts = ['{"added_at":"', iso(ts), '","added_by":', owner,
-                     ',"is_local":', "true" if kind == ROW_LOCAL else "false",
-                     ',"primary_color":null,"item":', obj, ',"video_thumbnail":{"url":null}']
+            parts = [
+                '{"added_at":"',
+                iso(ts),
+                '","added_by":',
+                owner,
+                ',"is_local":',
+                "true" if kind == ROW_LOCAL else "false",
+                ',"primary_color":null,"item":',
+                obj,
+                ',"video_thumbnail":{"url":null}',
+            ]
             if self.full:
                 parts += [',"track":', obj]
             parts.append("}")

@@ -67,8 +67,14 @@ def get_user_playlists(req: Request, user_id: str) -> dict:
     offset = int_param(req.query, "offset", 0, 0, MAX_OFFSET)
     pls = app.world.playlists(i)
     r = app.renderer
-    return page(app.api_url, f"users/{quote(user_id, safe='')}/playlists", len(pls), offset, limit,
-                lambda a, b: [r.playlist_simple(p) for p in pls[a:b]])
+    return page(
+        app.api_url,
+        f"users/{quote(user_id, safe='')}/playlists",
+        len(pls),
+        offset,
+        limit,
+        lambda a, b: [r.playlist_simple(p) for p in pls[a:b]],
+    )
 
 
 def _playlist(req: Request, playlist_id: str) -> PlaylistSpec:
@@ -82,8 +88,7 @@ def _playlist(req: Request, playlist_id: str) -> PlaylistSpec:
 
 def _rows_page(req: Request, pl: PlaylistSpec, which: str, offset: int, limit: int) -> RawJSON:
     r = req.app.renderer
-    return page_json(req.app.api_url, f"playlists/{pl.id}/{which}", pl.total, offset, limit,
-                     lambda a, b: r.rows_json(pl, a, b))
+    return page_json(req.app.api_url, f"playlists/{pl.id}/{which}", pl.total, offset, limit, lambda a, b: r.rows_json(pl, a, b))
 
 
 def get_playlist(req: Request, playlist_id: str) -> dict:
@@ -166,7 +171,7 @@ ROUTES: tuple[Route, ...] = (
     Route("audio_features", ("audio-features",), get_audio_features),
     Route("audio_features", ("audio-features", _ANY), get_audio_features),
 )
-_BY_HEAD: dict[str, list[Route]] = {}
+_BY_HEAD: dict[str | None, list[Route]] = {}
 for _route in ROUTES:
     _BY_HEAD.setdefault(_route.segments[0], []).append(_route)
 
@@ -176,7 +181,7 @@ def find_route(path: str) -> tuple[Route, tuple] | None:
     if not path.startswith("/v1/"):
         return None
     # Split the raw path first, then percent-decode each segment: an id may hold an encoded '/'.
-    seg = [unquote(s) for s in path[len("/v1/"):].split("/")]
+    seg = [unquote(s) for s in path[len("/v1/") :].split("/")]
     if seg and seg[-1] == "" and len(seg) > 1:
         seg = seg[:-1]
     for route in _BY_HEAD.get(seg[0], ()):
@@ -219,7 +224,7 @@ def respond(req: Request) -> Response:
     except ApiError as err:
         app.count(endpoint, err.status)
         return json_response(err.status, err.body(), err.headers)
-    except Exception as exc:  # a bug must answer 500, not kill the connection silently
+    except Exception as exc:  # noqa: BLE001 - a bug must answer 500, not kill the connection silently
         app.count(endpoint, 500)
         sys.stderr.write(f"spotify-server: error on {req.target}: {exc!r}\n")
         return json_response(500, {"error": {"status": 500, "message": "Server error."}})

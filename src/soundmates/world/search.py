@@ -23,7 +23,7 @@ SEARCH_TYPES = ("album", "artist", "playlist", "track", "show", "episode", "audi
 SERVED_TYPES = ("artist",)
 DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET = 5, 10, 1000
 # Field filters the query may carry (artist:"Name"); only the text is matched.
-_FILTER = re.compile(r'\b(?:artist|genre|year|tag):', re.IGNORECASE)
+_FILTER = re.compile(r"\b(?:artist|genre|year|tag):", re.IGNORECASE)
 
 
 class BadSearch(ValueError):
@@ -115,12 +115,14 @@ def search_response(query: dict[str, list[str]], api_url: str, render_artist: Ca
         return f"{api_url}search?{urlencode({'offset': o, 'limit': limit, 'query': q, 'type': raw_type})}"
 
     total = len(found)
-    return {"artists": {
-        "href": url(offset),
-        "items": [render_artist(a) for a in found[offset:offset + limit]],
-        "limit": limit,
-        "next": url(offset + limit) if offset + limit < total and offset + limit <= MAX_OFFSET else None,
-        "offset": offset,
-        "previous": url(max(0, offset - limit)) if offset > 0 else None,
-        "total": total,
-    }}
+    return {
+        "artists": {
+            "href": url(offset),
+            "items": [render_artist(a) for a in found[offset : offset + limit]],
+            "limit": limit,
+            "next": url(offset + limit) if offset + limit < total and offset + limit <= MAX_OFFSET else None,
+            "offset": offset,
+            "previous": url(max(0, offset - limit)) if offset > 0 else None,
+            "total": total,
+        }
+    }

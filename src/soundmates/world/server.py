@@ -37,8 +37,15 @@ class SpotifyServer:
     ...     requests.post(srv.token_url, ...); requests.get(srv.api_url + "users/...")
     """
 
-    def __init__(self, world_dir: str | Path, host: str = "127.0.0.1", port: int = 0, mode: str = "full",
-                 faults: FaultConfig | None = None, verbose: bool = False):
+    def __init__(
+        self,
+        world_dir: str | Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        mode: str = "full",
+        faults: FaultConfig | None = None,
+        verbose: bool = False,
+    ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.world = World(world_dir)
@@ -57,7 +64,7 @@ class SpotifyServer:
         self._stats_faults: Counter[str] = Counter()
         self._httpd: WorldHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self.renderer: Renderer | None = None
+        self._renderer: Renderer | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     @property
@@ -65,6 +72,13 @@ class SpotifyServer:
         if self._httpd is None:
             raise RuntimeError("server not started")
         return self._httpd.server_address[1]
+
+    @property
+    def renderer(self) -> Renderer:
+        """The JSON renderer of the running server (request handlers only run once it started)."""
+        if self._renderer is None:
+            raise RuntimeError("server not started")
+        return self._renderer
 
     @property
     def base_url(self) -> str:
@@ -88,9 +102,10 @@ class SpotifyServer:
             # The catalog's communities (a k-means, seconds) are built on first use: here, not in a request.
             self.world.playlists(0)
         self._httpd = WorldHTTPServer((self.host, self.requested_port), self)
-        self.renderer = Renderer(self.world, self.api_url, self.mode)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"spotify-server-{self.port}", daemon=True)
+        self._renderer = Renderer(self.world, self.api_url, self.mode)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name=f"spotify-server-{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 
