@@ -140,7 +140,7 @@ class SpotifyClient:
         # The bytes of the last successful answer, so raw pages are stored as received.
         self.last_body: bytes | None = None
         self._backoff = wait_exponential_jitter(
-            initial=max(0.0, self.settings.spotify_backoff_s),
+            multiplier=max(0.0, self.settings.spotify_backoff_s),
             max=max(1.0, 20 * self.settings.spotify_backoff_s),
             jitter=max(0.0, self.settings.spotify_backoff_s),
         )
