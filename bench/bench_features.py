@@ -38,58 +38,12 @@ def _log(msg: str) -> None:
 
 def world_profiles(n_users: int, seed: int = WORLD_SEED) -> list:
     """Canonical profiles of the first ``n_users`` users of a generated world (what ingest would produce)."""
-    from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, Track
+    from soundmates.sources.world import profile_from_specs
     from soundmates.world import catalog
     from soundmates.world import generator as g
 
     table = catalog.artists()
-    out = []
-    for i in range(n_users):
-        user = g.user_spec(seed, i)
-        playlists, tracks, artists = [], {}, {}
-        for pl in g.user_playlists(seed, user):
-            items = []
-            for kind, value in zip(pl.kinds.tolist(), pl.values.tolist()):
-                if kind != g.ROW_TRACK:
-                    continue
-                spec = g.track_by_n(value)
-                if spec is None:
-                    continue
-                tid = spec.id
-                items.append(PlaylistItem(track_id=tid))
-                if tid not in tracks:
-                    credited = [spec.artist] + ([spec.featured] if spec.featured is not None else [])
-                    album = g.album_by_n(spec.artist * g.MAX_ALBUMS + spec.album)
-                    tracks[tid] = Track(
-                        id=tid,
-                        name=spec.name,
-                        artist_ids=[g.artist_id(a) for a in credited],
-                        album_name=album.name if album else None,
-                        release_year=album.year if album else None,
-                        explicit=spec.explicit,
-                        popularity=spec.popularity,
-                        duration_ms=spec.duration_ms,
-                    )
-                    for a in credited:
-                        aid = g.artist_id(a)
-                        if aid not in artists:
-                            artists[aid] = Artist(
-                                id=aid, name=table.names[a], genres=list(table.genres[a]), popularity=int(table.popularity[a])
-                            )
-            kinds = np.bincount(pl.kinds, minlength=4)
-            playlists.append(
-                Playlist(
-                    id=pl.id,
-                    name=pl.name,
-                    owner_id=user.id,
-                    items=items,
-                    skipped_episodes=int(kinds[g.ROW_EPISODE]),
-                    skipped_local=int(kinds[g.ROW_LOCAL]),
-                    skipped_null=int(kinds[g.ROW_NULL]),
-                )
-            )
-        out.append(Profile(user_id=user.id, display_name=user.display_name, playlists=playlists, tracks=tracks, artists=artists))
-    return out
+    return [profile_from_specs(u, g.user_playlists(seed, u), table) for u in (g.user_spec(seed, i) for i in range(n_users))]
 
 
 def seed_style_features(profile, model, top_n: int) -> dict:

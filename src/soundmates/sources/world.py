@@ -22,52 +22,55 @@ def world_profiles(world_dir: str | Path, n_users: int | None = None) -> list[Pr
     world = g.World(world_dir)
     n = world.n_users if n_users is None else min(int(n_users), world.n_users)
     table = catalog.artists()
-    out = []
-    for i in range(n):
-        user = world.user(i)
-        playlists, tracks, artists = [], {}, {}
-        for pl in world.playlists(i):
-            items = []
-            for kind, value in zip(pl.kinds.tolist(), pl.values.tolist()):
-                if kind != g.ROW_TRACK:
-                    continue
-                spec = g.track_by_n(value)
-                if spec is None:
-                    continue
-                items.append(PlaylistItem(track_id=spec.id))
-                if spec.id not in tracks:
-                    credited = [spec.artist] + ([spec.featured] if spec.featured is not None else [])
-                    album = g.album_by_n(spec.artist * g.MAX_ALBUMS + spec.album)
-                    tracks[spec.id] = Track(
-                        id=spec.id,
-                        name=spec.name,
-                        artist_ids=[g.artist_id(a) for a in credited],
-                        album_name=album.name if album else None,
-                        release_year=album.year if album else None,
-                        explicit=spec.explicit,
-                        popularity=spec.popularity,
-                        duration_ms=spec.duration_ms,
-                    )
-                    for a in credited:
-                        aid = g.artist_id(a)
-                        if aid not in artists:
-                            artists[aid] = Artist(
-                                id=aid, name=table.names[a], genres=list(table.genres[a]), popularity=int(table.popularity[a])
-                            )
-            kinds = np.bincount(pl.kinds, minlength=4)
-            playlists.append(
-                Playlist(
-                    id=pl.id,
-                    name=pl.name,
-                    owner_id=user.id,
-                    items=items,
-                    skipped_episodes=int(kinds[g.ROW_EPISODE]),
-                    skipped_local=int(kinds[g.ROW_LOCAL]),
-                    skipped_null=int(kinds[g.ROW_NULL]),
+    return [profile_from_specs(world.user(i), world.playlists(i), table) for i in range(n)]
+
+
+def profile_from_specs(user, playlist_specs, table) -> Profile:
+    """The canonical profile ingest would store for one generated user (``UserSpec`` + its ``PlaylistSpec``s)."""
+    from soundmates.world import generator as g
+
+    playlists, tracks, artists = [], {}, {}
+    for pl in playlist_specs:
+        items = []
+        for kind, value in zip(pl.kinds.tolist(), pl.values.tolist()):
+            if kind != g.ROW_TRACK:
+                continue
+            spec = g.track_by_n(value)
+            if spec is None:
+                continue
+            items.append(PlaylistItem(track_id=spec.id))
+            if spec.id not in tracks:
+                credited = [spec.artist] + ([spec.featured] if spec.featured is not None else [])
+                album = g.album_by_n(spec.artist * g.MAX_ALBUMS + spec.album)
+                tracks[spec.id] = Track(
+                    id=spec.id,
+                    name=spec.name,
+                    artist_ids=[g.artist_id(a) for a in credited],
+                    album_name=album.name if album else None,
+                    release_year=album.year if album else None,
+                    explicit=spec.explicit,
+                    popularity=spec.popularity,
+                    duration_ms=spec.duration_ms,
                 )
+                for a in credited:
+                    aid = g.artist_id(a)
+                    if aid not in artists:
+                        artists[aid] = Artist(
+                            id=aid, name=table.names[a], genres=list(table.genres[a]), popularity=int(table.popularity[a])
+                        )
+        kinds = np.bincount(pl.kinds, minlength=4)
+        playlists.append(
+            Playlist(
+                id=pl.id,
+                name=pl.name,
+                owner_id=user.id,
+                items=items,
+                skipped_episodes=int(kinds[g.ROW_EPISODE]),
+                skipped_local=int(kinds[g.ROW_LOCAL]),
+                skipped_null=int(kinds[g.ROW_NULL]),
             )
-        out.append(Profile(user_id=user.id, display_name=user.display_name, playlists=playlists, tracks=tracks, artists=artists))
-    return out
+        )
+    return Profile(user_id=user.id, display_name=user.display_name, playlists=playlists, tracks=tracks, artists=artists)
 
 
 def world_taste(world_dir: str | Path, user_ids: list[str]) -> dict[str, np.ndarray]:
