@@ -152,7 +152,7 @@ def test_readers_and_writers_repair_in_process_with_one_warning(tmp_path, caplog
     path = _table(tmp_path)
     _garbled_latest(path)
     store = DeltaFeatureStore(tmp_path / "store")
-    with caplog.at_level("WARNING", logger="soundmates.store.delta"):
+    with caplog.at_level("WARNING", logger="soundmates.store.delta_tables"):
         assert sorted(store.read("user_profiles")["user_id"]) == ["ann", "bob", "cat"]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "back at data version 2" in warnings[0]

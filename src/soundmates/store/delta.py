@@ -18,13 +18,15 @@ Concurrency, which is what Airflow tasks and the dashboard need:
   file should be, a vanished data file) is repaired under the writer lock
   (``store/repair.py``: the damage moved aside, back to the last good version)
   with one warning, or refused with :class:`StoreDamaged` naming the table.
+
+Paths, locks, opening and repair live in ``store/delta_tables.py``; this module is the contract
+(upsert, read, delete, maintenance) on top of them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,17 +40,14 @@ from soundmates.store.base import (
     GroupInfo,
     GroupSpec,
     StoreDamaged,
-    StoreUnavailable,
     check_compatible,
     empty_frame,
     group_spec,
     known_groups,
     to_arrow,
 )
+from soundmates.store.delta_tables import TABLE_DIR, DeltaTables
 
-log = logging.getLogger(__name__)
-
-_TABLE_DIR = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)_(?P<version>\d+)$")
 # Deletes are sent as SQL predicates; chunk long id lists so a predicate stays small.
 _DELETE_CHUNK = 500
 
@@ -57,7 +56,7 @@ def _sql_literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-class DeltaFeatureStore(FeatureStore):
+class DeltaFeatureStore(DeltaTables, FeatureStore):
     """Feature groups as Delta tables under ``root`` (``settings.store_dir``)."""
 
     backend = "embedded"
@@ -78,120 +77,11 @@ class DeltaFeatureStore(FeatureStore):
         self.commit_attempts = commit_attempts
         self.compact_after_files = compact_after_files
 
-    # --- paths and locks -----------------------------------------------------------
-    def table_path(self, group: str, version: int = 1) -> Path:
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ValueError(f"feature group version must be an integer >= 1, got {version!r}")
-        return self.root / f"{group}_{version}"
-
-    def _lock(self, group: str, version: int):
-        from filelock import FileLock
-
-        lock_dir = self.root / ".locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        # is_singleton: every store object in this process shares one lock per table, so a
-        # read-modify-write under ``exclusive`` can call ``upsert`` without deadlocking itself.
-        return FileLock(lock_dir / f"{group}_{version}.lock", is_singleton=True)
-
     @contextlib.contextmanager
     def exclusive(self, group: str, *, version: int = 1) -> Iterator[None]:
         group_spec(group)
         with self._locked(group, version):
             yield
-
-    @contextlib.contextmanager
-    def _locked(self, group: str, version: int) -> Iterator[None]:
-        from filelock import Timeout
-
-        lock = self._lock(group, version)
-        try:
-            lock.acquire(timeout=self.lock_timeout_s)
-        except Timeout as exc:
-            raise StoreUnavailable(
-                f"feature group {group!r} v{version} is locked by another writer for more than "
-                f"{self.lock_timeout_s:.0f}s (lock file {lock.lock_file})"
-            ) from exc
-        try:
-            yield
-        finally:
-            lock.release()
-
-    # --- tables -----------------------------------------------------------------------
-    @staticmethod
-    def _open_raw(path: Path, as_of: int | None = None):
-        from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
-
-        try:
-            return DeltaTable(str(path), version=as_of) if as_of is not None else DeltaTable(str(path))
-        except TableNotFoundError:
-            return None
-
-    def _open(self, path: Path, as_of: int | None = None):
-        """The table at its latest (or ``as_of``) version, or None when it was never created.
-
-        A table that fails to open is repaired first (see :meth:`_recover`); an ``as_of`` the log
-        does not hold raises deltalake's own error (``read`` turns it into DataVersionNotFound)."""
-        try:
-            return self._open_raw(path, as_of)
-        except Exception as exc:
-            if as_of is not None and not (path / "_delta_log" / f"{as_of:020d}.json").is_file():
-                raise
-            self._recover(path, exc)
-            return self._open_raw(path, as_of)
-
-    @staticmethod
-    def _label(path: Path) -> tuple[str, int, str]:
-        m = _TABLE_DIR.match(path.name)
-        name, version = (m["name"], int(m["version"])) if m else (path.name, 1)
-        return name, version, f"feature group {name!r} v{version}"
-
-    def _recover(self, path: Path, error: BaseException) -> None:
-        """Repair a table that failed to open or read (under its writer lock), or raise StoreDamaged."""
-        from soundmates.store.repair import Repair, readable
-
-        name, version, label = self._label(path)
-        with self._locked(name, version):
-            if readable(path) and not any(not e.is_file() for e in (path / "_delta_log").iterdir()):
-                return  # another process repaired it while we waited for the lock
-            log.warning("%s", Repair(path, label).run(error))
-
-    def _clear_log_obstacles(self, path: Path) -> None:
-        """Before a write (lock held): a non-file where a commit goes would fail every commit."""
-        from soundmates.store.repair import Repair
-
-        repair = Repair(path, self._label(path)[2])
-        if repair.non_files():
-            log.warning("%s", repair._warning("the next commit could not have been written"))
-
-    def _read_table(self, path: Path, as_of: int | None, columns: list[str] | None = None) -> pa.Table | None:
-        """The whole table as Arrow (None: never written); a data file that fails to read triggers a repair."""
-        dt = self._open(path, as_of)
-        if dt is None:
-            return None
-        try:
-            return dt.to_pyarrow_table(columns=columns)
-        except Exception as exc:
-            if as_of is not None:
-                raise
-            self._recover(path, exc)
-            dt = self._open(path)
-            return None if dt is None else dt.to_pyarrow_table(columns=columns)
-
-    @staticmethod
-    def _stored_schema(dt) -> pa.Schema:
-        return pa.schema(dt.schema())
-
-    def _retrying(self):
-        from deltalake.exceptions import CommitFailedError
-        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
-
-        return Retrying(
-            retry=retry_if_exception_type(CommitFailedError),
-            stop=stop_after_attempt(self.commit_attempts),
-            wait=wait_random_exponential(multiplier=0.05, max=2.0),
-            reraise=True,
-        )
 
     # --- the contract ---------------------------------------------------------------
     def upsert(self, group: str, df: pd.DataFrame, *, version: int = 1) -> int:
@@ -410,7 +300,7 @@ class DeltaFeatureStore(FeatureStore):
         if not self.root.exists():
             return infos
         for child in sorted(self.root.iterdir()):
-            m = _TABLE_DIR.match(child.name)
+            m = TABLE_DIR.match(child.name)
             # A table whose log is damaged is no "deltatable" to deltalake: open it to repair or name it.
             if not m or not (DeltaTable.is_deltatable(str(child)) or (child / "_delta_log").exists()):
                 continue
