@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from soundmates.store import StoreUnavailable, inbox
+from soundmates.store import StoreUnavailable, inbox, inbox_queue
 from soundmates.store.delta import DeltaFeatureStore
 
 
@@ -157,7 +157,7 @@ def test_delete_and_requeue_stale(tmp_path):
 
 
 def test_a_writer_holding_the_queue_makes_others_wait_a_bounded_time(tmp_path, monkeypatch):
-    monkeypatch.setattr(inbox, "BUSY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(inbox_queue, "BUSY_TIMEOUT_S", 0.3)
     store = DeltaFeatureStore(tmp_path / "store")
     inbox.add_request(store, "a", "ref-a")
     holder = sqlite3.connect(inbox.queue(store).path, isolation_level=None)
