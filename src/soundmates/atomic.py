@@ -33,10 +33,12 @@ def fsync_file(path: Path | str) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None) -> None:
+def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` atomically and durably; ``mode`` (e.g. 0o600) is set before the rename.
 
-    The temporary file is removed if anything fails, and ``path`` is then left as it was.
+    ``durable=False`` skips both fsyncs (still atomic: a reader never sees half a file) for caches
+    whose loss after a power cut only costs refetching them. The temporary file is removed if
+    anything fails, and ``path`` is then left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,12 +46,14 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -58,6 +62,8 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None
         raise
 
 
-def atomic_write_text(path: Path | str, text: str, *, encoding: str = "utf-8", mode: int | None = None) -> None:
+def atomic_write_text(
+    path: Path | str, text: str, *, encoding: str = "utf-8", mode: int | None = None, durable: bool = True
+) -> None:
     """``atomic_write_bytes`` of ``text`` encoded with ``encoding``."""
-    atomic_write_bytes(path, text.encode(encoding), mode=mode)
+    atomic_write_bytes(path, text.encode(encoding), mode=mode, durable=durable)

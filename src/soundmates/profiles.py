@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, Field, ValidationError
 
+from soundmates.atomic import atomic_write_text  # re-exported: model/ and features/ import it from here
 from soundmates.keys import (
     legacy_filename,
     storage_key,
@@ -103,24 +103,6 @@ def safe_filename(user_id: str) -> str:
 
 def user_id_from_filename(name: str) -> str:
     return unquote(name)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write aside, fsync, rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 class ProfileRepository:

@@ -23,13 +23,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urljoin, urlsplit
 
 import requests
 from spotipy.cache_handler import MemoryCacheHandler
-from spotipy.exceptions import SpotifyException
-from spotipy.oauth2 import SpotifyClientCredentials, SpotifyOauthError
+from spotipy.oauth2 import SpotifyAuthBase, SpotifyClientCredentials, SpotifyOauthError
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -66,10 +65,6 @@ TOKEN_ENDPOINT = "token"
 MAX_REDIRECTS = 5  # the Web API does not redirect GETs; a few hops are tolerated, a loop is an error
 # A Retry-After beyond a day is read as a day: the run is deferred either way, and the time stays a number.
 MAX_RETRY_AFTER_S = 86_400.0
-
-
-class _TokenHttpError(SpotifyException):
-    """An HTTP error of a token endpoint, with its status kept (spotipy's own error drops it); raised by connect's PKCE flow."""
 
 
 class _Transient(Exception):
@@ -109,6 +104,8 @@ class SpotifyClient:
 
     ``calls`` counts every HTTP request sent per endpoint label (retries included),
     ``retries`` counts the retried failures by kind, ``token_requests`` the token fetches.
+    ``user_auth`` builds another spotipy auth manager on the client's session (connect's PKCE
+    manager for one account); without it, the app's client credentials are required.
     """
 
     def __init__(
@@ -117,11 +114,12 @@ class SpotifyClient:
         credentials: SpotifyCredentials | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        user_auth: Callable[[requests.Session, tuple[float, float]], SpotifyAuthBase] | None = None,
     ):
         self.settings = settings or get_settings()
         creds = credentials or SpotifyCredentials()
         secret = creds.client_secret.get_secret_value()
-        if not creds.client_id or not secret:
+        if user_auth is None and (not creds.client_id or not secret):
             raise MissingCredentials(
                 "no Spotify credentials: set SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET "
                 "(the local Spotify-compatible server accepts any non-empty pair)"
@@ -157,14 +155,17 @@ class SpotifyClient:
         self._token_url = self.settings.spotify_token_url
         self._last_token_answer: tuple[int, Mapping[str, str]] | None = None
         self._session.hooks["response"].append(self._note_token_answer)
-        self._auth = SpotifyClientCredentials(
-            client_id=creds.client_id,
-            client_secret=secret,
-            requests_session=self._session,
-            requests_timeout=self._timeout,
-            cache_handler=MemoryCacheHandler(),
-        )
-        self._auth.OAUTH_TOKEN_URL = self._token_url
+        if user_auth is not None:
+            self._auth = user_auth(self._session, self._timeout)
+        else:
+            self._auth = SpotifyClientCredentials(
+                client_id=creds.client_id,
+                client_secret=secret,
+                requests_session=self._session,
+                requests_timeout=self._timeout,
+                cache_handler=MemoryCacheHandler(),
+            )
+            self._auth.OAUTH_TOKEN_URL = self._token_url
 
     # --- bookkeeping ---------------------------------------------------------
     def _note_token_answer(self, response: requests.Response, *args, **kwargs) -> None:
@@ -241,21 +242,27 @@ class SpotifyClient:
             if exc.kind == "401":
                 self._auth.cache_handler.save_token_to_cache(None)  # the token expired or the server forgot it
 
-    def _once(self, endpoint: str, path: str, params: dict[str, Any] | None) -> dict[str, Any]:
-        self._last_token_answer = None
+    def _access_token(self) -> str:
+        """The app's access token (spotipy fetches one, or answers the one it holds); typed errors."""
         try:
-            # Fetched (or taken from memory) before the call, so that a failing token request is
-            # reported as such and not counted as a call of ``endpoint``.
-            token = self._auth.get_access_token(as_dict=False)
-        except _TokenHttpError as exc:
-            self._classify(TOKEN_ENDPOINT, int(exc.http_status or 0), exc.headers, exc.msg)
+            return self._auth.get_access_token(as_dict=False)
         except SpotifyOauthError as exc:
-            if self._last_token_answer is None:
-                raise  # not our token endpoint's answer (connect's PKCE manager): its caller decides
-            status, headers = self._last_token_answer
-            self._classify(TOKEN_ENDPOINT, status, headers, exc.error_description or exc.error)
+            self._token_refused(exc)
         except requests.exceptions.RequestException as exc:
             self._transport_error(TOKEN_ENDPOINT, exc)
+
+    def _token_refused(self, exc: SpotifyOauthError) -> NoReturn:
+        """Raise the typed error of a refused token request (spotipy's error drops the status: the hook kept it)."""
+        if self._last_token_answer is None:
+            raise exc  # not an answer of our token endpoint
+        status, headers = self._last_token_answer
+        self._classify(TOKEN_ENDPOINT, status, headers, exc.error_description or exc.error)
+
+    def _once(self, endpoint: str, path: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        self._last_token_answer = None
+        # Fetched (or taken from memory) before the call, so that a failing token request is
+        # reported as such and not counted as a call of ``endpoint``.
+        token = self._access_token()
         self.calls[endpoint] += 1
         url = path if path.startswith(("http://", "https://")) else self.settings.spotify_api_url + path
         try:
@@ -304,7 +311,7 @@ class SpotifyClient:
                 headers.pop("Authorization", None)
         raise requests.exceptions.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
 
-    def _transport_error(self, endpoint: str, exc: requests.exceptions.RequestException) -> None:
+    def _transport_error(self, endpoint: str, exc: requests.exceptions.RequestException) -> NoReturn:
         if isinstance(exc, ResponseTooLarge):
             raise MalformedResponse(
                 f"malformed data: the answer of {endpoint} is larger than the {self.max_bytes:,} byte limit", endpoint=endpoint
@@ -319,7 +326,7 @@ class SpotifyClient:
             raise _Transient("unreadable", f"an answer of {endpoint} that cannot be decompressed") from None
         raise _Transient("connection", f"{type(exc).__name__} on {endpoint}") from None
 
-    def _classify(self, endpoint: str, status: int, headers: Mapping[str, str] | None, msg: object) -> None:
+    def _classify(self, endpoint: str, status: int, headers: Mapping[str, str] | None, msg: object) -> NoReturn:
         if status == 429:
             header = (headers or {}).get("Retry-After")
             wait_s = parse_retry_after(header)

@@ -20,7 +20,6 @@ atomic), written only when the user is complete.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import logging
@@ -29,7 +28,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, Field
 
+from soundmates.atomic import atomic_write_bytes
 from soundmates.config import Settings, get_settings
 from soundmates.keys import storage_key, storage_names
 from soundmates.profiles import (
@@ -131,19 +130,10 @@ def _save_raw(path: Path, body: bytes) -> None:
     No fsync (unlike profiles): a raw page is a cache; losing the last pages to a power cut
     only costs refetching them, while an fsync per page would dominate the ingest.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".gz":
         # Item pages repeat whole track objects: gzip (fastest level) keeps raw/ ~8x smaller.
         body = gzip.compress(body, compresslevel=1)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, body, durable=False)
 
 
 class ArtistCache:
