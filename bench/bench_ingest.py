@@ -193,6 +193,49 @@ def server_capacity(world_dir: Path, n_users: int, threads: int = SERVER_LOAD_TH
     }
 
 
+def _serve(world_dir: Path, conn) -> None:
+    """Child process: the local server on an ephemeral port until told to stop; sends its URLs, then its stats."""
+    from soundmates.world.server import SpotifyServer
+
+    with SpotifyServer(world_dir, port=0, mode="full") as server:
+        conn.send((server.api_url, server.token_url))
+        conn.recv()
+        conn.send(server.stats())
+
+
+def ingest_throughput(world_dir: Path, user_ids: list[str], data_dir: Path, workers: int) -> dict:
+    """Users/s of ``ingest_many`` with ``workers`` threads, the server in its own process (as in ``make run``)."""
+    from soundmates.config import Settings, SpotifyCredentials
+    from soundmates.spotify.client import SpotifyClient
+    from soundmates.spotify.ingest import Ingestor
+
+    parent, child = multiprocessing.get_context("spawn").Pipe()
+    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(world_dir, child))
+    proc.start()
+    try:
+        api_url, token_url = parent.recv()
+        settings = Settings(data_dir=data_dir, spotify_api_url=api_url, spotify_token_url=token_url, ingest_workers=workers)
+        client = SpotifyClient(settings, SpotifyCredentials(client_id="bench", client_secret="bench"))
+        t0 = time.perf_counter()
+        summary = Ingestor(settings, client=client).ingest_many(user_ids, progress=sys.stderr.isatty())
+        wall = time.perf_counter() - t0
+        parent.send("stop")
+        parent.recv()
+    finally:
+        proc.join(30)
+    return {
+        "workers": workers,
+        "users": len(user_ids),
+        "ingested": summary.ingested,
+        "failed": len(summary.failed),
+        "requests": summary.api_calls,
+        "calls_by_endpoint": summary.calls_by_endpoint,
+        "wall_s": round(wall, 2),
+        "users_per_s": round(len(user_ids) / wall, 1),
+        "requests_per_s": round(summary.api_calls / wall, 1),
+    }
+
+
 def run(out_dir: Path) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     try:
@@ -271,8 +314,19 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="ingest / local-server benchmark")
     ap.add_argument("--capacity-only", action="store_true", help="only the server capacity, printed as JSON")
     ap.add_argument("--users", type=int, default=CAPACITY_USERS)
+    ap.add_argument(
+        "--throughput", type=str, default="", help="worker counts, e.g. 1,6: ingest users/s, server in a child process"
+    )
     args = ap.parse_args()
-    if args.capacity_only:
+    if args.throughput:
+        from soundmates.world.generator import generate_world
+
+        with tempfile.TemporaryDirectory(prefix="bench-throughput-") as d:
+            generate_world(Path(d) / "world", N_USERS, SEED)
+            ids = [u for u in (Path(d) / "world" / "users.txt").read_text(encoding="utf-8").splitlines() if u]
+            for w in (int(x) for x in args.throughput.split(",")):
+                print(json.dumps(ingest_throughput(Path(d) / "world", ids, Path(d) / f"data-{w}", w)), flush=True)
+    elif args.capacity_only:
         from soundmates.world.generator import generate_world
 
         with tempfile.TemporaryDirectory(prefix="bench-capacity-") as d:
