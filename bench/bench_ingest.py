@@ -33,6 +33,7 @@ RATE_429 = 0.10
 RETRY_AFTER_S = 0
 SERVER_LOAD_THREADS = 4
 CAPACITY_USERS = 300
+THROUGHPUT_WORKERS = (1, 6)  # SOUNDMATES_INGEST_WORKERS: one by one, and the default
 SERVER_WARMUP_USERS = 20  # users served before timing (imports, catalog, first-request costs), not timed again
 
 
@@ -256,6 +257,8 @@ def _run_in(tmp: Path) -> dict:
     pages = _world_pages(world_dir, user_ids)
 
     capacity = server_capacity(world_dir, CAPACITY_USERS)
+    # One worker vs the default pool, the server in its own process (as under `make run`), side by side.
+    throughput = [ingest_throughput(world_dir, user_ids, tmp / f"workers-{w}", w) for w in THROUGHPUT_WORKERS]
     runs = {
         "no faults": _one_run(world_dir, user_ids, pages, tmp / "clean", None),
         f"{RATE_429:.0%} 429 (Retry-After {RETRY_AFTER_S} s)": _one_run(
@@ -296,6 +299,14 @@ def _run_in(tmp: Path) -> dict:
             f"**{capacity['requests_per_s']:.0f} requests/s**, {capacity['server_cpu_ms_per_request']:.2f} ms server CPU per request "
             f"(= {capacity['server_cpu_bound_requests_per_s']:.0f} requests/s per core of server CPU), {capacity['non_200']} non-200. "
             f"Goal ≥ 600 requests/s on 2 cores.",
+            "",
+            "Ingest with the server in its own process (as under `make run`), fresh data dir each, side by side: "
+            + "; ".join(
+                f"{t['workers']} worker{'s' if t['workers'] > 1 else ''}: **{t['users_per_s']:.1f} users/s** "
+                f"({t['requests_per_s']:.0f} requests/s, {t['wall_s']:.0f} s)"
+                for t in throughput
+            )
+            + ". Goal ≥ 50 users/s.",
         ]
     )
     return {
@@ -305,6 +316,7 @@ def _run_in(tmp: Path) -> dict:
         "generate_s": round(gen_s, 2),
         "runs": runs,
         "server_capacity": capacity,
+        "throughput": throughput,
     }
 
 
