@@ -194,24 +194,28 @@ def server_capacity(world_dir: Path, n_users: int, threads: int = SERVER_LOAD_TH
     }
 
 
-def _serve(world_dir: Path, conn) -> None:
-    """Child process: the local server on an ephemeral port until told to stop; sends its URLs, then its stats."""
-    from soundmates.world.server import SpotifyServer
+def _serve(world_dir: Path, conn, latency_ms: float = 0.0) -> None:
+    """Child process: the local server on an ephemeral port until told to stop; sends its URLs, then its stats.
 
-    with SpotifyServer(world_dir, port=0, mode="full") as server:
+    ``latency_ms``: every answer delayed that long (the fault mode), as a remote API's round trip would be.
+    """
+    from soundmates.world.server import FaultConfig, SpotifyServer
+
+    faults = FaultConfig(latency_ms=latency_ms) if latency_ms else None
+    with SpotifyServer(world_dir, port=0, mode="full", faults=faults) as server:
         conn.send((server.api_url, server.token_url))
         conn.recv()
         conn.send(server.stats())
 
 
-def ingest_throughput(world_dir: Path, user_ids: list[str], data_dir: Path, workers: int) -> dict:
+def ingest_throughput(world_dir: Path, user_ids: list[str], data_dir: Path, workers: int, latency_ms: float = 0.0) -> dict:
     """Users/s of ``ingest_many`` with ``workers`` threads, the server in its own process (as in ``make run``)."""
     from soundmates.config import Settings, SpotifyCredentials
     from soundmates.spotify.client import SpotifyClient
     from soundmates.spotify.ingest import Ingestor
 
     parent, child = multiprocessing.get_context("spawn").Pipe()
-    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(world_dir, child))
+    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(world_dir, child, latency_ms))
     proc.start()
     try:
         api_url, token_url = parent.recv()
@@ -226,6 +230,7 @@ def ingest_throughput(world_dir: Path, user_ids: list[str], data_dir: Path, work
         proc.join(30)
     return {
         "workers": workers,
+        "latency_ms": latency_ms,
         "users": len(user_ids),
         "ingested": summary.ingested,
         "failed": len(summary.failed),
@@ -326,6 +331,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="ingest / local-server benchmark")
     ap.add_argument("--capacity-only", action="store_true", help="only the server capacity, printed as JSON")
     ap.add_argument("--users", type=int, default=CAPACITY_USERS)
+    ap.add_argument("--latency-ms", type=float, default=0.0, help="with --throughput: delay every answer (a remote API)")
+    ap.add_argument("--throughput-users", type=int, default=0, help="with --throughput: the first N users (0 = all)")
     ap.add_argument(
         "--throughput", type=str, default="", help="worker counts, e.g. 1,6: ingest users/s, server in a child process"
     )
@@ -337,7 +344,9 @@ if __name__ == "__main__":
             generate_world(Path(d) / "world", N_USERS, SEED)
             ids = [u for u in (Path(d) / "world" / "users.txt").read_text(encoding="utf-8").splitlines() if u]
             for w in (int(x) for x in args.throughput.split(",")):
-                print(json.dumps(ingest_throughput(Path(d) / "world", ids, Path(d) / f"data-{w}", w)), flush=True)
+                some = ids[: args.throughput_users or None]
+                t = ingest_throughput(Path(d) / "world", some, Path(d) / f"data-{w}", w, args.latency_ms)
+                print(json.dumps(t), flush=True)
     elif args.capacity_only:
         from soundmates.world.generator import generate_world
 
