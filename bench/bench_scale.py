@@ -180,6 +180,10 @@ def run(out_dir: Path) -> dict:
     root = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
         _pipeline(root, result, write)
+    except Exception as exc:  # noqa: BLE001 - the stages done stand; say which one stopped and why
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        write()
+        raise
     finally:
         shutil.rmtree(root, ignore_errors=True)
     write()
@@ -203,6 +207,7 @@ def markdown(result: dict, load0: float) -> str:
             *rows,
             "",
             f"Peak RSS of the pipeline process: {result.get('peak_rss_mb', 0)} MB.",
+            f"The run stopped: {result['error']}." if result.get("error") else "",
             (
                 f"New user end to end (not stored, warm, served model `{nu['model']}`, {nu['stored_users']:,} stored users): "
                 f"p50 {nu['p50_s']} s, p95 {nu['p95_s']} s over {nu['runs']} runs."
