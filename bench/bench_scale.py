@@ -180,7 +180,7 @@ def run(out_dir: Path) -> dict:
     root = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
         _pipeline(root, result, write)
-    except Exception as exc:  # noqa: BLE001 - the stages done stand; say which one stopped and why
+    except Exception as exc:  # the stages done stand; say which one stopped and why
         result["error"] = f"{type(exc).__name__}: {exc}"
         write()
         raise
