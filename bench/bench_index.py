@@ -158,7 +158,7 @@ def bench_new_user(root: Path) -> dict:
         cold_s = time.perf_counter() - t
         lat = []
         for _ in range(E2E_RUNS):
-            rec._live.clear()  # every run fetches and featurises again, as a new visitor would
+            rec.live.clear()  # every run fetches and featurises again, as a new visitor would
             t = time.perf_counter()
             rec.recommend(newcomer, k=10)
             lat.append(time.perf_counter() - t)

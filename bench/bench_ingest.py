@@ -33,6 +33,7 @@ RATE_429 = 0.10
 RETRY_AFTER_S = 0
 SERVER_LOAD_THREADS = 4
 CAPACITY_USERS = 300
+THROUGHPUT_WORKERS = (1, 6)  # SOUNDMATES_INGEST_WORKERS: one by one, and the default
 SERVER_WARMUP_USERS = 20  # users served before timing (imports, catalog, first-request costs), not timed again
 
 
@@ -193,6 +194,54 @@ def server_capacity(world_dir: Path, n_users: int, threads: int = SERVER_LOAD_TH
     }
 
 
+def _serve(world_dir: Path, conn, latency_ms: float = 0.0) -> None:
+    """Child process: the local server on an ephemeral port until told to stop; sends its URLs, then its stats.
+
+    ``latency_ms``: every answer delayed that long (the fault mode), as a remote API's round trip would be.
+    """
+    from soundmates.world.server import FaultConfig, SpotifyServer
+
+    faults = FaultConfig(latency_ms=latency_ms) if latency_ms else None
+    with SpotifyServer(world_dir, port=0, mode="full", faults=faults) as server:
+        conn.send((server.api_url, server.token_url))
+        conn.recv()
+        conn.send(server.stats())
+
+
+def ingest_throughput(world_dir: Path, user_ids: list[str], data_dir: Path, workers: int, latency_ms: float = 0.0) -> dict:
+    """Users/s of ``ingest_many`` with ``workers`` threads, the server in its own process (as in ``make run``)."""
+    from soundmates.config import Settings, SpotifyCredentials
+    from soundmates.spotify.client import SpotifyClient
+    from soundmates.spotify.ingest import Ingestor
+
+    parent, child = multiprocessing.get_context("spawn").Pipe()
+    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(world_dir, child, latency_ms))
+    proc.start()
+    try:
+        api_url, token_url = parent.recv()
+        settings = Settings(data_dir=data_dir, spotify_api_url=api_url, spotify_token_url=token_url, ingest_workers=workers)
+        client = SpotifyClient(settings, SpotifyCredentials(client_id="bench", client_secret="bench"))
+        t0 = time.perf_counter()
+        summary = Ingestor(settings, client=client).ingest_many(user_ids, progress=sys.stderr.isatty())
+        wall = time.perf_counter() - t0
+        parent.send("stop")
+        parent.recv()
+    finally:
+        proc.join(30)
+    return {
+        "workers": workers,
+        "latency_ms": latency_ms,
+        "users": len(user_ids),
+        "ingested": summary.ingested,
+        "failed": len(summary.failed),
+        "requests": summary.api_calls,
+        "calls_by_endpoint": summary.calls_by_endpoint,
+        "wall_s": round(wall, 2),
+        "users_per_s": round(len(user_ids) / wall, 1),
+        "requests_per_s": round(summary.api_calls / wall, 1),
+    }
+
+
 def run(out_dir: Path) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     try:
@@ -213,6 +262,8 @@ def _run_in(tmp: Path) -> dict:
     pages = _world_pages(world_dir, user_ids)
 
     capacity = server_capacity(world_dir, CAPACITY_USERS)
+    # One worker vs the default pool, the server in its own process (as under `make run`), side by side.
+    throughput = [ingest_throughput(world_dir, user_ids, tmp / f"workers-{w}", w) for w in THROUGHPUT_WORKERS]
     runs = {
         "no faults": _one_run(world_dir, user_ids, pages, tmp / "clean", None),
         f"{RATE_429:.0%} 429 (Retry-After {RETRY_AFTER_S} s)": _one_run(
@@ -253,6 +304,14 @@ def _run_in(tmp: Path) -> dict:
             f"**{capacity['requests_per_s']:.0f} requests/s**, {capacity['server_cpu_ms_per_request']:.2f} ms server CPU per request "
             f"(= {capacity['server_cpu_bound_requests_per_s']:.0f} requests/s per core of server CPU), {capacity['non_200']} non-200. "
             f"Goal ≥ 600 requests/s on 2 cores.",
+            "",
+            "Ingest with the server in its own process (as under `make run`), fresh data dir each, side by side: "
+            + "; ".join(
+                f"{t['workers']} worker{'s' if t['workers'] > 1 else ''}: **{t['users_per_s']:.1f} users/s** "
+                f"({t['requests_per_s']:.0f} requests/s, {t['wall_s']:.0f} s)"
+                for t in throughput
+            )
+            + ". Goal ≥ 50 users/s.",
         ]
     )
     return {
@@ -262,6 +321,7 @@ def _run_in(tmp: Path) -> dict:
         "generate_s": round(gen_s, 2),
         "runs": runs,
         "server_capacity": capacity,
+        "throughput": throughput,
     }
 
 
@@ -271,8 +331,23 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="ingest / local-server benchmark")
     ap.add_argument("--capacity-only", action="store_true", help="only the server capacity, printed as JSON")
     ap.add_argument("--users", type=int, default=CAPACITY_USERS)
+    ap.add_argument("--latency-ms", type=float, default=0.0, help="with --throughput: delay every answer (a remote API)")
+    ap.add_argument("--throughput-users", type=int, default=0, help="with --throughput: the first N users (0 = all)")
+    ap.add_argument(
+        "--throughput", type=str, default="", help="worker counts, e.g. 1,6: ingest users/s, server in a child process"
+    )
     args = ap.parse_args()
-    if args.capacity_only:
+    if args.throughput:
+        from soundmates.world.generator import generate_world
+
+        with tempfile.TemporaryDirectory(prefix="bench-throughput-") as d:
+            generate_world(Path(d) / "world", N_USERS, SEED)
+            ids = [u for u in (Path(d) / "world" / "users.txt").read_text(encoding="utf-8").splitlines() if u]
+            for w in (int(x) for x in args.throughput.split(",")):
+                some = ids[: args.throughput_users or None]
+                t = ingest_throughput(Path(d) / "world", some, Path(d) / f"data-{w}", w, args.latency_ms)
+                print(json.dumps(t), flush=True)
+    elif args.capacity_only:
         from soundmates.world.generator import generate_world
 
         with tempfile.TemporaryDirectory(prefix="bench-capacity-") as d:

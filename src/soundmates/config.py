@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     spotify_retry_after_cap_s: float = 30.0  # never wait longer than this on one Retry-After
     spotify_backoff_s: float = 0.2
     spotify_market: str | None = None
+    ingest_workers: int = 6  # users fetched at once by one ingest run (SOUNDMATES_INGEST_WORKERS; 1 = one by one)
 
     # Features
     encoder_model: str = Field(default="", description="SentenceTransformer path or name; empty = bundled all-MiniLM-L6-v2.")

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -99,6 +100,19 @@ def parse_retry_after(value: str | None) -> float | None:
     return min(seconds, MAX_RETRY_AFTER_S)
 
 
+class _PerThread:
+    """An attribute with one value per thread: what one call left behind is read by that call's thread only."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        return self if obj is None else getattr(obj._local, self.name, None)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        setattr(obj._local, self.name, value)
+
+
 class SpotifyClient:
     """GET calls to the Web API with bounded retries, typed errors and per-endpoint call counts.
 
@@ -106,7 +120,17 @@ class SpotifyClient:
     ``retries`` counts the retried failures by kind, ``token_requests`` the token fetches.
     ``user_auth`` builds another spotipy auth manager on the client's session (connect's PKCE
     manager for one account); without it, the app's client credentials are required.
+    Safe to share between threads (ingest fetches users concurrently): the counters and the
+    rate-limit state are shared, what one call answered (``last_body``) is per thread, and a
+    429 seen by one thread pauses the calls of every thread for its ``Retry-After``.
     """
+
+    # Per thread (None until set): the bytes of the last successful answer, so raw pages are stored
+    # as received; the status of the last token answer; the last Retry-After; this thread's own pause.
+    last_body = _PerThread()
+    _last_token_answer = _PerThread()
+    _last_retry_after = _PerThread()
+    _own_pause_until = _PerThread()
 
     def __init__(
         self,
@@ -124,6 +148,9 @@ class SpotifyClient:
                 "no Spotify credentials: set SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET "
                 "(the local Spotify-compatible server accepts any non-empty pair)"
             )
+        self._local = threading.local()
+        self._lock = threading.Lock()  # the counters and the rate-limit state, shared by every thread
+        self._paused_until = 0.0  # a Retry-After within the cap, seen by any thread: every thread waits for it
         self.calls: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
         self.token_requests = 0
@@ -134,9 +161,6 @@ class SpotifyClient:
         # instead of hammering an API that asked us to stay away.
         self._blocked_until = 0.0
         self._blocked_for_s = 0.0
-        self._last_retry_after: float | None = None
-        # The bytes of the last successful answer, so raw pages are stored as received.
-        self.last_body: bytes | None = None
         self._backoff = wait_exponential_jitter(
             multiplier=max(0.0, self.settings.spotify_backoff_s),
             max=max(1.0, 20 * self.settings.spotify_backoff_s),
@@ -153,7 +177,6 @@ class SpotifyClient:
         # clients keep theirs), and a response hook on the session counts its requests and keeps
         # the status of the last answer (spotipy's SpotifyOauthError drops it).
         self._token_url = self.settings.spotify_token_url
-        self._last_token_answer: tuple[int, Mapping[str, str]] | None = None
         self._session.hooks["response"].append(self._note_token_answer)
         if user_auth is not None:
             self._auth = user_auth(self._session, self._timeout)
@@ -174,7 +197,8 @@ class SpotifyClient:
             self._last_token_answer = (response.status_code, response.headers)
 
     def _count_token_request(self) -> None:
-        self.token_requests += 1
+        with self._lock:
+            self.token_requests += 1
 
     @property
     def api_calls(self) -> int:
@@ -237,7 +261,8 @@ class SpotifyClient:
 
     def _note_retry(self, endpoint: str, exc: BaseException | None) -> None:
         if isinstance(exc, _Transient):
-            self.retries[exc.kind] += 1
+            with self._lock:
+                self.retries[exc.kind] += 1
             log.info("retrying %s after %s", endpoint, exc.detail)
             if exc.kind == "401":
                 self._auth.cache_handler.save_token_to_cache(None)  # the token expired or the server forgot it
@@ -263,7 +288,9 @@ class SpotifyClient:
         # Fetched (or taken from memory) before the call, so that a failing token request is
         # reported as such and not counted as a call of ``endpoint``.
         token = self._access_token()
-        self.calls[endpoint] += 1
+        self._wait_for_pause()
+        with self._lock:
+            self.calls[endpoint] += 1
         url = path if path.startswith(("http://", "https://")) else self.settings.spotify_api_url + path
         try:
             response = self._get_following_redirects(url, params, token)
@@ -339,6 +366,8 @@ class SpotifyClient:
                     status=429,
                     endpoint=endpoint,
                 )
+            if wait_s:
+                self._pause(wait_s)
             raise _Transient("429", f"429 on {endpoint} (Retry-After {_short(header, 40)})", wait_s)
         if status >= 500:
             raise _Transient("5xx", f"{status} on {endpoint}")
@@ -365,8 +394,22 @@ class SpotifyClient:
 
     def _block(self, wait_s: float) -> None:
         """No call before ``wait_s`` from now: the API asked us to stay away longer than we wait in-line."""
-        self._blocked_until = max(self._blocked_until, time.monotonic() + wait_s)
-        self._blocked_for_s = wait_s
+        with self._lock:
+            self._blocked_until = max(self._blocked_until, time.monotonic() + wait_s)
+            self._blocked_for_s = wait_s
+
+    def _pause(self, wait_s: float) -> None:
+        """A 429 within the cap: this thread retries after ``wait_s`` (tenacity), the others wait as long."""
+        until = time.monotonic() + wait_s
+        with self._lock:
+            self._paused_until = max(self._paused_until, until)
+        self._own_pause_until = until
+
+    def _wait_for_pause(self) -> None:
+        """Wait out a Retry-After another thread was given (this thread's own was waited by its retry)."""
+        left = self._paused_until - time.monotonic()
+        if left > 0 and self._paused_until > (self._own_pause_until or 0.0):
+            time.sleep(min(left, self.retry_after_cap_s))
 
     def _final_error(self, endpoint: str, exc: _Transient) -> Exception:
         n = self.max_retries

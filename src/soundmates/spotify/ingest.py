@@ -28,9 +28,11 @@ import os
 import re
 import shutil
 import sys
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -72,6 +74,8 @@ MAX_OFFSET = 100_000
 # After this many users in a row failed because the API is unreachable, the rest are not tried:
 # a dead server would otherwise cost every user the full retry budget.
 MAX_CONSECUTIVE_UNAVAILABLE = 3
+# Rounds of waiting for artists another worker is fetching before a worker fetches them itself.
+MAX_ARTIST_ROUNDS = 4
 
 _YEAR = re.compile(r"^(\d{4})")
 _SKIP_FIELD = {"episode": "skipped_episodes", "local": "skipped_local", "null": "skipped_null"}
@@ -316,6 +320,56 @@ def delete_user_data(user_id: str, settings: Settings | None = None, *, user_dat
     return {"raw": raw, "profile": ProfileRepository(_profiles_dir(settings, user_data_dir)).delete(user_id)}
 
 
+class _Tally:
+    """The outcomes of one ``ingest_many`` run, recorded in the order of its references."""
+
+    def __init__(self, bar: Any, calls: Any):
+        self.summary = IngestSummary()
+        self.deferred: list[str] = []
+        self.stop = threading.Event()  # set once the API failed for MAX_CONSECUTIVE_UNAVAILABLE users in a row
+        self.outcomes: dict[str, tuple[str, Any]] = {}  # uid -> outcome, for a user listed again
+        self._streak, self._last_unavailable = 0, ""
+        self._bar, self._calls = bar, calls
+
+    def drain(self, window: deque, keep: int) -> None:
+        """Record the oldest entries of ``window`` (waiting for their workers) until at most ``keep`` are left."""
+        while len(window) > keep:
+            ref_text, uid, result, first = window.popleft()
+            outcome = result.result() if isinstance(result, Future) else result
+            if outcome[0] == "repeat":  # a user listed again: what its first listing came to
+                outcome = self.outcomes.get(uid, ("skipped", None))
+            elif uid and first:
+                self.outcomes[uid] = outcome
+            self.record(ref_text, uid, outcome, first)
+
+    def record(self, ref_text: str, uid: str, outcome: tuple[str, Any], first: bool) -> None:
+        kind, detail = outcome
+        summary = self.summary
+        if kind == "skipped" or (kind == "ingested" and not first):
+            summary.skipped += 1
+        elif kind == "ingested":
+            self._streak = 0
+            summary.ingested += 1
+            summary.ingested_user_ids.append(uid)
+        elif kind == "deferred":
+            self.deferred.append(ref_text)
+        elif kind == "not attempted":
+            reason = f"not attempted: the Spotify API failed for {self._streak} users in a row ({self._last_unavailable})"
+            summary.failed.append(FailedRef(ref=ref_text, reason=reason))
+        else:
+            reason = _failure_reason(uid, detail) if isinstance(detail, SpotifyError) else str(detail)
+            summary.failed.append(FailedRef(ref=ref_text, reason=reason))
+            if first and isinstance(detail, SpotifyUnavailable):
+                self._streak += 1
+                self._last_unavailable = detail.reason
+            elif first:
+                self._streak = 0
+            if self._streak >= MAX_CONSECUTIVE_UNAVAILABLE:
+                self.stop.set()
+        self._bar.update(1)
+        self._bar.set_postfix(ok=summary.ingested, failed=len(summary.failed), deferred=len(self.deferred), calls=self._calls())
+
+
 # --- the ingestor ----------------------------------------------------------------------
 class Ingestor:
     """Fetches users into canonical profiles; one instance can ingest many users (shared artist cache)."""
@@ -338,6 +392,9 @@ class Ingestor:
         self.playlists_skipped: Counter[str] = Counter()
         self.raw_pages_reused = 0
         self.artists_fetched = 0
+        # Workers of ingest_many share the counters and the artist cache: both change under this lock.
+        self._lock = threading.Lock()
+        self._artists_pending: dict[str, threading.Event] = {}  # artist id -> set once its fetching worker is done
         # Development mode refuses /artists?ids= (and maybe /artists/{id}): learn it once per run.
         self._batch_artists_refused = False
         self._single_artists_refused = False
@@ -355,7 +412,7 @@ class Ingestor:
             stored = _load_json(raw_path)
             # A stored page that is not a page (edited, or from an older layout) is fetched again.
             if isinstance(stored, dict) and (endpoint == "user" or isinstance(stored.get("items"), list)):
-                self.raw_pages_reused += 1
+                self._count("raw_pages_reused")
                 return stored
         obj = self.client.get(endpoint, path, params)
         # Checked before it is kept: a stored answer of the wrong shape would fail every rerun.
@@ -418,10 +475,10 @@ class Ingestor:
                         self._read_items(playlist, udir, reuse, pl_tracks, pl_artists, known=tracks)
                     except ApiRefused:
                         refused += 1
-                        self.playlists_skipped["refused"] += 1
+                        self._count("playlists_skipped", "refused")
                         continue
                     except NotFound:
-                        self.playlists_skipped["not_found"] += 1
+                        self._count("playlists_skipped", "not_found")
                         continue
                     tracks.update(pl_tracks)
                     for aid, name in pl_artists.items():
@@ -460,7 +517,7 @@ class Ingestor:
             for row in page["items"]:
                 kind, obj = _classify_row(row)
                 if kind != "track" or obj is None:  # obj is None exactly when the row is no track
-                    self.items_skipped[kind] += 1
+                    self._count("items_skipped", kind)
                     field = _SKIP_FIELD[kind]
                     setattr(playlist, field, getattr(playlist, field) + 1)
                     continue
@@ -474,8 +531,58 @@ class Ingestor:
                 playlist.items.append(PlaylistItem(track_id=track_id, added_at=added_at if isinstance(added_at, str) else None))
 
     # --- artists -----------------------------------------------------------------------
+    def _count(self, name: str, key: str | None = None, n: int = 1) -> None:
+        """Add ``n`` to the counter attribute ``name`` (a Counter when ``key`` is given); workers share them."""
+        with self._lock:
+            if key is None:
+                setattr(self, name, getattr(self, name) + n)
+            else:
+                getattr(self, name)[key] += n
+
+    def _remember_artists(self, found: Mapping[str, dict | None]) -> None:
+        with self._lock:
+            self.artist_cache.add(found)
+            self.artists_fetched += len(found)
+
     def _artists(self, artist_names: dict[str, str]) -> dict[str, Artist]:
-        missing = [aid for aid in artist_names if aid not in self.artist_cache]
+        """The artists of one user; those not cached are fetched once, whichever worker needs them first."""
+        for round_ in range(MAX_ARTIST_ROUNDS + 1):
+            mine, theirs = self._claim_artists(list(artist_names), force=round_ == MAX_ARTIST_ROUNDS)
+            try:
+                self._fetch_artists(mine)
+            finally:
+                self._release_artists(mine)
+            if not theirs:
+                break
+            for done in theirs:  # a fetch is one bounded call per 50 ids: so is this wait
+                done.wait(self.settings.spotify_deadline_s * (self.settings.spotify_max_retries + 1))
+        return {aid: _artist_from(aid, self.artist_cache.get(aid), name) for aid, name in artist_names.items()}
+
+    def _claim_artists(self, ids: list[str], *, force: bool) -> tuple[list[str], set[threading.Event]]:
+        """(uncached ids this worker fetches, the events of those another worker is fetching)."""
+        mine, theirs = [], set()
+        with self._lock:
+            for aid in ids:
+                if aid in self.artist_cache:
+                    continue
+                pending = self._artists_pending.get(aid)
+                if pending is not None and not force:
+                    theirs.add(pending)
+                    continue
+                mine.append(aid)
+            done = threading.Event()
+            for aid in mine:
+                self._artists_pending.setdefault(aid, done)
+        return mine, theirs
+
+    def _release_artists(self, ids: list[str]) -> None:
+        with self._lock:
+            for aid in ids:
+                done = self._artists_pending.pop(aid, None)
+                if done is not None:
+                    done.set()
+
+    def _fetch_artists(self, missing: list[str]) -> None:
         for start in range(0, len(missing), ARTIST_BATCH):
             batch = missing[start : start + ARTIST_BATCH]
             if not self._batch_artists_refused:
@@ -488,11 +595,9 @@ class Ingestor:
                     found = answer.get("artists")
                     if not isinstance(found, list) or len(found) != len(batch):
                         raise MalformedResponse("malformed data: /artists did not answer one entry per id", endpoint="artists")
-                    self.artist_cache.add({aid: (obj if isinstance(obj, dict) else None) for aid, obj in zip(batch, found)})
-                    self.artists_fetched += len(batch)
+                    self._remember_artists({aid: (obj if isinstance(obj, dict) else None) for aid, obj in zip(batch, found)})
                     continue
             self._artists_one_by_one(batch)
-        return {aid: _artist_from(aid, self.artist_cache.get(aid), name) for aid, name in artist_names.items()}
 
     def _artists_one_by_one(self, ids: list[str]) -> None:
         for aid in ids:
@@ -505,8 +610,7 @@ class Ingestor:
                 return
             except NotFound:
                 obj = None
-            self.artist_cache.add({aid: obj})
-            self.artists_fetched += 1
+            self._remember_artists({aid: obj})
 
     # --- many users --------------------------------------------------------------------
     def _retry_after_s(self) -> float:
@@ -515,12 +619,39 @@ class Ingestor:
         left = blocked() if callable(blocked) else float(self.settings.spotify_retry_after_cap_s)
         return max(0.1, math.ceil(left * 10) / 10)
 
+    def _attempt(self, uid: str, refresh: bool, stop: threading.Event) -> tuple[str, Any]:
+        """Ingest one user: ("ingested", None), ("deferred", None), ("failed", SpotifyError or reason), or
+        ("not attempted", None) once ``stop`` is set. Only errors that stop every user are raised."""
+        if stop.is_set():
+            return "not attempted", None
+        try:
+            self.ingest_user(uid, refresh=refresh)
+        except (MissingCredentials, AuthenticationFailed):
+            raise
+        except RateLimitExhausted:
+            # A pause, not a failure: the client now refuses every call until the API's time, so
+            # the rest of the run only completes users whose raw pages are all kept; the others wait.
+            return "deferred", None
+        except SpotifyError as exc:
+            return "failed", exc
+        except Exception as exc:  # a bug or an odd answer must not cost the other users
+            log.exception("ingest of %r failed", uid)  # one line unless --debug (soundmates.logs)
+            detail = " ".join(str(exc).split())[:200]  # one line, whatever the exception says
+            return "failed", f"malformed data or internal error: {type(exc).__name__}: {detail}"
+        return "ingested", None
+
+    def _workers(self) -> int:
+        return max(1, int(getattr(self.settings, "ingest_workers", 1)))
+
     def ingest_many(self, refs: Iterable[str], *, refresh: bool = False, progress: bool = True) -> IngestSummary:
         """Ingest every reference; bad references and failing users are reported, never raised.
 
-        Users not done because the API rate-limited the run are ``deferred`` (never ``failed``);
-        a rerun after ``retry_after_s`` resumes them from the kept raw pages. Only errors that
-        stop every user (missing or refused credentials) propagate.
+        Users are fetched by ``settings.ingest_workers`` threads (one until the API has answered a
+        first user, so a dead or rate-limiting API costs one call, not one per worker); results are
+        recorded in the order of ``refs``. A user listed twice is fetched once. Users not done because
+        the API rate-limited the run are ``deferred`` (never ``failed``); a rerun after ``retry_after_s``
+        resumes them from the kept raw pages. Only errors that stop every user (missing or refused
+        credentials) propagate.
         """
         from tqdm import tqdm
 
@@ -532,67 +663,49 @@ class Ingestor:
         skipped0, pl_skipped0 = self.items_skipped.copy(), self.playlists_skipped.copy()
         reused0, fetched0 = self.raw_pages_reused, self.artists_fetched
 
-        summary = IngestSummary()
-        deferred: list[str] = []
-        unavailable_streak = 0
-        last_unavailable = ""
-        bar = tqdm(refs, desc="ingest", unit="user", file=sys.stderr, disable=not progress, dynamic_ncols=True)
-        for ref in bar:
-            ref_text = ref if isinstance(ref, str) else repr(ref)
-            try:
-                uid = parse_profile_ref(ref)
-            except InvalidProfileRef as exc:
-                summary.failed.append(FailedRef(ref=ref_text, reason=f"invalid reference: {exc}"))
-                continue
-            if not refresh and self.repo.exists(uid):
-                summary.skipped += 1
-                continue
-            if unavailable_streak >= MAX_CONSECUTIVE_UNAVAILABLE:
-                summary.failed.append(
-                    FailedRef(
-                        ref=ref_text,
-                        reason=f"not attempted: the Spotify API failed for {unavailable_streak} users in a row ({last_unavailable})",
-                    )
-                )
-                continue
-            try:
-                self.ingest_user(uid, refresh=refresh)
-            except (MissingCredentials, AuthenticationFailed):
-                raise
-            except RateLimitExhausted:
-                # A pause, not a failure: the client now refuses every call until the API's time, so
-                # the rest of the run only completes users whose raw pages are all kept; the others wait.
-                deferred.append(ref_text)
-                continue
-            except SpotifyError as exc:
-                summary.failed.append(FailedRef(ref=ref_text, reason=_failure_reason(uid, exc)))
-                if isinstance(exc, SpotifyUnavailable):
-                    unavailable_streak += 1
-                    last_unavailable = exc.reason
+        bar = tqdm(total=len(refs), desc="ingest", unit="user", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+        tally = _Tally(bar, lambda: self.client.api_calls - sum(calls0.values()))
+        summary, stop = tally.summary, tally.stop
+        workers = self._workers()
+        window: deque[tuple[str, str, Future | tuple[str, Any], bool]] = deque()
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") if workers > 1 else None
+        try:
+            for ref in refs:
+                ref_text = ref if isinstance(ref, str) else repr(ref)
+                try:
+                    uid = parse_profile_ref(ref)
+                except InvalidProfileRef as exc:
+                    window.append((ref_text, "", ("failed", f"invalid reference: {exc}"), False))
+                    continue
+                if uid in tally.outcomes or any(w[1] == uid for w in window):
+                    window.append((ref_text, uid, ("repeat", None), False))
+                    continue
+                if not refresh and self.repo.exists(uid):
+                    window.append((ref_text, uid, ("skipped", None), True))
+                    continue
+                # One worker until a user was ingested with the API's answers: the token is fetched once,
+                # and a dead or rate-limiting API is found by one call, not by one per worker.
+                if pool is not None and summary.ingested > 0 and self.client.api_calls > sum(calls0.values()):
+                    window.append((ref_text, uid, pool.submit(self._attempt, uid, refresh, stop), True))
                 else:
-                    unavailable_streak = 0
-                continue
-            except Exception as exc:  # a bug or an odd answer must not cost the other users
-                log.exception("ingest of %r failed", uid)  # one line unless --debug (soundmates.logs)
-                detail = " ".join(str(exc).split())[:200]  # one line, whatever the exception says
-                summary.failed.append(
-                    FailedRef(ref=ref_text, reason=f"malformed data or internal error: {type(exc).__name__}: {detail}")
-                )
-                continue
-            unavailable_streak = 0
-            summary.ingested += 1
-            summary.ingested_user_ids.append(uid)
-            bar.set_postfix(
-                ok=summary.ingested,
-                failed=len(summary.failed),
-                deferred=len(deferred),
-                calls=self.client.api_calls - sum(calls0.values()),
-            )
+                    tally.drain(window, 0)
+                    window.append((ref_text, uid, self._attempt(uid, refresh, stop), True))
+                tally.drain(window, 2 * workers)
+            tally.drain(window, 0)
+        finally:
+            if pool is not None:
+                stop.set()  # after an error that stops every user: the queued users are not started
+                pool.shutdown(wait=True)
+            bar.close()
 
-        if deferred:
+        if tally.deferred:
             retry_after_s = self._retry_after_s()
-            summary.deferred = [DeferredRef(ref=ref, retry_after_s=retry_after_s) for ref in deferred]
+            summary.deferred = [DeferredRef(ref=ref, retry_after_s=retry_after_s) for ref in tally.deferred]
+        return self._summarize(summary, t0, (calls0, retries0, tokens0, skipped0, pl_skipped0, reused0, fetched0))
 
+    def _summarize(self, summary: IngestSummary, t0: float, before: tuple) -> IngestSummary:
+        """Fill the run's counts (what changed since ``before``) and speed into ``summary``."""
+        calls0, retries0, tokens0, skipped0, pl_skipped0, reused0, fetched0 = before
         calls = self.client.calls - calls0
         summary.api_calls = sum(calls.values())
         summary.calls_by_endpoint = dict(sorted(calls.items()))
