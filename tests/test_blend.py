@@ -104,8 +104,7 @@ def test_artist_cap_holds_even_when_one_artist_fills_a_library():
 
 def test_three_or_more_take_turns():
     people = [
-        _profile(f"p{k}", f"P{k}", [(f"p{k}t{i}", f"p{k}art{i % 8}") for i in range(24)] + [("common", "c1")])
-        for k in range(4)
+        _profile(f"p{k}", f"P{k}", [(f"p{k}t{i}", f"p{k}art{i % 8}") for i in range(24)] + [("common", "c1")]) for k in range(4)
     ]
     compat = [[1.0 if i == j else 0.5 for j in range(4)] for i in range(4)]
     tracks = blend_mix.compose(_members(*people), compat, 21)
@@ -117,7 +116,9 @@ def test_three_or_more_take_turns():
 def _blend() -> Blend:
     ann, bob = _overlapping_pair()
     tracks = blend_mix.compose(_members(ann, bob), COMPAT, 12)
-    return Blend(members=["ann", "bob"], tracks=tracks, compatibility=COMPAT, embedder="raw_cosine", names={"ann": "Ann", "bob": "Bob"})
+    return Blend(
+        members=["ann", "bob"], tracks=tracks, compatibility=COMPAT, embedder="raw_cosine", names={"ann": "Ann", "bob": "Bob"}
+    )
 
 
 def test_contract_has_exactly_the_documented_keys():

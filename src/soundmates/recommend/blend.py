@@ -20,7 +20,9 @@ from soundmates.recommend.subject import Subject, candidate_vector, featurize, q
 
 def _member_ids(ctx: RecommendContext, refs: list[str], size: int) -> list[str]:
     if not MIN_MEMBERS <= len(refs) <= MAX_MEMBERS:
-        raise BlendError(f"a blend takes {MIN_MEMBERS} to {MAX_MEMBERS} people, got {len(refs)}: give that many profile references")
+        raise BlendError(
+            f"a blend takes {MIN_MEMBERS} to {MAX_MEMBERS} people, got {len(refs)}: give that many profile references"
+        )
     if not isinstance(size, int) or not 1 <= size <= MAX_SIZE:
         raise BlendError(f"the blend size must be an integer from 1 to {MAX_SIZE}, got {size!r}")
     ids = [ctx.resolve(r) for r in refs]

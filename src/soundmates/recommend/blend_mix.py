@@ -89,7 +89,9 @@ def _liking(owner: Member, other: Member, tid: str, match: float) -> tuple[float
     artist_ids = list(t.artist_ids) if t is not None else []
     plays = max((other.artist_tracks.get(a, 0) for a in artist_ids), default=0)
     top_artist = max(other.taste.artist_weights.values(), default=0.0)
-    artist_part = max((other.taste.artist_weights.get(a, 0.0) for a in artist_ids), default=0.0) / top_artist if top_artist else 0.0
+    artist_part = (
+        max((other.taste.artist_weights.get(a, 0.0) for a in artist_ids), default=0.0) / top_artist if top_artist else 0.0
+    )
     genres = [g for a in artist_ids if a in prof.artists for g in (prof.artists[a].genres or [])]
     top_genre = max(other.taste.genre_weights.values(), default=0.0)
     best_genre = max(genres, key=lambda g: (other.taste.genre_weights.get(g, 0.0), g), default=None)

@@ -39,9 +39,7 @@ class RemovedMember(BlendError):
 
     def __init__(self, user_id: str):
         self.user_id = user_id
-        super().__init__(
-            f"{user_id!r} was removed from Soundmates by its owner and cannot be part of a blend; leave them out"
-        )
+        super().__init__(f"{user_id!r} was removed from Soundmates by its owner and cannot be part of a blend; leave them out")
 
 
 class BlendTrack(BaseModel):

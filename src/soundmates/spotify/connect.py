@@ -54,8 +54,11 @@ from .errors import ApiRefused, NotFound
 
 log = logging.getLogger(__name__)
 
-# Exactly what Soundmates reads, nothing more.
-SCOPES = "user-top-read user-library-read user-follow-read playlist-read-private playlist-read-collaborative"
+# Exactly what Soundmates reads, and the one write it offers (a blend saved as a private playlist).
+SCOPES = (
+    "user-top-read user-library-read user-follow-read playlist-read-private playlist-read-collaborative "
+    "playlist-modify-private"  # only to save a blend into the account, when its owner asks
+)
 PENDING_TTL_S = 600.0  # an authorization not finished within 10 minutes is dropped
 PAGE_LIMIT = 50
 TOP_TIME_RANGE = "medium_term"  # ~6 months: steadier than short_term, fresher than long_term
