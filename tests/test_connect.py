@@ -96,6 +96,7 @@ def test_redirect_uris_and_urls_from_settings(settings):
         "user-follow-read",
         "playlist-read-private",
         "playlist-read-collaborative",
+        "playlist-modify-private",  # saving a blend (tests/test_blend_cli.py)
     }
 
 

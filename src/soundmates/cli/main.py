@@ -46,6 +46,7 @@ _STAGE_MODULES = (
     "model",
     "index",
     "recommend",
+    "blend",
     "export",
     "connect",
     "store",

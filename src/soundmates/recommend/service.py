@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from soundmates.recommend import detail, privacy, query, status
+from soundmates.recommend.blend_models import Blend
 from soundmates.recommend.context import Progress, RecommendContext
 from soundmates.recommend.models import InboxEntry, MapData, MatchDetail, PipelineStatus, RecommendResult
 
@@ -62,3 +63,9 @@ class Recommender(RecommendContext):
 
     def match_detail(self, user_id: str, other_id: str) -> MatchDetail:
         return detail.match_detail(self, user_id, other_id)
+
+    def blend(self, refs: list[str], size: int = 30, *, caller_profile=None, progress: Progress | None = None) -> Blend:
+        """A shared playlist for 2 to 10 people (the first is the one asking); see ``recommend.blend``."""
+        from soundmates.recommend.blend import make_blend
+
+        return make_blend(self, refs, size, caller_profile=caller_profile, progress=progress)

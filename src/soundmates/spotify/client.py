@@ -32,6 +32,7 @@ from spotipy.cache_handler import MemoryCacheHandler
 from spotipy.oauth2 import SpotifyAuthBase, SpotifyClientCredentials, SpotifyOauthError
 from tenacity import (
     Retrying,
+    retry_if_exception,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential_jitter,
@@ -245,6 +246,54 @@ class SpotifyClient:
                     result = self._once(endpoint, path, params)
         except _Transient as exc:
             raise self._final_error(endpoint, exc) from None
+        return result
+
+    def post(self, endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a JSON ``body`` to ``path`` and return the JSON answer (201 or 200).
+
+        A write is retried only when the API surely did not apply it (429, an expired token), never after
+        a 5xx, a timeout or a dropped connection: a second try could add the same tracks twice.
+        """
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: isinstance(e, _Transient) and e.kind in ("429", "401")),
+            sleep=self._sleep,
+            reraise=True,
+            before_sleep=lambda rs: self._note_retry(endpoint, rs.outcome.exception() if rs.outcome else None),
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    result = self._post_once(endpoint, path, body)
+        except _Transient as exc:
+            raise self._final_error(endpoint, exc) from None
+        return result
+
+    def _post_once(self, endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        token = self._auth.get_access_token(as_dict=False)
+        self.calls[endpoint] += 1
+        url = self.settings.spotify_api_url + path
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        try:
+            response = self._session.post(url, json=body, headers=headers, allow_redirects=False, timeout=self._timeout)
+        except requests.exceptions.RequestException as exc:
+            self._transport_error(endpoint, exc)
+        status = response.status_code
+        if status == 403:  # a write refused: the API's own words (e.g. "Insufficient client scope")
+            raise ApiRefused(
+                f"Spotify refused {endpoint} (403: {_short(_error_message(response.content))})", status=403, endpoint=endpoint
+            )
+        if status >= 400:
+            self._classify(endpoint, status, response.headers, _error_message(response.content))
+        try:
+            result = json.loads(response.content)
+        except ValueError:
+            raise MalformedResponse(
+                f"malformed data: {endpoint} answered HTTP {status} without JSON", endpoint=endpoint
+            ) from None
+        if not 200 <= status < 300 or not isinstance(result, dict):
+            raise MalformedResponse(f"malformed data: {endpoint} answered HTTP {status}", endpoint=endpoint)
         return result
 
     def search_artists(self, name: str, limit: int = 5) -> list[dict[str, Any]]:

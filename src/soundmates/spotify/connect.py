@@ -88,8 +88,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Exactly what Soundmates reads, nothing more.
-SCOPES = "user-top-read user-library-read user-follow-read playlist-read-private playlist-read-collaborative"
+# Exactly what Soundmates reads, and the one write it offers (a blend saved as a private playlist).
+SCOPES = (
+    "user-top-read user-library-read user-follow-read playlist-read-private playlist-read-collaborative "
+    "playlist-modify-private"  # only to save a blend into the account, when its owner asks
+)
 
 
 def code_challenge_of(verifier: str) -> str:

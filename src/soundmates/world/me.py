@@ -44,7 +44,8 @@ def get_me_playlists(req: Request) -> dict:
     limit = int_param(req.query, "limit", 20, 1, 50)
     offset = int_param(req.query, "offset", 0, 0, 100_000)
     pls = (
-        [(p, False) for p in app.world.playlists(i)]
+        [(p, False) for p in app.created_playlists.owned(i)]  # created through the API, newest first
+        + [(p, False) for p in app.world.playlists(i)]
         + [(p, True) for p in app.oauth.collaborations(i)]
         + [(p, False) for p in app.oauth.followed_playlists(i)]
     )
@@ -54,8 +55,8 @@ def get_me_playlists(req: Request) -> dict:
         out = []
         for p, is_collab in pls[a:b]:
             obj = dict(r.playlist_simple(p))
-            obj["collaborative"] = is_collab
-            obj["public"] = not is_collab
+            obj["collaborative"] = is_collab or obj["collaborative"]
+            obj["public"] = obj["public"] and not is_collab
             out.append(obj)
         return out
 

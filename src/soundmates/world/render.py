@@ -311,7 +311,7 @@ class Renderer:
     def playlist_simple(self, pl: PlaylistSpec) -> dict:
         ref = {"href": f"{self.api}playlists/{pl.id}/items", "total": pl.total}
         out = {
-            "collaborative": False,
+            "collaborative": getattr(pl, "collaborative", False),  # a playlist created through the API says
             "description": pl.description,
             "external_urls": {"spotify": f"https://open.spotify.com/playlist/{pl.id}"},
             "href": f"{self.api}playlists/{pl.id}",
@@ -320,7 +320,7 @@ class Renderer:
             "name": pl.name,
             "owner": {**self.user_ref(pl.owner), "display_name": self.world.user(pl.owner).display_name},
             "primary_color": None,
-            "public": True,
+            "public": getattr(pl, "public", True),
             "snapshot_id": pl.snapshot_id,
             "items": ref,
             "type": "playlist",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
-from soundmates.world import me, search
+from soundmates.world import me, playlists_write, search
 from soundmates.world.errors import ApiError, ids_param, int_param
 from soundmates.world.generator import PlaylistSpec, artist_by_id, track_by_id
 from soundmates.world.ids import is_base62_id
@@ -30,11 +30,14 @@ _ANY = None  # a path segment that is an argument of the handler
 
 @dataclass(frozen=True)
 class Route:
-    """``/v1/<segments>`` → ``handler(request, *the segments at _ANY)``, counted under ``endpoint``."""
+    """``METHOD /v1/<segments>`` → ``handler(request, *the segments at _ANY)``, counted under ``endpoint``,
+    answered with ``status`` (201 for what creates)."""
 
     endpoint: str
     segments: tuple[str | None, ...]
     handler: Callable[..., Any]
+    method: str = "GET"
+    status: int = 200
 
     def match(self, seg: list[str]) -> tuple | None:
         if len(seg) != len(self.segments):
@@ -78,7 +81,7 @@ def get_user_playlists(req: Request, user_id: str) -> dict:
 
 
 def _playlist(req: Request, playlist_id: str) -> PlaylistSpec:
-    pl = req.app.world.playlist(playlist_id)
+    pl = req.app.world.playlist(playlist_id) or playlists_write.readable(req, playlist_id)
     if pl is None:
         if not is_base62_id(playlist_id):
             raise ApiError(400, "Invalid base62 id")
@@ -170,25 +173,24 @@ ROUTES: tuple[Route, ...] = (
     Route("search", ("search",), get_search),
     Route("audio_features", ("audio-features",), get_audio_features),
     Route("audio_features", ("audio-features", _ANY), get_audio_features),
+    Route("create_playlist", ("me", "playlists"), playlists_write.create_playlist, "POST", 201),
+    Route("add_playlist_items", ("playlists", _ANY, "items"), playlists_write.add_items, "POST", 201),
 )
 _BY_HEAD: dict[str | None, list[Route]] = {}
 for _route in ROUTES:
     _BY_HEAD.setdefault(_route.segments[0], []).append(_route)
 
 
-def find_route(path: str) -> tuple[Route, tuple] | None:
-    """The route of a ``/v1/…`` path and its arguments, or None."""
+def find_route(path: str, method: str = "GET") -> tuple[Route, tuple] | None:
+    """The route of a ``/v1/…`` path and its arguments (the one of ``method`` when the path has several), or None."""
     if not path.startswith("/v1/"):
         return None
     # Split the raw path first, then percent-decode each segment: an id may hold an encoded '/'.
     seg = [unquote(s) for s in path[len("/v1/") :].split("/")]
     if seg and seg[-1] == "" and len(seg) > 1:
         seg = seg[:-1]
-    for route in _BY_HEAD.get(seg[0], ()):
-        args = route.match(seg)
-        if args is not None:
-            return route, args
-    return None
+    found = [(route, args) for route in _BY_HEAD.get(seg[0], ()) if (args := route.match(seg)) is not None]
+    return next((f for f in found if f[0].method == method), found[0] if found else None)
 
 
 # --- the pipeline ----------------------------------------------------------------------------------
@@ -208,7 +210,7 @@ def respond(req: Request) -> Response:
         resp = app.oauth.token(req)
         app.count("token", resp.status)
         return resp
-    found = find_route(req.path)
+    found = find_route(req.path, req.method)
     if found is not None:
         fault = app.fault_injector.before(f"{req.method} {req.target}")
         if fault is not None:
@@ -228,8 +230,9 @@ def respond(req: Request) -> Response:
         app.count(endpoint, 500)
         sys.stderr.write(f"spotify-server: error on {req.target}: {exc!r}\n")
         return json_response(500, {"error": {"status": 500, "message": "Server error."}})
-    app.count(endpoint, 200)
-    return json_response(200, body)
+    status = found[0].status if found is not None else 200
+    app.count(endpoint, status)
+    return json_response(status, body)
 
 
 def _answer(req: Request, found: tuple[Route, tuple] | None) -> Any:
@@ -237,7 +240,7 @@ def _answer(req: Request, found: tuple[Route, tuple] | None) -> Any:
     if found is None:
         raise ApiError(404, "Service not found")
     route, args = found
-    if req.method != "GET":
+    if req.method != route.method:
         raise ApiError(405, "Method not allowed")
     _check_auth(req)
     app = req.app

@@ -21,6 +21,7 @@ from soundmates.world.faults import FaultConfig, FaultInjector
 from soundmates.world.generator import World
 from soundmates.world.http import WorldHTTPServer
 from soundmates.world.oauth import OAuthState
+from soundmates.world.playlists_write import CreatedPlaylists
 from soundmates.world.render import Renderer
 from soundmates.world.routes import MAX_OFFSET
 from soundmates.world.tokens import TokenSigner
@@ -58,6 +59,7 @@ class SpotifyServer:
         # Tokens are signed, not stored: a token stays valid across server restarts on the same world.
         self._tokens = TokenSigner(self.world.seed)
         self.oauth = OAuthState(self.world, mode, self._tokens.issue)
+        self.created_playlists = CreatedPlaylists()  # POST /v1/me/playlists (in memory, like OAuth grants)
         self._lock = threading.Lock()
         self._stats_requests: Counter[str] = Counter()
         self._stats_status: Counter[str] = Counter()
