@@ -210,6 +210,12 @@ class MapData(BaseModel):
     y: list[float] = Field(default_factory=list)
     explained_variance: list[float] = Field(default_factory=list)
     model_version: str | None = None
+    families: list[str] = Field(default_factory=list)  # each user's dominant genre family (empty: no layout)
+    method: str = "pca"  # umap = the pipeline's stored layout; pca = computed on the fly (no layout built)
+    neighbour_preservation: float | None = None  # share of the 10 nearest in embedding space kept on the map
+    pca_neighbour_preservation: float | None = None
+    total_users: int = 0  # users laid out; more than len(user_ids) when the page shows a sample
+    index_version: str | None = None  # the index version the layout was made of
 
 
 class GenreOverlap(BaseModel):
