@@ -60,6 +60,8 @@ if evaluation is not None and evaluation.methods:
     except ValueError:
         figure = None  # none of the taste metrics recorded: the table below still shows what was
     if figure is not None:
+        if evaluation.run:  # name the run that produced the figures, on the chart itself
+            figure.update_layout(title=f"{figure.layout.title.text} · run {evaluation.run}")
         st.plotly_chart(figure, key="evaluation_chart", width="stretch")
     shown = [m for m in charts.TASTE_METRICS if any(m in v for v in methods.values())] or sorted(
         {m for v in methods.values() for m in v}

@@ -183,6 +183,10 @@ class Evaluation(BaseModel):
     users: int | None = None  # queries
     candidates: int | None = None
     methods: dict[str, MethodScores] = Field(default_factory=dict)
+    run: str | None = None  # the model version whose training run produced these figures
+    served_version: str | None = None  # the registry version recommend serves now
+    dataset: str | None = None
+    data_version: int | None = None  # feature-store data version the run read
 
 
 class PipelineStatus(BaseModel):

@@ -141,7 +141,15 @@ def served_evaluation(ctx: RecommendContext) -> Evaluation | None:
         users=users if isinstance(users, int) else None,
         candidates=report.get("candidates") if isinstance(report.get("candidates"), int) else None,
         methods=methods,
+        run=_text(report.get("model_version")),
+        served_version=_text(report.get("served_version")),
+        dataset=_text(report.get("dataset")),
+        data_version=report.get("data_version") if isinstance(report.get("data_version"), int) else None,
     )
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
 def _display_names(ctx: RecommendContext, user_ids: list[str]) -> dict[str, str | None]:
