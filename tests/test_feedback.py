@@ -108,3 +108,21 @@ def test_removing_the_rated_match_removes_the_feedback_about_them(dashboard_worl
     rec.remove(other)
     assert rec.votes(me) == {third: "down"}
     assert training_pairs(get_settings()) == ([], [(me, third)])
+
+
+@pytest.mark.slow
+def test_pipeline_status_reports_the_feedback_metric_on_served_matches(dashboard_world):
+    from soundmates.config import get_settings
+    from soundmates.recommend import Recommender
+
+    rec = Recommender(get_settings())
+    assert rec.pipeline_status().feedback is None  # nobody voted: no metric
+    me = dashboard_world.stored_ids[0]
+    served = [m.user_id for m in rec.recommend(me, k=10).matches]
+    not_served = next(u for u in dashboard_world.stored_ids if u != me and u not in served)
+    rec.feedback(me, served[0], up=True)
+    rec.feedback(me, served[1], up=True)
+    rec.feedback(me, served[2], up=False)
+    rec.feedback(me, not_served, up=False)  # a vote on someone no longer in the top 10 is not "served"
+    got = rec.pipeline_status().feedback
+    assert got == {"up": 2, "down": 2, "voters": 1, "served_votes": 3, "up_share_served@10": pytest.approx(2 / 3, abs=1e-4)}

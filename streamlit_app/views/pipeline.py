@@ -86,6 +86,21 @@ else:
         )
     )
 
+feedback = getattr(status, "feedback", None)
+if feedback:
+    st.subheader("Match feedback")
+    up_col, down_col, voters_col, share_col = st.columns(4)
+    up_col.metric("Up votes", f"{feedback['up']:,}")
+    down_col.metric("Down votes", f"{feedback['down']:,}")
+    voters_col.metric("Voters", f"{feedback['voters']:,}")
+    share = feedback.get("up_share_served@10")
+    share_col.metric(
+        "Up share, served top 10",
+        "–" if share is None else f"{share:.0%}",
+        help="Among the votes on matches still in their voter's top 10 today, the share that are up.",
+    )
+    st.caption(f"{feedback['served_votes']:,} votes are on matches served now.")
+
 st.subheader("New-users inbox")
 counts = status.inbox_counts
 p_col, r_col, d_col, f_col = st.columns(4)

@@ -50,3 +50,39 @@ def delete_user(ctx: RecommendContext, user_id: str) -> int:
     from soundmates.store.feedback import feedback_store
 
     return feedback_store(ctx.settings).delete_users([user_id])
+
+
+MAX_VOTERS = 500  # voters whose served top 10 is recomputed for the metric (a status page stays fast)
+
+
+def summary(ctx: RecommendContext, k: int = 10) -> dict | None:
+    """The feedback metric of what is served now; None when nobody voted.
+
+    ``up_share_served@10``: among the votes on matches that are in their voter's current top ``k``
+    (the served index, the voter's own vector), the share that are up; ``served_votes`` says how
+    many votes that is. Plus the totals (``up``, ``down``, ``voters``).
+    """
+    from soundmates.store.feedback import UP, training_pairs
+
+    positives, negatives = training_pairs(ctx.settings)
+    if not positives and not negatives:
+        return None
+    by_voter: dict[str, dict[str, int]] = {}
+    for (u, v), vote in [(p, UP) for p in positives] + [(n, -UP) for n in negatives]:
+        by_voter.setdefault(u, {})[v] = vote
+    served_up = served = 0
+    for u in sorted(by_voter)[:MAX_VOTERS]:
+        vector = ctx.index.vector(u)
+        if vector is None:
+            continue
+        top = {other for other, _ in ctx.index.query(vector, k, exclude=(u,))}
+        voted = [vote for other, vote in by_voter[u].items() if other in top]
+        served += len(voted)
+        served_up += sum(1 for vote in voted if vote == UP)
+    return {
+        "up": len(positives),
+        "down": len(negatives),
+        "voters": len(by_voter),
+        "served_votes": served,
+        "up_share_served@10": round(served_up / served, 4) if served else None,
+    }

@@ -205,6 +205,8 @@ class PipelineStatus(BaseModel):
     tombstones: int = 0
     inbox_counts: dict[str, int] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
+    # Match feedback (recommend.feedback.summary): totals and the up share among served top 10; None = no votes
+    feedback: dict[str, Any] | None = None
 
 
 class MapData(BaseModel):

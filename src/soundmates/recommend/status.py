@@ -62,6 +62,7 @@ def pipeline_status(ctx: RecommendContext) -> PipelineStatus:
     st.model_version = model.get("version") or st.model_version
     st.model_metrics = model.get("metrics") or {}
     st.evaluation = served_evaluation(ctx)
+    st.feedback = _feedback_part(ctx, st)
     if st.model_version:
         st.embedder = embedder_info(_Named(st.model_version, model.get("method")))
     if model.get("version") and idx.get("model_version") and model["version"] != idx["model_version"]:
@@ -71,6 +72,16 @@ def pipeline_status(ctx: RecommendContext) -> PipelineStatus:
         )
         st.rebuild_due = True
     return st
+
+
+def _feedback_part(ctx: RecommendContext, st: PipelineStatus) -> dict | None:
+    from soundmates.recommend import feedback
+
+    try:
+        return feedback.summary(ctx)
+    except Exception as e:  # noqa: BLE001 - a status page shows what it can
+        st.warnings.append(f"match feedback unavailable: {e}")
+        return None
 
 
 class _Named:
