@@ -34,11 +34,19 @@ def _log(msg: str) -> None:
     print(f"bench feedback: {msg}", file=sys.stderr, flush=True)
 
 
-def _ndcg(top: np.ndarray, taste: np.ndarray, rows: np.ndarray, ideal: np.ndarray) -> float:
+def _ndcg(top: np.ndarray, taste: np.ndarray, ideal: np.ndarray) -> np.ndarray:
+    """taste_ndcg@10 per user (every row a query against everyone)."""
     from soundmates.model.metrics import graded_ndcg
 
-    gains = np.einsum("qd,qkd->qk", taste[rows], taste[top[rows]])
-    return float(np.nanmean(graded_ndcg(gains, ideal[rows])))
+    gains = np.einsum("qd,qkd->qk", taste, taste[top])
+    return graded_ndcg(gains, ideal)
+
+
+def _paired_ci(after: np.ndarray, before: np.ndarray) -> list[float]:
+    """Bootstrap 95% interval of the mean per-user change (users resampled, paired)."""
+    from soundmates.model.metrics import bootstrap_ci
+
+    return [round(float(x), 4) for x in bootstrap_ci(after - before, seed=0)]
 
 
 def simulate(full, taste: np.ndarray, *, seed: int = 0, l2: float = 1.0) -> dict:
@@ -62,6 +70,7 @@ def simulate(full, taste: np.ndarray, *, seed: int = 0, l2: float = 1.0) -> dict
     votes: dict[tuple[int, int], int] = {}
     weight = np.eye(q0.shape[1], dtype=np.float32)
     out: dict = {"rounds": {}}
+    first: np.ndarray | None = None
     for r in range(max(ROUNDS) + 1):
         q = q0 @ weight
         q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
@@ -69,9 +78,13 @@ def simulate(full, taste: np.ndarray, *, seed: int = 0, l2: float = 1.0) -> dict
         served = [(int(u), int(v)) for u in raters for v in top[u]]
         up_share = float(np.mean([v in relevant[u] for u, v in served]))
         if r == 0 or r in ROUNDS:
+            per_user = _ndcg(top, t, ideal)
+            first = per_user if first is None else first
             out["rounds"][str(r)] = {
-                "taste_ndcg@10_raters": round(_ndcg(top, t, raters, ideal), 4),
-                "taste_ndcg@10_held_out": round(_ndcg(top, t, held, ideal), 4),
+                "taste_ndcg@10_raters": round(float(np.nanmean(per_user[raters])), 4),
+                "taste_ndcg@10_held_out": round(float(np.nanmean(per_user[held])), 4),
+                "change_ci95_raters": _paired_ci(per_user[raters], first[raters]),
+                "change_ci95_held_out": _paired_ci(per_user[held], first[held]),
                 "up_share_of_served_top10": round(up_share, 4),
                 "votes": len(votes),
             }
@@ -96,15 +109,18 @@ def _markdown(res: dict) -> str:
     r0, r10 = res["rounds"]["0"], res["rounds"][str(max(ROUNDS))]
     d_r = r10["taste_ndcg@10_raters"] - r0["taste_ndcg@10_raters"]
     d_h = r10["taste_ndcg@10_held_out"] - r0["taste_ndcg@10_held_out"]
+    ci_r, ci_h = r10["change_ci95_raters"], r10["change_ci95_held_out"]
     return (
-        f"Generated world, {res['users']:,} users (seed 0); base embedder {res['base']} fitted on everyone; "
+        f"Generated world of {N_USERS:,} users (seed 0), {res['users']:,} with a usable profile; base embedder {res['base']} fitted on everyone; "
         f"{res['raters']:,} raters vote on their served top 10 each round (up = in their true top 20 by hidden "
         f"taste), {res['held_out']:,} users never vote. After each round the query-side map of "
         f"`model/feedback_tuning.py` is refitted on all votes (l2 = {res['l2']}).\n\n"
         "| round | votes so far | up share of served top 10 (raters) | taste_ndcg@10 raters | taste_ndcg@10 held out |\n"
         "|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
-        f"After {max(ROUNDS)} rounds: raters {d_r:+.4f}, held-out users {d_h:+.4f} taste_ndcg@10 "
-        "(one seed; differences under ~0.005 are within run-to-run noise of this size)."
+        f"After {max(ROUNDS)} rounds: raters {d_r:+.4f} (95% interval {ci_r[0]:+.4f} … {ci_r[1]:+.4f}), held-out "
+        f"users {d_h:+.4f} ({ci_h[0]:+.4f} … {ci_h[1]:+.4f}) taste_ndcg@10; intervals: bootstrap over users of the "
+        "paired per-user change, one world and one rater draw. Most of the gain comes from the first round; later "
+        "rounds add few new votes (the served lists barely change)."
     )
 
 

@@ -71,8 +71,8 @@ def test_taste_page_shows_genres_eras_and_comparisons(app_test, dashboard_world)
     assert not at.exception, at.exception
     labels = {m.label: m.value for m in at.metric}
     assert labels["Main genre family"] != "–"
-    assert labels["Mainstream"].startswith("more than") and labels["Variety"].startswith("more varied than")
-    assert int(labels["People ≥ 0.50"].replace(",", "")) >= 0
+    assert labels["More mainstream than"].endswith("%") and labels["More varied than"].endswith("%")
+    assert int(labels["People ≥ 0.10"].replace(",", "")) >= 0
     titles = [s["layout"]["title"]["text"] for s in plotly_specs(at)]
     assert titles[:2] == ["Your top genres", "Your top artists"] and "Your eras" in titles[2]
 

@@ -26,7 +26,7 @@ with st.form("taste_form", border=False):
         "Count people scoring at least",
         min_value=0.0,
         max_value=1.0,
-        value=0.5,
+        value=0.1,
         step=0.05,
         key="taste_within",
         help="The match score of a card (cosine of taste embeddings).",
@@ -61,14 +61,14 @@ for warning in profile.warnings:
 main_col, mainstream_col, variety_col, near_col = st.columns(4)
 main_col.metric("Main genre family", profile.family or "–")
 mainstream_col.metric(
-    "Mainstream",
-    f"more than {profile.mainstream.percentile:.0f}%" if profile.mainstream.percentile is not None else "–",
+    "More mainstream than",
+    f"{profile.mainstream.percentile:.0f}%" if profile.mainstream.percentile is not None else "–",
     help=f"Mean Spotify popularity of your tracks: {profile.mainstream.value} "
     f"(median of {profile.mainstream.users_compared:,} users: {profile.mainstream.population_median}).",
 )
 variety_col.metric(
-    "Variety",
-    f"more varied than {profile.variety.percentile:.0f}%" if profile.variety.percentile is not None else "–",
+    "More varied than",
+    f"{profile.variety.percentile:.0f}%" if profile.variety.percentile is not None else "–",
     help=f"Entropy of your genres: {profile.variety.value} bits "
     f"(median of {profile.variety.users_compared:,} users: {profile.variety.population_median}).",
 )
