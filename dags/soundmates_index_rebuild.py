@@ -7,7 +7,9 @@ since the last build passed its threshold). Also runnable by hand.
 
 1. **build** — embeds every stored user with the current model and builds a new Annoy index
    version (written aside, then published atomically: readers never see half an index);
-2. **publish** — checks the published manifest and emits the `soundmates_index` Asset.
+2. **publish** — checks the published manifest and emits the `soundmates_index` Asset;
+3. **map** — lays the published index out in 2-D for the dashboard's taste map (UMAP, stored
+   by the index stage beside its versions), so no page load computes it.
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ def soundmates_index_rebuild():
     def publish(built: dict) -> dict:
         return steps.check_published_index(built)
 
-    publish(build())
+    @task(task_id="map")
+    def taste_map(published: dict) -> dict:
+        return steps.build_map()
+
+    taste_map(publish(build()))
 
 
 soundmates_index_rebuild()

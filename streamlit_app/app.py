@@ -31,6 +31,7 @@ pages = st.navigation(
     [
         st.Page(VIEWS / "find.py", title="Find your soundmates", icon=":material/headphones:", default=True),
         st.Page(VIEWS / "map.py", title="Taste map", icon=":material/scatter_plot:"),
+        st.Page(VIEWS / "taste.py", title="Your taste", icon=":material/equalizer:"),
         st.Page(VIEWS / "consent.py", title="Your data", icon=":material/front_hand:"),
         st.Page(VIEWS / "pipeline.py", title="Pipeline", icon=":material/settings:"),
     ]

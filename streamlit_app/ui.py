@@ -125,6 +125,9 @@ def evaluation_caption(evaluation: Any) -> str:
         f"protocol: {evaluation.protocol}" if evaluation.protocol else None,
         f"{evaluation.users:,} held-out query users" if evaluation.users else None,
         f"ranked against {evaluation.candidates:,} candidates" if evaluation.candidates else None,
+        f"run: model `{evaluation.run}`" if getattr(evaluation, "run", None) else None,
+        f"dataset {evaluation.dataset}" if getattr(evaluation, "dataset", None) else None,
+        f"feature data version {evaluation.data_version}" if getattr(evaluation, "data_version", None) is not None else None,
     ]
     said = "; ".join(p for p in parts if p)
     return (
@@ -189,6 +192,9 @@ def render_match_card(rank: int, match: Match, result: RecommendResult, rec: Rec
                 )
             if not (match.shared_genres or match.shared_artists or match.shared_tracks):
                 st.markdown("_No genres, artists or tracks in common: your tastes meet in sound, not in names._")
+        from streamlit_app import feedback_view
+
+        feedback_view.render(result, match, rec)
         if st.toggle("Why this match?", key=f"why_{match.user_id}"):
             render_match_detail(result, match, rec)
 

@@ -60,6 +60,8 @@ if evaluation is not None and evaluation.methods:
     except ValueError:
         figure = None  # none of the taste metrics recorded: the table below still shows what was
     if figure is not None:
+        if evaluation.run:  # name the run that produced the figures, on the chart itself
+            figure.update_layout(title=f"{figure.layout.title.text} · run {evaluation.run}")
         st.plotly_chart(figure, key="evaluation_chart", width="stretch")
     shown = [m for m in charts.TASTE_METRICS if any(m in v for v in methods.values())] or sorted(
         {m for v in methods.values() for m in v}
@@ -83,6 +85,21 @@ else:
             else ": no model trained yet (the index uses raw features)."
         )
     )
+
+feedback = getattr(status, "feedback", None)
+if feedback:
+    st.subheader("Match feedback")
+    up_col, down_col, voters_col, share_col = st.columns(4)
+    up_col.metric("Up votes", f"{feedback['up']:,}")
+    down_col.metric("Down votes", f"{feedback['down']:,}")
+    voters_col.metric("Voters", f"{feedback['voters']:,}")
+    share = feedback.get("up_share_served@10")
+    share_col.metric(
+        "Up share, served top 10",
+        "–" if share is None else f"{share:.0%}",
+        help="Among the votes on matches still in their voter's top 10 today, the share that are up.",
+    )
+    st.caption(f"{feedback['served_votes']:,} votes are on matches served now.")
 
 st.subheader("New-users inbox")
 counts = status.inbox_counts

@@ -144,6 +144,13 @@ def build_index() -> dict[str, Any]:
     return jsonable(run(progress=False))
 
 
+def build_map() -> dict[str, Any]:
+    """The taste map's layout of the index just published (UMAP; see ``pipelines.taste_map``)."""
+    from soundmates.pipelines.taste_map import build_map as run
+
+    return jsonable(run(progress=False))
+
+
 # --- retraining state: how many users the current model was trained with ------------------------
 
 

@@ -183,6 +183,10 @@ class Evaluation(BaseModel):
     users: int | None = None  # queries
     candidates: int | None = None
     methods: dict[str, MethodScores] = Field(default_factory=dict)
+    run: str | None = None  # the model version whose training run produced these figures
+    served_version: str | None = None  # the registry version recommend serves now
+    dataset: str | None = None
+    data_version: int | None = None  # feature-store data version the run read
 
 
 class PipelineStatus(BaseModel):
@@ -201,6 +205,8 @@ class PipelineStatus(BaseModel):
     tombstones: int = 0
     inbox_counts: dict[str, int] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
+    # Match feedback (recommend.feedback.summary): totals and the up share among served top 10; None = no votes
+    feedback: dict[str, Any] | None = None
 
 
 class MapData(BaseModel):
@@ -210,6 +216,12 @@ class MapData(BaseModel):
     y: list[float] = Field(default_factory=list)
     explained_variance: list[float] = Field(default_factory=list)
     model_version: str | None = None
+    families: list[str] = Field(default_factory=list)  # each user's dominant genre family (empty: no layout)
+    method: str = "pca"  # umap = the pipeline's stored layout; pca = computed on the fly (no layout built)
+    neighbour_preservation: float | None = None  # share of the 10 nearest in embedding space kept on the map
+    pca_neighbour_preservation: float | None = None
+    total_users: int = 0  # users laid out; more than len(user_ids) when the page shows a sample
+    index_version: str | None = None  # the index version the layout was made of
 
 
 class GenreOverlap(BaseModel):

@@ -150,6 +150,17 @@ def _delete_inbox_request(ctx: RecommendContext, user_id: str, report: dict, err
         errors.append(f"new-users inbox: {e}")
 
 
+def _delete_feedback(ctx: RecommendContext, user_id: str, report: dict, errors: list[str]) -> None:
+    """Every match vote given by or about the user (the feedback store's own API)."""
+    from soundmates.recommend import feedback
+
+    report["feedback_deleted"] = 0
+    try:
+        report["feedback_deleted"] = feedback.delete_user(ctx, user_id)
+    except Exception as e:  # noqa: BLE001 - reported with the rest, every other deletion still runs
+        errors.append(f"match feedback: {e}")
+
+
 def remove(ctx: RecommendContext, ref: str) -> dict[str, Any]:
     """Hide the user from every result at once (tombstone), then delete everything stored about them.
 
@@ -169,6 +180,7 @@ def remove(ctx: RecommendContext, ref: str) -> dict[str, Any]:
     _delete_ingested(ctx, user_id, report, errors)
     _delete_store_rows(ctx, user_id, report, errors)
     _delete_inbox_request(ctx, user_id, report, errors)
+    _delete_feedback(ctx, user_id, report, errors)
     if errors:
         report["errors"] = errors
         head = (

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from soundmates.recommend import detail, privacy, query, status
+from soundmates.recommend import detail, feedback, privacy, query, status, taste
 from soundmates.recommend.blend_models import Blend
 from soundmates.recommend.context import Progress, RecommendContext
 from soundmates.recommend.models import InboxEntry, MapData, MatchDetail, PipelineStatus, RecommendResult
+from soundmates.recommend.taste_models import FeedbackResult, TasteProfile
 
 MAX_K = query.MAX_K
 
@@ -58,8 +59,21 @@ class Recommender(RecommendContext):
     def pipeline_status(self) -> PipelineStatus:
         return status.pipeline_status(self)
 
-    def user_map(self) -> MapData:
-        return status.user_map(self)
+    def user_map(self, highlight: list[str] | None = None) -> MapData:
+        """The taste map; ``highlight`` (you, your matches) stays on it when the page shows a sample."""
+        return status.user_map(self, highlight)
+
+    def feedback(self, ref: str, other_ref: str, *, up: bool) -> FeedbackResult:
+        """``ref`` says whether the match ``other_ref`` fits; kept only when both are stored users."""
+        return feedback.give(self, ref, other_ref, up=up)
+
+    def votes(self, user_id: str) -> dict[str, str]:
+        """``{match id: "up" | "down"}``: the feedback ``user_id`` gave."""
+        return feedback.votes_of(self, user_id)
+
+    def taste_profile(self, ref: str, *, within: float = 0.5) -> TasteProfile:
+        """Top genres, artists, eras; mainstream and variety against everyone; how many people score >= ``within``."""
+        return taste.taste_profile(self, ref, within=within)
 
     def match_detail(self, user_id: str, other_id: str) -> MatchDetail:
         return detail.match_detail(self, user_id, other_id)

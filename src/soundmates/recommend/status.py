@@ -13,7 +13,8 @@ from soundmates.recommend.models import Evaluation, MapData, MethodScores, Nothi
 
 log = logging.getLogger("soundmates.recommend")
 
-MAP_MAX_USERS = 5000
+MAP_MAX_USERS = 5000  # the on-the-fly PCA map (no stored layout)
+MAP_POINTS = 20_000  # points a page draws from a stored layout; past it an even sample (plus those highlighted)
 
 
 def _index_part(ctx: RecommendContext, st: PipelineStatus) -> dict:
@@ -61,6 +62,7 @@ def pipeline_status(ctx: RecommendContext) -> PipelineStatus:
     st.model_version = model.get("version") or st.model_version
     st.model_metrics = model.get("metrics") or {}
     st.evaluation = served_evaluation(ctx)
+    st.feedback = _feedback_part(ctx, st)
     if st.model_version:
         st.embedder = embedder_info(_Named(st.model_version, model.get("method")))
     if model.get("version") and idx.get("model_version") and model["version"] != idx["model_version"]:
@@ -70,6 +72,16 @@ def pipeline_status(ctx: RecommendContext) -> PipelineStatus:
         )
         st.rebuild_due = True
     return st
+
+
+def _feedback_part(ctx: RecommendContext, st: PipelineStatus) -> dict | None:
+    from soundmates.recommend import feedback
+
+    try:
+        return feedback.summary(ctx)
+    except Exception as e:  # noqa: BLE001 - a status page shows what it can
+        st.warnings.append(f"match feedback unavailable: {e}")
+        return None
 
 
 class _Named:
@@ -140,7 +152,15 @@ def served_evaluation(ctx: RecommendContext) -> Evaluation | None:
         users=users if isinstance(users, int) else None,
         candidates=report.get("candidates") if isinstance(report.get("candidates"), int) else None,
         methods=methods,
+        run=_text(report.get("model_version")),
+        served_version=_text(report.get("served_version")),
+        dataset=_text(report.get("dataset")),
+        data_version=report.get("data_version") if isinstance(report.get("data_version"), int) else None,
     )
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
 def _display_names(ctx: RecommendContext, user_ids: list[str]) -> dict[str, str | None]:
@@ -156,11 +176,48 @@ def _display_names(ctx: RecommendContext, user_ids: list[str]) -> dict[str, str 
     return out
 
 
-def user_map(ctx: RecommendContext) -> MapData:
-    """PCA 2-D projection of every user's embedding (at most MAP_MAX_USERS, evenly sampled)."""
+def _stored_map(ctx: RecommendContext, highlight: list[str]) -> MapData | None:
+    """The pipeline's layout of the served index (UMAP), at most MAP_POINTS of it; None when none is stored."""
+    from soundmates.index.layout import LayoutNotBuilt, read_layout
+
+    manifest = ctx.index.manifest() or {}
+    try:
+        frame, meta = read_layout(ctx.settings, manifest.get("version"))
+    except LayoutNotBuilt:
+        return None
+    # A removal since the layout was made stays removed: the index's own rule, for data read at that time.
+    removed = ctx.index.blocked_ids(frame["user_id"].astype(str).tolist(), float(meta.get("built_at") or 0.0))
+    frame = frame[~frame["user_id"].isin(removed)].reset_index(drop=True)
+    total = len(frame)
+    if total > MAP_POINTS:
+        keep = np.zeros(total, dtype=bool)
+        keep[np.linspace(0, total - 1, MAP_POINTS).astype(np.int64)] = True
+        keep |= frame["user_id"].isin(set(highlight)).to_numpy()
+        frame = frame[keep].reset_index(drop=True)
+    return MapData(
+        user_ids=frame["user_id"].astype(str).tolist(),
+        display_names=[None if n is None or n != n else str(n) for n in frame["display_name"]],
+        x=[round(float(v), 5) for v in frame["x"]],
+        y=[round(float(v), 5) for v in frame["y"]],
+        model_version=meta.get("model_version"),
+        families=frame["family"].astype(str).tolist(),
+        method=str(meta.get("method") or "umap"),
+        neighbour_preservation=meta.get("neighbour_preservation@10"),
+        pca_neighbour_preservation=meta.get("pca_neighbour_preservation@10"),
+        total_users=total,
+        index_version=meta.get("index_version"),
+    )
+
+
+def user_map(ctx: RecommendContext, highlight: list[str] | None = None) -> MapData:
+    """The pipeline's stored layout of the served index (``_stored_map``); without one, a PCA 2-D projection
+    of every user's embedding (at most MAP_MAX_USERS, evenly sampled)."""
     from soundmates.index import IndexCorrupt, IndexNotBuilt
 
     try:
+        stored = _stored_map(ctx, list(highlight or ()))
+        if stored is not None and stored.user_ids:
+            return stored
         ids, vecs = ctx.index.all_vectors(limit=MAP_MAX_USERS)
         manifest = ctx.index.manifest() or {}
     except (IndexNotBuilt, IndexCorrupt):
@@ -184,4 +241,6 @@ def user_map(ctx: RecommendContext) -> MapData:
         y=[round(float(v), 5) for v in xy[:, 1]],
         explained_variance=explained,
         model_version=manifest.get("model_version"),
+        total_users=len(ids),
+        index_version=manifest.get("version"),
     )
