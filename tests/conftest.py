@@ -22,6 +22,8 @@ pytest_plugins = [
     "tests.fixtures.airflow",
     "tests.fixtures.dashboard",
     "tests.fixtures.browser",
+    "tests.fixtures.features",
+    "tests.fixtures.model",
 ]
 
 

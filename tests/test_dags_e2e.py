@@ -1,14 +1,16 @@
 """The DAGs end to end with ``dag.test()``: real tasks, real stores, the local Spotify server.
 
 One tiny world (the ``small_world`` fixture) is bootstrapped once for the module (30 users,
-1 epoch); the other tests build on that state in the same data directory.
+1 epoch); every other test starts from its own copy of that data directory, so none sees what
+another left behind and they pass in any order.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.airflow import run_dag
+from tests.fixtures.airflow import parse_dags, run_dag
+from tests.fixtures.spotify import spotify_env
 
 pytestmark = pytest.mark.slow
 
@@ -16,17 +18,15 @@ BOOTSTRAP_USERS = 30
 
 
 @pytest.fixture(scope="module")
-def pipeline_env(tmp_path_factory, small_world, dagbag, airflow_db):
+def pipeline_env(tmp_path_factory, small_world, airflow_db):
     """A data dir, a running local Spotify server on the small world, and the env pointing at both."""
     from soundmates.world.server import SpotifyServer
 
     mp = pytest.MonkeyPatch()
     data_dir = tmp_path_factory.mktemp("e2e-data")
     server = SpotifyServer(small_world, port=0, mode="full").start()
-    mp.setenv("SOUNDMATES_SPOTIFY_API_URL", server.api_url)
-    mp.setenv("SOUNDMATES_SPOTIFY_TOKEN_URL", server.token_url)
-    mp.setenv("SPOTIPY_CLIENT_ID", "e2e-id")
-    mp.setenv("SPOTIPY_CLIENT_SECRET", "e2e-secret")
+    for key, value in spotify_env(server, "e2e-id", "e2e-secret").items():
+        mp.setenv(key, value)
     mp.delenv("AIRFLOW_CONN_SPOTIFY_DEFAULT", raising=False)
     yield {"data_dir": data_dir, "world": small_world, "server": server}
     server.stop()
@@ -34,24 +34,41 @@ def pipeline_env(tmp_path_factory, small_world, dagbag, airflow_db):
 
 
 @pytest.fixture
-def env(pipeline_env, monkeypatch):
-    """Point this test at the module's shared data dir (the autouse fixture gave it a private one)."""
+def env(pipeline_env, bootstrapped, tmp_path, monkeypatch):
+    """This test's own copy of the bootstrapped data dir, the environment pointed at it."""
+    import shutil
+
     from soundmates.config import reset_settings
 
-    monkeypatch.setenv("SOUNDMATES_DATA_DIR", str(pipeline_env["data_dir"]))
+    data_dir = tmp_path / "data"
+    shutil.copytree(pipeline_env["data_dir"], data_dir)
+    monkeypatch.setenv("SOUNDMATES_DATA_DIR", str(data_dir))
     reset_settings()
-    return pipeline_env
+    return {**pipeline_env, "data_dir": data_dir}
+
+
+@pytest.fixture
+def fresh_users(env):
+    """Two users added through the inbox and processed as the new-users DAG does: now in the fresh buffer."""
+    from soundmates.pipelines import process_inbox
+    from soundmates.recommend import Recommender
+    from tests.fixtures.spotify import world_user_ids
+
+    rec = Recommender()
+    for uid in world_user_ids(env["world"])[BOOTSTRAP_USERS + 4 : BOOTSTRAP_USERS + 6]:
+        rec.add(f"spotify:user:{uid}")
+    return process_inbox()["done"]
 
 
 @pytest.fixture(scope="module")
-def bootstrapped(pipeline_env, dagbag):
+def bootstrapped(pipeline_env):
     from soundmates.config import reset_settings
 
     mp = pytest.MonkeyPatch()
     mp.setenv("SOUNDMATES_DATA_DIR", str(pipeline_env["data_dir"]))
     reset_settings()
     conf = {"world_users": BOOTSTRAP_USERS, "world_dir": str(pipeline_env["world"]), "batch_size": 12, "max_epochs": 1}
-    dr, states = run_dag(dagbag.dags["soundmates_bootstrap"], conf)
+    dr, states = run_dag(parse_dags().dags["soundmates_bootstrap"], conf)
     mp.undo()
     reset_settings()
     return dr, states
@@ -120,11 +137,12 @@ def test_new_users_dag_makes_an_added_user_recommendable(env, bootstrapped, dagb
     )
 
 
-def test_index_rebuild_folds_in_the_fresh_buffer(env, bootstrapped, dagbag):
+def test_index_rebuild_folds_in_the_fresh_buffer(env, bootstrapped, fresh_users, dagbag):
     from soundmates.index import UserIndex
 
     assert bootstrapped[0].state == "success"
     before = UserIndex().status()
+    assert fresh_users and before["fresh"] == len(fresh_users), (fresh_users, before)
     dr, states = run_dag(dagbag.dags["soundmates_index_rebuild"])
     assert dr.state == "success", states
     after = UserIndex().status()

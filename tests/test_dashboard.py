@@ -12,27 +12,7 @@ import json
 import pytest
 
 from soundmates.recommend import ACCEPTED_REFERENCE_FORMS, NothingBuiltYet
-
-FIND, MAP, CONSENT, PIPELINE = "views/find.py", "views/map.py", "views/consent.py", "views/pipeline.py"
-
-
-def search(at, ref: str):
-    at.text_input(key="find_ref").input(ref)
-    next(b for b in at.button if b.label == "Find my soundmates").click()
-    return at.run()
-
-
-def texts(at) -> str:
-    """Everything a visitor can read on the page, as one string."""
-    parts = []
-    for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader"):
-        parts += [str(el.value) for el in getattr(at, kind)]
-    parts += [f"{m.label} {m.value}" for m in at.metric]
-    return "\n".join(parts)
-
-
-def plotly_specs(at) -> list[dict]:
-    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+from tests.helpers.dashboard import CONSENT, MAP, PIPELINE, plotly_specs, search, texts
 
 
 def test_valid_profile_shows_match_cards(app_test, contract_recommender):
@@ -265,7 +245,7 @@ def airflow_on_loopback(monkeypatch):
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from soundmates.config import reset_settings
-    from tests.test_dashboard_parts import RUNS
+    from tests.helpers.dashboard import RUNS
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):

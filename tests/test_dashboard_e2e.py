@@ -7,7 +7,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.test_dashboard import CONSENT, MAP, PIPELINE, plotly_specs, search, texts
+from tests.helpers.dashboard import CONSENT, MAP, PIPELINE, plotly_specs, search, texts
 
 pytestmark = pytest.mark.slow
 

@@ -9,30 +9,7 @@ import httpx
 import pytest
 
 from streamlit_app import airflow_api, charts
-
-RUNS = {
-    "dag_runs": [
-        {
-            "dag_run_id": "manual__2026-11-28T10:00",
-            "dag_id": "soundmates_rebuild",
-            "state": "success",
-            "run_type": "manual",
-            "run_after": "2026-11-28T10:00:00Z",
-            "start_date": "2026-11-28T10:00:01Z",
-            "end_date": "2026-11-28T10:02:31Z",
-        },
-        {
-            "dag_run_id": "asset__2026-11-28T11:00",
-            "dag_id": "soundmates_new_users",
-            "state": "running",
-            "run_type": "asset_triggered",
-            "run_after": "2026-11-28T11:00:00+00:00",
-            "start_date": "2026-11-28T11:00:02+00:00",
-            "end_date": None,
-        },
-    ],
-    "total_entries": 2,
-}
+from tests.helpers.dashboard import RUNS
 
 
 def airflow_double(seen: list[httpx.Request], *, password: str = "s3cret"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import textwrap
@@ -11,40 +10,7 @@ import numpy as np
 import pytest
 
 from soundmates.features.encoder import CACHE_FILENAME, EmbeddingCache, TextEncoder
-
-
-class CountingModel:
-    """Wraps a model and records every text it is asked to encode."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.seen: list[str] = []
-        self.model_id = getattr(inner, "model_id", "counting")
-
-    def encode(self, texts, **kw):
-        self.seen.extend(texts)
-        return self.inner.encode(texts, **kw)
-
-    def get_sentence_embedding_dimension(self):
-        return self.inner.get_sentence_embedding_dimension()
-
-
-class HashModel:
-    """Deterministic stand-in (8-dim unit vectors from a hash), for cache mechanics without torch."""
-
-    model_id = "hash-model"
-
-    def encode(self, texts, **kw):
-        out = (
-            np.array(
-                [np.frombuffer(hashlib.sha256(t.encode()).digest()[:32], dtype=np.uint8)[:8] for t in texts], dtype=np.float32
-            )
-            + 1
-        )
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-    def get_sentence_embedding_dimension(self):
-        return 8
+from tests.helpers.encoders import CountingModel, HashModel
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +71,10 @@ def test_cache_keyed_by_model(tmp_path, settings):
 
 def test_wrong_size_row_is_reencoded_not_trusted(tmp_path, settings):
     cache = EmbeddingCache(tmp_path / CACHE_FILENAME)
-    cache.set_model_dim("hash-model", 8)
-    cache.put_many("hash-model", {"broken": np.ones(3, dtype=np.float32)})
+    cache.set_model_dim("test-hash-8", 8)
+    cache.put_many("test-hash-8", {"broken": np.ones(3, dtype=np.float32)})
     model = CountingModel(HashModel())
-    model.model_id = "hash-model"
+    model.model_id = "test-hash-8"
     enc = TextEncoder(settings, cache_dir=tmp_path, model=model)
     vec = enc.encode(["broken"])
     assert model.seen == ["broken"] and vec.shape == (1, 8)
@@ -126,7 +92,7 @@ def test_two_processes_share_the_cache(tmp_path, settings):
     script = textwrap.dedent(
         f"""
         import sys; sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent.parent)!r})
-        from tests.test_encoder import HashModel
+        from tests.helpers.encoders import HashModel
         from soundmates.config import Settings
         from soundmates.features.encoder import TextEncoder
         enc = TextEncoder(Settings(data_dir={str(tmp_path)!r}), cache_dir={str(tmp_path)!r}, model=HashModel())
@@ -140,6 +106,6 @@ def test_two_processes_share_the_cache(tmp_path, settings):
         enc.encode([f"parent-{i}-{j}" for j in range(10)])
     assert child.wait(timeout=60) == 0
     cache = EmbeddingCache(tmp_path / CACHE_FILENAME)
-    assert cache.count("hash-model") == 400
-    got = cache.get_many("hash-model", ["child-3-4", "parent-7-1"])
+    assert cache.count("test-hash-8") == 400
+    got = cache.get_many("test-hash-8", ["child-3-4", "parent-7-1"])
     np.testing.assert_allclose(got["child-3-4"], HashModel().encode(["child-3-4"])[0])

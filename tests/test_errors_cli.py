@@ -15,14 +15,11 @@ from typer.testing import CliRunner
 
 from soundmates.cli.main import app
 from soundmates.profiles import (
-    Artist,
-    Playlist,
-    PlaylistItem,
     Profile,
     ProfileRepository,
-    Track,
 )
 from tests.fixtures.spotify import world_user_ids
+from tests.helpers.profiles import tiny_profile
 
 SOUNDMATES = [sys.executable, "-m", "soundmates.cli.main"]
 
@@ -207,15 +204,6 @@ def test_logging_policy_collapses_tracebacks_of_this_package_only_without_debug(
 # --- corrupt profile files -------------------------------------------------------------------------
 
 
-def _profile(uid: str) -> Profile:
-    return Profile(
-        user_id=uid,
-        playlists=[Playlist(id="p", name="p", items=[PlaylistItem(track_id="t")])],
-        tracks={"t": Track(id="t", name="t", artist_ids=["a"])},
-        artists={"a": Artist(id="a", name="a")},
-    )
-
-
 CORRUPT = {
     "truncated": lambda good: good[: len(good) // 2],
     "not json": lambda good: b"\x00\x01garbage",
@@ -228,7 +216,7 @@ CORRUPT = {
 @pytest.mark.parametrize("kind", list(CORRUPT))
 def test_a_corrupt_profile_is_quarantined_with_a_warning(tmp_path, caplog, kind):
     repo = ProfileRepository(tmp_path / "profiles")
-    path = repo.save(_profile("alice"))
+    path = repo.save(tiny_profile("alice"))
     bad = CORRUPT[kind](path.read_bytes())
     path.write_bytes(bad)
     with caplog.at_level(logging.WARNING, logger="soundmates.profiles"):
@@ -238,7 +226,7 @@ def test_a_corrupt_profile_is_quarantined_with_a_warning(tmp_path, caplog, kind)
     assert len(moved) == 1 and moved[0].read_bytes() == bad
     assert any("moved to" in r.getMessage() and "fetched again" in r.getMessage() for r in caplog.records)
     assert repo.load("alice") is None and repo.user_ids() == []
-    repo.save(_profile("alice"))
+    repo.save(tiny_profile("alice"))
     assert repo.load("alice") is not None
     assert repo.delete("alice") and not list((tmp_path / "profiles" / ".quarantine").rglob("*.json"))  # removal is complete
 
@@ -285,8 +273,8 @@ def test_usage_errors_stay_typer_usage_errors(exploding):
 
 def test_a_file_holding_another_user_is_ignored_not_moved(tmp_path, caplog):
     repo = ProfileRepository(tmp_path / "profiles")
-    path = repo.save(_profile("alice"))
-    path.write_text(_profile("mallory").model_dump_json(), encoding="utf-8")
+    path = repo.save(tiny_profile("alice"))
+    path.write_text(tiny_profile("mallory").model_dump_json(), encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="soundmates.profiles"):
         assert repo.load("alice") is None and not repo.exists("alice")
     assert path.exists() and "holds user 'mallory'" in caplog.text

@@ -16,14 +16,6 @@ from soundmates.features.views import split_views
 from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, Track
 
 
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    from soundmates.config import Settings
-
-    d = tmp_path_factory.mktemp("enc")
-    return TextEncoder(Settings(data_dir=d), cache_dir=d)  # the real MiniLM, loaded once per process
-
-
 def E(encoder, *texts) -> np.ndarray:
     return encoder.encode(list(texts)).astype(np.float64)
 
@@ -259,7 +251,7 @@ def test_batch_rows_full_a_b_match_the_store_schema(encoder):
 
 
 def test_no_per_user_model_calls_when_cached(tmp_path, settings):
-    from tests.test_encoder import CountingModel, HashModel
+    from tests.helpers.encoders import CountingModel, HashModel
 
     model = CountingModel(HashModel())
     enc = TextEncoder(settings, cache_dir=tmp_path, model=model)
@@ -310,7 +302,7 @@ def test_scaler_fit_persist_reload_and_nan_becomes_mean(settings):
 
 def test_unexpected_error_in_one_user_does_not_fail_the_batch(tmp_path, settings, monkeypatch):
     from soundmates.features import taste
-    from tests.test_encoder import HashModel
+    from tests.helpers.encoders import HashModel
 
     real = taste.features_from_bags
 

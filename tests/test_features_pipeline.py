@@ -43,13 +43,6 @@ def world(settings):
     return repo
 
 
-@pytest.fixture
-def encoder(settings):
-    from soundmates.features.encoder import TextEncoder
-
-    return TextEncoder(settings)  # the model itself is loaded once per process
-
-
 def test_build_incremental_and_rejections(settings, world, encoder):
     from soundmates.features.scaler import load_scaler
     from soundmates.pipelines.features import build_features

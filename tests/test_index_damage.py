@@ -28,6 +28,7 @@ from soundmates.profiles import (
     ProfileRepository,
     Track,
 )
+from tests.helpers.encoders import HashModel
 
 GENRES = {
     "rock": ["indie rock", "post-punk", "shoegaze"],
@@ -35,23 +36,6 @@ GENRES = {
     "electro": ["techno", "house", "ambient"],
 }
 REMOVED, FRESH, ASKER = "rock3", "fresh-fan", "rock2"
-
-
-class HashModel:
-    """Stands in for sentence-transformers: one fixed unit vector per text (no weights to load)."""
-
-    model_id = "test-hash-16"
-
-    def encode(self, texts, **_):
-        out = []
-        for t in texts:
-            rng = np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16))
-            v = rng.normal(size=16)
-            out.append(v / np.linalg.norm(v))
-        return np.array(out, dtype=np.float32)
-
-    def get_sentence_embedding_dimension(self):
-        return 16
 
 
 def make_profile(uid: str, community: str, seed: int) -> Profile:
@@ -92,7 +76,7 @@ def template(tmp_path_factory, request):
     for ci, c in enumerate(GENRES):
         for i in range(6):
             repo.save(make_profile(f"{c}{i}", c, ci * 10 + i))
-    assert not build_features(settings, encoder=TextEncoder(settings, model=HashModel()))["rejected"]
+    assert not build_features(settings, encoder=TextEncoder(settings, model=HashModel(16)))["rejected"]
     v1 = build_index(settings, progress=False, backend=request.param)["version"]
     v2 = build_index(settings, progress=False, backend=request.param)["version"]
     index = UserIndex(settings, backend=request.param)
@@ -109,7 +93,7 @@ def world(settings, template, monkeypatch):
 
     src, v1, v2, backend = template
     shutil.copytree(src, settings.data_dir, dirs_exist_ok=True)
-    encoder = TextEncoder(settings, model=HashModel())
+    encoder = TextEncoder(settings, model=HashModel(16))
     monkeypatch.setattr(service, "Recommender", lambda: Recommender(settings, encoder=encoder))
     return {
         "index": settings.index_dir,

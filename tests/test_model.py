@@ -9,56 +9,6 @@ import pytest
 from soundmates.model.config import ModelConfig
 from soundmates.model.datamodule import paired_views, split_users
 
-DIM = 8
-
-
-def synthetic_features(n_users: int = 100, seed: int = 0) -> pd.DataFrame:
-    """user_features-shaped rows (views full/a/b) where a user's two halves share a personal taste."""
-    rng = np.random.default_rng(seed)
-    genres = [f"genre {i}" for i in range(40)]
-    artists = [f"artist{i}" for i in range(200)]
-    rows = []
-    for u in range(n_users):
-        g_pref = rng.dirichlet(np.full(len(genres), 0.1))
-        a_pref = rng.dirichlet(np.full(len(artists), 0.05))
-        for view in ("full", "a", "b"):
-            g = rng.multinomial(30, g_pref)
-            a = rng.multinomial(20, a_pref)
-            gi, ai = np.nonzero(g)[0], np.nonzero(a)[0]
-            emb = g_pref[:DIM] + rng.normal(0, 0.01, DIM)
-            rows.append(
-                {
-                    "user_id": f"user-{u:03d}",
-                    "view": view,
-                    "genre_names": [genres[i] for i in gi],
-                    "genre_weights": g[gi].astype(np.float32).tolist(),
-                    "artist_ids": [artists[i] for i in ai],
-                    "artist_weights": a[ai].astype(np.float32).tolist(),
-                    "genre_emb": (emb / np.linalg.norm(emb)).astype(np.float32).tolist(),
-                    "year_mean": float(rng.normal(2000, 5)) if u % 7 else float("nan"),
-                    "n_tracks": int(rng.integers(10, 100)),
-                    "n_playlists": 2,
-                    "combined": rng.normal(0, 1, 12).astype(np.float32).tolist(),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-@pytest.fixture(scope="module")
-def frame() -> pd.DataFrame:
-    return synthetic_features()
-
-
-@pytest.fixture(scope="module")
-def trained(frame):
-    from soundmates.model.train import fit_model
-
-    # a large validation set (30 users), so recall@10 on it separates good from bad models
-    cfg = ModelConfig.load(
-        val_frac=0.3, max_epochs=3, batch_size=16, genre_dim=16, artist_dim=16, dense_dim=8, hidden=32, patience=2
-    )
-    return fit_model(cfg, frame)
-
 
 def test_split_is_disjoint_complete_seeded_and_stable_per_user():
     users = [f"u{i}" for i in range(1000)]

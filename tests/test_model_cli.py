@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.test_model import synthetic_features
+from tests.helpers.model_data import synthetic_features
 
 
 def _full_schema_rows(n_users: int):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.test_model import frame, synthetic_features, trained  # noqa: F401 - module-scoped fixtures
+from tests.helpers.model_data import synthetic_features
 
 
 def test_gate_serves_the_model_only_when_it_beats_baseline_and_incumbent():
@@ -32,7 +32,7 @@ def test_gate_serves_the_model_only_when_it_beats_baseline_and_incumbent():
     assert decide({"two_tower": 0.35, "als": 0.35})["promote"] == "als"
 
 
-def test_worse_model_is_not_served_end_to_end(trained, frame, settings):  # noqa: F811
+def test_worse_model_is_not_served_end_to_end(trained, frame, settings):
     """A model zeroed to chance is registered, the gate serves the better tuned baseline, and get_embedder says so."""
     import copy
 

@@ -23,6 +23,7 @@ from soundmates.recommend import (
     SpotifyRefused,
     UnknownUser,
 )
+from tests.helpers.encoders import HashModel
 
 COMMUNITIES = {
     "rock": (["indie rock", "alternative rock", "post-punk", "shoegaze"], (1985, 2005)),
@@ -31,23 +32,6 @@ COMMUNITIES = {
 }
 ARTISTS_PER = 8
 TRACKS_PER_ARTIST = 5
-
-
-class HashModel:
-    """Stands in for sentence-transformers: one fixed unit vector per text."""
-
-    model_id = "test-hash-24"
-
-    def encode(self, texts, **_):
-        out = []
-        for t in texts:
-            rng = np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16))
-            v = rng.normal(size=24)
-            out.append(v / np.linalg.norm(v))
-        return np.array(out, dtype=np.float32)
-
-    def get_sentence_embedding_dimension(self):
-        return 24
 
 
 def catalogue():
@@ -117,13 +101,6 @@ class FakeIngestor:
         return delete_user_data(user_id, self.settings, user_data_dir=self.user_data_dir)
 
 
-@pytest.fixture
-def encoder(settings):
-    from soundmates.features.encoder import TextEncoder
-
-    return TextEncoder(settings, model=HashModel())
-
-
 @pytest.fixture(scope="module")
 def world_template(tmp_path_factory):
     """18 stored users in three taste communities, features built, index published (built once, copied per test)."""
@@ -144,7 +121,7 @@ def world_template(tmp_path_factory):
             raw = settings.raw_dir / "users" / uid
             raw.mkdir(parents=True, exist_ok=True)
             (raw / "user.json").write_text("{}")
-    summary = build_features(settings, encoder=TextEncoder(settings, model=HashModel()))
+    summary = build_features(settings, encoder=TextEncoder(settings, model=HashModel(24)))
     assert not summary["rejected"], summary["rejected"]
     out = build_index(settings, progress=False)
     assert out["count"] == 18 and out["model_version"] == "raw-features"
@@ -162,11 +139,11 @@ def world(settings, world_template):
 
 
 @pytest.fixture
-def rec(settings, world, encoder):
+def rec(settings, world, hash_encoder):
     from soundmates.recommend import Recommender
 
     FakeIngestor.behaviours = {}
-    return Recommender(settings, encoder=encoder, ingestor_factory=FakeIngestor)
+    return Recommender(settings, encoder=hash_encoder, ingestor_factory=FakeIngestor)
 
 
 def _really_shared(profile_a: Profile, profile_b: Profile, artist_id: str) -> bool:
@@ -310,10 +287,10 @@ def test_thin_profile_warns(rec):
     assert res.matches
 
 
-def test_nothing_built_yet(settings, encoder):
+def test_nothing_built_yet(settings, hash_encoder):
     from soundmates.recommend import Recommender
 
-    r = Recommender(settings, encoder=encoder, ingestor_factory=FakeIngestor)
+    r = Recommender(settings, encoder=hash_encoder, ingestor_factory=FakeIngestor)
     with pytest.raises(NothingBuiltYet, match="soundmates index build"):
         r.recommend("anyone")
 
@@ -336,7 +313,7 @@ def test_status_map_and_inbox(rec, world):
     assert rec.inbox_status("never_asked") is None
 
 
-def test_cli_recommend_json(rec, monkeypatch, settings, encoder):
+def test_cli_recommend_json(rec, monkeypatch, settings, hash_encoder):
     from typer.testing import CliRunner
 
     import soundmates.recommend.service as service
@@ -346,7 +323,7 @@ def test_cli_recommend_json(rec, monkeypatch, settings, encoder):
     monkeypatch.setattr(
         service,
         "Recommender",
-        lambda: real(settings, encoder=encoder, ingestor_factory=FakeIngestor),
+        lambda: real(settings, encoder=hash_encoder, ingestor_factory=FakeIngestor),
     )
     out = CliRunner().invoke(app, ["recommend", "rock2", "--k", "3", "--json"])
     assert out.exit_code == 0, out.output
@@ -361,7 +338,7 @@ def test_cli_recommend_json(rec, monkeypatch, settings, encoder):
     assert gone.exit_code == 0 and json.loads(gone.stdout)["profile_deleted"] is True
 
 
-def test_cli_index_build_status_and_add(rec, monkeypatch, settings, encoder):
+def test_cli_index_build_status_and_add(rec, monkeypatch, settings, hash_encoder):
     from typer.testing import CliRunner
 
     import soundmates.recommend.service as service
@@ -374,7 +351,7 @@ def test_cli_index_build_status_and_add(rec, monkeypatch, settings, encoder):
     st = json.loads(CliRunner().invoke(app, ["index", "status", "--json"]).stdout)
     assert st["version"] == built["version"] and st["count"] == 18
     real = service.Recommender
-    monkeypatch.setattr(service, "Recommender", lambda: real(settings, encoder=encoder, ingestor_factory=FakeIngestor))
+    monkeypatch.setattr(service, "Recommender", lambda: real(settings, encoder=hash_encoder, ingestor_factory=FakeIngestor))
     added = CliRunner().invoke(app, ["add", "https://open.spotify.com/user/fan42", "--json"])
     assert added.exit_code == 0 and json.loads(added.stdout)["status"] == "pending"
     for cmd in (["index", "build"], ["index", "status"], ["recommend"], ["add"], ["remove"]):
@@ -441,7 +418,7 @@ def tight_template(tmp_path_factory):
     repo = ProfileRepository(settings.profiles_dir)
     for i in range(20):
         repo.save(make_profile(f"fan{i}", "rock", seed=7000 + i))
-    build_features(settings, encoder=TextEncoder(settings, model=HashModel()))
+    build_features(settings, encoder=TextEncoder(settings, model=HashModel(24)))
     frame = get_store(settings).read("user_features")
     frame = frame[frame["view"] == "full"].reset_index(drop=True)
     emb = TwoSidedEmbedder()
@@ -450,7 +427,7 @@ def tight_template(tmp_path_factory):
 
 
 @pytest.fixture
-def two_sided(settings, tight_template, encoder):
+def two_sided(settings, tight_template, hash_encoder):
     import shutil
 
     from soundmates.recommend import Recommender
@@ -458,7 +435,7 @@ def two_sided(settings, tight_template, encoder):
     shutil.copytree(tight_template, settings.data_dir, dirs_exist_ok=True)
     emb = TwoSidedEmbedder()
     FakeIngestor.behaviours = {}
-    return Recommender(settings, encoder=encoder, embedder=emb, ingestor_factory=FakeIngestor), emb
+    return Recommender(settings, encoder=hash_encoder, embedder=emb, ingestor_factory=FakeIngestor), emb
 
 
 def _features(rec, user_ids):

@@ -6,7 +6,7 @@ import pytest
 
 from soundmates.profiles import ProfileRepository, safe_filename
 from tests.fixtures.spotify import world_user_ids
-from tests.test_recommend import HashModel
+from tests.helpers.encoders import HashModel
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def live_setup(spotify_server, small_world):
     stored, outsiders = ids[:8], ids[8:]
     summary = ingest_users(stored, settings=settings, progress=False)
     assert summary.ingested >= 5, summary
-    encoder = TextEncoder(settings, model=HashModel())
+    encoder = TextEncoder(settings, model=HashModel(24))
     build_features(settings, encoder=encoder)
     assert build_index(settings, progress=False)["count"] >= 5
     return settings, encoder, set(summary.ingested_user_ids), outsiders

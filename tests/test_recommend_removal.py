@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from soundmates.profiles import ProfileRepository, safe_filename
-from tests.fixtures.spotify import world_user_ids
+from tests.fixtures.spotify import spotify_env, world_user_ids
 
 pytestmark = pytest.mark.slow
 
@@ -31,13 +31,7 @@ def built_template(small_world, tmp_path_factory):
     server = SpotifyServer(small_world, port=0, mode="full").start()
     data_dir = tmp_path_factory.mktemp("removal_world")
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in {
-            "SOUNDMATES_DATA_DIR": str(data_dir),
-            "SOUNDMATES_SPOTIFY_API_URL": server.api_url,
-            "SOUNDMATES_SPOTIFY_TOKEN_URL": server.token_url,
-            "SPOTIPY_CLIENT_ID": "test-id",
-            "SPOTIPY_CLIENT_SECRET": "test-secret",
-        }.items():
+        for key, value in {"SOUNDMATES_DATA_DIR": str(data_dir), **spotify_env(server)}.items():
             mp.setenv(key, value)
         settings = Settings()
         summary = ingest_users(world_user_ids(small_world)[:10], settings=settings, progress=False)

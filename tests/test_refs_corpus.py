@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from soundmates.cli.main import app
 from soundmates.profiles import ProfileRepository
 from tests.fixtures.spotify import world_user_ids
+from tests.helpers.profiles import tiny_profile
 
 SOUNDMATES = [sys.executable, "-m", "soundmates.cli.main"]
 LONG_E = "é" * 50  # valid-looking; its percent-encoded name (300 bytes) passes the 255-byte limit
@@ -143,7 +144,7 @@ def test_the_corpus_is_large_and_every_reference_is_refused_by_the_parser():
 
 def test_recommend_add_remove_refuse_each_malformed_reference_in_one_line_and_change_nothing(settings):
     data = settings.data_dir
-    ProfileRepository(settings.profiles_dir).save(_profile("keeper"))
+    ProfileRepository(settings.profiles_dir).save(tiny_profile("keeper", display_name="keeper"))
     before = _snapshot(data)
     commands = ["recommend", "add", "remove"]
     for i, (ref, fragment) in enumerate(CORPUS):
@@ -157,18 +158,6 @@ def test_recommend_add_remove_refuse_each_malformed_reference_in_one_line_and_ch
     assert _snapshot(data) == before
 
 
-def _profile(uid: str):
-    from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, Track
-
-    return Profile(
-        user_id=uid,
-        display_name=uid,
-        playlists=[Playlist(id="p", name="p", items=[PlaylistItem(track_id="t")])],
-        tracks={"t": Track(id="t", name="t", artist_ids=["a"])},
-        artists={"a": Artist(id="a", name="a")},
-    )
-
-
 def _write_ref_file(path: Path, lines: list[str]) -> Path:
     # each reference on its own line: a reference holding a line break is written as the two lines it is
     path.write_bytes(b"".join(line.encode("utf-8", "surrogatepass") + b"\n" for line in lines))
@@ -177,7 +166,7 @@ def _write_ref_file(path: Path, lines: list[str]) -> Path:
 
 def test_ingest_file_with_the_corpus_reports_every_line_and_stores_nothing(spotify_server, tmp_path, settings):
     spotify_server()
-    ProfileRepository(settings.profiles_dir).save(_profile("keeper"))
+    ProfileRepository(settings.profiles_dir).save(tiny_profile("keeper", display_name="keeper"))
     before = _snapshot(settings.data_dir)
     refs = [r for r, _ in CORPUS if "\n" not in r and "\r" not in r and "\x85" not in r and "\u2028" not in r]
     ref_file = _write_ref_file(tmp_path / "refs.txt", ["# hostile input", *refs])
@@ -272,7 +261,7 @@ def test_storage_keys_are_bounded_distinct_and_keep_old_names():
 def test_profiles_with_long_ids_are_stored_listed_loaded_and_deleted(tmp_path):
     repo = ProfileRepository(tmp_path / "profiles")
     for uid in (LONG_E, "日本" * 32, "alice"):
-        repo.save(_profile(uid))
+        repo.save(tiny_profile(uid, display_name=uid))
     assert repo.user_ids() == sorted([LONG_E, "日本" * 32, "alice"])
     assert repo.load(LONG_E).user_id == LONG_E and repo.exists(LONG_E)
     assert repo.delete(LONG_E) and not repo.exists(LONG_E) and repo.load(LONG_E) is None
@@ -285,7 +274,7 @@ def test_a_profile_stored_under_its_old_long_name_is_still_found(tmp_path):
     uid = "é" * 41  # legacy name 246 bytes: a valid file name before, a hashed key now
     root = tmp_path / "profiles"
     root.mkdir()
-    (root / f"{legacy_filename(uid)}.json").write_text(_profile(uid).model_dump_json(), encoding="utf-8")
+    (root / f"{legacy_filename(uid)}.json").write_text(tiny_profile(uid, display_name=uid).model_dump_json(), encoding="utf-8")
     repo = ProfileRepository(root)
     assert repo.user_ids() == [uid]
     assert repo.load(uid).user_id == uid

@@ -6,10 +6,8 @@ import os
 
 import pytest
 
-from tests.test_model import frame, trained  # noqa: F401 - module-scoped fixtures (one tiny training)
 
-
-def test_unreadable_current_model_does_not_block_and_is_not_deleted(trained, settings):  # noqa: F811
+def test_unreadable_current_model_does_not_block_and_is_not_deleted(trained, settings):
     from soundmates.model.gate import decide
     from soundmates.model.registry import ModelRegistry
     from soundmates.pipelines.model import _incumbent
@@ -25,7 +23,7 @@ def test_unreadable_current_model_does_not_block_and_is_not_deleted(trained, set
     assert set(reg.versions()) == {first["version"], second["version"]}  # the broken one is kept for inspection
 
 
-def test_failed_save_leaves_no_partial_version(trained, settings, monkeypatch):  # noqa: F811
+def test_failed_save_leaves_no_partial_version(trained, settings, monkeypatch):
     import torch
 
     from soundmates.model.registry import ModelRegistry
@@ -62,7 +60,7 @@ def test_hopsworks_push_is_skipped_when_not_configured(tmp_path, monkeypatch):
 
 @pytest.mark.hopsworks
 @pytest.mark.skipif(not os.environ.get("HOPSWORKS_API_KEY"), reason="needs a Hopsworks server (HOPSWORKS_API_KEY)")
-def test_hopsworks_push(trained, settings):  # noqa: F811
+def test_hopsworks_push(trained, settings):
     from soundmates.model.registry import ModelRegistry, push_to_hopsworks
 
     reg = ModelRegistry(settings.models_dir)

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from soundmates.cli.main import app
 from soundmates.store import get_store, inbox
+from tests.helpers.profiles import profile_rows
 
 runner = CliRunner()
-
-
-def profiles(*user_ids: str) -> pd.DataFrame:
-    from soundmates.features.schema import USER_PROFILES_SCHEMA
-
-    rows = [
-        {c: None for c in USER_PROFILES_SCHEMA.names} | {"user_id": u, "display_name": u.title(), "n_tracks": 3} for u in user_ids
-    ]
-    return pd.DataFrame(rows)
 
 
 def one_json(stdout: str) -> dict:
@@ -31,8 +22,8 @@ def one_json(stdout: str) -> dict:
 
 def test_store_show_json_lists_groups_with_rows_and_versions():
     store = get_store()
-    store.upsert("user_profiles", profiles("ann", "bob"))
-    v = store.upsert("user_profiles", profiles("cat"))
+    store.upsert("user_profiles", profile_rows("ann", "bob"))
+    v = store.upsert("user_profiles", profile_rows("cat"))
     inbox.add_request(store, "dan", "spotify:user:dan")
 
     result = runner.invoke(app, ["store", "show", "--json"])
@@ -53,7 +44,7 @@ def test_store_show_json_lists_groups_with_rows_and_versions():
 def test_store_show_human_table_and_empty_store():
     result = runner.invoke(app, ["store", "show"])
     assert result.exit_code == 0 and "no feature groups yet" in result.stdout
-    get_store().upsert("user_profiles", profiles("ann"))
+    get_store().upsert("user_profiles", profile_rows("ann"))
     result = runner.invoke(app, ["store", "show"])
     assert result.exit_code == 0
     header, rule, row = result.stdout.splitlines()[1:4]
@@ -92,7 +83,7 @@ def test_store_inbox_shows_counts_and_filters_by_status():
 
 def test_store_optimize_compacts_and_keeps_time_travel():
     store = get_store()
-    versions = [store.upsert("user_profiles", profiles(f"user{i}")) for i in range(4)]
+    versions = [store.upsert("user_profiles", profile_rows(f"user{i}")) for i in range(4)]
     result = runner.invoke(app, ["store", "optimize", "user_profiles", "--json"])
     assert result.exit_code == 0, result.output
     out = one_json(result.stdout)

@@ -10,20 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from soundmates.store import StoreDamaged
 from soundmates.store.delta import DeltaFeatureStore
+from tests.helpers.profiles import profile_rows
 
 USERS = ["ann", "bob", "cat", "dan"]  # one commit each: versions 0..3
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _profiles(*user_ids: str) -> pd.DataFrame:
-    from soundmates.features.schema import USER_PROFILES_SCHEMA
-
-    return pd.DataFrame([{c: None for c in USER_PROFILES_SCHEMA.names} | {"user_id": u, "n_tracks": 3} for u in user_ids])
 
 
 def _table(data_dir: Path, checkpoint_at: int | None = None) -> Path:
@@ -31,7 +25,7 @@ def _table(data_dir: Path, checkpoint_at: int | None = None) -> Path:
 
     store = DeltaFeatureStore(data_dir / "store")
     for i, u in enumerate(USERS):
-        store.upsert("user_profiles", _profiles(u))
+        store.upsert("user_profiles", profile_rows(u, with_names=False))
         if checkpoint_at == i:
             DeltaTable(str(store.table_path("user_profiles"))).create_checkpoint()
     return store.table_path("user_profiles")
@@ -141,7 +135,7 @@ def test_store_show_repairs_or_names_the_damaged_table(case, tmp_path):
         assert any((path / "_damaged").rglob("*")), "the damaged part is kept aside, not deleted"
     # The repaired table takes writes again (the pipelines' path), and a second look is quiet.
     store = DeltaFeatureStore(tmp_path / "store")
-    store.upsert("user_profiles", _profiles("eve"))
+    store.upsert("user_profiles", profile_rows("eve", with_names=False))
     assert len(store.read("user_profiles")) == rows + 1
     assert any((path / "_damaged").rglob("*"))
     again = _cli(tmp_path, "store", "show", "--json")
@@ -157,7 +151,7 @@ def test_readers_and_writers_repair_in_process_with_one_warning(tmp_path, caplog
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "back at data version 2" in warnings[0]
     assert (path / "_damaged").is_dir() and list((path / "_damaged").rglob(f"{3:020d}.json"))
-    assert store.upsert("user_profiles", _profiles("dan")) == 3  # the lost commit's user, written again
+    assert store.upsert("user_profiles", profile_rows("dan", with_names=False)) == 3  # the lost commit's user, written again
 
 
 def test_a_table_beyond_repair_raises_store_damaged_for_reads_and_writes(tmp_path):
@@ -167,7 +161,7 @@ def test_a_table_beyond_repair_raises_store_damaged_for_reads_and_writes(tmp_pat
     with pytest.raises(StoreDamaged, match="user_profiles"):
         store.read("user_profiles")
     with pytest.raises(StoreDamaged, match="damaged beyond repair"):
-        store.upsert("user_profiles", _profiles("eve"))
+        store.upsert("user_profiles", profile_rows("eve", with_names=False))
     assert (path / "_delta_log").read_text() == "not a directory"  # nothing touched that could not be repaired
 
 

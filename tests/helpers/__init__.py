@@ -1,0 +1,1 @@
+"""Plain helpers shared by test modules (stand-ins, builders); fixtures live in conftest.py and tests/fixtures/."""
