@@ -361,7 +361,9 @@ class UserIndex:
                     chosen = self._open(version)
                     break
                 except IndexCorrupt as e:
-                    log.warning("%s", e)
+                    # INFO, not WARNING: the problem is reported once, through ``self.warnings``, by
+                    # whoever serves (the CLI prints it as ``warning: ...``); both printed it twice.
+                    log.info("%s", e)
                     problems.append(str(e))
             if chosen is None:
                 raise IndexCorrupt(_one_line(f"no valid index version ({'; '.join(problems)}): run 'soundmates index build'"))
@@ -375,7 +377,7 @@ class UserIndex:
             elif problems:
                 warnings.append(_one_line(f"skipped damaged versions ({'; '.join(problems)}); serving {chosen.version}"))
             for w in warnings:
-                log.warning("%s", w)
+                log.info("%s", w)  # reported to the person by the caller (see above)
             self._loaded, self._current_key, self.warnings = chosen, key, warnings
             return chosen
 
