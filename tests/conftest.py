@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.fixtures.browser",
     "tests.fixtures.features",
     "tests.fixtures.model",
+    "tests.fixtures.schema",
 ]
 
 

@@ -7,8 +7,7 @@ import requests
 
 from soundmates.world import oauth
 from soundmates.world.generator import World
-from tests.test_oauth_server import _login
-from tests.test_server_schema import check, components  # noqa: F401 - fixtures
+from tests.helpers.oauth import _login
 
 WRITE = "playlist-read-private playlist-modify-private"
 
@@ -43,7 +42,7 @@ def _user(srv, scope: str = WRITE) -> tuple[str, str]:
     return uid, _login(srv, uid, scope)["access_token"]
 
 
-def test_create_and_fill_a_private_playlist_in_order(spotify_server, check):  # noqa: F811
+def test_create_and_fill_a_private_playlist_in_order(spotify_server, check):
     srv = spotify_server(mode="development")
     uid, token = _user(srv)
     made = _post(srv, "me/playlists", token, {"name": "Our blend", "public": False, "description": "two of us"})

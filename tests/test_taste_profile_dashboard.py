@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_dashboard import MAP, PIPELINE, plotly_specs, search, texts
+from tests.helpers.dashboard import MAP, PIPELINE, plotly_specs, search, texts
 
 TASTE = "views/taste.py"
 

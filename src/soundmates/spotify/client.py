@@ -271,8 +271,10 @@ class SpotifyClient:
         return result
 
     def _post_once(self, endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        token = self._auth.get_access_token(as_dict=False)
-        self.calls[endpoint] += 1
+        token = self._access_token()  # connect's account client answers its own (refreshed) token
+        self._wait_for_pause()
+        with self._lock:
+            self.calls[endpoint] += 1
         url = self.settings.spotify_api_url + path
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         try:
