@@ -232,21 +232,7 @@ class SpotifyClient:
                 status=429,
                 endpoint=endpoint,
             )
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Transient),
-            sleep=self._sleep,
-            reraise=True,
-            before_sleep=lambda rs: self._note_retry(endpoint, rs.outcome.exception() if rs.outcome else None),
-        )
-        try:
-            for attempt in retrying:
-                with attempt:
-                    result = self._once(endpoint, path, params)
-        except _Transient as exc:
-            raise self._final_error(endpoint, exc) from None
-        return result
+        return self._with_retries(endpoint, retry_if_exception_type(_Transient), lambda: self._once(endpoint, path, params))
 
     def post(self, endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST a JSON ``body`` to ``path`` and return the JSON answer (201 or 200).
@@ -254,10 +240,15 @@ class SpotifyClient:
         A write is retried only when the API surely did not apply it (429, an expired token), never after
         a 5xx, a timeout or a dropped connection: a second try could add the same tracks twice.
         """
+        not_applied = retry_if_exception(lambda e: isinstance(e, _Transient) and e.kind in ("429", "401"))
+        return self._with_retries(endpoint, not_applied, lambda: self._post_once(endpoint, path, body))
+
+    def _with_retries(self, endpoint: str, retry, call) -> dict[str, Any]:
+        """``call()`` under the client's retry policy (``retry`` says which failures are retried)."""
         retrying = Retrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, _Transient) and e.kind in ("429", "401")),
+            retry=retry,
             sleep=self._sleep,
             reraise=True,
             before_sleep=lambda rs: self._note_retry(endpoint, rs.outcome.exception() if rs.outcome else None),
@@ -265,7 +256,7 @@ class SpotifyClient:
         try:
             for attempt in retrying:
                 with attempt:
-                    result = self._post_once(endpoint, path, body)
+                    result = call()
         except _Transient as exc:
             raise self._final_error(endpoint, exc) from None
         return result
