@@ -7,8 +7,6 @@ pages against a world built by the real pipeline.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from soundmates.recommend import ACCEPTED_REFERENCE_FORMS, NothingBuiltYet
@@ -239,47 +237,15 @@ def unused_tcp_port() -> int:
 
 
 @pytest.fixture
-def airflow_on_loopback(monkeypatch):
-    """A loopback HTTP server answering Airflow's login and DAG-runs endpoints like the simple auth manager."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
+def airflow_on_loopback(monkeypatch, airflow_double):
+    """The stand-in Airflow (login and DAG runs, like the simple auth manager) as the dashboard's Airflow."""
     from soundmates.config import reset_settings
-    from tests.helpers.dashboard import RUNS
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _json(self, status, body):
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            ok = body == {"username": "admin", "password": "pw"}
-            self._json(201 if ok else 401, {"access_token": "tok"} if ok else {"detail": "no"})
-
-        def do_GET(self):
-            if self.path.startswith("/api/v2/dags/~/dagRuns") and self.headers.get("Authorization") == "Bearer tok":
-                self._json(200, RUNS)
-            else:
-                self._json(401, {"detail": "Not authenticated"})
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("SOUNDMATES_AIRFLOW_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("SOUNDMATES_AIRFLOW_URL", airflow_double.url)
     monkeypatch.setenv("SOUNDMATES_AIRFLOW_USER", "admin")
-    monkeypatch.setenv("SOUNDMATES_AIRFLOW_PASSWORD", "pw")
+    monkeypatch.setenv("SOUNDMATES_AIRFLOW_PASSWORD", airflow_double.password)
     reset_settings()
-    yield
-    server.shutdown()
-    server.server_close()
+    yield airflow_double
 
 
 def test_pipeline_page_lists_recent_dag_runs(app_test, contract_recommender, airflow_on_loopback):

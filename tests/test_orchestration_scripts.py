@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -94,3 +95,35 @@ def test_airflow_api_client_reports_down_server_and_bad_conf():
     assert AirflowClient(url=f"http://127.0.0.1:{closed}", timeout_s=2).healthy() is False
     result = CliRunner().invoke(app, ["run-dag", "soundmates_bootstrap", "--conf", "[1, 2]"])
     assert result.exit_code == 2 and "JSON object" in result.output
+
+
+def test_run_dag_logs_in_unpauses_triggers_and_reports_the_run(airflow_double, tmp_path):
+    from typer.testing import CliRunner
+
+    from soundmates.orchestration import DAG_IDS
+    from soundmates.orchestration.airflow_api import app
+
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text(json.dumps({"admin": airflow_double.password}))
+    args = ["run-dag", "soundmates_bootstrap", "--conf", '{"world_users": 20}', "--url", airflow_double.url]
+    result = CliRunner().invoke(app, [*args, "--password-file", str(passwords), "--timeout", "60"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["state"] == "success" and report["tasks"] == {"ingest": "success"}
+    assert airflow_double.triggered == [{"dag_id": "soundmates_bootstrap", "logical_date": None, "conf": {"world_users": 20}}]
+    assert airflow_double.paused == dict.fromkeys(DAG_IDS, False)
+    assert airflow_double.password not in result.output
+
+
+def test_airflow_commands_end_in_one_error_line(airflow_double, tmp_path):
+    from typer.testing import CliRunner
+
+    from soundmates.orchestration.airflow_api import app
+
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text(json.dumps({"admin": "wrong-password"}))
+    args = ["run-dag", "soundmates_bootstrap", "--url", airflow_double.url, "--password-file", str(passwords)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1].startswith("error: Airflow refused the login for user 'admin'")
+    assert "wrong-password" not in result.output

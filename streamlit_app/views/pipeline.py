@@ -6,8 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from soundmates.config import get_settings
+from soundmates.orchestration import airflow_api
 from soundmates.recommend.models import RecommendError
-from streamlit_app import airflow_api, charts, inbox_view, ui
+from streamlit_app import charts, inbox_view, ui
 
 st.title("Pipeline")
 
