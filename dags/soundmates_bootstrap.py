@@ -30,14 +30,9 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from soundmates.orchestration import BOOTSTRAP_DAG_ID, SPOTIFY_POOL, steps
 from soundmates.orchestration.assets import INDEX
+from soundmates.orchestration.dag_defaults import default_args
 
-DEFAULT_ARGS = {
-    "owner": "soundmates",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=10),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=5),
-}
+DEFAULT_ARGS = default_args()  # Spotify and file work: 2 retries, 10 s backing off to 5 min
 
 
 @dag(

@@ -21,14 +21,10 @@ from airflow.sdk import dag, task
 
 from soundmates.orchestration import INDEX_REBUILD_DAG_ID, steps
 from soundmates.orchestration.assets import BUFFER_FULL, INDEX, MODEL
+from soundmates.orchestration.dag_defaults import default_args
 
-DEFAULT_ARGS = {
-    "owner": "soundmates",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-}
+# An index build reads the whole store: wait longer before trying again.
+DEFAULT_ARGS = default_args(retry_delay=timedelta(seconds=30), max_retry_delay=timedelta(minutes=10))
 
 
 @dag(

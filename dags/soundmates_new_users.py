@@ -17,22 +17,15 @@ Runs continuously, one run at a time. Each run:
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from soundmates.orchestration import NEW_USERS_DAG_ID, SPOTIFY_POOL
 from soundmates.orchestration.assets import BUFFER_FULL, NEW_FEATURES
+from soundmates.orchestration.dag_defaults import default_args
 from soundmates.orchestration.sensors import NewUsersSensor
 
-DEFAULT_ARGS = {
-    "owner": "soundmates",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=10),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=5),
-}
+DEFAULT_ARGS = default_args()  # Spotify and file work: 2 retries, 10 s backing off to 5 min
 
 
 @dag(

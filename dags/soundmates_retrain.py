@@ -27,14 +27,10 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from soundmates.orchestration import RETRAIN_DAG_ID, steps
 from soundmates.orchestration.assets import MODEL, NEW_FEATURES
+from soundmates.orchestration.dag_defaults import default_args
 
-DEFAULT_ARGS = {
-    "owner": "soundmates",
-    "retries": 1,
-    "retry_delay": timedelta(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-}
+# Training is minutes of CPU: one retry, after a minute.
+DEFAULT_ARGS = default_args(retries=1, retry_delay=timedelta(minutes=1), max_retry_delay=timedelta(minutes=10))
 
 
 @dag(

@@ -27,6 +27,28 @@ def test_each_dag_has_tags_docs_and_retries(dagbag, dag_id):
     assert all(t.retries >= 1 or t.task_id == "plan" for t in dag.tasks), {t.task_id: t.retries for t in dag.tasks}
 
 
+def test_dags_share_one_default_args_and_state_what_differs(dagbag):
+    """One definition (soundmates.orchestration.dag_defaults); each DAG's own differences are explicit there."""
+    from datetime import timedelta
+
+    from soundmates.orchestration.dag_defaults import default_args
+
+    expected = {
+        "soundmates_bootstrap": default_args(),
+        "soundmates_new_users": default_args(),
+        "soundmates_index_rebuild": default_args(retry_delay=timedelta(seconds=30), max_retry_delay=timedelta(minutes=10)),
+        "soundmates_retrain": default_args(retries=1, retry_delay=timedelta(minutes=1), max_retry_delay=timedelta(minutes=10)),
+    }
+    for dag_id, args in expected.items():
+        dag = dagbag.dags[dag_id]
+        assert {k: dag.default_args[k] for k in args} == args, dag_id
+        assert all(t.owner == "soundmates" and t.retry_exponential_backoff for t in dag.tasks), dag_id
+    assert dagbag.dags["soundmates_retrain"].get_task("train").retries == 1
+    assert default_args() is not default_args()  # a fresh dict: one DAG's change never leaks into another
+    for f in DAGS_DIR.glob("*.py"):
+        assert '"retry_exponential_backoff"' not in f.read_text(encoding="utf-8"), f.name  # no copy left behind
+
+
 def test_dag_files_import_no_heavy_modules():
     """Parsing must stay fast: no torch / sentence-transformers / deltalake at DAG top level."""
     code = (
