@@ -300,7 +300,7 @@ class FeaturePreprocessor:
     @classmethod
     def from_state(cls, s: dict[str, Any]) -> FeaturePreprocessor:
         return cls(
-            ModelConfig.model_validate(s["config"]),
+            ModelConfig.from_stored(s["config"]),
             _BagVocab.from_state(s["genres"]),
             _BagVocab.from_state(s["artists"]),
             list(s["dense_columns"]),

@@ -1,5 +1,6 @@
 """Fit the two-tower model: seeded, deterministic on CPU, early stopping and checkpointing
-on a validation metric (``ModelConfig.monitor``: neighbour_recall@20, recall@10 or MRR), CSV logs.
+on a validation metric (``ModelConfig.monitor``: neighbour_recall@20, recall@10 or MRR), CSV logs;
+the Trainer and the callbacks are built from the config's ``trainer`` / ``callbacks`` sections.
 
 ``val_neighbour_recall@20`` is computed each validation epoch by :class:`NeighbourRecall`:
 validation users' halves a query the whole population's full profiles (candidate side),
@@ -85,6 +86,31 @@ def _neighbour_recall_callback(dm):
     return NeighbourRecall()
 
 
+def build_callbacks(cfg: ModelConfig, checkpoint_dir: str | Path) -> tuple[Any, Any]:
+    """``(ModelCheckpoint, EarlyStopping)`` from the config's ``callbacks`` section, on ``cfg.monitor``."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    ckpt = ModelCheckpoint(dirpath=str(checkpoint_dir), monitor=cfg.monitor, **cfg.callbacks.model_checkpoint.model_dump())
+    stop = EarlyStopping(monitor=cfg.monitor, patience=cfg.patience, **cfg.callbacks.early_stopping.model_dump())
+    return ckpt, stop
+
+
+def build_trainer(cfg: ModelConfig, callbacks: list[Any], *, work_dir: str | Path, fast_dev_run: bool = False) -> Any:
+    """A ``lightning.Trainer`` from the config's ``trainer`` section and ``max_epochs`` (CSV logs under
+    ``work_dir/logs`` when the section asks for them; a ``fast_dev_run`` logs nothing)."""
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    csv = cfg.trainer.logger == "csv" and not fast_dev_run
+    return L.Trainer(
+        max_epochs=cfg.max_epochs,
+        logger=CSVLogger(str(work_dir), name="logs") if csv else False,
+        callbacks=callbacks,
+        fast_dev_run=fast_dev_run,
+        **cfg.trainer.model_dump(exclude={"logger"}),
+    )
+
+
 def fit_model(
     cfg: ModelConfig,
     frame: pd.DataFrame | None = None,
@@ -96,7 +122,6 @@ def fit_model(
 ) -> TrainedModel:
     import lightning as L
     import torch
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from soundmates.model.datamodule import TwoViewDataModule
@@ -123,28 +148,8 @@ def fit_model(
     elif cfg.monitor == "val_neighbour_recall@20":
         raise ValueError("monitor val_neighbour_recall@20 needs the users' full profiles (view 'full') in the features")
     # a fresh checkpoint folder per run: best-of-run must never pick up an older run's file
-    ckpt = ModelCheckpoint(
-        dirpath=tempfile.mkdtemp(prefix="checkpoints-", dir=work),
-        monitor=cfg.monitor,
-        mode="max",
-        save_top_k=1,
-        filename="best-{epoch}",
-    )
-    stop = EarlyStopping(monitor=cfg.monitor, mode="max", patience=cfg.patience)
-    logger = CSVLogger(str(work), name="logs") if not fast_dev_run else False
-    trainer = L.Trainer(
-        max_epochs=cfg.max_epochs,
-        accelerator="cpu",
-        devices=1,
-        deterministic=True,
-        logger=logger,
-        callbacks=[*extra, ckpt, stop],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        fast_dev_run=fast_dev_run,
-        log_every_n_steps=1,
-    )
+    ckpt, stop = build_callbacks(cfg, tempfile.mkdtemp(prefix="checkpoints-", dir=work))
+    trainer = build_trainer(cfg, [*extra, ckpt, stop], work_dir=work, fast_dev_run=fast_dev_run)
     initial_metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
     initial = initial_metrics[cfg.monitor]
     initial_state = copy.deepcopy(model.state_dict())
@@ -178,7 +183,7 @@ def fit_model(
         best_epoch=best_epoch,
         seconds=seconds,
         seconds_per_epoch=seconds / epochs,
-        log_dir=str(logger.log_dir) if isinstance(logger, CSVLogger) else None,
+        log_dir=str(trainer.logger.log_dir) if isinstance(trainer.logger, CSVLogger) else None,
         notes=notes,
         initial_state=initial_state,
         val_metrics={k: float(v) for k, v in kept.items()},

@@ -114,7 +114,7 @@ class TwoTowerModel(L.LightningModule):
         super().__init__()
         # tables are weights, not hyperparameters: keep them out of hparams (and the checkpoint's yaml)
         self.save_hyperparameters(ignore=["genre_table", "artist_table"])
-        self.cfg = ModelConfig.model_validate(cfg)
+        self.cfg = ModelConfig.from_stored(cfg)
         self.query_tower = Tower(self.cfg, genre_rows, artist_rows, dense_in, genre_table, artist_table)
         shared = self.cfg.shared_towers or self.cfg.objective == "items"  # the item objective trains one user tower
         self.candidate_tower = self.query_tower if shared else copy.deepcopy(self.query_tower)
