@@ -8,7 +8,8 @@ import json
 import pytest
 
 from soundmates.spotify.errors import MalformedResponse
-from soundmates.spotify.ingest import ArtistCache, _artist_from, _classify_row, _next_offset, _track_from
+from soundmates.spotify.parsing import artist_from, classify_row, next_offset, track_from
+from soundmates.spotify.raw_store import ArtistCache
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +20,9 @@ def recorded_playlist(shared_dir):
 
 def test_recorded_rows_become_tracks_with_year_explicit_and_popularity(recorded_playlist):
     rows = recorded_playlist["tracks"]["items"]
-    kinds = [_classify_row(r)[0] for r in rows]
+    kinds = [classify_row(r)[0] for r in rows]
     assert kinds == ["track"] * len(rows) == ["track"] * recorded_playlist["tracks"]["total"]
-    track, artists = _track_from(_classify_row(rows[0])[1])
+    track, artists = track_from(classify_row(rows[0])[1])
     assert track.id == "4g9FZotDgtpioHkh3z92fp"
     assert track.name == "Alegria, Alegria - Ao Vivo"
     assert track.release_year == 2018 and track.explicit is False and track.popularity == 56
@@ -30,7 +31,7 @@ def test_recorded_rows_become_tracks_with_year_explicit_and_popularity(recorded_
     # release_date of "year" precision parses too
     year_only = [r for r in rows if r["track"]["album"]["release_date_precision"] == "year"]
     assert year_only and all(
-        _track_from(r["track"])[0].release_year == int(r["track"]["album"]["release_date"]) for r in year_only
+        track_from(r["track"])[0].release_year == int(r["track"]["album"]["release_date"]) for r in year_only
     )
 
 
@@ -39,9 +40,9 @@ def test_2026_shape_item_key_and_missing_popularity(recorded_playlist):
     row["item"] = row.pop("track")
     del row["item"]["popularity"]  # development mode removed it
     row["item"]["album"]["release_date"], row["item"]["album"]["release_date_precision"] = "1968-03", "month"
-    kind, obj = _classify_row(row)
+    kind, obj = classify_row(row)
     assert kind == "track"
-    track, _ = _track_from(obj)
+    track, _ = track_from(obj)
     assert track.popularity is None and track.release_year == 1968
 
 
@@ -57,25 +58,25 @@ def test_2026_shape_item_key_and_missing_popularity(recorded_playlist):
     ],
 )
 def test_rows_that_are_not_music_tracks_are_classified(row, kind):
-    assert _classify_row(row)[0] == kind
+    assert classify_row(row)[0] == kind
 
 
 def test_recorded_artists_keep_genres_and_popularity_and_missing_stays_none(shared_dir):
     raw = json.loads((shared_dir / "data/spotify-webapi-samples/webapijava_GetSeveralArtistsRequest.json").read_text())
-    bowie = _artist_from("0oSGxfWSnnOXhD2fKuz2Gy", raw["artists"][0], "fallback")
+    bowie = artist_from("0oSGxfWSnnOXhD2fKuz2Gy", raw["artists"][0], "fallback")
     assert bowie.name == "David Bowie" and bowie.genres == ["art rock", "glam rock", "permanent wave"] and bowie.popularity == 77
     stripped = {"id": "x", "name": "No Genres", "genres": []}
-    assert _artist_from("x", stripped, "f").genres == [] and _artist_from("x", stripped, "f").popularity is None
-    unknown = _artist_from("y", None, "Name From Track")
+    assert artist_from("x", stripped, "f").genres == [] and artist_from("x", stripped, "f").popularity is None
+    unknown = artist_from("y", None, "Name From Track")
     assert unknown.name == "Name From Track" and unknown.genres is None
 
 
 def test_paging_offsets_come_from_next_and_a_loop_is_malformed():
     page = {"items": [{}] * 50, "next": "http://127.0.0.1:1/v1/users/u/playlists?offset=50&limit=50"}
-    assert _next_offset(page, 0, "playlists") == 50
-    assert _next_offset({"items": [], "next": None}, 50, "playlists") is None
+    assert next_offset(page, 0, "playlists") == 50
+    assert next_offset({"items": [], "next": None}, 50, "playlists") is None
     with pytest.raises(MalformedResponse, match="does not advance"):
-        _next_offset({"items": [{}], "next": "http://h/v1/x?offset=0&limit=50"}, 0, "items")
+        next_offset({"items": [{}], "next": "http://h/v1/x?offset=0&limit=50"}, 0, "items")
 
 
 def test_artist_cache_persists_and_survives_a_torn_last_line(tmp_path):

@@ -21,16 +21,15 @@ from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, Track
 from .client import SpotifyClient
 from .connect_errors import ConnectError
 from .errors import ApiRefused, NotFound
+from .parsing import PAGE_LIMIT, SKIP_FIELD, check_page, classify_row, next_offset, track_from
 
 log = logging.getLogger(__name__)
 
-PAGE_LIMIT = 50
 TOP_TIME_RANGE = "medium_term"  # ~6 months: steadier than short_term, fresher than long_term
 TOP_TRACKS_PLAYLIST_ID = "soundmates:top-tracks"
 SAVED_TRACKS_PLAYLIST_ID = "soundmates:saved-tracks"
 # The top track weighs this many playlist rows, the last one 1: an affinity rank says more than a row.
 TOP_TRACK_MAX_WEIGHT = 3.0
-_SKIP_FIELD = {"episode": "skipped_episodes", "local": "skipped_local", "null": "skipped_null"}
 
 
 class ConnectSummary(BaseModel):
@@ -57,17 +56,13 @@ class ConnectSummary(BaseModel):
 
 
 def _pages(client, endpoint: str, path: str, params: dict | None = None, max_items: int = 100_000) -> Iterator[dict]:
-    from .ingest import _check_page, _next_offset
-
     offset: int | None = 0
     seen = 0
     while offset is not None and seen < max_items:
-        page = _check_page(
-            client.get(endpoint, path, {**(params or {}), "limit": PAGE_LIMIT, "offset": offset}), endpoint, offset
-        )
+        page = check_page(client.get(endpoint, path, {**(params or {}), "limit": PAGE_LIMIT, "offset": offset}), endpoint, offset)
         seen += len(page["items"])
         yield page
-        offset = _next_offset(page, offset, endpoint)
+        offset = next_offset(page, offset, endpoint)
 
 
 def _followed_artists(client) -> list[dict]:
@@ -99,20 +94,19 @@ class _ProfileBuilder:
 
     def read_items(self, playlist: Playlist) -> None:
         """All rows of one playlist; merged only once it was read whole (a refusal half-way leaves nothing)."""
-        from .ingest import _classify_row, _track_from
         from .refs import quote_user_id
 
         pl_tracks: dict[str, Track] = {}
         pl_artists: dict[str, str] = {}
         for page in _pages(self.client, "playlist_items", f"playlists/{quote_user_id(playlist.id)}/items"):
             for row in page["items"]:
-                kind, obj = _classify_row(row)
+                kind, obj = classify_row(row)
                 if kind != "track" or obj is None:  # obj is None exactly when the row is no track
-                    field = _SKIP_FIELD[kind]
+                    field = SKIP_FIELD[kind]
                     setattr(playlist, field, getattr(playlist, field) + 1)
                     continue
                 if obj["id"] not in self.tracks and obj["id"] not in pl_tracks:
-                    track, refs = _track_from(obj)
+                    track, refs = track_from(obj)
                     pl_tracks[track.id] = track
                     for aid, aname in refs:
                         pl_artists.setdefault(aid, aname)
@@ -152,15 +146,13 @@ class _ProfileBuilder:
         self, objs: list[Any], name: str, pid: str, weights: list[float] | None = None, added: list | None = None
     ) -> int:
         """A playlist of our own (top or saved tracks) from track objects; the number of tracks it holds."""
-        from .ingest import _classify_row, _track_from
-
         playlist = Playlist(id=pid, name=name, owner_id=self.user_id)
         for k, obj in enumerate(objs):
-            kind, content = _classify_row({"item": obj})
+            kind, content = classify_row({"item": obj})
             if kind != "track" or content is None:  # content is None exactly when the row is no track
                 self.skipped[kind] += 1
                 continue
-            track, refs = _track_from(content)
+            track, refs = track_from(content)
             self.tracks.setdefault(track.id, track)
             for aid, aname in refs:
                 self.artist_names.setdefault(aid, aname)
@@ -225,13 +217,13 @@ class _ProfileBuilder:
         ing = Ingestor(settings, client=self.client)
         known = self.known_artists()
         ing.artist_cache.add({aid: obj for aid, obj in known.items() if aid in self.artist_names and aid not in ing.artist_cache})
-        return ing._artists(self.artist_names)
+        return ing.artists.details(self.artist_names)
 
     def count_skipped(self) -> dict[str, int]:
         for pl in self.playlists:
-            for kind, field in _SKIP_FIELD.items():
+            for kind, field in SKIP_FIELD.items():
                 self.skipped[kind] += getattr(pl, field)
-        return {k: self.skipped.get(k, 0) for k in _SKIP_FIELD}
+        return {k: self.skipped.get(k, 0) for k in SKIP_FIELD}
 
 
 def fetch_profile(

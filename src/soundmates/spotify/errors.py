@@ -58,3 +58,7 @@ class MalformedResponse(SpotifyError):
 
 class BadRequest(SpotifyError):
     """400 and other client errors the API blames on the request."""
+
+
+class NoPublicPlaylists(SpotifyError):
+    """The user exists but shows no public playlist (or none holding a music track)."""
