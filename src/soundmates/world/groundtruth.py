@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from soundmates.world.generator import TRUTH_DIR, WorldError
+from soundmates.world.directory import TRUTH_DIR, WorldError
 
 _CHUNK = 4096
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections import Counter
 from urllib.parse import quote
 
+from soundmates.world.discography import artist_id, catalog_track, track_by_n
 from soundmates.world.errors import ApiError, int_param
-from soundmates.world.generator import ROW_EPISODE, ROW_LOCAL, ROW_NULL, artist_id, catalog_track, track_by_n
 from soundmates.world.oauth import FOLLOWED_MAX, NOT_REGISTERED, TOP_LIMIT
+from soundmates.world.playlists import ROW_EPISODE, ROW_LOCAL, ROW_NULL
 from soundmates.world.render import iso, page
 from soundmates.world.request import Request
 

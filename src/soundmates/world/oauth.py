@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from soundmates.world.generator import SHOWCASE, World
+from soundmates.world.directory import World
+from soundmates.world.params import SHOWCASE
 from soundmates.world.request import HTML_TYPE, Request, Response, json_response
 
 SCOPES_KNOWN = frozenset(

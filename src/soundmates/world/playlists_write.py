@@ -18,9 +18,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from soundmates.world.discography import track_by_id
 from soundmates.world.errors import ApiError
-from soundmates.world.generator import ROW_TRACK, PlaylistSpec, track_by_id
 from soundmates.world.ids import is_base62_id
+from soundmates.world.playlists import ROW_TRACK, PlaylistSpec
 from soundmates.world.render import page
 from soundmates.world.request import Request
 

@@ -16,20 +16,10 @@ from urllib.parse import quote
 import msgspec
 
 from soundmates.world import catalog
-from soundmates.world.generator import (
-    EPISODES_PER_SHOW,
-    ROW_EPISODE,
-    ROW_LOCAL,
-    ROW_NULL,
-    PlaylistSpec,
-    TrackSpec,
-    World,
-    album_by_n,
-    album_n,
-    artist_id,
-    catalog_track,
-)
+from soundmates.world.directory import World
+from soundmates.world.discography import TrackSpec, album_by_n, album_n, artist_id, catalog_track
 from soundmates.world.ids import make_id
+from soundmates.world.playlists import EPISODES_PER_SHOW, ROW_EPISODE, ROW_LOCAL, ROW_NULL, PlaylistSpec
 
 _MARKETS = ["AR", "AU", "BR", "CA", "DE", "ES", "FR", "GB", "IN", "JP", "MX", "NL", "PL", "SE", "US"]
 

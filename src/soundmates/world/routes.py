@@ -16,9 +16,10 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from soundmates.world import me, playlists_write, search
+from soundmates.world.discography import artist_by_id, track_by_id
 from soundmates.world.errors import ApiError, ids_param, int_param
-from soundmates.world.generator import PlaylistSpec, artist_by_id, track_by_id
 from soundmates.world.ids import is_base62_id
+from soundmates.world.playlists import PlaylistSpec
 from soundmates.world.render import RawJSON, page, page_json
 from soundmates.world.request import DROP, Request, Response, json_response
 

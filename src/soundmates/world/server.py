@@ -16,9 +16,9 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+from soundmates.world.directory import World
 from soundmates.world.errors import MAX_IDS, ApiError
 from soundmates.world.faults import FaultConfig, FaultInjector
-from soundmates.world.generator import World
 from soundmates.world.http import WorldHTTPServer
 from soundmates.world.oauth import OAuthState
 from soundmates.world.playlists_write import CreatedPlaylists
