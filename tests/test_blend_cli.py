@@ -135,3 +135,23 @@ def test_saving_without_the_write_scope_is_refused_clearly(dashboard_world):
 def test_size_bounds(size, dashboard_world):
     a, b = dashboard_world.stored_ids[:2]
     assert _run(a, b, "--size", size).exit_code == 2  # typer's usage error
+
+
+def test_saving_into_a_non_members_account_is_refused(dashboard_world):
+    """Privacy: a blend of A and B cannot be written into C's library, even though C connected here."""
+    from soundmates.config import get_settings
+    from soundmates.spotify.connect import SpotifyConnect
+
+    a, b, c = dashboard_world.stored_ids[:3]
+    _connect(c)
+    out = _run(a, b, "--json", "--save-to", c)
+    assert out.exit_code == 1, out.output
+    err = json.loads(out.stdout)
+    assert err["kind"] == "not_a_member" and "not a member of this blend" in err["error"], err
+    plain = _run(a, b, "--save-to", f"spotify:user:{c}")
+    assert plain.exit_code == 1 and "Traceback" not in plain.output
+    assert [ln for ln in plain.stderr.splitlines() if ln.startswith("error: ") and "not a member" in ln], plain.stderr
+    token = SpotifyConnect(get_settings(), redirect_uri="http://127.0.0.1:9/cb").tokens.load(c)["access_token"]
+    api = get_settings().spotify_api_url
+    theirs = requests.get(api + "me/playlists", headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+    assert not [p for p in theirs["items"] if p["name"].startswith("Soundmates blend")]

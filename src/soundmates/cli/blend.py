@@ -21,15 +21,12 @@ def _save(blend, account: str) -> str:
     """Save to the connected ``account``; the line to print."""
     from soundmates.cli.connect import DEFAULT_PORT
     from soundmates.config import get_settings
-    from soundmates.recommend import blend_export
+    from soundmates.recommend.blend_save import save_blend
     from soundmates.spotify.connect import SpotifyConnect, loopback_redirect_uri
-    from soundmates.spotify.playlist_write import save_playlist
 
     flow = SpotifyConnect(get_settings(), redirect_uri=loopback_redirect_uri(DEFAULT_PORT))
-    saved = save_playlist(
-        flow, account, blend_export.playlist_name(blend), blend_export.description(blend), [t.id for t in blend.tracks]
-    )
-    return f"saved {saved.tracks} tracks to {account}'s private playlist {saved.id} {saved.url or ''}".rstrip()
+    saved = save_blend(blend, flow, account)
+    return f"saved {saved.tracks} tracks to {saved.account}'s private playlist {saved.id} {saved.url or ''}".rstrip()
 
 
 def blend_cmd(
@@ -38,12 +35,15 @@ def blend_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the blend as one JSON object on stdout."),
     fmt: str = typer.Option("", "--format", help="Export as json, csv or m3u (to --output, else stdout)."),
     output: Path | None = typer.Option(None, "--output", help="File to write the export to (--format, default json)."),
-    save_to: str = typer.Option("", "--save-to", help="A connected account (soundmates connect) to save it to, privately."),
+    save_to: str = typer.Option(
+        "", "--save-to", help="Your connected account (soundmates connect; a member of the blend) to save it to, privately."
+    ),
 ) -> None:
     """Blend: a playlist mixing what each of you would like, with why each track is there and how well you all match."""
     from soundmates.atomic import atomic_write_text
     from soundmates.cli._common import emit_json
     from soundmates.recommend import Recommender, RecommendError, blend_export
+    from soundmates.recommend.blend_save import NotAMember
     from soundmates.spotify.connect import ConnectError
     from soundmates.spotify.errors import SpotifyError
 
@@ -58,6 +58,8 @@ def blend_cmd(
     if save_to:
         try:
             typer.echo(_save(blend, save_to), err=True)
+        except NotAMember as exc:
+            _error(f"the blend was made but not saved: {exc}", exc.kind, as_json)
         except (ConnectError, SpotifyError) as exc:
             _error(f"the blend was made but not saved to {save_to!r}: {exc}", "not_saved", as_json)
     if fmt and output is not None:
