@@ -12,7 +12,9 @@ Run it by hand (**Trigger DAG** with params) on an empty system, or to rebuild e
 4. **train** — the two-tower model and the tuned baselines (registered, unpromoted);
 5. **evaluate** — held-out metrics against the whole population for the model and the baselines;
 6. **promote** — the gate: the model if it beats the best tuned baseline, else that baseline;
-7. **index** — the Annoy index of every stored user (with the served embedder), published atomically.
+7. **index** — the Annoy index of every stored user (with the served embedder), published atomically;
+8. **map** — lays that index out in 2-D for the dashboard's taste map (UMAP, as the index-rebuild DAG does
+   after its build), so no page load computes it.
 
 Params: `refs` (a list of Spotify profile references) **or**, when `refs` is empty,
 `world_users` (the first N users of the generated world in `world_dir`, default
@@ -122,8 +124,12 @@ def soundmates_bootstrap():
     def index(_promoted: dict) -> dict:
         return steps.build_index()
 
+    @task(task_id="map")
+    def taste_map(_indexed: dict) -> dict:
+        return steps.build_map()
+
     ingested = ingest_summary(ingest.expand(batch=plan()))
-    index(promote(evaluate(train(features(ingested)))))
+    taste_map(index(promote(evaluate(train(features(ingested))))))
 
 
 soundmates_bootstrap()

@@ -30,6 +30,7 @@ st.set_page_config(page_title="Soundmates", page_icon=":material/headphones:", l
 pages = st.navigation(
     [
         st.Page(VIEWS / "find.py", title="Find your soundmates", icon=":material/headphones:", default=True),
+        st.Page(VIEWS / "blend.py", title="Blend", icon=":material/queue_music:"),
         st.Page(VIEWS / "map.py", title="Taste map", icon=":material/scatter_plot:"),
         st.Page(VIEWS / "taste.py", title="Your taste", icon=":material/equalizer:"),
         st.Page(VIEWS / "consent.py", title="Your data", icon=":material/front_hand:"),

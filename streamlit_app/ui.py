@@ -177,6 +177,9 @@ def render_match_card(rank: int, match: Match, result: RecommendResult, rec: Rec
             if match.era_overlap is not None:
                 st.progress(min(max(match.era_overlap, 0.0), 1.0), text=f"Era overlap {percent(match.era_overlap)}")
             st.link_button("Open their Spotify profile ↗", spotify_profile_url(match))
+            from streamlit_app import blend_view
+
+            blend_view.card_action(result.user_id, match.user_id)
         with right:
             if match.shared_genres:
                 st.markdown("**Shared genres** " + _chips([g.genre for g in match.shared_genres[:8]], "green"))

@@ -64,7 +64,7 @@ def test_dag_files_import_no_heavy_modules():
 
 def test_bootstrap_wiring(dagbag):
     dag = dagbag.dags["soundmates_bootstrap"]
-    order = ["plan", "ingest", "ingest_summary", "features", "train", "evaluate", "promote", "index"]
+    order = ["plan", "ingest", "ingest_summary", "features", "train", "evaluate", "promote", "index", "map"]
     assert set(order) == set(dag.task_ids)
     for up, down in zip(order, order[1:]):
         assert down in dag.get_task(up).downstream_task_ids, (up, down)

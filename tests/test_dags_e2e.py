@@ -83,6 +83,7 @@ def test_bootstrap_runs_end_to_end(env, bootstrapped):
     # 30 users in batches of 12 -> 3 mapped ingest tasks.
     assert {k for k in states if k.startswith("ingest[")} == {"ingest[0]", "ingest[1]", "ingest[2]"}
     assert all(s == "success" for s in states.values()), states
+    assert states.get("map") == "success", states  # the taste map laid out after the index build
 
     stored = steps.stored_user_count()
     assert 0 < stored <= BOOTSTRAP_USERS

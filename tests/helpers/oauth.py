@@ -47,3 +47,34 @@ def _login(srv, user_id: str, scope: str = SCOPES) -> dict:
     resp = _exchange(srv, _code(_authorize(srv, login_as=user_id, scope=scope)))
     assert resp.status_code == 200, resp.text
     return resp.json()
+
+
+def connect_account(user_id: str) -> None:
+    """Connect with Spotify as ``user_id`` (PKCE against the configured local server); tokens stored under the data dir."""
+    from soundmates.config import get_settings
+    from soundmates.spotify.connect import SpotifyConnect
+
+    flow = SpotifyConnect(get_settings(), redirect_uri=REDIRECT)
+    url, _ = flow.start()
+    resp = requests.get(url, params={"login_as": user_id}, allow_redirects=False, timeout=10)
+    assert resp.status_code == 302, resp.text
+    flow.finish_from_url(resp.headers["Location"])
+
+
+def playlists_of(user_id: str, prefix: str = "Soundmates blend") -> list[dict]:
+    """The connected ``user_id``'s playlists named ``prefix…`` on the server, each with its item ids in order (``"ids"``)."""
+    from soundmates.config import get_settings
+    from soundmates.spotify.connect import SpotifyConnect
+
+    token = SpotifyConnect(get_settings(), redirect_uri=REDIRECT).tokens.load(user_id)["access_token"]
+    api, auth = get_settings().spotify_api_url, {"Authorization": f"Bearer {token}"}
+    mine = requests.get(api + "me/playlists?limit=50", headers=auth, timeout=10).json()["items"]
+    mine = [p for p in mine if p["name"].startswith(prefix)]
+    for playlist in mine:
+        ids, url = [], f"{api}playlists/{playlist['id']}/items?limit=50"
+        while url:
+            page = requests.get(url, headers=auth, timeout=10).json()
+            ids += [row["item"]["id"] for row in page["items"]]
+            url = page["next"]
+        playlist["ids"] = ids
+    return mine
