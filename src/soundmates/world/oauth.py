@@ -19,6 +19,9 @@ generated world:
 The user's data is derived from the world: top tracks and artists are the ones their playlists hold
 most often, they follow every other one of their top artists, collaborate on the first playlist of the
 next user and follow (without collaborating) the first playlist of the user after that.
+
+The state lives in :class:`OAuthState` (its own lock; the server only holds one); the pages and
+redirects ``/authorize`` answers with, and the redirect-URI rules, are rendered by ``oauth_pages``.
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ from base64 import b64decode
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs
 
 from soundmates.world.directory import World
+from soundmates.world.oauth_pages import html_page, login_page, redirect, valid_redirect, with_query
 from soundmates.world.params import SHOWCASE
-from soundmates.world.request import HTML_TYPE, Request, Response, json_response
+from soundmates.world.request import Request, Response, json_response
 
 SCOPES_KNOWN = frozenset(
     "ugc-image-upload user-read-playback-state user-modify-playback-state user-read-currently-playing "
@@ -173,15 +177,15 @@ class OAuthState:
         client_id = q.get("client_id", "")
         redirect_uri = q.get("redirect_uri", "")
         if not client_id:
-            return _page(400, "Error", f"<p class='error'>{INVALID_CLIENT}</p>")
-        if not _valid_redirect(redirect_uri, self.redirect_uris):
-            return _page(400, "Error", f"<p class='error'>{INVALID_REDIRECT}</p>")
+            return html_page(400, "Error", f"<p class='error'>{INVALID_CLIENT}</p>")
+        if not valid_redirect(redirect_uri, self.redirect_uris):
+            return html_page(400, "Error", f"<p class='error'>{INVALID_REDIRECT}</p>")
         state = q.get("state")
 
         def back(**params: str) -> Response:
             if state is not None:
                 params["state"] = state
-            return _redirect(_with_query(redirect_uri, params))
+            return redirect(with_query(redirect_uri, params))
 
         # From here on errors go back to the app, as Spotify does once the redirect URI is known good.
         if q.get("response_type") != "code":
@@ -196,12 +200,12 @@ class OAuthState:
             return back(error="access_denied")
         login_as = q.get("login_as")
         if login_as is None:
-            return self._login_page(q)
+            return login_page(q, self.allowlist() if self.mode == "development" else self.world.user_ids[:20], self.world)
         user = self.world.user_index(login_as)
         if user is None:
-            return _page(404, "Log in", f"<p class='error'>No such user: {html.escape(login_as)}</p>")
+            return html_page(404, "Log in", f"<p class='error'>No such user: {html.escape(login_as)}</p>")
         if not self.may_log_in(login_as):
-            return _page(
+            return html_page(
                 403,
                 "Not registered",
                 f"<p class='error' id='not-registered'>{NOT_REGISTERED}</p>"
@@ -213,30 +217,6 @@ class OAuthState:
             self._expire()
             self.codes[code] = _Code(user, client_id, redirect_uri, challenge, scopes, time.time() + self.code_ttl_s)
         return back(code=code)
-
-    def _login_page(self, q: dict[str, str]) -> Response:
-        shown = self.allowlist() if self.mode == "development" else self.world.user_ids[:20]
-        base = {k: v for k, v in q.items() if k not in ("login_as", "deny")}
-        rows = []
-        for uid in shown:
-            spec = self.world.user(self.world.user_index(uid))
-            name = html.escape(spec.display_name or uid)
-            href = html.escape("/authorize?" + urlencode({**base, "login_as": uid}))
-            rows.append(
-                f"<li><a class='login' data-user-id='{html.escape(uid)}' href='{href}'>{name}</a> "
-                f"<small>{html.escape(uid)}</small></li>"
-            )
-        hidden = "".join(f"<input type='hidden' name='{html.escape(k)}' value='{html.escape(v)}'>" for k, v in base.items())
-        deny = html.escape("/authorize?" + urlencode({**base, "deny": "1"}))
-        scopes = "".join(f"<li>{html.escape(s)}</li>" for s in sorted(set(q.get("scope", "").replace(",", " ").split())))
-        body = (
-            f"<p>An app (client id <code>{html.escape(q.get('client_id', ''))}</code>) asks to read:</p><ul>{scopes}</ul>"
-            f"<p>Log in as:</p><ul id='users'>{''.join(rows)}</ul>"
-            f"<form method='get' action='/authorize'>{hidden}<input name='login_as' id='login-as' placeholder='user id'>"
-            f"<button type='submit' id='login-submit'>Log in</button></form>"
-            f"<p><a id='deny' href='{deny}'>Cancel</a></p>"
-        )
-        return _page(200, "Log in to the local Spotify", body)
 
     # --- /api/token ----------------------------------------------------------------------------
     def token(self, req: Request) -> Response:
@@ -336,41 +316,6 @@ class OAuthState:
             "refresh_token": refresh,
             "scope": " ".join(sorted(scopes)),
         }
-
-
-# --- helpers -------------------------------------------------------------------------------------
-def _valid_redirect(uri: str, registered: list[str] | None) -> bool:
-    if registered is not None:
-        return uri in registered
-    try:
-        parts = urlsplit(uri)
-        host = parts.hostname
-        _ = parts.port  # a malformed port raises
-    except ValueError:
-        return False
-    if parts.fragment or not host:
-        return False
-    if parts.scheme == "https":
-        return host != "localhost"
-    # Since April 2025 Spotify accepts plain http only for loopback literals, never "localhost".
-    return parts.scheme == "http" and host in ("127.0.0.1", "::1")
-
-
-def _with_query(uri: str, params: dict[str, str]) -> str:
-    sep = "&" if urlsplit(uri).query else "?"
-    return uri + sep + urlencode(params)
-
-
-def _page(status: int, title: str, body: str) -> Response:
-    doc = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    ).encode()
-    return Response(status, doc, HTML_TYPE, (("Cache-Control", "no-store"),))
-
-
-def _redirect(location: str) -> Response:
-    return Response(302, b"", None, (("Location", location), ("Cache-Control", "no-store")))
 
 
 def _s256(verifier: str) -> str:
