@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from soundmates.atomic import atomic_write_text, commit_file
 from soundmates.world import catalog
 from soundmates.world.ids import base36, make_id, parse_id
 
@@ -885,11 +885,9 @@ def generate_world(out_dir: str | Path, n_users: int, seed: int, *, progress: Ca
             "note": "hidden taste: for evaluation only, never served by the API",
         },
     }
-    os.replace(tmp_taste, truth / "taste.npy")
-    os.replace(tmp_scalars, truth / "scalars.npy")
-    os.replace(tmp_users, out / "users.txt")
+    commit_file(tmp_taste, truth / "taste.npy")
+    commit_file(tmp_scalars, truth / "scalars.npy")
+    commit_file(tmp_users, out / "users.txt")
     # world.json last: its presence marks a complete world.
-    tmp_meta = out / "world.json.tmp"
-    tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp_meta, out / "world.json")
+    atomic_write_text(out / "world.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return meta
