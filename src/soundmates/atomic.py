@@ -2,8 +2,11 @@
 
 ``atomic_write_bytes(path, data)`` writes a temporary file in the same directory (so the rename
 never crosses file systems), fsyncs it, ``os.replace``s it over ``path`` and fsyncs the directory
-(so the rename itself survives a power loss). Every stage may use it (floor 1: imports nothing of
-the package).
+(so the rename itself survives a power loss). What a library writes itself (``to_parquet``,
+``np.save``, a memmap) goes to a temporary path and is put in place with ``commit_file``; a
+directory written aside (a model or index version) with ``commit_directory``: the same
+fsync-rename-fsync, so there is one mechanism. Every stage may use it (floor 1: imports nothing
+of the package).
 """
 
 from __future__ import annotations
@@ -12,7 +15,14 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "fsync_dir", "fsync_file"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "commit_directory",
+    "commit_file",
+    "fsync_dir",
+    "fsync_file",
+]
 
 
 def fsync_dir(path: Path | str) -> None:
@@ -67,3 +77,39 @@ def atomic_write_text(
 ) -> None:
     """``atomic_write_bytes`` of ``text`` encoded with ``encoding``."""
     atomic_write_bytes(path, text.encode(encoding), mode=mode, durable=durable)
+
+
+def commit_file(tmp: Path | str, path: Path | str, *, durable: bool = True) -> None:
+    """Put ``tmp`` (a finished file in ``path``'s directory, written by a library) in place of ``path``.
+
+    fsync ``tmp``, ``os.replace`` it over ``path``, fsync the directory; ``durable=False`` only renames.
+    ``tmp`` is removed if anything fails, and ``path`` is then left as it was.
+    """
+    path = Path(path)
+    try:
+        if durable:
+            fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def commit_directory(tmp_dir: Path | str, path: Path | str) -> None:
+    """Publish the directory ``tmp_dir`` (written aside, next to ``path``) as ``path``, durably.
+
+    Every file under it and the directories themselves are fsynced before the rename and the parent
+    after it, so after a crash ``path`` is either absent or whole. ``path`` must not exist yet
+    (a version directory is written once). On failure ``tmp_dir`` is left for the caller to remove.
+    """
+    tmp_dir, path = Path(tmp_dir), Path(path)
+    for sub in sorted(tmp_dir.rglob("*"), reverse=True):  # files before the directories holding them
+        if sub.is_file():
+            fsync_file(sub)
+        elif sub.is_dir():
+            fsync_dir(sub)
+    fsync_dir(tmp_dir)
+    os.replace(tmp_dir, path)
+    fsync_dir(path.parent)

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, Field, ValidationError
 
-from soundmates.atomic import atomic_write_text  # re-exported: model/ and features/ import it from here
+from soundmates.atomic import atomic_write_text
 from soundmates.keys import (
     legacy_filename,
     storage_key,

@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from soundmates.profiles import atomic_write_text
+from soundmates.atomic import atomic_write_text
 
 FILENAME = "profile_fingerprints.json"
 _FORMAT = 1

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from soundmates.atomic import atomic_write_text
 from soundmates.config import Settings
-from soundmates.profiles import atomic_write_text
 
 SCALER_FILENAME = "scaler.json"
 

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from soundmates.atomic import atomic_write_text, commit_file
+
 FIT_MAX = 20_000  # users UMAP is fitted on; the rest are transformed
 KEEP = 3  # layout versions kept
 K = 10  # neighbour preservation is measured on the 10 nearest
@@ -103,10 +105,8 @@ def write_layout(settings: Any, frame: pd.DataFrame, meta: dict[str, Any]) -> Pa
     name = str(meta["index_version"])
     tmp = folder / f".{name}.{os.getpid()}.tmp"
     frame[list(COLUMNS)].to_parquet(tmp, index=False)
-    os.replace(tmp, folder / f"{name}.parquet")
-    side = folder / f".{name}.json.{os.getpid()}.tmp"
-    side.write_text(json.dumps({**meta, "built_at": time.time()}, indent=1), encoding="utf-8")
-    os.replace(side, folder / f"{name}.json")
+    commit_file(tmp, folder / f"{name}.parquet")
+    atomic_write_text(folder / f"{name}.json", json.dumps({**meta, "built_at": time.time()}, indent=1))
     for old in sorted(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime)[:-KEEP]:
         old.unlink(missing_ok=True)
         old.with_suffix(".json").unlink(missing_ok=True)

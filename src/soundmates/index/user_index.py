@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import threading
 import time
@@ -32,13 +31,8 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from soundmates.index._files import (
-    atomic_write_bytes,
-    fsync_dir,
-    fsync_file,
-    sha256_file,
-    stat_key,
-)
+from soundmates.atomic import commit_directory
+from soundmates.index._files import atomic_write_bytes, sha256_file, stat_key
 from soundmates.index.backends import (
     BACKENDS,
     COMMON_FILES,
@@ -259,21 +253,15 @@ class UserIndex:
         try:
             params = self.backend.build(tmp_dir, data, **opts)
             (tmp_dir / IDS_FILE).write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
-            fsync_file(tmp_dir / IDS_FILE)
             with open(tmp_dir / PAIRS_FILE, "wb") as f:
                 np.save(f, self._sample_pair_similarities(data, int(opts.get("seed", 0))))
-                f.flush()
-                os.fsync(f.fileno())
             files = {
                 name: {"sha256": sha256_file(tmp_dir / name), "bytes": (tmp_dir / name).stat().st_size}
                 for name in self.backend.files + COMMON_FILES
             }
             manifest = {"version": version, **base, **params, "files": files, "checksum": files[self.backend.files[0]]["sha256"]}
             (tmp_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-            fsync_file(tmp_dir / "manifest.json")
-            fsync_dir(tmp_dir)
-            os.replace(tmp_dir, self.versions_dir / version)
-            fsync_dir(self.versions_dir)
+            commit_directory(tmp_dir, self.versions_dir / version)  # fsyncs every file, then renames
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise

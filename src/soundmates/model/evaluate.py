@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from soundmates.atomic import atomic_write_text
+
 REPORT_METRICS = ("taste_ndcg@10", "taste_precision@10", "neighbour_recall@20", "friends@10", "recall@10")
 
 
@@ -40,8 +42,8 @@ def write_report(result: dict[str, Any], out_dir: str | Path, name: str = "evalu
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
-    (out / f"{name}.md").write_text(markdown_table(result))
+    atomic_write_text(out / f"{name}.json", json.dumps(result, indent=2, default=str))  # read back by the dashboard
+    atomic_write_text(out / f"{name}.md", markdown_table(result))
     methods = {k: v for k, v in result["methods"].items() if "skipped" not in v}
     keys = _keys(methods)
     fig = go.Figure(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from soundmates.profiles import atomic_write_text
+from soundmates.atomic import atomic_write_text, commit_directory
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +152,7 @@ class ModelRegistry:
         try:
             write_files(tmp)
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-            os.replace(tmp, self.versions_dir / version)
+            commit_directory(tmp, self.versions_dir / version)  # fsynced: a crash leaves no half-written version
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from soundmates.atomic import atomic_write_text
 from soundmates.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -184,19 +183,13 @@ def record_training(users: int, result: dict[str, Any], settings=None) -> dict[s
     from soundmates.config import get_settings
 
     path = _state_path(settings or get_settings())
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "users": int(users),
         "model_version": result.get("version") or result.get("model_version"),
         "promoted": result.get("promoted"),
         "at": datetime.now(UTC).isoformat(),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".last_training.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(state))
     return state
 
 

@@ -9,13 +9,13 @@ Files of a world directory:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from soundmates.atomic import atomic_write_text, commit_file
 from soundmates.world import catalog
 from soundmates.world.discography import CATALOG_SEED
 from soundmates.world.ids import parse_id
@@ -108,13 +108,11 @@ def generate_world(out_dir: str | Path, n_users: int, seed: int, *, progress: Ca
     tmp_scalars = truth / "scalars.tmp.npy"
     _write_users_and_truth(n_users, seed, tmp_users, tmp_taste, tmp_scalars, progress)
     meta = _world_meta(n_users, seed)
-    os.replace(tmp_taste, truth / "taste.npy")
-    os.replace(tmp_scalars, truth / "scalars.npy")
-    os.replace(tmp_users, out / "users.txt")
+    commit_file(tmp_taste, truth / "taste.npy")
+    commit_file(tmp_scalars, truth / "scalars.npy")
+    commit_file(tmp_users, out / "users.txt")
     # world.json last: its presence marks a complete world.
-    tmp_meta = out / "world.json.tmp"
-    tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp_meta, out / "world.json")
+    atomic_write_text(out / "world.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return meta
 
 
