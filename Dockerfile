@@ -19,9 +19,12 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 COPY --chown=airflow:0 requirements.txt pyproject.toml README.md /opt/soundmates/
 COPY --chown=airflow:0 src /opt/soundmates/src
 COPY --chown=airflow:0 streamlit_app /opt/soundmates/streamlit_app
+# the model's defaults (one YAML, read at run time; the installed package is not beside it)
+COPY --chown=airflow:0 configs /opt/soundmates/configs
 # apache-airflow stays pinned to the image's own version (the official image's advice).
 RUN pip install --no-cache-dir ${TORCH_INDEX:+--extra-index-url ${TORCH_INDEX}} \
         -c /opt/soundmates/requirements.txt "apache-airflow==3.1.8" "/opt/soundmates[hopsworks]"
 
 ENV SOUNDMATES_DATA_DIR=/opt/soundmates/var
+ENV SOUNDMATES_CONFIG_DIR=/opt/soundmates/configs
 WORKDIR /opt/airflow

@@ -61,8 +61,11 @@ DEFAULT_ARGS = default_args()  # Spotify and file work: 2 retries, 10 s backing 
         ),
         "world_dir": Param("", type="string", description="Generated world directory; empty = $SOUNDMATES_DATA_DIR/world."),
         "batch_size": Param(100, type="integer", minimum=1, maximum=10000, description="References per ingest task."),
-        "max_epochs": Param(10, type="integer", minimum=1, maximum=500, description="Training epochs."),
-        "seed": Param(0, type="integer", minimum=0, description="Training seed."),
+        # model overrides: empty = the value in configs/model/default.yaml (the DAG holds no model defaults)
+        "max_epochs": Param(
+            None, type=["null", "integer"], minimum=1, maximum=500, description="Most training epochs; empty = the model YAML's."
+        ),
+        "seed": Param(None, type=["null", "integer"], minimum=0, description="Training seed; empty = the model YAML's."),
     },
 )
 def soundmates_bootstrap():
@@ -108,7 +111,7 @@ def soundmates_bootstrap():
     @task(execution_timeout=timedelta(hours=6))
     def train(_features: dict) -> dict:
         params = get_current_context()["params"]
-        result = steps.train(max_epochs=int(params["max_epochs"]), seed=int(params["seed"]))
+        result = steps.train(max_epochs=params.get("max_epochs"), seed=params.get("seed"))
         steps.record_training(steps.stored_user_count(), result)
         return result
 

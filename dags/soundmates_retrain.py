@@ -53,8 +53,11 @@ DEFAULT_ARGS = default_args(retries=1, retry_delay=timedelta(minutes=1), max_ret
             description="New users since the last training that make an Asset-triggered run train.",
         ),
         "force": Param(False, type="boolean", description="Train even if too few new users arrived."),
-        "max_epochs": Param(10, type="integer", minimum=1, maximum=500, description="Training epochs."),
-        "seed": Param(0, type="integer", minimum=0, description="Training seed."),
+        # model overrides: empty = the value in configs/model/default.yaml (the DAG holds no model defaults)
+        "max_epochs": Param(
+            None, type=["null", "integer"], minimum=1, maximum=500, description="Most training epochs; empty = the model YAML's."
+        ),
+        "seed": Param(None, type=["null", "integer"], minimum=0, description="Training seed; empty = the model YAML's."),
     },
 )
 def soundmates_retrain():
@@ -77,7 +80,7 @@ def soundmates_retrain():
     @task(execution_timeout=timedelta(hours=6))
     def train(counts: dict) -> dict:
         params = get_current_context()["params"]
-        result = steps.train(max_epochs=int(params["max_epochs"]), seed=int(params["seed"]))
+        result = steps.train(max_epochs=params.get("max_epochs"), seed=params.get("seed"))
         steps.record_training(counts["users"], result)
         return result
 

@@ -10,8 +10,8 @@
 # Every process is started in its own session with its PID in $SOUNDMATES_DATA_DIR/run/*.pid;
 # `make stop` (scripts/stop.sh) stops exactly those. Logs: $SOUNDMATES_DATA_DIR/logs/.
 # Knobs (env): SOUNDMATES_DATA_DIR, SOUNDMATES_WORLD_USERS, SOUNDMATES_WORLD_SEED, AIRFLOW_PORT (8080),
-# SPOTIFY_PORT (8765), DASHBOARD_PORT (8501), BOOTSTRAP_MAX_EPOCHS (10), SOUNDMATES_RUN_BOOTSTRAP (1),
-# BOOTSTRAP_TIMEOUT_S (3600).
+# SPOTIFY_PORT (8765), DASHBOARD_PORT (8501), BOOTSTRAP_MAX_EPOCHS (unset: configs/model/default.yaml's max_epochs),
+# SOUNDMATES_RUN_BOOTSTRAP (1), BOOTSTRAP_TIMEOUT_S (3600).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,7 +31,8 @@ WORLD_USERS="${SOUNDMATES_WORLD_USERS:-1000}"
 WORLD_SEED="${SOUNDMATES_WORLD_SEED:-0}"
 SPOTIFY_PORT="${SPOTIFY_PORT:-8765}"
 DASHBOARD_PORT="${DASHBOARD_PORT:-8501}"
-MAX_EPOCHS="${BOOTSTRAP_MAX_EPOCHS:-10}"
+# model overrides only when set: the model defaults live in configs/model/default.yaml alone
+MAX_EPOCHS="${BOOTSTRAP_MAX_EPOCHS:-}"
 mkdir -p "$RUN_DIR" "$LOG_DIR" "$AIRFLOW_HOME"
 # Known before Airflow starts: its plugin links to the dashboard.
 export SOUNDMATES_DASHBOARD_URL="${SOUNDMATES_DASHBOARD_URL:-http://127.0.0.1:$DASHBOARD_PORT}"
@@ -145,7 +146,9 @@ print_access
 # --- 5. bootstrap -----------------------------------------------------------------------------------
 if [[ "${SOUNDMATES_RUN_BOOTSTRAP:-1}" == "1" ]]; then
     step_start "soundmates_bootstrap ($WORLD_COUNT users)"
-    CONF=$(printf '{"world_users": %d, "world_dir": "%s", "max_epochs": %d}' "$WORLD_COUNT" "$WORLD_DIR" "$MAX_EPOCHS")
+    EPOCHS_CONF=""
+    if [[ -n "$MAX_EPOCHS" ]]; then EPOCHS_CONF=$(printf ', "max_epochs": %d' "$MAX_EPOCHS"); fi
+    CONF=$(printf '{"world_users": %d, "world_dir": "%s"%s}' "$WORLD_COUNT" "$WORLD_DIR" "$EPOCHS_CONF")
     "$PY" -m soundmates.orchestration.airflow_api run-dag soundmates_bootstrap --conf "$CONF" \
         --url "$SOUNDMATES_AIRFLOW_URL" --password-file "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" \
         --timeout "${BOOTSTRAP_TIMEOUT_S:-3600}" | tee "$LOG_DIR/bootstrap-run.json"

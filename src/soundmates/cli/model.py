@@ -13,10 +13,12 @@ import typer
 
 def train(
     max_epochs: int = typer.Option(
-        None, "--max-epochs", help="Most epochs (early stopping on validation recall@10 may stop sooner)."
+        None, "--max-epochs", help="Most epochs (early stopping on the validation monitor may stop sooner)."
     ),
     seed: int = typer.Option(None, "--seed", help="Seed of the split, the initialisation and the batches."),
-    config: Path = typer.Option(None, "--config", help="YAML file of hyperparameters (default configs/model/default.yaml)."),
+    config: Path = typer.Option(
+        None, "--config", help="YAML of hyperparameters over configs/model/default.yaml (only the keys it changes)."
+    ),
     data_version: int = typer.Option(
         None, "--data-version", help="user_features data version to train on (default: the latest)."
     ),
@@ -72,8 +74,12 @@ def evaluate(
     ),
     path: Path = typer.Option(None, "--path", help="World folder (generated there if missing) or HetRec Last.fm 2k folder."),
     users: int = typer.Option(None, "--users", help="World: use the first N users (default: all; 2,000 when generating)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split and the training (HetRec: also of the halves)."),
-    config: Path = typer.Option(None, "--config", help="YAML hyperparameters of the two-tower."),
+    seed: int = typer.Option(
+        None, "--seed", help="Seed of the split and the training (HetRec: also of the halves); default: the model YAML's."
+    ),
+    config: Path = typer.Option(
+        None, "--config", help="YAML of the two-tower's hyperparameters over configs/model/default.yaml (only what changes)."
+    ),
     max_epochs: int = typer.Option(None, "--max-epochs", help="Most epochs of the two-tower."),
     report_dir: Path = typer.Option(
         None, "--report-dir", help="Where to write evaluation.{json,md,html} (default <data_dir>/reports/<dataset>)."

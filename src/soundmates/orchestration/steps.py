@@ -118,9 +118,10 @@ def build_features() -> dict[str, Any]:
 
 
 def train(**hp: Any) -> dict[str, Any]:
+    """Train with the model overrides a DAG run was given; ``None`` = not given (the model YAML's value)."""
     from soundmates.pipelines import train_model
 
-    return jsonable(train_model(**hp))
+    return jsonable(train_model(**{k: v for k, v in hp.items() if v is not None}))
 
 
 def evaluate(dataset: str = "world") -> dict[str, Any]:

@@ -205,7 +205,7 @@ def evaluate_model(
     *,
     path: str | Path | None = None,
     users: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     config_file: str | Path | None = None,
     report_dir: str | Path | None = None,
     **hp: Any,
@@ -228,15 +228,23 @@ def evaluate_model(
 
 
 def evaluate_world_dir(
-    settings: Settings, path: str | Path, *, users: int | None = None, seed: int = 0, config_file=None, grids=None, **hp: Any
+    settings: Settings,
+    path: str | Path,
+    *,
+    users: int | None = None,
+    seed: int | None = None,
+    config_file=None,
+    grids=None,
+    **hp: Any,
 ) -> dict[str, Any]:
     """Profiles straight from the world at ``path`` (generated there with world seed 0 when missing),
-    features, train, evaluate. ``seed`` is the split/training seed."""
+    features, train, evaluate. ``seed`` is the split/training seed (``None``: the model YAML's)."""
     from soundmates.model.config import ModelConfig
     from soundmates.model.experiment import features_frame, run_experiment
     from soundmates.sources.world import world_profiles, world_taste
     from soundmates.world.generator import generate_world
 
+    cfg = ModelConfig.load(config_file, seed=seed, **hp)  # a bad config fails before the world is built
     world = Path(path)
     if not (world / "world.json").exists():
         world.mkdir(parents=True, exist_ok=True)
@@ -244,14 +252,14 @@ def evaluate_world_dir(
     profiles = world_profiles(world, users)
     frame = features_frame(profiles, settings)
     ids = sorted(set(frame["user_id"].astype(str)))
-    cfg = ModelConfig.load(config_file, seed=seed, **hp)
     exp = run_experiment(frame, cfg, protocol=PROTOCOL_WORLD, taste=world_taste(world, ids), grids=grids)
     return exp.result | {"dataset": "world", "world": str(world), "seconds": {k: round(v, 1) for k, v in exp.seconds.items()}}
 
 
 def evaluate_hetrec_dir(
-    settings: Settings, path: str | Path | None, *, seed: int = 0, config_file=None, grids=None, **hp: Any
+    settings: Settings, path: str | Path | None, *, seed: int | None = None, config_file=None, grids=None, **hp: Any
 ) -> dict[str, Any]:
+    """HetRec Last.fm 2k: halves, features, train, evaluate; ``seed`` (``None``: the model YAML's) also draws the halves."""
     from soundmates.model.config import ModelConfig
     from soundmates.model.experiment import features_frame, run_experiment
     from soundmates.sources.hetrec import load_hetrec
@@ -261,9 +269,9 @@ def evaluate_hetrec_dir(
         raise FileNotFoundError(
             f"HetRec Last.fm 2k not found at {hetrec_dir}: pass --path to the unzipped hetrec2011-lastfm-2k folder"
         )
-    ds = load_hetrec(hetrec_dir, seed=seed)
-    frame = features_frame(ds.profiles, settings)
     cfg = ModelConfig.load(config_file, seed=seed, **hp)
+    ds = load_hetrec(hetrec_dir, seed=cfg.seed)
+    frame = features_frame(ds.profiles, settings)
     exp = run_experiment(frame, cfg, protocol=PROTOCOL_HETREC, friends=ds.friends, thin_tracks_only=True, grids=grids)
     return exp.result | {"dataset": "hetrec", "seconds": {k: round(v, 1) for k, v in exp.seconds.items()}}
 
