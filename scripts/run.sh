@@ -10,7 +10,7 @@
 # Every process is started in its own session with its PID in $SOUNDMATES_DATA_DIR/run/*.pid;
 # `make stop` (scripts/stop.sh) stops exactly those. Logs: $SOUNDMATES_DATA_DIR/logs/.
 # Knobs (env): SOUNDMATES_DATA_DIR, SOUNDMATES_WORLD_USERS, SOUNDMATES_WORLD_SEED, AIRFLOW_PORT (8080),
-# SPOTIFY_PORT (8765), DASHBOARD_PORT (8501), BOOTSTRAP_MAX_EPOCHS (unset: configs/model/default.yaml's max_epochs),
+# SPOTIFY_PORT (8765), DASHBOARD_PORT (8501), BOOTSTRAP_MAX_EPOCHS (10; empty: configs/model/default.yaml's max_epochs),
 # SOUNDMATES_RUN_BOOTSTRAP (1), BOOTSTRAP_TIMEOUT_S (3600).
 set -euo pipefail
 
@@ -32,7 +32,8 @@ WORLD_SEED="${SOUNDMATES_WORLD_SEED:-0}"
 SPOTIFY_PORT="${SPOTIFY_PORT:-8765}"
 DASHBOARD_PORT="${DASHBOARD_PORT:-8501}"
 # model overrides only when set: the model defaults live in configs/model/default.yaml alone
-MAX_EPOCHS="${BOOTSTRAP_MAX_EPOCHS:-}"
+# the bootstrap trains a first model quickly (a newcomer waits for it); retraining uses the YAML's max_epochs
+MAX_EPOCHS="${BOOTSTRAP_MAX_EPOCHS-10}"
 mkdir -p "$RUN_DIR" "$LOG_DIR" "$AIRFLOW_HOME"
 # Known before Airflow starts: its plugin links to the dashboard.
 export SOUNDMATES_DASHBOARD_URL="${SOUNDMATES_DASHBOARD_URL:-http://127.0.0.1:$DASHBOARD_PORT}"
