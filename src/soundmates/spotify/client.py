@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
 from urllib.parse import urljoin, urlsplit
 
@@ -49,10 +46,17 @@ from .errors import (
     MissingCredentials,
     NotFound,
     RateLimitExhausted,
-    SpotifyUnavailable,
     UserNotFound,
 )
-from .transport import ResponseTooLarge, bounded_session
+from .failures import (
+    Transient,
+    error_message,
+    parse_retry_after,
+    short,
+    transport_failure,
+    unavailable_after_retries,
+)
+from .transport import bounded_session, resolve_proxies_once
 
 # spotipy logs request headers (the bearer token) at DEBUG and every HTTP error at ERROR,
 # including the 429s and 5xx this module retries: keep the token out of any log, and let
@@ -65,40 +69,6 @@ log = logging.getLogger(__name__)
 
 TOKEN_ENDPOINT = "token"
 MAX_REDIRECTS = 5  # the Web API does not redirect GETs; a few hops are tolerated, a loop is an error
-# A Retry-After beyond a day is read as a day: the run is deferred either way, and the time stays a number.
-MAX_RETRY_AFTER_S = 86_400.0
-
-
-class _Transient(Exception):
-    """A failure worth another try; ``wait_s`` is what the server asked for (Retry-After), if anything."""
-
-    def __init__(self, kind: str, detail: str, wait_s: float | None = None):
-        self.kind = kind  # "429" | "5xx" | "connection" | "unreadable" | "401"
-        self.detail = detail
-        self.wait_s = wait_s
-        super().__init__(detail)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date).
-
-    None when absent or garbled (negative, NaN, not a number or a date): the caller then
-    backs off on its own. A date in the past is 0; anything beyond ``MAX_RETRY_AFTER_S`` is
-    read as that (an "infinite" wait must still be a time a scheduler can use).
-    """
-    if value is None:
-        return None
-    value = str(value).strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-    if math.isnan(seconds) or seconds < 0:
-        return None
-    return min(seconds, MAX_RETRY_AFTER_S)
 
 
 class _PerThread:
@@ -173,7 +143,7 @@ class SpotifyClient:
         # (connect, whole answer): the bounded adapter reads the second as the deadline of the answer.
         self._timeout = (min(float(self.settings.spotify_timeout_s), self.deadline_s), self.deadline_s)
         self._session = bounded_session(max_bytes=self.max_bytes, default_timeout_s=self.deadline_s, max_redirects=MAX_REDIRECTS)
-        _resolve_proxies_once(self._session, self.settings.spotify_api_url, self.settings.spotify_token_url)
+        resolve_proxies_once(self._session, self.settings.spotify_api_url, self.settings.spotify_token_url)
         # spotipy's client-credentials manager as shipped; the token URL is per instance (other
         # clients keep theirs), and a response hook on the session counts its requests and keeps
         # the status of the last answer (spotipy's SpotifyOauthError drops it).
@@ -232,7 +202,7 @@ class SpotifyClient:
                 status=429,
                 endpoint=endpoint,
             )
-        return self._with_retries(endpoint, retry_if_exception_type(_Transient), lambda: self._once(endpoint, path, params))
+        return self._with_retries(endpoint, retry_if_exception_type(Transient), lambda: self._once(endpoint, path, params))
 
     def post(self, endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST a JSON ``body`` to ``path`` and return the JSON answer (201 or 200).
@@ -240,7 +210,7 @@ class SpotifyClient:
         A write is retried only when the API surely did not apply it (429, an expired token), never after
         a 5xx, a timeout or a dropped connection: a second try could add the same tracks twice.
         """
-        not_applied = retry_if_exception(lambda e: isinstance(e, _Transient) and e.kind in ("429", "401"))
+        not_applied = retry_if_exception(lambda e: isinstance(e, Transient) and e.kind in ("429", "401"))
         return self._with_retries(endpoint, not_applied, lambda: self._post_once(endpoint, path, body))
 
     def _with_retries(self, endpoint: str, retry, call) -> dict[str, Any]:
@@ -257,7 +227,7 @@ class SpotifyClient:
             for attempt in retrying:
                 with attempt:
                     result = call()
-        except _Transient as exc:
+        except Transient as exc:
             raise self._final_error(endpoint, exc) from None
         return result
 
@@ -275,10 +245,10 @@ class SpotifyClient:
         status = response.status_code
         if status == 403:  # a write refused: the API's own words (e.g. "Insufficient client scope")
             raise ApiRefused(
-                f"Spotify refused {endpoint} (403: {_short(_error_message(response.content))})", status=403, endpoint=endpoint
+                f"Spotify refused {endpoint} (403: {short(error_message(response.content))})", status=403, endpoint=endpoint
             )
         if status >= 400:
-            self._classify(endpoint, status, response.headers, _error_message(response.content))
+            self._classify(endpoint, status, response.headers, error_message(response.content))
         try:
             result = json.loads(response.content)
         except ValueError:
@@ -297,12 +267,12 @@ class SpotifyClient:
 
     def _wait(self, retry_state) -> float:
         exc = retry_state.outcome.exception()
-        if isinstance(exc, _Transient) and exc.wait_s is not None:
+        if isinstance(exc, Transient) and exc.wait_s is not None:
             return exc.wait_s
         return self._backoff(retry_state)
 
     def _note_retry(self, endpoint: str, exc: BaseException | None) -> None:
-        if isinstance(exc, _Transient):
+        if isinstance(exc, Transient):
             with self._lock:
                 self.retries[exc.kind] += 1
             log.info("retrying %s after %s", endpoint, exc.detail)
@@ -340,7 +310,7 @@ class SpotifyClient:
             self._transport_error(endpoint, exc)
         status = response.status_code
         if status >= 400:
-            self._classify(endpoint, status, response.headers, _error_message(response.content))
+            self._classify(endpoint, status, response.headers, error_message(response.content))
         if not 200 <= status < 300:
             raise MalformedResponse(f"malformed data: {endpoint} answered HTTP {status}", endpoint=endpoint)
         body = response.content
@@ -348,7 +318,7 @@ class SpotifyClient:
             result = json.loads(body)
         except ValueError:
             # A truncated answer or a proxy's HTML page: worth another try.
-            raise _Transient("unreadable", f"an answer of {endpoint} that is not JSON") from None
+            raise Transient("unreadable", f"an answer of {endpoint} that is not JSON") from None
         except RecursionError:
             raise MalformedResponse(
                 f"malformed data: {endpoint} answered JSON nested too deeply to read", endpoint=endpoint
@@ -381,19 +351,9 @@ class SpotifyClient:
         raise requests.exceptions.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
 
     def _transport_error(self, endpoint: str, exc: requests.exceptions.RequestException) -> NoReturn:
-        if isinstance(exc, ResponseTooLarge):
-            raise MalformedResponse(
-                f"malformed data: the answer of {endpoint} is larger than the {self.max_bytes:,} byte limit", endpoint=endpoint
-            ) from None
-        if isinstance(exc, requests.exceptions.TooManyRedirects):
-            raise MalformedResponse(
-                f"malformed data: {endpoint} redirects in a loop (more than {MAX_REDIRECTS} redirects)", endpoint=endpoint
-            ) from None
-        if isinstance(exc, requests.exceptions.Timeout):
-            raise _Transient("timeout", f"no complete answer of {endpoint} within {self.deadline_s:g} s") from None
-        if isinstance(exc, requests.exceptions.ContentDecodingError):
-            raise _Transient("unreadable", f"an answer of {endpoint} that cannot be decompressed") from None
-        raise _Transient("connection", f"{type(exc).__name__} on {endpoint}") from None
+        raise transport_failure(
+            endpoint, exc, deadline_s=self.deadline_s, max_bytes=self.max_bytes, max_redirects=MAX_REDIRECTS
+        ) from None
 
     def _classify(self, endpoint: str, status: int, headers: Mapping[str, str] | None, msg: object) -> NoReturn:
         if status == 429:
@@ -410,9 +370,9 @@ class SpotifyClient:
                 )
             if wait_s:
                 self._pause(wait_s)
-            raise _Transient("429", f"429 on {endpoint} (Retry-After {_short(header, 40)})", wait_s)
+            raise Transient("429", f"429 on {endpoint} (Retry-After {short(header, 40)})", wait_s)
         if status >= 500:
-            raise _Transient("5xx", f"{status} on {endpoint}")
+            raise Transient("5xx", f"{status} on {endpoint}")
         if endpoint == TOKEN_ENDPOINT and status in (400, 401, 403):
             raise AuthenticationFailed(
                 f"the token endpoint refused the credentials ({status}): check SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET",
@@ -420,7 +380,7 @@ class SpotifyClient:
                 endpoint=endpoint,
             )
         if status == 401:
-            raise _Transient("401", f"401 on {endpoint} (token rejected)")
+            raise Transient("401", f"401 on {endpoint} (token rejected)")
         if status == 403:
             raise ApiRefused(
                 f"the Spotify API answered 403 on {endpoint}. {DEVELOPMENT_MODE_EXPLANATION}",
@@ -431,7 +391,7 @@ class SpotifyClient:
             cls = UserNotFound if endpoint == "user" else NotFound
             raise cls(f"not found (404 on {endpoint})", status=404, endpoint=endpoint)
         raise BadRequest(
-            f"the Spotify API refused the request ({status} on {endpoint}): {_short(msg)}", status=status, endpoint=endpoint
+            f"the Spotify API refused the request ({status} on {endpoint}): {short(msg)}", status=status, endpoint=endpoint
         )
 
     def _block(self, wait_s: float) -> None:
@@ -453,7 +413,7 @@ class SpotifyClient:
         if left > 0 and self._paused_until > (self._own_pause_until or 0.0):
             time.sleep(min(left, self.retry_after_cap_s))
 
-    def _final_error(self, endpoint: str, exc: _Transient) -> Exception:
+    def _final_error(self, endpoint: str, exc: Transient) -> Exception:
         n = self.max_retries
         if exc.kind == "429":
             # Still rate-limited after every retry: stop calling for the last Retry-After (at least the cap).
@@ -465,47 +425,8 @@ class SpotifyClient:
                 status=429,
                 endpoint=endpoint,
             )
-        if exc.kind == "unreadable":
-            return MalformedResponse(f"malformed data: {exc.detail}, after {n} retries", endpoint=endpoint)
         if exc.kind == "401":
             return AuthenticationFailed(
                 f"the Spotify API kept rejecting the access token (401 on {endpoint})", status=401, endpoint=endpoint
             )
-        if exc.kind == "5xx":
-            return SpotifyUnavailable(
-                f"Spotify API unavailable: {exc.detail}, still failing after {n} retries", endpoint=endpoint
-            )
-        if exc.kind == "timeout":
-            return SpotifyUnavailable(f"Spotify API too slow: {exc.detail}, still failing after {n} retries", endpoint=endpoint)
-        return SpotifyUnavailable(f"Spotify API unreachable: {exc.detail}, still failing after {n} retries", endpoint=endpoint)
-
-
-def _error_message(body: bytes) -> str | None:
-    """The ``error.message`` of a Web API error body (or its text), whatever shape it has."""
-    try:
-        error = json.loads(body).get("error")
-    except (ValueError, AttributeError, RecursionError):
-        return body[:200].decode("utf-8", "replace") or None
-    if isinstance(error, dict):
-        return str(error.get("message") or "") or None
-    return None if error is None else str(error)
-
-
-def _resolve_proxies_once(session: requests.Session, *urls: str) -> None:
-    """Read the proxy and CA-bundle environment once instead of on every request.
-
-    With ``trust_env`` on, requests re-reads ``*_PROXY``/``NO_PROXY`` for each request, a
-    sizeable share of the client's CPU per call. When every URL we call resolves to the same
-    proxies, pin them (and the CA bundle requests would take from the environment) and stop
-    re-reading; otherwise keep requests' own per-request logic.
-    """
-    resolved = [requests.utils.get_environ_proxies(u) for u in urls]
-    if all(r == resolved[0] for r in resolved):
-        session.proxies.update(resolved[0])
-        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        session.trust_env = False
-
-
-def _short(msg: object, n: int = 200) -> str:
-    text = str(msg or "").replace("\n", " ").strip()
-    return text if len(text) <= n else text[: n - 3] + "..."
+        return unavailable_after_retries(endpoint, exc, n)
