@@ -102,3 +102,57 @@ def test_evaluation_reports_feedback_and_training_records_the_tuning_decision(se
     assert fb["served_embedder"]["votes"] == 48
     ev = _json(run(app, ["evaluate", "--json", "--dataset", "world"]))
     assert ev["feedback"] == fb  # the decision is in the recorded evaluation
+
+
+class _Lookup:
+    """An embedder over fixed vectors, looked up by user id (query side = candidate side)."""
+
+    name, version = "lookup", "v0"
+
+    def __init__(self, ids: list[str], vecs: np.ndarray):
+        self.pos, self.vecs = {u: i for i, u in enumerate(ids)}, vecs
+
+    def embed(self, rows):
+        return self.vecs[[self.pos[u] for u in rows["user_id"]]]
+
+    embed_query = embed
+
+
+def _world(n: int = 300, d: int = 6):
+    """Users whose true likes weight two of the base vectors' dimensions 15x more: votes on the base's top 10."""
+    import pandas as pd
+
+    from soundmates.model.protocol import top_k
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(n, d)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    hidden = (v * np.array([3, 3, 0.2, 0.2, 0.2, 0.2], dtype=np.float32)) @ v.T
+    np.fill_diagonal(hidden, -np.inf)
+    liked = [set(r) for r in np.argsort(-hidden, axis=1)[:, :20]]
+    served, _ = top_k(v, v, 10, np.arange(n))
+    ids = [f"u{i:03d}" for i in range(n)]
+    votes = [(ids[u], ids[j], 1 if j in liked[u] else -1) for u in range(0, n, 2) for j in served[u]]
+    return _Lookup(ids, v), pd.DataFrame({"user_id": ids}), votes
+
+
+def test_tuning_on_fit_voters_is_judged_on_held_out_voters_only():
+    from soundmates.pipelines.feedback_eval import feedback_decision, is_held_out
+
+    base, rows, votes = _world()
+    got = feedback_decision(base, rows, votes)
+    assert got is not None and (got["voters"], got["votes"]) == (150, 1500)
+    assert got["fit_voters"] + got["held_out_voters"] <= 150 and got["held_out_voters"] >= 20
+    # the base ranks by the wrong dimensions (AUC near chance); the map learns the right ones from other voters
+    assert got["used"] is True and got["tuned_auc"] > got["base_auc"] + 0.1, got
+    assert "beats" in got["reason"]
+    # held-out votes never reach the fit: turning them around mirrors both AUCs, the fitted map unchanged
+    flipped = [(u, o, -s if is_held_out(u) else s) for u, o, s in votes]
+    mirror = feedback_decision(base, rows, flipped)
+    assert mirror is not None and mirror["used"] is False
+    assert mirror["base_auc"] == pytest.approx(1 - got["base_auc"], abs=2e-4)
+    assert mirror["tuned_auc"] == pytest.approx(1 - got["tuned_auc"], abs=2e-4)
+    assert feedback_decision(base, rows, []) is None
+    # the split is sha256 of the id (not Python's per-process salted hash): the same in every run, ~30% held out
+    assert [is_held_out(f"u{i:03d}") for i in range(8)] == [False, False, True, False, False, False, True, False]
+    assert 0.25 < sum(is_held_out(f"user{i}") for i in range(2000)) / 2000 < 0.35
