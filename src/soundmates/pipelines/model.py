@@ -84,6 +84,7 @@ def train_model(
     from soundmates.model.config import ModelConfig
     from soundmates.model.experiment import run_experiment
     from soundmates.model.registry import ModelRegistry, push_to_hopsworks
+    from soundmates.pipelines.feedback_eval import training_feedback
     from soundmates.store import get_store
 
     settings = settings or get_settings()
@@ -95,16 +96,21 @@ def train_model(
             raise LookupError("the feature store has no user_features yet: run `soundmates features build` first")
     frame = store.read(USER_FEATURES, as_of=data_version)
     taste = _world_taste_for(settings, sorted(set(frame.loc[frame["view"] == "full", "user_id"].astype(str))))
+    incumbent = _incumbent(settings)
     exp = run_experiment(
         frame,
         cfg,
         protocol=PROTOCOL_WORLD.replace("world:", "store:"),
         taste=taste,
-        incumbent=_incumbent(settings),
+        incumbent=incumbent,
         work_dir=settings.models_dir / "runs",
     )
     reg = ModelRegistry(settings.models_dir)
     res = exp.result
+    chosen = exp.methods.get(exp.decision["served"]) or (
+        incumbent if incumbent is not None and exp.decision["served"] == incumbent.name else None
+    )
+    res["feedback"] = training_feedback(settings, chosen, frame)
     metrics = {"val": exp.validation, "test": res["methods"], "test_users": res["users"], "slices": res["slices"]}
     trained = exp.trained
     candidates: dict[str, str] = {}
@@ -153,6 +159,7 @@ def train_model(
         "seconds_per_epoch": round(trained.seconds_per_epoch, 3),
         "notes": trained.notes,
         "seconds": {k: round(v, 1) for k, v in exp.seconds.items()},
+        "feedback": res["feedback"],
         **hopsworks,
     }
 
@@ -297,4 +304,16 @@ def stored_evaluation(settings: Settings) -> dict[str, Any]:
         result["served_version"] = served
         result["reason"] = smeta.get("promotion_reason") or result.get("reason")
     result.update(dataset="world", model_version=version, data_version=meta.get("data_version"))
+    result["feedback_metrics"] = _served_feedback_or_error(settings)
     return result
+
+
+def _served_feedback_or_error(settings: Settings) -> dict[str, Any] | None:
+    """The served embedder's feedback metrics (None: nobody voted); a failure is recorded, never fatal."""
+    from soundmates.pipelines.feedback_eval import served_feedback
+
+    try:
+        return served_feedback(settings)
+    except Exception as e:  # noqa: BLE001 - the protocol's evaluation stands without the feedback metric
+        log.warning("feedback metrics could not be computed: %s", e)
+        return {"error": f"feedback metrics could not be computed ({e}); check the feature store and the registry"}
