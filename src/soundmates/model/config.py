@@ -64,7 +64,15 @@ class ModelConfig(BaseModel):
     # recall@10 saturates on easy validation sets (every method near 1), MRR keeps separating them
     # val_neighbour_recall@20: a validation user's half a finds neighbours among the whole population
     # whose artists predict its held-out half b (no hidden taste needed) -- the neighbour-quality metric
-    monitor: Literal["val_recall@10", "val_mrr", "val_neighbour_recall@20"] = "val_recall@10"
+    monitor: Literal[
+        "val_recall@10",
+        "val_mrr",
+        "val_neighbour_recall@20",
+        "val_genre_recall@20",
+        "val_self_recall@10",
+        "val_self_mrr",
+        "val_geo_nr_mrr",
+    ] = "val_recall@10"
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> ModelConfig:
