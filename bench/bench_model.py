@@ -263,6 +263,57 @@ def _init_vs_trained(s: dict, metrics: tuple[str, ...]) -> str:
     return f"- Goal `two_tower` above `two_tower_init` on every taste metric (mean of seeds): {cmp} ({'met' if above else 'not met'})"
 
 
+def _gate_lines(runs: list[dict]) -> list[str]:
+    return [f"- Gate, seed {r['seed']}: served **{r['served']}**: {r['reason']}." for r in runs]
+
+
+def kendall_taus(runs: list[dict], test_metrics: tuple[str, ...]) -> dict[str, dict[str, list[float]]]:
+    """Kendall tau, per seed, between each candidate validation metric and each test metric over the methods.
+
+    ``random`` is left out (every metric puts it last, which would inflate tau; it is never served), and so
+    is a method skipped on a dataset. Returns ``{candidate: {test_metric: [tau per run]}}``.
+    """
+    from scipy.stats import kendalltau
+
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in runs:
+        val = r["validation"]["candidates"]
+        methods = [m for m in val if m != "random" and "skipped" not in r["methods"].get(m, {"skipped": 1})]
+        for cand in val[methods[0]]:
+            for k in test_metrics:
+                x = [val[m][cand] for m in methods]
+                y = [r["methods"][m][k] for m in methods]
+                tau = kendalltau(x, y).statistic if np.isfinite(x).all() and np.isfinite(y).all() else math.nan
+                out.setdefault(cand, {}).setdefault(k, []).append(float(tau))
+    return out
+
+
+def tau_table(taus: dict[str, dict[str, dict[str, list[float]]]], chosen: str) -> list[str]:
+    """Markdown: one row per candidate validation metric, a column per (dataset, test metric), tau per seed."""
+    cols = [(d, k) for d, t in taus.items() for k in next(iter(t.values()))]
+    lines = [
+        "| validation metric | " + " | ".join(f"{d}: {k}" for d, k in cols) + " | worst |",
+        "|---|" + "---|" * (len(cols) + 1),
+    ]
+    for cand in next(iter(taus.values())):
+        cells, worst = [], math.inf
+        for d, k in cols:
+            v = taus[d].get(cand, {}).get(k, [])
+            worst = min([worst, *[x for x in v if math.isfinite(x)]] or [math.nan])
+            cells.append(" / ".join(f"{x:.2f}" for x in v))
+        name = f"**{cand}** (chosen)" if cand == chosen else cand
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {worst:.2f} |")
+    return lines
+
+
+def worst_tau(taus: dict[str, dict[str, dict[str, list[float]]]]) -> dict[str, float]:
+    cands = {c for t in taus.values() for c in t}
+    return {
+        c: float(min((x for t in taus.values() for v in t.get(c, {}).values() for x in v if math.isfinite(x)), default=math.nan))
+        for c in sorted(cands)
+    }
+
+
 ARTIST_BAG_HALVES = (
     "`artist_bag` recall@10 on HetRec is 0 by construction: a user's two halves hold disjoint artists, so an "
     "artist-overlap bag cannot find the user's own other half (not applicable; the served-form metrics are valid)."
@@ -271,6 +322,7 @@ ARTIST_BAG_HALVES = (
 
 def run(out_dir: Path) -> dict:
     from soundmates.model.evaluate import write_report
+    from soundmates.model.protocol import VAL_METRIC
     from soundmates.pipelines.model import PROTOCOL_HETREC, PROTOCOL_WORLD
 
     out_dir = Path(out_dir)
@@ -289,9 +341,11 @@ def run(out_dir: Path) -> dict:
         "through each method's query side; candidates = every user's full profile through the candidate side (what the index "
         "stores). Taste metrics: full vs full, relevance = cosine of the hidden taste, ideal over the whole population. "
         "neighbour_recall@20: half a -> top-10 neighbours' artists -> held-out half b. recall@10: half a vs every half b. "
-        "Baselines tuned on the validation users (10%) by neighbour_recall@20; the gate uses the same validation metric.",
+        f"Baselines tuned on the validation users (10%) by `{VAL_METRIC}`; the gate and the model's early stopping use the "
+        "same validation metric (chosen by the Kendall tau table below).",
         "",
     ]
+    taus: dict[str, dict[str, dict[str, list[float]]]] = {}
     for n in _env_list("SOUNDMATES_BENCH_MODEL_WORLDS", "5000,20000"):
         frame, world, steps = world_frame(n)
         from soundmates.sources.world import world_taste
@@ -300,6 +354,7 @@ def run(out_dir: Path) -> dict:
         runs = run_seeds(frame, seeds, protocol=PROTOCOL_WORLD, taste=taste)
         s = summary(runs, WORLD_METRICS)
         result["worlds"][str(n)] = {"steps": steps, "runs": runs, "summary": s}
+        taus[f"world-{n}"] = kendall_taus(runs, TASTE)
         write_report(runs[0] | {"dataset": f"world-{n}"}, out_dir / "model_reports", name=f"world-{n}")
         md += [
             f"**Generated world, {n:,} users** ({runs[0]['candidates']:,} with features; {runs[0]['users']:,} test queries "
@@ -312,8 +367,8 @@ def run(out_dir: Path) -> dict:
             *goals(s, {"taste_ndcg@10": 1.10, "taste_precision@10": 1.20}),
             _init_vs_trained(s, TASTE),
             "",
-            f"Gate (seed {seeds[0]}): {runs[0]['reason']}. Chosen settings: "
-            + "; ".join(f"{m} {t['params']}" for m, t in runs[0]["tuned"].items()),
+            *_gate_lines(runs),
+            f"Chosen settings (seed {seeds[0]}): " + "; ".join(f"{m} {t['params']}" for m, t in runs[0]["tuned"].items()),
             "",
         ]
     if HETREC.exists() and os.environ.get("SOUNDMATES_BENCH_MODEL_HETREC", "1") == "1":
@@ -323,6 +378,7 @@ def run(out_dir: Path) -> dict:
             runs += run_seeds(frame, [seed], protocol=PROTOCOL_HETREC, friends=ds.friends, thin_tracks_only=True)
         s = summary(runs, HETREC_METRICS)
         result["hetrec"] = {"runs": runs, "summary": s}
+        taus["hetrec"] = kendall_taus(runs, ("neighbour_recall@20", "recall@10"))
         write_report(runs[0] | {"dataset": "hetrec"}, out_dir / "model_reports", name="hetrec")
         md += [
             f"**HetRec Last.fm 2k** ({runs[0]['candidates']:,} users, {runs[0]['users']} test queries at seed {seeds[0]}), seeds "
@@ -335,7 +391,16 @@ def run(out_dir: Path) -> dict:
             *goals(s, {"neighbour_recall@20": 1.05, "recall@10": 1.10}),
             f"- {ARTIST_BAG_HALVES}",
             "",
-            f"Gate (seed {seeds[0]}): {runs[0]['reason']}.",
+            *_gate_lines(runs),
+            "",
+        ]
+    if taus:
+        result["validation_tau"] = {"random_included": False, "chosen": VAL_METRIC, "tau": taus, "worst": worst_tau(taus)}
+        md += [
+            "**Which validation metric ranks methods as the test does** (Kendall tau over the methods, `random` left out, "
+            "per split seed; validation users only, no hidden taste; the chosen metric has the best worst case):",
+            "",
+            *tau_table(taus, VAL_METRIC),
             "",
         ]
     for n in _env_list("SOUNDMATES_BENCH_MODEL_USERS", "5000"):

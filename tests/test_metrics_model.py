@@ -138,3 +138,65 @@ def test_neighbour_items_recall_and_bootstrap():
     lo, hi = bootstrap_ci(np.array([0.0, 1.0] * 50), seed=0)
     assert lo < 0.5 < hi and hi - lo < 0.3
     assert bootstrap_ci(np.array([np.nan]))[0] != bootstrap_ci(np.array([np.nan]))[0]  # NaN when nothing scores
+
+
+def test_validation_metrics_on_a_hand_made_population(monkeypatch):
+    """Every candidate validation metric of one query, worked out by hand (no hidden taste involved).
+
+    u0's half a has artist x / genre rock; its half b adds y, z / jazz, pop, folk. Its neighbours by the method:
+    u1 (cosine 1: artists x, y; genres rock, jazz), u2 (0.6: q / metal), u3 (-1: z / pop, votes only a little).
+    """
+    import pandas as pd
+
+    import soundmates.model.protocol as P
+
+    vec = {"full": {"u0": [1, 0], "u1": [1, 0], "u2": [0.6, 0.8], "u3": [-1, 0]}, "a": {}, "b": {}}
+    vec["a"] = {"u0": [1, 0], "u1": [0, 1], "u2": [0, 1], "u3": [0, 1]}
+    vec["b"] = {"u0": [0.8, 0.6], "u1": [1, 0], "u2": [0.6, 0.8], "u3": [-1, 0]}  # u1's b outranks u0's own b
+    bags = {
+        "u0": {"a": (["x"], ["rock"]), "b": (["y", "z"], ["rock", "jazz", "pop", "folk"])},
+        "u1": {"full": (["x", "y"], ["rock", "jazz"])},
+        "u2": {"full": (["q"], ["metal"])},
+        "u3": {"full": (["z"], ["pop"])},
+    }
+    rows = []
+    for u in ("u0", "u1", "u2", "u3"):
+        b = bags[u]
+        full = b.get("full") or (b["a"][0] + b["b"][0], sorted(set(b["a"][1] + b["b"][1])))
+        for view in ("full", "a", "b"):
+            arts, gens = b.get(view, full)
+            rows.append({"user_id": u, "view": view, "artist_ids": arts, "genre_names": gens, "n_tracks": 50})
+
+    class Lookup:
+        def embed(self, rows):
+            return np.array([vec[v][u] for u, v in zip(rows["user_id"], rows["view"])], dtype=np.float32)
+
+        embed_query = embed
+
+    pop = P.make_population(pd.DataFrame(rows))
+    monkeypatch.setattr(P, "N_ITEMS", 3)
+    got = P.validation_metrics(Lookup(), pop, ["u0", "not-a-user"])
+    # artists: votes y (u1) 1, q (u2) 0.6, z (u3) ~0 -> [y, q, z]; x is known; held {y, z}: 2 / min(3, 2)
+    assert got["neighbour_recall@20"] == pytest.approx(1.0)
+    # genres: rock known; [jazz, metal, pop]; held {jazz, pop, folk}: 2 / 3
+    assert got["genre_recall@20"] == pytest.approx(2 / 3)
+    # self-retrieval against every half b: u0's own b is second -> in the top 10, reciprocal rank 1/2
+    assert got["self_recall@10"] == 1.0 and got["self_mrr"] == pytest.approx(0.5)
+    assert got["geo_nr_mrr"] == pytest.approx(math.sqrt(0.5))
+    assert set(got) == set(P.VAL_CANDIDATES) and P.VAL_METRIC in got
+
+
+def test_blends_scale_by_the_best_method_and_leave_random_out():
+    from soundmates.model.protocol import blend_validation
+
+    table = {
+        "a": {"neighbour_recall@20": 0.2, "self_mrr": 0.5},
+        "b": {"neighbour_recall@20": 0.1, "self_mrr": 1.0},
+        "c": {"neighbour_recall@20": 0.05, "self_mrr": 0.25},
+        "random": {"neighbour_recall@20": 0.9, "self_mrr": 0.9},
+    }
+    out = blend_validation(table)
+    assert out["a"]["norm_mean"] == pytest.approx(0.75) and out["b"]["norm_mean"] == pytest.approx(0.75)
+    assert out["c"]["norm_mean"] == pytest.approx(0.25)
+    assert out["a"]["mean_rank"] == out["b"]["mean_rank"] == -1.5 and out["c"]["mean_rank"] == -3.0
+    assert math.isnan(out["random"]["norm_mean"]) and out["a"]["self_mrr"] == 0.5  # the inputs are kept

@@ -121,6 +121,13 @@ def test_evaluate_world_from_the_generator_prints_the_protocol_object(tmp_path):
     assert isinstance(ev["protocol"], str) and ev["candidates"] <= 80 and 1 <= ev["users"] < ev["candidates"]
     assert {"two_tower", "two_tower_init", "genre_bag", "artist_bag", "als", "raw_cosine", "random"} <= set(ev["methods"])
     assert ev["served"] in ev["methods"] and ev["served"] != "random"
+    # the gate's metric is the protocol's VAL_METRIC, named in the reason; every candidate metric is recorded
+    from soundmates.model.protocol import VAL_CANDIDATES, VAL_METRIC
+
+    assert ev["validation"]["metric"] == VAL_METRIC and VAL_METRIC in ev["reason"]
+    for m in ev["methods"]:
+        assert set(VAL_CANDIDATES) | {"norm_mean", "mean_rank"} <= set(ev["validation"]["candidates"][m]), m
+        assert ev["validation"]["candidates"][m][VAL_METRIC] == pytest.approx(ev["validation"]["scores"][m])
     for m, v in ev["methods"].items():
         for metric in ("taste_ndcg@10", "taste_precision@10", "neighbour_recall@20", "recall@10"):
             assert 0.0 <= v[metric] <= 1.0, (m, metric)

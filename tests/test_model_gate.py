@@ -25,6 +25,7 @@ def test_gate_serves_the_model_only_when_it_beats_baseline_and_incumbent():
         servable={"two_tower", "als", "genre_bag"},
     )
     assert lose["promote"] == "als" and "does not beat" in lose["reason"] and "als 0.3500" in lose["reason"]
+    assert "validation neighbour_recall@20" in decide({"als": 0.3}, metric="neighbour_recall@20")["reason"]
     # beats the baselines but not the incumbent: nothing new is promoted
     keep = decide({"two_tower": 0.30, "als": 0.25}, incumbent={"method": "two_tower", "version": "tt-1", "val": 0.31})
     assert keep["promote"] is None and keep["served"] == "two_tower" and "incumbent kept" in keep["reason"]
@@ -41,7 +42,7 @@ def test_worse_model_is_not_served_end_to_end(trained, frame, settings):
     from soundmates.model.baselines import ALSUsers
     from soundmates.model.embedder import ModelEmbedder, get_embedder
     from soundmates.model.gate import decide
-    from soundmates.model.protocol import neighbour_recall
+    from soundmates.model.protocol import VAL_METRIC, validation_metrics
     from soundmates.model.registry import ModelRegistry
 
     bad = copy.deepcopy(trained.model)
@@ -51,13 +52,23 @@ def test_worse_model_is_not_served_end_to_end(trained, frame, settings):
     dm = trained.datamodule
     pop, val = dm.population, dm.split.val
     als = ALSUsers(factors=8, alpha=10.0, regularization=0.1).fit(pop.full[pop.full.user_id.isin(dm.split.train)])
+    # scored with the gate's own validation metric (the one that ranks methods as the test does)
     scores = {
-        "two_tower": float(np.nanmean(neighbour_recall(ModelEmbedder(bad, dm.pre), pop, val))),
-        "als": float(np.nanmean(neighbour_recall(als, pop, val))),
+        "two_tower": validation_metrics(ModelEmbedder(bad, dm.pre), pop, val)[VAL_METRIC],
+        "als": validation_metrics(als, pop, val)[VAL_METRIC],
     }
     assert scores["two_tower"] < scores["als"]  # measured, not assumed
     d = decide(scores)
-    assert d["promote"] == "als"
+    assert d["promote"] == "als" and VAL_METRIC in d["reason"]
+    # the other way: the trained model against an ALS whose item factors are zeroed (every user the same vector)
+    dead = ALSUsers(factors=8)
+    dead.load_state({"items": als.items}, {"item_factors": np.zeros_like(als.item_factors)})
+    other = {
+        "two_tower": validation_metrics(ModelEmbedder(trained.model, dm.pre), pop, val)[VAL_METRIC],
+        "als": validation_metrics(dead, pop, val)[VAL_METRIC],
+    }
+    assert other["two_tower"] > other["als"]
+    assert decide(other)["promote"] == "two_tower" and VAL_METRIC in decide(other)["reason"]
     reg = ModelRegistry(settings.models_dir)
     reg.save(trained, metrics={}, data_version=1, feature_schema={}, model=bad)
     v = reg.save_baseline(als, metrics={"val": scores["als"]}, data_version=1)

@@ -63,8 +63,10 @@ def train(
         f"model {result['version']} registered (not promoted yet); the gate would serve "
         f"{result['gate']['served']}: {result['gate']['reason']}"
     )
+    from soundmates.model.protocol import VAL_METRIC
+
     for name, v in result["metrics"]["val"].items():
-        typer.echo(f"  validation {name:15s} neighbour_recall@20 {v:.4f}")
+        typer.echo(f"  validation {name:15s} {VAL_METRIC} {v:.4f}")
     typer.echo("next: `soundmates promote` makes the gate's choice current")
 
 

@@ -109,7 +109,16 @@ class ModelConfig(BaseModel):
     max_epochs: int = Field(ge=1)
     patience: int = Field(ge=1)
     # what early stopping, checkpointing and "did training beat the start" compare on validation
-    monitor: Literal["val_recall@10", "val_mrr", "val_neighbour_recall@20"]
+    # val_geo_nr_mrr: sqrt(neighbour_recall@20 x self-retrieval MRR), chosen by Kendall tau (model/protocol.py)
+    monitor: Literal[
+        "val_recall@10",
+        "val_mrr",
+        "val_neighbour_recall@20",
+        "val_genre_recall@20",
+        "val_self_recall@10",
+        "val_self_mrr",
+        "val_geo_nr_mrr",
+    ]
 
     trainer: TrainerConfig
     callbacks: CallbacksConfig

@@ -89,9 +89,11 @@ def markdown_table(result: dict[str, Any]) -> str:
         cells = [f"{v[k]:.3f} [{v['ci95'][k][0]:.3f}, {v['ci95'][k][1]:.3f}]" for k in keys]
         cells += [f"{thin.get(m, {}).get(k, float('nan')):.3f}" for k in keys]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    val = (result.get("validation") or {}).get("scores") or {}
+    validation = result.get("validation") or {}
+    val = validation.get("scores") or {}
     if val:
-        lines += ["", "Validation neighbour_recall@20 (gate, tuning): " + ", ".join(f"{m} {s:.4f}" for m, s in val.items())]
+        metric = validation.get("metric", "neighbour_recall@20")
+        lines += ["", f"Validation {metric} (gate, tuning): " + ", ".join(f"{m} {s:.4f}" for m, s in val.items())]
     tuned = result.get("tuned") or {}
     if tuned:
         lines += ["Chosen settings: " + "; ".join(f"{m} {t.get('params')}" for m, t in tuned.items() if "params" in t)]

@@ -2,7 +2,7 @@
 
 ``run_experiment(frame, cfg, ...)`` splits users by a stable hash (``cfg.seed``), trains the
 two-tower on the training users, tunes every baseline family on the validation users (small
-grids, ``neighbour_recall@20``), scores the incumbent on the same users, lets the gate decide
+grids, :data:`~soundmates.model.protocol.VAL_METRIC`), scores the incumbent on the same users, lets the gate decide
 what to serve, and evaluates every method on the test users against the whole population
 (:mod:`soundmates.model.protocol`). ``result`` is the ``soundmates evaluate --json`` object.
 """
@@ -34,10 +34,6 @@ class Experiment:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _mean(v: np.ndarray) -> float:
-    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-
-
 def run_experiment(
     frame: pd.DataFrame,
     cfg: ModelConfig,
@@ -53,7 +49,7 @@ def run_experiment(
     from soundmates.model.baselines import NOT_SERVABLE, tune_baselines
     from soundmates.model.embedder import ModelEmbedder
     from soundmates.model.gate import decide
-    from soundmates.model.protocol import evaluate_methods, make_population, neighbour_recall
+    from soundmates.model.protocol import VAL_METRIC, blend_validation, evaluate_methods, make_population, validation_metrics
     from soundmates.model.train import fit_model
 
     secs: dict[str, float] = {}
@@ -63,8 +59,15 @@ def run_experiment(
     split = trained.datamodule.split
     pop = make_population(frame, taste=taste, friends=friends, thin_tracks_only=thin_tracks_only)
 
+    scored: dict[int, tuple[Any, dict[str, float]]] = {}  # id -> (embedder kept alive, every candidate metric)
+
+    def all_metrics(emb) -> dict[str, float]:
+        if id(emb) not in scored:
+            scored[id(emb)] = (emb, validation_metrics(emb, pop, split.val))
+        return scored[id(emb)][1]
+
     def score(emb) -> float:
-        return _mean(neighbour_recall(emb, pop, split.val))
+        return all_metrics(emb)[VAL_METRIC]
 
     t0 = time.perf_counter()
     fit_rows = pop.full[pop.full["user_id"].isin(set(split.train))]
@@ -84,7 +87,8 @@ def run_experiment(
         except Exception as e:  # noqa: BLE001 - an unreadable incumbent must not block a good new one
             log.warning("incumbent %s could not be scored: %s", getattr(incumbent, "version", "?"), e)
     servable = {m for m in methods if m not in NOT_SERVABLE}
-    decision = decide(validation, incumbent=inc, servable=servable)
+    decision = decide(validation, incumbent=inc, servable=servable, metric=VAL_METRIC)
+    candidates = blend_validation({m: all_metrics(e) for m, e in methods.items()})
     t0 = time.perf_counter()
     ev = evaluate_methods(methods, pop, split.test, seed=cfg.seed)
     secs["evaluate_s"] = time.perf_counter() - t0
@@ -97,9 +101,10 @@ def run_experiment(
         "slices": ev["slices"],
         "reason": decision["reason"],
         "validation": {
-            "metric": "neighbour_recall@20",
+            "metric": VAL_METRIC,
             "users": len(split.val),
             "scores": validation,
+            "candidates": candidates,
             "incumbent": inc,
             "two_tower_epochs": trained.epochs_run,
             "two_tower_best_epoch": trained.best_epoch,

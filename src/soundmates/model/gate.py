@@ -1,8 +1,9 @@
 """The promotion gate: serve the best thing, measured on validation users only.
 
 Every candidate is scored on the same validation users against the same population with
-``neighbour_recall@20`` (exists without hidden taste). The trained model is promoted only if
-it beats both the incumbent (the currently served embedder, re-scored on these users) and
+:data:`soundmates.model.protocol.VAL_METRIC` (exists without hidden taste; chosen because it ranks
+methods as the test metrics do, see bench/REPORT.md); the reason names the metric. The trained
+model is promoted only if it beats both the incumbent (the currently served embedder, re-scored on these users) and
 the best tuned baseline; otherwise the best baseline is served if it beats the incumbent,
 else the incumbent stays. The decision says which and why.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import math
 from typing import Any, TypeGuard
+
+from soundmates.model.protocol import VAL_METRIC
 
 MODEL = "two_tower"
 
@@ -24,7 +27,7 @@ def decide(
     *,
     incumbent: dict[str, Any] | None = None,
     servable: set[str] | None = None,
-    metric: str = "neighbour_recall@20",
+    metric: str = VAL_METRIC,
 ) -> dict[str, Any]:
     """``{"served", "promote", "reason"}``: ``promote`` is the method to make current (None: keep the incumbent).
 
@@ -44,7 +47,7 @@ def decide(
             "reason": f"two_tower validation {metric} {model:.4f} beats the {best_txt}"
             + (f" and the {inc_txt}" if inc else " (no incumbent)"),
         }
-    lost = f"two_tower validation {metric} {model:.4f}" if _ok(model) else "no trained model"
+    lost = f"two_tower validation {metric} {model:.4f}" if _ok(model) else f"no trained model (validation {metric})"
     if best is not None and (inc is None or base[best] > inc["val"]):
         return {
             "served": best,

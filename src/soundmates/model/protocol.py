@@ -38,7 +38,15 @@ K = 10
 N_ITEMS = 20
 THIN_PLAYLISTS, THIN_TRACKS = 2, 30
 METRICS = ("taste_ndcg@10", "taste_precision@10", "neighbour_recall@20", "friends@10", "recall@10")
-VAL_METRIC = "neighbour_recall@20"
+# candidate validation metrics (no hidden taste), recorded for every method; VAL_METRIC is the one the gate,
+# the baseline grids and early stopping use, chosen by its worst-case Kendall tau against the test metrics over
+# both datasets (bench/bench_model.py's table). Study on world 5k + HetRec, seeds 0-2, random left out, worst tau:
+# neighbour_recall@20 0.20 (world taste 0.20-0.33), genre_recall@20 -0.20, self_recall@10 0.00, self_mrr 0.07,
+# geo_nr_mrr 0.20 (world 0.71-1.00, HetRec 0.20-1.00); the cross-method mean_rank 0.41 cannot tune a grid or stop
+# training (it needs every method at once) -> geo_nr_mrr = sqrt(neighbour_recall@20 * self_mrr)
+BASE_VAL_METRICS = ("neighbour_recall@20", "genre_recall@20", "self_recall@10", "self_mrr")
+VAL_CANDIDATES = (*BASE_VAL_METRICS, "geo_nr_mrr")
+VAL_METRIC = "geo_nr_mrr"
 
 
 @dataclass
@@ -54,6 +62,8 @@ class Population:
     items: Any  # csr (population, items), 1 where the user's full profile has the artist
     item_index: dict[str, int]
     thin: np.ndarray
+    genres: Any = None  # csr (population, genres), 1 where the user's full profile has the genre (None: no genre bags)
+    genre_index: dict[str, int] = field(default_factory=dict)
     taste: np.ndarray | None = None  # (population, d), L2-normalised, rows aligned with ids
     friends: dict[str, set[str]] | None = None
     thin_rule: str = f"<= {THIN_PLAYLISTS} playlists or <= {THIN_TRACKS} tracks"
@@ -61,6 +71,31 @@ class Population:
 
     def item_set(self, rows: pd.DataFrame) -> list[set[int]]:
         return [{self.item_index[a] for a in ids if a in self.item_index} for ids in rows["artist_ids"]]
+
+    def genre_set(self, rows: pd.DataFrame) -> list[set[int]]:
+        if "genre_names" not in rows.columns:
+            return [set() for _ in range(len(rows))]
+        return [{self.genre_index[g] for g in _names(gs) if g in self.genre_index} for gs in rows["genre_names"]]
+
+
+def _names(values) -> list[str]:
+    return [str(x) for x in values] if values is not None and not isinstance(values, float) else []
+
+
+def _incidence(bags, n_rows: int) -> tuple[Any, dict[str, int]]:
+    """Binary csr (rows, names) of a column of name lists, and the name -> column index."""
+    from scipy import sparse
+
+    index: dict[str, int] = {}
+    rows, cols = [], []
+    for i, names in enumerate(bags):
+        for x in _names(names):
+            rows.append(i)
+            cols.append(index.setdefault(x, len(index)))
+    m = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_rows, max(len(index), 1)))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m, index
 
 
 def make_population(
@@ -71,8 +106,6 @@ def make_population(
     thin_tracks_only: bool = False,
 ) -> Population:
     """Population of a ``user_features`` frame (views full/a/b); ``taste`` maps user id -> hidden taste."""
-    from scipy import sparse
-
     from soundmates.model.datamodule import paired_views
 
     full = frame[frame["view"] == "full"].drop_duplicates("user_id", keep="last").sort_values("user_id").reset_index(drop=True)
@@ -80,15 +113,8 @@ def make_population(
         raise ValueError(f"the population needs at least 2 users with a full profile, got {len(full)}")
     a, b = paired_views(frame)
     ids = full["user_id"].astype(str).tolist()
-    item_index: dict[str, int] = {}
-    rows, cols = [], []
-    for i, arts in enumerate(full["artist_ids"]):
-        for x in arts:
-            rows.append(i)
-            cols.append(item_index.setdefault(str(x), len(item_index)))
-    items = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(ids), max(len(item_index), 1)))
-    items.sum_duplicates()
-    items.data[:] = 1.0
+    items, item_index = _incidence(full["artist_ids"], len(ids))
+    genres, genre_index = _incidence(full["genre_names"], len(ids)) if "genre_names" in full.columns else (None, {})
     n_tr = pd.to_numeric(full.get("n_tracks", pd.Series([np.nan] * len(full))), errors="coerce").to_numpy()
     n_pl = pd.to_numeric(full.get("n_playlists", pd.Series([np.nan] * len(full))), errors="coerce").to_numpy()
     thin = (n_tr <= THIN_TRACKS) if thin_tracks_only else ((n_pl <= THIN_PLAYLISTS) | (n_tr <= THIN_TRACKS))
@@ -108,6 +134,8 @@ def make_population(
         half_pos={u: i for i, u in enumerate(a["user_id"].astype(str))},
         items=items,
         item_index=item_index,
+        genres=genres,
+        genre_index=genre_index,
         thin=np.asarray(thin, dtype=bool),
         taste=tmat,
         friends=friends,
@@ -166,15 +194,18 @@ def positive_rank(q, c, positives: np.ndarray, chunk: int = CHUNK) -> np.ndarray
 
 
 def neighbour_items(
-    pop: Population, nb_idx: np.ndarray, nb_sim: np.ndarray, known: list[set[int]], n: int = N_ITEMS
+    pop: Population, nb_idx: np.ndarray, nb_sim: np.ndarray, known: list[set[int]], n: int = N_ITEMS, items=None
 ) -> list[list[int]]:
-    """Top-n items of each query's neighbours (weighted by similarity), leaving out what it already has."""
+    """Top-n items of each query's neighbours (weighted by similarity), leaving out what it already has.
+
+    ``items``: the population's (users, items) incidence to vote with (default: artists).
+    """
     from scipy import sparse
 
     nq, k = nb_idx.shape
     w = np.maximum(nb_sim.astype(np.float64), 0.0) + 1e-6  # a neighbour always votes a little
     weights = sparse.csr_matrix((w.ravel(), (np.repeat(np.arange(nq), k), nb_idx.ravel())), shape=(nq, len(pop.ids)))
-    votes = (weights @ pop.items).tocsr()
+    votes = (weights @ (pop.items if items is None else items)).tocsr()
     out = []
     for i in range(nq):
         lo, hi = votes.indptr[i], votes.indptr[i + 1]
@@ -203,6 +234,75 @@ def neighbour_recall_from_vectors(qv, cv, pop: Population, users: list[str], qa:
     pred = neighbour_items(pop, nb_idx, nb_sim, known)
     held = [h - a for h, a in zip(pop.item_set(qb), known)]
     return item_recall(pred, held, N_ITEMS)
+
+
+# --------------------------------------------------------------------------- validation metrics (no hidden taste)
+def _nanmean(v: np.ndarray) -> float:
+    v = np.asarray(v, dtype=np.float64)
+    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+
+def validation_metrics_from_vectors(
+    qv, c_full, c_b, pop: Population, users: list[str], qa: pd.DataFrame, qb: pd.DataFrame
+) -> dict[str, float]:
+    """Every candidate validation metric (:data:`VAL_CANDIDATES`) of queries ``users`` (their halves ``qa``/``qb``).
+
+    ``qv``: the halves a through the query side; ``c_full``: every user's full profile and ``c_b``:
+    every user's half b (rows of ``pop.b``), both through the candidate side.
+    """
+    exclude = np.array([pop.pos.get(u, -1) for u in users], dtype=np.int64)
+    nb_idx, nb_sim = top_k(qv, c_full, K, exclude)
+    known = pop.item_set(qa)
+    held = [h - a for h, a in zip(pop.item_set(qb), known)]
+    nr = item_recall(neighbour_items(pop, nb_idx, nb_sim, known, n=N_ITEMS), held, N_ITEMS)
+    gr = np.full(len(users), np.nan)
+    if pop.genres is not None:
+        gknown = pop.genre_set(qa)
+        gheld = [h - a for h, a in zip(pop.genre_set(qb), gknown)]
+        gr = item_recall(neighbour_items(pop, nb_idx, nb_sim, gknown, n=N_ITEMS, items=pop.genres), gheld, N_ITEMS)
+    rank = positive_rank(qv, c_b, np.array([pop.half_pos[u] for u in users], dtype=np.int64))
+    out = {
+        "neighbour_recall@20": _nanmean(nr),
+        "genre_recall@20": _nanmean(gr),
+        "self_recall@10": _nanmean(rank < K),
+        "self_mrr": _nanmean(1.0 / (rank + 1.0)),
+    }
+    out["geo_nr_mrr"] = float(np.sqrt(max(out["neighbour_recall@20"], 0.0) * max(out["self_mrr"], 0.0)))
+    return out
+
+
+def validation_metrics(method, pop: Population, users: list[str]) -> dict[str, float]:
+    """:func:`validation_metrics_from_vectors` of a method on validation ``users`` (those with halves)."""
+    users = [u for u in users if u in pop.half_pos]
+    hp = [pop.half_pos[u] for u in users]
+    qa, qb = pop.a.iloc[hp], pop.b.iloc[hp]
+    qv = vectors(method, qa, "query")
+    return validation_metrics_from_vectors(
+        qv, vectors(method, pop.full, "candidate"), vectors(method, pop.b, "candidate"), pop, users, qa, qb
+    )
+
+
+def blend_validation(table: dict[str, dict[str, float]], exclude: tuple[str, ...] = ("random",)) -> dict[str, dict[str, float]]:
+    """Cross-method blends of the per-method metrics (they need every method, so they rank, never tune):
+    ``norm_mean`` = mean over the base metrics of value / the best method's value; ``mean_rank`` = minus the mean
+    rank (higher = better, like every metric). Methods in ``exclude`` get NaN and do not set the scale."""
+    base = [m for m in BASE_VAL_METRICS if any(np.isfinite(v.get(m, np.nan)) for v in table.values())]
+    ranked = [n for n in table if n not in exclude]
+    out = {n: dict(v) for n, v in table.items()}
+    for n in out:
+        out[n]["norm_mean"] = out[n]["mean_rank"] = float("nan")
+    if not ranked or not base:
+        return out
+    best = {m: max(table[n][m] for n in ranked) for m in base}
+    for n in ranked:
+        out[n]["norm_mean"] = float(np.mean([table[n][m] / best[m] if best[m] > 0 else 0.0 for m in base]))
+    ranks: dict[str, list[int]] = {n: [] for n in ranked}
+    for m in base:
+        for r, n in enumerate(sorted(ranked, key=lambda n: -table[n][m])):
+            ranks[n].append(r + 1)
+    for n in ranked:
+        out[n]["mean_rank"] = -float(np.mean(ranks[n]))
+    return out
 
 
 def per_query_metrics(method, pop: Population, queries: list[str]) -> dict[str, np.ndarray]:

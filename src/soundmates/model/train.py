@@ -69,19 +69,26 @@ def _embed_tensors(fn, tensors: dict, batch: int = 8192):
 def _neighbour_recall_callback(dm):
     from lightning.pytorch.callbacks import Callback
 
-    from soundmates.model.protocol import neighbour_recall_from_vectors
+    from soundmates.model.protocol import validation_metrics_from_vectors
 
     class NeighbourRecall(Callback):
-        """Logs ``val_neighbour_recall@20`` of the model being trained, on the whole population."""
+        """Logs every validation metric of the protocol (``val_neighbour_recall@20``, ``val_self_mrr``, ...)
+        of the model being trained, on the whole population."""
+
+        halves_b: dict | None = None
 
         def on_validation_epoch_end(self, trainer, pl_module):
-            import numpy as np
+            import torch
 
+            if self.halves_b is None:  # every user's half b, the self-retrieval candidates
+                self.halves_b = {k: torch.from_numpy(v) for k, v in dm.pre.transform(dm.population.b).items()}
             qa, qb = dm.pairs["val"]
             qv = _embed_tensors(pl_module.embed_query, dm.tensors["val"]["a"])
             cv = _embed_tensors(pl_module.embed_candidate, dm.population_tensors)
-            v = neighbour_recall_from_vectors(qv, cv, dm.population, qa["user_id"].astype(str).tolist(), qa, qb)
-            pl_module.log("val_neighbour_recall@20", float(np.nanmean(v)) if np.isfinite(v).any() else 0.0)
+            cb = _embed_tensors(pl_module.embed_candidate, self.halves_b)
+            users = qa["user_id"].astype(str).tolist()
+            for name, v in validation_metrics_from_vectors(qv, cv, cb, dm.population, users, qa, qb).items():
+                pl_module.log(f"val_{name}", v if v == v else 0.0)
 
     return NeighbourRecall()
 
@@ -145,8 +152,8 @@ def fit_model(
     extra: list[L.Callback] = []
     if dm.population is not None:
         extra.append(_neighbour_recall_callback(dm))
-    elif cfg.monitor == "val_neighbour_recall@20":
-        raise ValueError("monitor val_neighbour_recall@20 needs the users' full profiles (view 'full') in the features")
+    elif cfg.monitor not in ("val_recall@10", "val_mrr"):
+        raise ValueError(f"monitor {cfg.monitor} needs the users' full profiles (view 'full') in the features")
     # a fresh checkpoint folder per run: best-of-run must never pick up an older run's file
     ckpt, stop = build_callbacks(cfg, tempfile.mkdtemp(prefix="checkpoints-", dir=work))
     trainer = build_trainer(cfg, [*extra, ckpt, stop], work_dir=work, fast_dev_run=fast_dev_run)
