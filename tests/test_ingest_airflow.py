@@ -74,7 +74,7 @@ def test_rate_limited_ingest_tasks_are_rescheduled_and_resume_to_the_same_profil
     reset_settings()
 
     conf = {"refs": users, "batch_size": 3}
-    dr = dagbag.dags["soundmates_bootstrap"].test(run_conf=conf, mark_success_pattern="features|train|evaluate|promote|index")
+    dr = dagbag.dags["soundmates_bootstrap"].test(run_conf=conf, mark_success_pattern="features|train|evaluate|promote|index|map")
     reset_settings()
 
     assert dr.state == "success", {ti.task_id: ti.state for ti in dr.get_task_instances()}
