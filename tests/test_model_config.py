@@ -111,8 +111,8 @@ def test_the_trainer_and_callbacks_are_built_from_the_config(tmp_path):
         assert isinstance(trainer.logger, CSVLogger) and trainer.num_sanity_val_steps == 0
         assert trainer.log_every_n_steps == base["trainer"]["log_every_n_steps"]
         assert not trainer.progress_bar_callback and trainer.num_devices == 1
-    # the first config is the YAML's: today's behaviour (30 epochs, patience 5, the neighbour monitor, max)
-    assert (base["max_epochs"], base["patience"], base["monitor"]) == (30, 5, "val_neighbour_recall@20")
+    # the first config is the YAML's: 30 epochs, patience 5, the validation metric the gate uses (protocol.VAL_METRIC)
+    assert (base["max_epochs"], base["patience"], base["monitor"]) == (30, 5, "val_geo_nr_mrr")
     quiet = ModelConfig.load(trainer={"logger": "none"})
     assert build_trainer(quiet, [], work_dir=tmp_path).logger is None
 
