@@ -247,6 +247,14 @@ def test_jsonable_handles_stage_results():
     json.dumps(out)
 
 
+def test_jsonable_turns_non_finite_metrics_into_null_for_strict_json_xcom():
+    import numpy as np
+
+    out = steps.jsonable({"genre_recall@20": float("nan"), "x": np.float32("inf"), "ok": np.float64(0.5), "n": [float("-inf")]})
+    assert out == {"genre_recall@20": None, "x": None, "ok": 0.5, "n": [None]}
+    json.dumps(out, allow_nan=False)
+
+
 def test_plugin_links_to_dashboard(monkeypatch):
     import importlib.util
 

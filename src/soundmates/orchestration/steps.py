@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,13 @@ MAX_RATE_LIMIT_WAIT = timedelta(hours=6)
 
 
 def jsonable(obj: Any) -> Any:
-    """A stage's result (dataclass, pydantic model, dict) as plain JSON types for XCom."""
+    """A stage's result (dataclass, pydantic model, dict) as plain JSON types for XCom.
+
+    Non-finite floats become None: XCom is strict JSON (no NaN), and a metric that does not exist
+    for a dataset (e.g. a genre metric without genres) is NaN in the stage's result.
+    """
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
     if hasattr(obj, "model_dump"):
@@ -40,7 +47,7 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, (list, tuple, set)):
         return [jsonable(v) for v in obj]
     if hasattr(obj, "item"):  # numpy scalars
-        return obj.item()
+        return jsonable(obj.item())
     return json.loads(json.dumps(obj, default=str))
 
 
