@@ -8,28 +8,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers.model_data import synthetic_features
+from tests.helpers.model_data import full_schema_features
 
 TRAIN_ARGS = ["--max-epochs", "1", "--seed", "1", "--genre-dim", "8", "--artist-dim", "8", "--batch-size", "16"]
-
-
-def _rows(n_users: int):
-    """Synthetic user_features with every column of the schema, as the features stage writes them."""
-    from soundmates.features.schema import FEATURE_COLUMNS, YEAR_BINS
-
-    df = synthetic_features(n_users)
-    n = len(df)
-    for c in ("artist_emb", "playlist_emb"):
-        df[c] = [np.zeros(8, dtype=np.float32)] * n
-    df["year_std"] = 3.0
-    df["year_hist"] = [np.full(len(YEAR_BINS), 1 / len(YEAR_BINS), dtype=np.float32)] * n
-    df["mean_popularity"] = np.nan
-    df["explicit_ratio"] = 0.1
-    df["missing"] = [["popularity"]] * n
-    df["profile_hash"] = df["user_id"]
-    df["genre_weights"] = df["genre_weights"].map(lambda v: np.asarray(v, dtype=np.float32))
-    df["artist_weights"] = df["artist_weights"].map(lambda v: np.asarray(v, dtype=np.float32))
-    return df[["user_id", "view", *FEATURE_COLUMNS]]
 
 
 def _json(result) -> dict:
@@ -66,7 +47,7 @@ def test_evaluation_reports_feedback_and_training_records_the_tuning_decision(se
     from soundmates.store import get_store
 
     run = CliRunner().invoke
-    get_store(settings).upsert("user_features", _rows(60))
+    get_store(settings).upsert("user_features", full_schema_features(60))
     trained = _json(run(app, ["train", "--json", *TRAIN_ARGS]))
     assert trained["feedback"] is None  # nobody voted: no feedback record
     _json(run(app, ["promote", "--json"]))

@@ -4,30 +4,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers.model_data import synthetic_features
-
-
-def _full_schema_rows(n_users: int):
-    """Synthetic user_features with every column of the schema, as the features stage writes them."""
-    from soundmates.features.schema import FEATURE_COLUMNS, YEAR_BINS
-
-    df = synthetic_features(n_users)
-    n = len(df)
-    for c in ("artist_emb", "playlist_emb"):
-        df[c] = [np.zeros(8, dtype=np.float32)] * n
-    df["year_std"] = 3.0
-    df["year_hist"] = [np.full(len(YEAR_BINS), 1 / len(YEAR_BINS), dtype=np.float32)] * n
-    df["mean_popularity"] = np.nan
-    df["explicit_ratio"] = 0.1
-    df["missing"] = [["popularity"]] * n
-    df["profile_hash"] = df["user_id"]
-    df["genre_weights"] = df["genre_weights"].map(lambda v: np.asarray(v, dtype=np.float32))
-    df["artist_weights"] = df["artist_weights"].map(lambda v: np.asarray(v, dtype=np.float32))
-    return df[["user_id", "view", *FEATURE_COLUMNS]]
+from tests.helpers.model_data import full_schema_features
 
 
 def _json(result, exit_code: int = 0) -> dict:
@@ -46,7 +26,7 @@ def test_train_promote_then_evaluate_stored(settings):
     out = _json(runner.invoke(app, ["train", "--json"]), exit_code=1)
     assert "error" in out and "features" in out["error"]  # nothing stored yet: says how to build
 
-    dv = get_store(settings).upsert("user_features", _full_schema_rows(60))
+    dv = get_store(settings).upsert("user_features", full_schema_features(60))
     out = _json(
         runner.invoke(
             app,

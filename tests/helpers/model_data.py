@@ -38,3 +38,22 @@ def synthetic_features(n_users: int = 100, seed: int = 0) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def full_schema_features(n_users: int):
+    """Synthetic user_features with every column of the schema, as the features stage writes them."""
+    from soundmates.features.schema import FEATURE_COLUMNS, YEAR_BINS
+
+    df = synthetic_features(n_users)
+    n = len(df)
+    for c in ("artist_emb", "playlist_emb"):
+        df[c] = [np.zeros(8, dtype=np.float32)] * n
+    df["year_std"] = 3.0
+    df["year_hist"] = [np.full(len(YEAR_BINS), 1 / len(YEAR_BINS), dtype=np.float32)] * n
+    df["mean_popularity"] = np.nan
+    df["explicit_ratio"] = 0.1
+    df["missing"] = [["popularity"]] * n
+    df["profile_hash"] = df["user_id"]
+    df["genre_weights"] = df["genre_weights"].map(lambda v: np.asarray(v, dtype=np.float32))
+    df["artist_weights"] = df["artist_weights"].map(lambda v: np.asarray(v, dtype=np.float32))
+    return df[["user_id", "view", *FEATURE_COLUMNS]]
