@@ -341,6 +341,57 @@ ARTIST_BAG_HALVES = (
 )
 
 
+def world_section(n: int, runs: list[dict], steps: dict) -> tuple[dict, list[str], dict]:
+    """One generated world's result entry, report lines and Kendall taus, from its per-seed runs."""
+    seeds = [r["seed"] for r in runs]
+    s = summary(runs, WORLD_METRICS)
+    md = [
+        f"**Generated world, {n:,} users** ({runs[0]['candidates']:,} with features; {runs[0]['users']:,} test queries "
+        f"at seed {seeds[0]}), seeds {seeds}; served per seed: {s['served']}. Setup: {steps}.",
+        "",
+        *_table(s, WORLD_METRICS),
+        "",
+        *_per_seed(s, TASTE),
+        "",
+        *goals(s, {"taste_ndcg@10": 1.10, "taste_precision@10": 1.20}),
+        _init_vs_trained(s, TASTE),
+        "",
+        *_gate_lines(runs),
+        f"Chosen settings (seed {seeds[0]}): " + "; ".join(f"{m} {t['params']}" for m, t in runs[0]["tuned"].items()),
+        "",
+    ]
+    return {"steps": steps, "runs": runs, "summary": s}, md, kendall_taus(runs, TASTE)
+
+
+def merge_world_runs(paths: list[Path], title: str, note: str) -> dict:
+    """One result from bench files that each ran some split seeds of the same world (a long run done in parts).
+
+    Every figure comes from the runs stored in those files; the summary, goals and taus are recomputed
+    over all of them exactly as a single run would compute them.
+    """
+    import json
+
+    from soundmates.model.protocol import VAL_METRIC
+
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    (n,) = {k for part in parts for k in part["worlds"]}  # one world size across the parts
+    runs = sorted((r for part in parts for r in part["worlds"][n]["runs"]), key=lambda r: r["seed"])
+    entry, section, taus = world_section(int(n), runs, parts[0]["worlds"][n]["steps"])
+    taus = {f"world-{n}": taus}
+    md = [note, "", *section, *tau_table(taus, VAL_METRIC), "", tau_verdict(worst_tau(taus), VAL_METRIC)]
+    return {
+        "title": title,
+        "seeds": [r["seed"] for r in runs],
+        "worlds": {n: entry},
+        "validation_tau": {"random_included": False, "chosen": VAL_METRIC, "tau": taus, "worst": worst_tau(taus)},
+        "parts": [
+            {"file": Path(p).name, "measured_at": part.get("measured_at"), "wall_s": part.get("wall_s")}
+            for p, part in zip(paths, parts)
+        ],
+        "markdown": "\n".join(md),
+    }
+
+
 def run(out_dir: Path) -> dict:
     from soundmates.model.evaluate import write_report
     from soundmates.model.protocol import VAL_METRIC
@@ -373,25 +424,9 @@ def run(out_dir: Path) -> dict:
 
         taste = world_taste(world, sorted(set(frame["user_id"].astype(str))))
         runs = run_seeds(frame, seeds, protocol=PROTOCOL_WORLD, taste=taste)
-        s = summary(runs, WORLD_METRICS)
-        result["worlds"][str(n)] = {"steps": steps, "runs": runs, "summary": s}
-        taus[f"world-{n}"] = kendall_taus(runs, TASTE)
+        result["worlds"][str(n)], section, taus[f"world-{n}"] = world_section(n, runs, steps)
         write_report(runs[0] | {"dataset": f"world-{n}"}, out_dir / "model_reports", name=f"world-{n}")
-        md += [
-            f"**Generated world, {n:,} users** ({runs[0]['candidates']:,} with features; {runs[0]['users']:,} test queries "
-            f"at seed {seeds[0]}), seeds {seeds}; served per seed: {s['served']}. Setup: {steps}.",
-            "",
-            *_table(s, WORLD_METRICS),
-            "",
-            *_per_seed(s, TASTE),
-            "",
-            *goals(s, {"taste_ndcg@10": 1.10, "taste_precision@10": 1.20}),
-            _init_vs_trained(s, TASTE),
-            "",
-            *_gate_lines(runs),
-            f"Chosen settings (seed {seeds[0]}): " + "; ".join(f"{m} {t['params']}" for m, t in runs[0]["tuned"].items()),
-            "",
-        ]
+        md += section
     if HETREC.exists() and os.environ.get("SOUNDMATES_BENCH_MODEL_HETREC", "1") == "1":
         runs = []
         for seed in seeds:
@@ -440,3 +475,26 @@ def run(out_dir: Path) -> dict:
     ]
     result["markdown"] = "\n".join(md)
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.bench_model merge OUT.json PART.json ...``: join the parts of a world run done seed by seed."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_model")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    merge = sub.add_parser("merge", help="one result from per-seed bench files of the same world")
+    merge.add_argument("out", type=Path)
+    merge.add_argument("parts", type=Path, nargs="+")
+    merge.add_argument("--title", required=True)
+    merge.add_argument("--note", default="")
+    args = ap.parse_args(argv)
+    result = merge_world_runs(args.parts, args.title, args.note)
+    args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(f"wrote {args.out}: seeds {result['seeds']}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
