@@ -73,21 +73,7 @@ def run_experiment(
     t0 = time.perf_counter()
     ev = evaluate_methods(methods, pop, split.test, seed=cfg.seed)
     secs["evaluate_s"] = time.perf_counter() - t0
-    result = {
-        "protocol": protocol,
-        "served": decision["served"],
-        "users": sum(1 for u in split.test if u in pop.pos),
-        "candidates": len(pop.ids),
-        "methods": ev["methods"],
-        "slices": ev["slices"],
-        "reason": decision["reason"],
-        "validation": _validation_section(trained, len(split.val), validation, candidates, inc),
-        "tuned": {fam: ({"params": t["params"], "grid": t["grid"]} if "params" in t else t) for fam, t in tuned.items()},
-        "seed": cfg.seed,
-        "split": {k: len(v) for k, v in split.as_dict().items()},
-        "thin_rule": pop.thin_rule,
-        "objective": cfg.objective,
-    }
+    result = _result(protocol, cfg, trained, pop, tuned, ev, decision, _validation_section(trained, validation, candidates, inc))
     return Experiment(
         result=result,
         trained=trained,
@@ -144,19 +130,39 @@ def _score_incumbent(incumbent, score) -> dict[str, Any] | None:
         return None
 
 
-def _validation_section(trained, n_val: int, validation, candidates, inc) -> dict[str, Any]:
+def _validation_section(trained, validation, candidates, inc) -> dict[str, Any]:
     """The ``validation`` object of the result."""
     from soundmates.model.protocol import VAL_METRIC
 
     return {
         "metric": VAL_METRIC,
-        "users": n_val,
+        "users": len(trained.datamodule.split.val),
         "scores": validation,
         "candidates": candidates,
         "incumbent": inc,
         "two_tower_epochs": trained.epochs_run,
         "two_tower_best_epoch": trained.best_epoch,
         "two_tower_notes": trained.notes,
+    }
+
+
+def _result(protocol: str, cfg: ModelConfig, trained, pop, tuned, ev, decision, validation_section) -> dict[str, Any]:
+    """The ``soundmates evaluate --json`` object of the run."""
+    split = trained.datamodule.split
+    return {
+        "protocol": protocol,
+        "served": decision["served"],
+        "users": sum(1 for u in split.test if u in pop.pos),
+        "candidates": len(pop.ids),
+        "methods": ev["methods"],
+        "slices": ev["slices"],
+        "reason": decision["reason"],
+        "validation": validation_section,
+        "tuned": {fam: ({"params": t["params"], "grid": t["grid"]} if "params" in t else t) for fam, t in tuned.items()},
+        "seed": cfg.seed,
+        "split": {k: len(v) for k, v in split.as_dict().items()},
+        "thin_rule": pop.thin_rule,
+        "objective": cfg.objective,
     }
 
 
