@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from soundmates.model.config import ModelConfig
-from soundmates.model.datamodule import paired_views, split_users
+from soundmates.model.splits import paired_views, split_users
 
 
 def test_split_is_disjoint_complete_seeded_and_stable_per_user():

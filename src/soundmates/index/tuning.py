@@ -77,43 +77,61 @@ def calibrate_search_k(
         return {"search_k": max(1, n * n_trees), "recall_at_k": 1.0, "calibration_queries": 0, "steps": []}
     rng = np.random.default_rng(seed)
     q_idx = rng.choice(n, size=min(n_queries, n), replace=False)
-    exact = exact_top_k(vectors, vectors[q_idx], k + 1)
-    exact_others = [[int(j) for j in row if j != qi][:k] for qi, row in zip(q_idx, exact)]
-    exact_arr = np.array(exact_others)
+    probe = _RecallProbe(annoy, q_idx, _exact_others(vectors, q_idx, k), k)
     search_k = max(n_trees * k, 100)
     ceiling = n * n_trees  # beyond this Annoy has visited everything
-    steps = []
-
-    def measure(sk: int) -> float:
-        t0 = time.perf_counter()
-        approx = [[j for j in annoy.get_nns_by_item(int(qi), k + 1, search_k=sk) if j != qi][:k] for qi in q_idx]
-        latency_ms = (time.perf_counter() - t0) / len(q_idx) * 1e3
-        rec = recall_at_k(approx, exact_arr)
-        steps.append({"search_k": int(sk), "recall": round(rec, 4), "latency_ms": round(latency_ms, 3)})
-        return rec
 
     # Double until the target is met, then bisect between the last miss and the hit (two steps):
     # query time is proportional to search_k, so overshooting by up to 2x would cost up to 2x.
     low = None
-    rec = measure(search_k)
+    rec = probe.measure(search_k)
     while rec < target and search_k < ceiling:
         low = search_k
         search_k = min(search_k * 2, ceiling)
-        rec = measure(search_k)
+        rec = probe.measure(search_k)
     best, best_rec = search_k, rec
     if low is not None and rec >= target:
-        hi = search_k
-        for _ in range(2):
-            mid = (low + hi) // 2
-            r = measure(mid)
-            if r >= target:
-                hi, best, best_rec = mid, mid, r
-            else:
-                low = mid
+        best, best_rec = _bisect(probe, low, search_k, rec, target)
     return {
         "search_k": int(best),
         "recall_at_k": round(best_rec, 4),
         "target": round(target, 4),
         "calibration_queries": len(q_idx),
-        "steps": steps,
+        "steps": probe.steps,
     }
+
+
+def _exact_others(vectors: np.ndarray, q_idx: np.ndarray, k: int) -> np.ndarray:
+    """The exact k nearest items of each query item, the item itself left out."""
+    exact = exact_top_k(vectors, vectors[q_idx], k + 1)
+    return np.array([[int(j) for j in row if j != qi][:k] for qi, row in zip(q_idx, exact)])
+
+
+class _RecallProbe:
+    """Measures Annoy's recall@k (self excluded) at one ``search_k``, recording each step and its latency."""
+
+    def __init__(self, annoy, q_idx: np.ndarray, exact: np.ndarray, k: int):
+        self.annoy, self.q_idx, self.exact, self.k = annoy, q_idx, exact, k
+        self.steps: list[dict] = []
+
+    def measure(self, sk: int) -> float:
+        k = self.k
+        t0 = time.perf_counter()
+        approx = [[j for j in self.annoy.get_nns_by_item(int(qi), k + 1, search_k=sk) if j != qi][:k] for qi in self.q_idx]
+        latency_ms = (time.perf_counter() - t0) / len(self.q_idx) * 1e3
+        rec = recall_at_k(approx, self.exact)
+        self.steps.append({"search_k": int(sk), "recall": round(rec, 4), "latency_ms": round(latency_ms, 3)})
+        return rec
+
+
+def _bisect(probe: _RecallProbe, low: int, hi: int, hi_rec: float, target: float) -> tuple[int, float]:
+    """Two bisection steps between a missing ``low`` and a hitting ``hi``: the smallest hit seen and its recall."""
+    best, best_rec = hi, hi_rec
+    for _ in range(2):
+        mid = (low + hi) // 2
+        r = probe.measure(mid)
+        if r >= target:
+            hi, best, best_rec = mid, mid, r
+        else:
+            low = mid
+    return best, best_rec

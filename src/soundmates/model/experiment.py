@@ -47,9 +47,8 @@ def run_experiment(
     grids: dict | None = None,
 ) -> Experiment:
     from soundmates.model.baselines import NOT_SERVABLE, tune_baselines
-    from soundmates.model.embedder import ModelEmbedder
     from soundmates.model.gate import decide
-    from soundmates.model.protocol import VAL_METRIC, blend_validation, evaluate_methods, make_population, validation_metrics
+    from soundmates.model.protocol import VAL_METRIC, blend_validation, evaluate_methods, make_population
     from soundmates.model.train import fit_model
 
     secs: dict[str, float] = {}
@@ -58,64 +57,23 @@ def run_experiment(
     secs["train_s"] = time.perf_counter() - t0
     split = trained.datamodule.split
     pop = make_population(frame, taste=taste, friends=friends, thin_tracks_only=thin_tracks_only)
-
-    scored: dict[int, tuple[Any, dict[str, float]]] = {}  # id -> (embedder kept alive, every candidate metric)
-
-    def all_metrics(emb) -> dict[str, float]:
-        if id(emb) not in scored:
-            scored[id(emb)] = (emb, validation_metrics(emb, pop, split.val))
-        return scored[id(emb)][1]
-
-    def score(emb) -> float:
-        return all_metrics(emb)[VAL_METRIC]
+    scorer = _ValidationScorer(pop, split.val)
 
     t0 = time.perf_counter()
     fit_rows = pop.full[pop.full["user_id"].isin(set(split.train))]
-    tuned = tune_baselines(fit_rows, score, seed=cfg.seed, grids=grids)
+    tuned = tune_baselines(fit_rows, scorer.score, seed=cfg.seed, grids=grids)
     secs["tune_baselines_s"] = time.perf_counter() - t0
-    methods: dict[str, Any] = {
-        "two_tower": ModelEmbedder(trained.model, trained.preprocessor, name="two_tower"),
-        "two_tower_init": ModelEmbedder(trained.initial_model(), trained.preprocessor, name="two_tower_init"),
-    }
-    methods.update({fam: t["embedder"] for fam, t in tuned.items() if "embedder" in t})
-    validation = {"two_tower": score(methods["two_tower"]), "two_tower_init": score(methods["two_tower_init"])}
+    methods = _methods(trained, tuned)
+    validation = {"two_tower": scorer.score(methods["two_tower"]), "two_tower_init": scorer.score(methods["two_tower_init"])}
     validation.update({fam: t["val"] for fam, t in tuned.items() if "val" in t})
-    inc = None
-    if incumbent is not None:
-        try:
-            inc = {"method": incumbent.name, "version": incumbent.version, "val": score(incumbent)}
-        except Exception as e:  # noqa: BLE001 - an unreadable incumbent must not block a good new one
-            log.warning("incumbent %s could not be scored: %s", getattr(incumbent, "version", "?"), e)
+    inc = _score_incumbent(incumbent, scorer.score)
     servable = {m for m in methods if m not in NOT_SERVABLE}
     decision = decide(validation, incumbent=inc, servable=servable, metric=VAL_METRIC)
-    candidates = blend_validation({m: all_metrics(e) for m, e in methods.items()})
+    candidates = blend_validation({m: scorer.all_metrics(e) for m, e in methods.items()})
     t0 = time.perf_counter()
     ev = evaluate_methods(methods, pop, split.test, seed=cfg.seed)
     secs["evaluate_s"] = time.perf_counter() - t0
-    result = {
-        "protocol": protocol,
-        "served": decision["served"],
-        "users": sum(1 for u in split.test if u in pop.pos),
-        "candidates": len(pop.ids),
-        "methods": ev["methods"],
-        "slices": ev["slices"],
-        "reason": decision["reason"],
-        "validation": {
-            "metric": VAL_METRIC,
-            "users": len(split.val),
-            "scores": validation,
-            "candidates": candidates,
-            "incumbent": inc,
-            "two_tower_epochs": trained.epochs_run,
-            "two_tower_best_epoch": trained.best_epoch,
-            "two_tower_notes": trained.notes,
-        },
-        "tuned": {fam: ({"params": t["params"], "grid": t["grid"]} if "params" in t else t) for fam, t in tuned.items()},
-        "seed": cfg.seed,
-        "split": {k: len(v) for k, v in split.as_dict().items()},
-        "thin_rule": pop.thin_rule,
-        "objective": cfg.objective,
-    }
+    result = _result(protocol, cfg, trained, pop, tuned, ev, decision, _validation_section(trained, validation, candidates, inc))
     return Experiment(
         result=result,
         trained=trained,
@@ -126,6 +84,86 @@ def run_experiment(
         population=pop,
         seconds=secs,
     )
+
+
+class _ValidationScorer:
+    """Every validation metric of an embedder on the validation users, computed once per embedder."""
+
+    def __init__(self, pop, val_users: list[str]):
+        self.pop, self.val_users = pop, val_users
+        self.scored: dict[int, tuple[Any, dict[str, float]]] = {}  # id -> (embedder kept alive, every candidate metric)
+
+    def all_metrics(self, emb) -> dict[str, float]:
+        from soundmates.model.protocol import validation_metrics
+
+        if id(emb) not in self.scored:
+            self.scored[id(emb)] = (emb, validation_metrics(emb, self.pop, self.val_users))
+        return self.scored[id(emb)][1]
+
+    def score(self, emb) -> float:
+        """The gate's validation metric (:data:`~soundmates.model.protocol.VAL_METRIC`)."""
+        from soundmates.model.protocol import VAL_METRIC
+
+        return self.all_metrics(emb)[VAL_METRIC]
+
+
+def _methods(trained, tuned: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The trained two-tower, its LSA start, and every tuned baseline that has an embedder."""
+    from soundmates.model.embedder import ModelEmbedder
+
+    methods: dict[str, Any] = {
+        "two_tower": ModelEmbedder(trained.model, trained.preprocessor, name="two_tower"),
+        "two_tower_init": ModelEmbedder(trained.initial_model(), trained.preprocessor, name="two_tower_init"),
+    }
+    methods.update({fam: t["embedder"] for fam, t in tuned.items() if "embedder" in t})
+    return methods
+
+
+def _score_incumbent(incumbent, score) -> dict[str, Any] | None:
+    """``{"method", "version", "val"}`` of the served model, or None (none, or it could not be scored)."""
+    if incumbent is None:
+        return None
+    try:
+        return {"method": incumbent.name, "version": incumbent.version, "val": score(incumbent)}
+    except Exception as e:  # noqa: BLE001 - an unreadable incumbent must not block a good new one
+        log.warning("incumbent %s could not be scored: %s", getattr(incumbent, "version", "?"), e)
+        return None
+
+
+def _validation_section(trained, validation, candidates, inc) -> dict[str, Any]:
+    """The ``validation`` object of the result."""
+    from soundmates.model.protocol import VAL_METRIC
+
+    return {
+        "metric": VAL_METRIC,
+        "users": len(trained.datamodule.split.val),
+        "scores": validation,
+        "candidates": candidates,
+        "incumbent": inc,
+        "two_tower_epochs": trained.epochs_run,
+        "two_tower_best_epoch": trained.best_epoch,
+        "two_tower_notes": trained.notes,
+    }
+
+
+def _result(protocol: str, cfg: ModelConfig, trained, pop, tuned, ev, decision, validation_section) -> dict[str, Any]:
+    """The ``soundmates evaluate --json`` object of the run."""
+    split = trained.datamodule.split
+    return {
+        "protocol": protocol,
+        "served": decision["served"],
+        "users": sum(1 for u in split.test if u in pop.pos),
+        "candidates": len(pop.ids),
+        "methods": ev["methods"],
+        "slices": ev["slices"],
+        "reason": decision["reason"],
+        "validation": validation_section,
+        "tuned": {fam: ({"params": t["params"], "grid": t["grid"]} if "params" in t else t) for fam, t in tuned.items()},
+        "seed": cfg.seed,
+        "split": {k: len(v) for k, v in split.as_dict().items()},
+        "thin_rule": pop.thin_rule,
+        "objective": cfg.objective,
+    }
 
 
 # --------------------------------------------------------------------------- datasets

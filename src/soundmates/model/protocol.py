@@ -106,7 +106,7 @@ def make_population(
     thin_tracks_only: bool = False,
 ) -> Population:
     """Population of a ``user_features`` frame (views full/a/b); ``taste`` maps user id -> hidden taste."""
-    from soundmates.model.datamodule import paired_views
+    from soundmates.model.splits import paired_views
 
     full = frame[frame["view"] == "full"].drop_duplicates("user_id", keep="last").sort_values("user_id").reset_index(drop=True)
     if len(full) < 2:

@@ -100,7 +100,7 @@ class ModelRegistry:
         """A two-tower version (old-style versions, without ``kind``, are two-tower ones)."""
         import torch
 
-        from soundmates.model.datamodule import FeaturePreprocessor
+        from soundmates.model.preprocessing import FeaturePreprocessor
         from soundmates.model.two_tower import TwoTowerModel
 
         version = version or self.current_version()

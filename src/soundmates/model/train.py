@@ -128,55 +128,27 @@ def fit_model(
     fast_dev_run: bool = False,
 ) -> TrainedModel:
     import lightning as L
-    import torch
     from lightning.pytorch.loggers import CSVLogger
 
     from soundmates.model.datamodule import TwoViewDataModule
-    from soundmates.model.two_tower import TwoTowerModel
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="soundmates-train-"))
     work.mkdir(parents=True, exist_ok=True)
     dm = TwoViewDataModule(cfg, frame, settings=settings, data_version=data_version)
     dm.setup()
-    pre = dm.preprocessor
-    tables = dm.init_tables() if cfg.svd_init else {}
-    model = TwoTowerModel(
-        cfg.model_dump(), pre.genres.rows, pre.artists.rows, pre.dense_dim, tables.get("genre"), tables.get("artist")
-    )
-    model.set_item_priors(*dm.item_log_q())
-    if cfg.objective != "halves":
-        model.eval()
-        model.init_item_tables(pre.dense_dim)
-        model.train()
-    extra: list[L.Callback] = []
-    if dm.population is not None:
-        extra.append(_neighbour_recall_callback(dm))
-    elif cfg.monitor not in ("val_recall@10", "val_mrr"):
-        raise ValueError(f"monitor {cfg.monitor} needs the users' full profiles (view 'full') in the features")
+    model = _initial_model(cfg, dm)
+    extra = _validation_callbacks(cfg, dm)
     # a fresh checkpoint folder per run: best-of-run must never pick up an older run's file
     ckpt, stop = build_callbacks(cfg, tempfile.mkdtemp(prefix="checkpoints-", dir=work))
     trainer = build_trainer(cfg, [*extra, ckpt, stop], work_dir=work, fast_dev_run=fast_dev_run)
     initial_metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
-    initial = initial_metrics[cfg.monitor]
     initial_state = copy.deepcopy(model.state_dict())
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     seconds = time.perf_counter() - t0
     epochs = max(trainer.current_epoch, 1)
-    notes = []
-    best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
-    best_epoch = None
-    if best is not None and ckpt.best_model_path and best >= initial:
-        saved = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["state_dict"])
-        best_epoch = int(saved.get("epoch", -1))
-    else:
-        model.load_state_dict(initial_state)
-        if not fast_dev_run:
-            notes.append(
-                f"training did not beat the SVD/LSA start on validation {cfg.monitor} ({best} < {initial}); kept the start"
-            )
+    best_epoch, notes = _keep_best_or_start(model, ckpt, initial_metrics[cfg.monitor], initial_state, cfg, fast_dev_run)
     model.eval()
     # the kept model's validation recall@10 (what the registry's promotion gate compares), whatever was monitored
     kept = initial_metrics if best_epoch is None else trainer.validate(model, datamodule=dm, verbose=False)[0]
@@ -196,3 +168,48 @@ def fit_model(
         val_metrics={k: float(v) for k, v in kept.items()},
         initial_val_metrics={k: float(v) for k, v in initial_metrics.items()},
     )
+
+
+def _initial_model(cfg: ModelConfig, dm) -> Any:
+    """The two-tower model at its start: LSA-initialised bag tables (``svd_init``), item priors of the training targets."""
+    from soundmates.model.two_tower import TwoTowerModel
+
+    pre = dm.preprocessor
+    tables = dm.init_tables() if cfg.svd_init else {}
+    model = TwoTowerModel(
+        cfg.model_dump(), pre.genres.rows, pre.artists.rows, pre.dense_dim, tables.get("genre"), tables.get("artist")
+    )
+    model.set_item_priors(*dm.item_log_q())
+    if cfg.objective != "halves":
+        model.eval()
+        model.init_item_tables(pre.dense_dim)
+        model.train()
+    return model
+
+
+def _validation_callbacks(cfg: ModelConfig, dm) -> list[Any]:
+    """The protocol's validation metrics callback, when the users' full profiles allow it (``cfg.monitor`` may need it)."""
+    if dm.population is not None:
+        return [_neighbour_recall_callback(dm)]
+    if cfg.monitor not in ("val_recall@10", "val_mrr"):
+        raise ValueError(f"monitor {cfg.monitor} needs the users' full profiles (view 'full') in the features")
+    return []
+
+
+def _keep_best_or_start(model, ckpt, initial: float, initial_state: dict, cfg: ModelConfig, fast_dev_run: bool):
+    """Load the best checkpoint into ``model`` if it is at least as good as the start, else the start back.
+
+    Returns ``(best_epoch, notes)``: ``best_epoch`` is None when the start was kept.
+    """
+    import torch
+
+    notes: list[str] = []
+    best = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
+    if best is not None and ckpt.best_model_path and best >= initial:
+        saved = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["state_dict"])
+        return int(saved.get("epoch", -1)), notes
+    model.load_state_dict(initial_state)
+    if not fast_dev_run:
+        notes.append(f"training did not beat the SVD/LSA start on validation {cfg.monitor} ({best} < {initial}); kept the start")
+    return None, notes

@@ -125,7 +125,7 @@ def build_features(
     """
     from soundmates.features.encoder import TextEncoder
     from soundmates.features.fingerprints import FILENAME, ProfileFingerprints, fingerprint
-    from soundmates.features.scaler import ScalerError, load_scaler, scaler_dir
+    from soundmates.features.scaler import scaler_dir
     from soundmates.store import get_store
 
     t0 = time.perf_counter()
@@ -135,19 +135,8 @@ def build_features(
     encoder = encoder or TextEncoder(settings)
     stats_before = dict(encoder.stats)
 
-    try:
-        scaler = load_scaler(settings)
-    except ScalerError as exc:
-        _log(f"{exc}; refitting")
-        scaler = None
-    refit = force or scaler is None or not scaler.matches(encoder.model_id, encoder.dim, S.combined_dim(encoder.dim))
-    # A refit changes every user's combined vector, so everyone is recomputed with the new scaler.
-    considered = repo.user_ids() if (user_ids is None or refit) else list(dict.fromkeys(user_ids))
-    if user_ids is not None and refit:
-        considered = list(dict.fromkeys([*considered, *user_ids]))
-    if user_ids is not None and len(user_ids) == 0:
-        considered = []  # asked for nobody (e.g. an empty inbox batch): do nothing, even without a scaler
-
+    scaler, refit = _scaler_or_refit(settings, encoder, force)
+    considered = _considered(repo, user_ids, refit)
     seen = ProfileFingerprints(
         scaler_dir(settings) / FILENAME, {"encoder": encoder.model_id, "top_n": settings.top_n_artists, "seed": seed}
     )
@@ -155,23 +144,10 @@ def build_features(
     fps = {uid: fingerprint(repo.path(uid)) for uid in considered}  # before loading: see fingerprints.py
     rejected: list[dict] = []
     unchanged: list[str] = []
-    to_load = []
-    for uid in considered:
-        known = None if refit else seen.known(uid, fps[uid], stored_hash.get(uid))
-        if known is None:
-            to_load.append(uid)
-        elif "rejected" in known:
-            rejected.append({"user_id": uid, "reason": known["rejected"]})
-        else:
-            unchanged.append(uid)
+    to_load = _unknown_users(considered, refit, seen, fps, stored_hash, rejected, unchanged)
     profiles = _load_profiles(repo, to_load, rejected)
     hashes = {p.user_id: p.content_hash() for p in profiles}  # once per user: it serialises the whole profile
-    todo = [p for p in profiles if refit or stored_hash.get(p.user_id) != hashes[p.user_id]]
-    todo_ids = {p.user_id for p in todo}
-    for p in profiles:
-        if p.user_id not in todo_ids:
-            unchanged.append(p.user_id)
-            seen.record(p.user_id, fps[p.user_id], content_hash=hashes[p.user_id])
+    todo = _changed(profiles, hashes, refit, stored_hash, seen, fps, unchanged)
     _log(
         f"{len(considered)} user(s) considered, {len(todo)} to compute, {len(unchanged)} unchanged"
         + (f" ({len(considered) - len(to_load)} skipped by file fingerprint)" if len(to_load) < len(considered) else "")
@@ -188,18 +164,78 @@ def build_features(
         computed |= out["computed"]
         no_views += out["no_views"]
         rejected += out["rejected"]
-        for p in part:
-            if p.user_id in out["computed"]:
-                seen.record(p.user_id, fps[p.user_id], content_hash=hashes[p.user_id])
-        for r in out["rejected"]:
-            if not r["reason"].startswith(_TRANSIENT_REJECTIONS):
-                seen.record(r["user_id"], fps.get(r["user_id"]), rejected=r["reason"])
+        _remember_batch(seen, fps, hashes, part, out)
     if considered:
-        try:
-            seen.save()
-        except OSError as exc:  # only a cache: the next run loads everyone
-            _log(f"could not save {seen.path}: {exc}")
+        _save_fingerprints(seen)
     return _summary(t0, store, encoder, stats_before, scaler, refit, computed, unchanged, rejected, stored_hash, no_views)
+
+
+def _scaler_or_refit(settings: Settings, encoder, force: bool):
+    """``(persisted scaler or None, refit?)``: refit when forced, when none is readable, or the encoder changed."""
+    from soundmates.features.scaler import ScalerError, load_scaler
+
+    try:
+        scaler = load_scaler(settings)
+    except ScalerError as exc:
+        _log(f"{exc}; refitting")
+        scaler = None
+    refit = force or scaler is None or not scaler.matches(encoder.model_id, encoder.dim, S.combined_dim(encoder.dim))
+    return scaler, refit
+
+
+def _considered(repo: ProfileRepository, user_ids: list[str] | None, refit: bool) -> list[str]:
+    """The users this build looks at: those asked for, or everyone stored (always everyone on a refit)."""
+    # A refit changes every user's combined vector, so everyone is recomputed with the new scaler.
+    considered = repo.user_ids() if (user_ids is None or refit) else list(dict.fromkeys(user_ids))
+    if user_ids is not None and refit:
+        considered = list(dict.fromkeys([*considered, *user_ids]))
+    if user_ids is not None and len(user_ids) == 0:
+        considered = []  # asked for nobody (e.g. an empty inbox batch): do nothing, even without a scaler
+    return considered
+
+
+def _unknown_users(considered, refit: bool, seen, fps, stored_hash, rejected: list[dict], unchanged: list[str]) -> list[str]:
+    """The users whose profile must be loaded (everyone on a refit); those the fingerprints vouch for go to
+    ``unchanged`` or (rejected last time for the same file) to ``rejected``."""
+    to_load = []
+    for uid in considered:
+        known = None if refit else seen.known(uid, fps[uid], stored_hash.get(uid))
+        if known is None:
+            to_load.append(uid)
+        elif "rejected" in known:
+            rejected.append({"user_id": uid, "reason": known["rejected"]})
+        else:
+            unchanged.append(uid)
+    return to_load
+
+
+def _changed(profiles: list[Profile], hashes, refit: bool, stored_hash, seen, fps, unchanged: list[str]) -> list[Profile]:
+    """The loaded profiles to compute (all on a refit); the others go to ``unchanged`` with their fingerprint recorded."""
+    todo = [p for p in profiles if refit or stored_hash.get(p.user_id) != hashes[p.user_id]]
+    todo_ids = {p.user_id for p in todo}
+    for p in profiles:
+        if p.user_id not in todo_ids:
+            unchanged.append(p.user_id)
+            seen.record(p.user_id, fps[p.user_id], content_hash=hashes[p.user_id])
+    return todo
+
+
+def _remember_batch(seen, fps, hashes, part: list[Profile], out: dict) -> None:
+    """Record the fingerprints of a stored batch: computed users, and rejections that only depend on the file."""
+    for p in part:
+        if p.user_id in out["computed"]:
+            seen.record(p.user_id, fps[p.user_id], content_hash=hashes[p.user_id])
+    for r in out["rejected"]:
+        if not r["reason"].startswith(_TRANSIENT_REJECTIONS):
+            seen.record(r["user_id"], fps.get(r["user_id"]), rejected=r["reason"])
+
+
+def _save_fingerprints(seen) -> None:
+    """Save the file fingerprints of this run; a failure is only logged."""
+    try:
+        seen.save()
+    except OSError as exc:  # only a cache: the next run loads everyone
+        _log(f"could not save {seen.path}: {exc}")
 
 
 def _build_batch(settings, store, encoder, part, hashes, stored_hash, scaler, refit, seed) -> dict:

@@ -59,23 +59,13 @@ def build_index(
     # Read the data version we record, so the manifest says exactly what was indexed; the time is taken
     # before the read, so a user removed while it runs counts as removed before it (their row is old data).
     read_at = time.time()
-    frame = store.read(S.USER_FEATURES, as_of=data_version)
-    frame = frame[frame["view"] == S.VIEW_FULL].drop_duplicates("user_id", keep="last").reset_index(drop=True)
-    if frame.empty:
-        raise NothingToIndex(f"user_features (data version {data_version}) holds no 'full' rows: run 'soundmates features build'")
+    frame = _full_rows(store, data_version)
     index = UserIndex(settings, backend=backend)
-    removed = index.blocked_ids(frame["user_id"].astype(str).unique().tolist(), read_at)
-    n_removed = int(frame["user_id"].isin(removed).sum())
-    frame = frame[~frame["user_id"].isin(removed)].reset_index(drop=True)
-    if frame.empty:
-        raise NothingToIndex("every stored user has asked to be removed")
+    frame, n_removed = _without_removed(index, frame, read_at)
 
     embedder = get_embedder(settings)
     say(f"embedding {len(frame):,} users with model {embedder.version}")
-    parts = [
-        np.asarray(embedder.embed(frame.iloc[s : s + EMBED_CHUNK]), dtype=np.float32) for s in range(0, len(frame), EMBED_CHUNK)
-    ]
-    vectors = np.vstack(parts)
+    vectors = _embed(embedder, frame)
     say(f"building the {index.backend.name} index ({vectors.shape[0]:,} x {vectors.shape[1]})")
     version = index.build(
         frame["user_id"].astype(str).tolist(),
@@ -95,6 +85,40 @@ def build_index(
         say(f"published {version}: {m['count']:,} users, {parameters_text(m)}")
     else:
         say(f"built {version}, not published: {built.get('current')} indexes newer data")
+    return _build_summary(index, version, built, m, n_removed, t0)
+
+
+def _full_rows(store, data_version: int):
+    """The ``full`` rows of ``user_features`` at ``data_version``, one per user (the last)."""
+    from soundmates.features import schema as S
+
+    frame = store.read(S.USER_FEATURES, as_of=data_version)
+    frame = frame[frame["view"] == S.VIEW_FULL].drop_duplicates("user_id", keep="last").reset_index(drop=True)
+    if frame.empty:
+        raise NothingToIndex(f"user_features (data version {data_version}) holds no 'full' rows: run 'soundmates features build'")
+    return frame
+
+
+def _without_removed(index, frame, read_at: float):
+    """``(frame without the users who asked to be removed before read_at, how many rows were left out)``."""
+    removed = index.blocked_ids(frame["user_id"].astype(str).unique().tolist(), read_at)
+    n_removed = int(frame["user_id"].isin(removed).sum())
+    frame = frame[~frame["user_id"].isin(removed)].reset_index(drop=True)
+    if frame.empty:
+        raise NothingToIndex("every stored user has asked to be removed")
+    return frame, n_removed
+
+
+def _embed(embedder, frame) -> np.ndarray:
+    """Every row's vector, ``EMBED_CHUNK`` rows per embedder call."""
+    parts = [
+        np.asarray(embedder.embed(frame.iloc[s : s + EMBED_CHUNK]), dtype=np.float32) for s in range(0, len(frame), EMBED_CHUNK)
+    ]
+    return np.vstack(parts)
+
+
+def _build_summary(index, version: str, built: dict, m: dict, n_removed: int, t0: float) -> dict:
+    """The ``soundmates index build --json`` object (see :func:`build_index`)."""
     return {
         "version": version,
         "published": bool(built.get("published", True)),

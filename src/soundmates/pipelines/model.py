@@ -80,21 +80,14 @@ def train_model(
     **hp: Any,
 ) -> dict[str, Any]:
     """Train + tune baselines + evaluate; register the model and the best baseline, unpromoted."""
-    from soundmates.features.schema import USER_FEATURES
     from soundmates.model.config import ModelConfig
     from soundmates.model.experiment import run_experiment
     from soundmates.model.registry import ModelRegistry, push_to_hopsworks
     from soundmates.pipelines.feedback_eval import training_feedback
-    from soundmates.store import get_store
 
     settings = settings or get_settings()
     cfg = ModelConfig.load(config_file, **hp)
-    store = get_store(settings)
-    if data_version is None:
-        data_version = store.data_version(USER_FEATURES)
-        if data_version is None:
-            raise LookupError("the feature store has no user_features yet: run `soundmates features build` first")
-    frame = store.read(USER_FEATURES, as_of=data_version)
+    data_version, frame = _training_frame(settings, data_version)
     taste = _world_taste_for(settings, sorted(set(frame.loc[frame["view"] == "full", "user_id"].astype(str))))
     incumbent = _incumbent(settings)
     exp = run_experiment(
@@ -112,9 +105,38 @@ def train_model(
     )
     res["feedback"] = training_feedback(settings, chosen, frame)
     metrics = {"val": exp.validation, "test": res["methods"], "test_users": res["users"], "slices": res["slices"]}
-    trained = exp.trained
+    candidates = _register_candidates(reg, exp, metrics, data_version)
+    version = reg.save(
+        exp.trained,
+        metrics=metrics,
+        data_version=data_version,
+        feature_schema=_feature_schema(exp.trained.preprocessor),
+        extra={"evaluation": res, "gate": exp.decision, "candidates": candidates},
+    )
+    hopsworks = push_to_hopsworks(reg.versions_dir / version, reg.meta(version))
+    return _training_summary(exp, version, candidates, data_version) | hopsworks
+
+
+def _training_frame(settings: Settings, data_version: int | None):
+    """``(data_version, user_features at it)``: the latest version when none is named."""
+    from soundmates.features.schema import USER_FEATURES
+    from soundmates.store import get_store
+
+    store = get_store(settings)
+    if data_version is None:
+        data_version = store.data_version(USER_FEATURES)
+        if data_version is None:
+            raise LookupError("the feature store has no user_features yet: run `soundmates features build` first")
+    return data_version, store.read(USER_FEATURES, as_of=data_version)
+
+
+def _register_candidates(reg, exp, metrics: dict[str, Any], data_version: int) -> dict[str, str]:
+    """Register, unpromoted, what the gate may promote besides the trained model: ``method -> version``.
+
+    The LSA start (``two_tower_init``) when the gate chose it, and the best servable tuned baseline.
+    """
+    trained, decision = exp.trained, exp.decision
     candidates: dict[str, str] = {}
-    decision = exp.decision
     if decision["promote"] == "two_tower_init":
         candidates["two_tower_init"] = reg.save(
             trained,
@@ -135,21 +157,19 @@ def train_model(
             exp.methods[best_base],
             metrics={"val": exp.validation[best_base]},
             data_version=data_version,
-            extra={"tuned": res["tuned"].get(best_base)},
+            extra={"tuned": exp.result["tuned"].get(best_base)},
         )
-    version = reg.save(
-        trained,
-        metrics=metrics,
-        data_version=data_version,
-        feature_schema=_feature_schema(trained.preprocessor),
-        extra={"evaluation": res, "gate": decision, "candidates": candidates},
-    )
-    hopsworks = push_to_hopsworks(reg.versions_dir / version, reg.meta(version))
+    return candidates
+
+
+def _training_summary(exp, version: str, candidates: dict[str, str], data_version: int) -> dict[str, Any]:
+    """The ``soundmates train --json`` object (without the Hopsworks keys)."""
+    res, trained = exp.result, exp.trained
     return {
         "version": version,
         "promoted": False,
         "reason": "registered unpromoted; run the promote step (the gate) after evaluation",
-        "gate": decision,
+        "gate": exp.decision,
         "candidates": candidates,
         "data_version": data_version,
         "metrics": {"val": exp.validation, "test": res["methods"]},
@@ -160,7 +180,6 @@ def train_model(
         "notes": trained.notes,
         "seconds": {k: round(v, 1) for k, v in exp.seconds.items()},
         "feedback": res["feedback"],
-        **hopsworks,
     }
 
 
