@@ -37,38 +37,9 @@ from soundmates.orchestration.dag_defaults import default_args
 DEFAULT_ARGS = default_args()  # Spotify and file work: 2 retries, 10 s backing off to 5 min
 
 
-@dag(
-    dag_id=BOOTSTRAP_DAG_ID,
-    schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    doc_md=__doc__,
-    tags=["soundmates", "bootstrap", "ingest", "training"],
-    params={
-        "refs": Param(
-            [],
-            type="array",
-            items={"type": "string", "minLength": 1},
-            description="Spotify profile references (URL, spotify:user:ID or ID). Empty = use world_users.",
-        ),
-        "world_users": Param(
-            1000,
-            type=["null", "integer"],
-            minimum=1,
-            description="When refs is empty: ingest the first N users of the generated world.",
-        ),
-        "world_dir": Param("", type="string", description="Generated world directory; empty = $SOUNDMATES_DATA_DIR/world."),
-        "batch_size": Param(100, type="integer", minimum=1, maximum=10000, description="References per ingest task."),
-        # model overrides: empty = the value in configs/model/default.yaml (the DAG holds no model defaults)
-        "max_epochs": Param(
-            None, type=["null", "integer"], minimum=1, maximum=500, description="Most training epochs; empty = the model YAML's."
-        ),
-        "seed": Param(None, type=["null", "integer"], minimum=0, description="Training seed; empty = the model YAML's."),
-    },
-)
-def soundmates_bootstrap():
+def _ingest_stage():
+    """plan -> ingest (one mapped task per batch, in the Spotify pool) -> ingest_summary; returns the summary."""
+
     @task(retries=0)  # bad params will not get better by retrying
     def plan() -> list[list[str]]:
         from airflow.exceptions import AirflowFailException
@@ -104,6 +75,12 @@ def soundmates_bootstrap():
     def ingest_summary(results) -> dict:
         return steps.merge_ingest(list(results))
 
+    return ingest_summary(ingest.expand(batch=plan()))
+
+
+def _model_stage(ingested):
+    """features -> train -> evaluate -> promote, after ``ingested``; returns the promotion."""
+
     @task
     def features(_ingested: dict) -> dict:
         return steps.build_features()
@@ -123,6 +100,12 @@ def soundmates_bootstrap():
     def promote(_evaluated: dict) -> dict:
         return steps.promote()
 
+    return promote(evaluate(train(features(ingested))))
+
+
+def _serve_stage(promoted):
+    """index (emits the INDEX asset) -> map, after ``promoted``."""
+
     @task(outlets=[INDEX])
     def index(_promoted: dict) -> dict:
         return steps.build_index()
@@ -131,8 +114,43 @@ def soundmates_bootstrap():
     def taste_map(_indexed: dict) -> dict:
         return steps.build_map()
 
-    ingested = ingest_summary(ingest.expand(batch=plan()))
-    taste_map(index(promote(evaluate(train(features(ingested))))))
+    taste_map(index(promoted))
+
+
+@dag(
+    dag_id=BOOTSTRAP_DAG_ID,
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=["soundmates", "bootstrap", "ingest", "training"],
+    params={
+        "refs": Param(
+            [],
+            type="array",
+            items={"type": "string", "minLength": 1},
+            description="Spotify profile references (URL, spotify:user:ID or ID). Empty = use world_users.",
+        ),
+        "world_users": Param(
+            1000,
+            type=["null", "integer"],
+            minimum=1,
+            description="When refs is empty: ingest the first N users of the generated world.",
+        ),
+        "world_dir": Param("", type="string", description="Generated world directory; empty = $SOUNDMATES_DATA_DIR/world."),
+        "batch_size": Param(100, type="integer", minimum=1, maximum=10000, description="References per ingest task."),
+        # model overrides: empty = the value in configs/model/default.yaml (the DAG holds no model defaults)
+        "max_epochs": Param(
+            None, type=["null", "integer"], minimum=1, maximum=500, description="Most training epochs; empty = the model YAML's."
+        ),
+        "seed": Param(None, type=["null", "integer"], minimum=0, description="Training seed; empty = the model YAML's."),
+    },
+)
+def soundmates_bootstrap():
+    # Each stage defines its tasks and wires them in order; the stages run one after the other.
+    _serve_stage(_model_stage(_ingest_stage()))
 
 
 soundmates_bootstrap()

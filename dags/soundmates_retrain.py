@@ -33,6 +33,58 @@ from soundmates.orchestration.dag_defaults import default_args
 DEFAULT_ARGS = default_args(retries=1, retry_delay=timedelta(minutes=1), max_retry_delay=timedelta(minutes=10))
 
 
+def _train_stage():
+    """check_new_users (skips the run when too few arrived) -> train; returns the training result."""
+
+    @task.short_circuit
+    def check_new_users() -> dict | bool:
+        context = get_current_context()
+        params = context["params"]
+        counts = steps.new_users_since_training()
+        run_type = str(getattr(context["dag_run"], "run_type", ""))
+        decision = steps.retrain_decision(
+            counts,
+            has_model=steps.last_training() is not None,
+            asset_triggered="asset" in run_type.lower(),
+            min_new_users=int(params["min_new_users"]),
+            force=bool(params["force"]),
+        )
+        print(decision["reason"])
+        return counts if decision["train"] else False
+
+    @task(execution_timeout=timedelta(hours=6))
+    def train(counts: dict) -> dict:
+        params = get_current_context()["params"]
+        result = steps.train(max_epochs=params.get("max_epochs"), seed=params.get("seed"))
+        steps.record_training(counts["users"], result)
+        return result
+
+    return train(check_new_users())
+
+
+def _gate_stage(trained):
+    """evaluate -> promote (the gate, after ``trained`` and its evaluation) -> publish_model (the MODEL asset)."""
+
+    @task
+    def evaluate(trained: dict) -> dict:
+        return steps.evaluate()
+
+    @task
+    def promote(trained: dict, evaluation: dict) -> dict:
+        return steps.promotion_decision(steps.promote())
+
+    @task(outlets=[MODEL])
+    def publish_model(decision: dict) -> str:
+        from airflow.exceptions import AirflowSkipException
+
+        if not decision["promoted"]:
+            raise AirflowSkipException(f"model not promoted: {decision['reason']}")
+        get_current_context()["outlet_events"][MODEL].extra = {"version": decision["version"]}
+        return decision["version"]
+
+    publish_model(promote(trained, evaluate(trained)))
+
+
 @dag(
     dag_id=RETRAIN_DAG_ID,
     schedule=AssetOrTimeSchedule(
@@ -61,48 +113,8 @@ DEFAULT_ARGS = default_args(retries=1, retry_delay=timedelta(minutes=1), max_ret
     },
 )
 def soundmates_retrain():
-    @task.short_circuit
-    def check_new_users() -> dict | bool:
-        context = get_current_context()
-        params = context["params"]
-        counts = steps.new_users_since_training()
-        run_type = str(getattr(context["dag_run"], "run_type", ""))
-        decision = steps.retrain_decision(
-            counts,
-            has_model=steps.last_training() is not None,
-            asset_triggered="asset" in run_type.lower(),
-            min_new_users=int(params["min_new_users"]),
-            force=bool(params["force"]),
-        )
-        print(decision["reason"])
-        return counts if decision["train"] else False
-
-    @task(execution_timeout=timedelta(hours=6))
-    def train(counts: dict) -> dict:
-        params = get_current_context()["params"]
-        result = steps.train(max_epochs=params.get("max_epochs"), seed=params.get("seed"))
-        steps.record_training(counts["users"], result)
-        return result
-
-    @task
-    def evaluate(trained: dict) -> dict:
-        return steps.evaluate()
-
-    @task
-    def promote(trained: dict, evaluation: dict) -> dict:
-        return steps.promotion_decision(steps.promote())
-
-    @task(outlets=[MODEL])
-    def publish_model(decision: dict) -> str:
-        from airflow.exceptions import AirflowSkipException
-
-        if not decision["promoted"]:
-            raise AirflowSkipException(f"model not promoted: {decision['reason']}")
-        get_current_context()["outlet_events"][MODEL].extra = {"version": decision["version"]}
-        return decision["version"]
-
-    trained = train(check_new_users())
-    publish_model(promote(trained, evaluate(trained)))
+    # Each stage defines its tasks and wires them in order; the gate runs after the training.
+    _gate_stage(_train_stage())
 
 
 soundmates_retrain()

@@ -46,11 +46,31 @@ def taste_map_figure(
     """Everyone coloured by dominant genre family, each large family labelled at its centre; you and your matches on top."""
     if not (len(user_ids) == len(names) == len(x) == len(y) == len(families)):
         raise ValueError("taste_map_figure: ids, names, x, y and families must have one entry per user")
-    match_set = set(matches)
+    fig = go.Figure()
+    _add_families(fig, user_ids, names, x, y, families)
+    _add_you_and_matches(fig, user_ids, names, x, y, you=you, matches=set(matches))
+    fig.update_layout(
+        title="Everyone on Soundmates, by taste (nearby = similar), coloured by main genre family",
+        height=620,
+        xaxis=dict(showticklabels=False, title=None, zeroline=False, showgrid=False),
+        yaxis=dict(showticklabels=False, title=None, zeroline=False, showgrid=False, scaleanchor="x"),
+        **_LAYOUT,
+    )
+    return fig
+
+
+def _add_families(
+    fig: go.Figure,
+    user_ids: Sequence[str],
+    names: Sequence[str | None],
+    x: Sequence[float],
+    y: Sequence[float],
+    families: Sequence[str],
+) -> None:
+    """One trace per genre family (largest first); a family with enough points gets a label at its median."""
     by_family: dict[str, list[int]] = {}
     for i, fam in enumerate(families):
         by_family.setdefault(fam, []).append(i)
-    fig = go.Figure()
     for fam, idx in sorted(by_family.items(), key=lambda kv: -len(kv[1])):
         fig.add_scattergl(
             x=[x[i] for i in idx],
@@ -70,10 +90,23 @@ def taste_map_figure(
                 font=dict(size=13, color="#222"),
                 bgcolor="rgba(255,255,255,0.7)",
             )
+
+
+def _add_you_and_matches(
+    fig: go.Figure,
+    user_ids: Sequence[str],
+    names: Sequence[str | None],
+    x: Sequence[float],
+    y: Sequence[float],
+    *,
+    you: str | None,
+    matches: set[str],
+) -> None:
+    """Your matches, then you, drawn on top of everyone (each trace only when someone is in it)."""
     for label, chosen, style in (
         (
             "your matches",
-            [i for i, u in enumerate(user_ids) if u in match_set],
+            [i for i, u in enumerate(user_ids) if u in matches],
             dict(color=THEM_COLOUR, size=13, symbol="circle"),
         ),
         ("you", [i for i, u in enumerate(user_ids) if u == you], dict(color=YOU_COLOUR, size=22, symbol="star")),
@@ -88,14 +121,6 @@ def taste_map_figure(
                 text=[names[i] or user_ids[i] for i in chosen],
                 hovertemplate="%{text}<extra>" + label + "</extra>",
             )
-    fig.update_layout(
-        title="Everyone on Soundmates, by taste (nearby = similar), coloured by main genre family",
-        height=620,
-        xaxis=dict(showticklabels=False, title=None, zeroline=False, showgrid=False),
-        yaxis=dict(showticklabels=False, title=None, zeroline=False, showgrid=False, scaleanchor="x"),
-        **_LAYOUT,
-    )
-    return fig
 
 
 def shares_figure(title: str, labels: Sequence[str], shares: Sequence[float], *, colour: str = YOU_COLOUR) -> go.Figure:

@@ -102,6 +102,29 @@ def test_real_account_data_sample(samples, resolver):
     assert shared_names and all(named[n] == followed[n] for n in shared_names)
 
 
+def test_real_account_data_keeps_every_spotify_id_its_uris_carry(samples, resolver):
+    """Every ``trackUri`` of Playlist1.json and every track ``uri`` of YourLibrary.json is its track's id, row by row;
+    every followed artist (``uri`` in YourLibrary.json) a track names keeps its Spotify id."""
+    profile, _ = import_export(samples / "Spotify Account Data", user_id="sample-a", resolver=resolver)
+    raw = json.loads((samples / "Spotify Account Data" / "Playlist1.json").read_text())
+    lib = json.loads((samples / "Spotify Account Data" / "YourLibrary.json").read_text())
+    by_name = {pl.name: pl for pl in profile.playlists}
+    rows_seen = 0
+    for pl in raw["playlists"]:
+        rows = [it["track"] for it in pl["items"] if isinstance(it.get("track"), dict)]
+        assert all(r["trackUri"].startswith("spotify:track:") for r in rows)
+        ids = [r["trackUri"].removeprefix("spotify:track:") for r in rows]
+        assert [it.track_id for it in by_name[pl["name"]].items] == ids
+        rows_seen += len(rows)
+    assert rows_seen > 100
+    liked = [t["uri"].removeprefix("spotify:track:") for t in lib["tracks"]]
+    assert [it.track_id for it in by_name["Liked Songs"].items] == liked
+    assert all(profile.tracks[t["uri"].removeprefix("spotify:track:")].name == t["track"] for t in lib["tracks"])
+    followed = {normalize_artist_name(a["name"]): a["uri"].removeprefix("spotify:artist:") for a in lib["artists"]}
+    kept = {normalize_artist_name(a.name): a.id for a in profile.artists.values() if normalize_artist_name(a.name) in followed}
+    assert len(kept) >= 5 and all(kept[k] == followed[k] for k in kept)
+
+
 def test_real_extended_history_sample(samples, resolver):
     f = samples / "Spotify Extended Streaming History" / "Streaming_History_Audio_2022.json"
     rows = json.loads(f.read_text())

@@ -187,3 +187,49 @@ def test_ids_cached_from_one_api_are_not_answers_for_another(tmp_path, spotify_s
     _, summary = import_export(z, user_id="me", settings=get_settings(), resolver=genres)
     assert summary.artist_id_sources == {"search": 1}
     assert first.stats()["requests"]["search"] == 1 and second.stats()["requests"]["search"] == 1
+
+
+def test_an_import_runs_without_loading_the_simulator(tmp_path, spotify_server):
+    """In a process of its own, an import resolves names through the configured API's search and
+    never loads a module of soundmates.world (the local server is just another Spotify API)."""
+    import os
+    import subprocess
+    import sys
+
+    spotify_server()  # in this process: the subprocess only gets its URL and credentials
+    ((i, name),) = _unique_catalog_names(1)
+    z = _name_only_export(tmp_path / "e.zip", [name])
+    code = (
+        "import json, sys\n"
+        "from soundmates.export.importer import import_export\n"
+        f"profile, summary = import_export({str(z)!r}, user_id='me')\n"
+        "print(json.dumps({'artists': sorted(profile.artists), 'sources': summary.artist_id_sources,\n"
+        "    'world': sorted(m for m in sys.modules if m.startswith('soundmates.world'))}))\n"
+    )
+    env = dict(os.environ, SOUNDMATES_DATA_DIR=str(tmp_path / "data"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["artists"] == [artist_id(i)] and got["sources"] == {"search": 1}
+    assert got["world"] == []
+
+
+def test_world_and_export_read_one_shipped_artist_genre_table(tmp_path):
+    """The artist->genre table is soundmates.catalog_data's: the world's catalog re-exports it, and an
+    import's genre resolver, given no table, answers a catalog artist's genres from it."""
+    from soundmates import catalog_data
+    from soundmates.world import catalog
+
+    assert catalog.artist_genre_table is catalog_data.artist_genre_table
+    assert catalog.artists is catalog_data.artists
+    table = catalog_data.artist_genre_table()
+    counts: dict[str, int] = {}
+    for key in table:
+        counts[normalize_artist_name(key)] = counts.get(normalize_artist_name(key), 0) + 1
+    name = next(n for n, gs in table.items() if len(gs) >= 2 and n.isascii() and counts[normalize_artist_name(n)] == 1)
+    resolver = GenreResolver(tmp_path / "genres.sqlite")  # no catalog given: the shipped one
+    try:
+        res = resolver.resolve(name.title())
+    finally:
+        resolver.close()
+    assert res.source == "catalog" and res.genres == table[name]

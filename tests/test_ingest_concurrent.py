@@ -69,7 +69,7 @@ def test_a_retry_after_seen_by_one_thread_pauses_the_calls_of_the_others(small_w
     client.get("user", f"users/{small_users[0]}")  # token fetched
 
     def told_to_wait() -> None:
-        client._pause(1.0)  # what a 429 with Retry-After: 1 on this thread does
+        client.rate_limit.pause(1.0)  # what a 429 with Retry-After: 1 on this thread does
         t0 = time.monotonic()
         client.get("user", f"users/{small_users[0]}")  # its own retry is timed by the retry policy, not paused again
         waits.append(time.monotonic() - t0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import typer
@@ -109,57 +110,89 @@ def connect_cmd(
 ) -> None:
     """Connect your own Spotify account (OAuth with PKCE) and read your taste from it."""
     from soundmates.config import get_settings
-    from soundmates.recommend.connected import store_connected
-    from soundmates.spotify.connect import ConnectError, SpotifyConnect, fetch_profile, loopback_redirect_uri
+    from soundmates.spotify.connect import ConnectError
     from soundmates.spotify.errors import SpotifyError
 
     settings = get_settings()
-
-    def fail(message: str) -> None:  # with --json, an error is one JSON object too
-        if as_json:
-            emit_json({"error": message, "stored": False})
-        _fail(message)
-
     try:
-        flow = SpotifyConnect(settings, redirect_uri=loopback_redirect_uri(port))
-        listener = RedirectListener(port)
-        url, _state = flow.start()
+        flow, listener, url = _start(settings, port)
     except (ConnectError, RuntimeError) as exc:
-        fail(str(exc))
+        _fail_as(str(exc), as_json)
         return
-    out = sys.stderr if as_json else sys.stdout
     print(
         f"Open this URL in a browser and log in to Spotify:\n{url}\nWaiting for the redirect to {flow.redirect_uri} ...",
-        file=out,
+        file=sys.stderr if as_json else sys.stdout,
         flush=True,
     )
     try:
-        got = listener.wait(timeout)
-        account = flow.finish(code=got.get("code"), state=got.get("state"), error=got.get("error"))
-        typer.echo(f"Connected as {account.display_name or account.user_id}; reading your playlists and top lists...", err=True)
-        profile, summary = fetch_profile(flow.client(account.user_id), settings)
+        account, profile, summary = _login(flow, listener, timeout, settings)
     except (ConnectError, SpotifyError, RuntimeError, TimeoutError) as exc:
-        fail(str(exc))
+        _fail_as(str(exc), as_json)
         return
     result: dict = {"account": account.model_dump(), "profile": summary.model_dump(), "stored": False}
     if add:
-        entry = store_connected(profile, settings)
-        result["stored"] = True
-        result["inbox"] = entry.model_dump() if hasattr(entry, "model_dump") else dict(entry)
+        result.update(_store(profile, settings))
     if matches:
-        from soundmates.recommend import RecommendError
-        from soundmates.recommend.connected import recommend_for
-
-        try:
-            rec = recommend_for(profile, matches, settings)
-            result["matches"] = [{"user_id": m.user_id, "display_name": m.display_name, "score": m.score} for m in rec.matches]
-            result["warnings"] = rec.warnings
-        except RecommendError as exc:
-            result["matches"] = []
-            result["warnings"] = [str(exc)]
+        result.update(_matches(profile, matches, settings))
     if as_json:
         emit_json(result)
         return
+    _print_text(result, account, summary)
+
+
+def _fail_as(message: str, as_json: bool) -> None:
+    """Exit with ``error: message``; with --json, the error is one JSON object on stdout too."""
+    if as_json:
+        emit_json({"error": message, "stored": False})
+    _fail(message)
+
+
+def _start(settings: Any, port: int) -> tuple[Any, RedirectListener, str]:
+    """The PKCE flow for the loopback redirect URI, its listener (bound now) and the authorize URL."""
+    from soundmates.spotify.connect import SpotifyConnect, loopback_redirect_uri
+
+    flow = SpotifyConnect(settings, redirect_uri=loopback_redirect_uri(port))
+    listener = RedirectListener(port)
+    url, _state = flow.start()
+    return flow, listener, url
+
+
+def _login(flow: Any, listener: RedirectListener, timeout: float, settings: Any) -> tuple[Any, Any, Any]:
+    """Wait for Spotify's redirect, exchange the code, then read the account's profile: (account, profile, summary)."""
+    from soundmates.spotify.connect import fetch_profile
+
+    got = listener.wait(timeout)
+    account = flow.finish(code=got.get("code"), state=got.get("state"), error=got.get("error"))
+    typer.echo(f"Connected as {account.display_name or account.user_id}; reading your playlists and top lists...", err=True)
+    profile, summary = fetch_profile(flow.client(account.user_id), settings)
+    return account, profile, summary
+
+
+def _store(profile: Any, settings: Any) -> dict:
+    """--add (consent): store the profile and queue it for the pipeline; the result's ``stored`` and ``inbox``."""
+    from soundmates.recommend.connected import store_connected
+
+    entry = store_connected(profile, settings)
+    return {"stored": True, "inbox": entry.model_dump() if hasattr(entry, "model_dump") else dict(entry)}
+
+
+def _matches(profile: Any, matches: int, settings: Any) -> dict:
+    """--matches: the result's ``matches`` and ``warnings`` (no index yet is a warning, not a failure)."""
+    from soundmates.recommend import RecommendError
+    from soundmates.recommend.connected import recommend_for
+
+    try:
+        rec = recommend_for(profile, matches, settings)
+    except RecommendError as exc:
+        return {"matches": [], "warnings": [str(exc)]}
+    return {
+        "matches": [{"user_id": m.user_id, "display_name": m.display_name, "score": m.score} for m in rec.matches],
+        "warnings": rec.warnings,
+    }
+
+
+def _print_text(result: dict, account: Any, summary: Any) -> None:
+    """The text output: the account's counts, the matches, warnings on stderr, and whether anything was stored."""
     typer.echo(
         f"{account.user_id} ({account.display_name or 'no display name'}): {summary.tracks} tracks by {summary.artists} artists "
         f"from {summary.playlists_read} of {summary.playlists_listed} playlists, {summary.top_tracks} top tracks, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -82,18 +83,7 @@ def ingest(
     reason, users a rate limit kept from being done are listed as deferred (with the seconds
     to wait), and the exit code stays 0; it is non-zero only when nothing could run.
     """
-    all_refs = list(refs or [])
-    bad_lines: list[tuple[str, str]] = []
-    if file is not None:
-        try:
-            from_file, bad_lines = read_ref_file(file)
-        except OSError as exc:
-            fail(f"cannot read --file {file}: {exc.strerror or exc}")
-        except ValueError as exc:
-            fail(str(exc))
-        all_refs += from_file
-    if not all_refs and not bad_lines:
-        fail("nothing to ingest: give profile references or --file F (one reference per line)")
+    all_refs, bad_lines = _gather_refs(refs, file)
 
     from soundmates.config import get_settings
     from soundmates.pipelines.ingest import ingest_users
@@ -113,6 +103,28 @@ def ingest(
     if as_json:
         emit_json(data)
         return
+    _print_summary(summary)
+
+
+def _gather_refs(refs: list[str] | None, file: Path | None) -> tuple[list[str], list[tuple[str, str]]]:
+    """The references given (arguments, then --file's lines) and --file's lines that cannot be one; exit 2 if none."""
+    all_refs = list(refs or [])
+    bad_lines: list[tuple[str, str]] = []
+    if file is not None:
+        try:
+            from_file, bad_lines = read_ref_file(file)
+        except OSError as exc:
+            fail(f"cannot read --file {file}: {exc.strerror or exc}")
+        except ValueError as exc:
+            fail(str(exc))
+        all_refs += from_file
+    if not all_refs and not bad_lines:
+        fail("nothing to ingest: give profile references or --file F (one reference per line)")
+    return all_refs, bad_lines
+
+
+def _print_summary(summary: Any) -> None:
+    """The text output: the counts, each failed reference with its reason, and when to resume the deferred ones."""
     typer.echo(
         f"ingested {summary.ingested}, skipped {summary.skipped} (already stored), failed {len(summary.failed)}, "
         f"deferred {len(summary.deferred)} (rate-limited); {summary.api_calls} API calls in {summary.elapsed_s:.1f} s"

@@ -10,7 +10,8 @@ would sleep for any ``Retry-After`` (an hour, if Spotify says so). Here, tenacit
 unreadable bodies and dropped connections at most ``settings.spotify_max_retries`` times,
 then raises a typed :mod:`soundmates.spotify.errors` error whose message is the reason to
 report. A ``Retry-After`` above the cap (or 429s past the retries) stops every later call of
-the client until that time: :class:`RateLimitExhausted` carries the seconds to wait.
+the client until that time: :class:`RateLimitExhausted` carries the seconds to wait (that
+state, shared by the client's threads, is :class:`~soundmates.spotify.rate_limit.RateLimit`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from spotipy.cache_handler import MemoryCacheHandler
 from spotipy.oauth2 import SpotifyAuthBase, SpotifyClientCredentials, SpotifyOauthError
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import Retrying, retry_if_exception, retry_if_exception_type, stop_after_attempt
 
 from soundmates.config import Settings, SpotifyCredentials, get_settings
 
@@ -45,17 +40,10 @@ from .errors import (
     MalformedResponse,
     MissingCredentials,
     NotFound,
-    RateLimitExhausted,
     UserNotFound,
 )
-from .failures import (
-    Transient,
-    error_message,
-    parse_retry_after,
-    short,
-    transport_failure,
-    unavailable_after_retries,
-)
+from .failures import Transient, error_message, short, transport_failure, unavailable_after_retries
+from .rate_limit import RateLimit
 from .transport import bounded_session, resolve_proxies_once
 
 # spotipy logs request headers (the bearer token) at DEBUG and every HTTP error at ERROR,
@@ -97,11 +85,9 @@ class SpotifyClient:
     """
 
     # Per thread (None until set): the bytes of the last successful answer, so raw pages are stored
-    # as received; the status of the last token answer; the last Retry-After; this thread's own pause.
+    # as received; the status of the last token answer.
     last_body = _PerThread()
     _last_token_answer = _PerThread()
-    _last_retry_after = _PerThread()
-    _own_pause_until = _PerThread()
 
     def __init__(
         self,
@@ -120,23 +106,14 @@ class SpotifyClient:
                 "(the local Spotify-compatible server accepts any non-empty pair)"
             )
         self._local = threading.local()
-        self._lock = threading.Lock()  # the counters and the rate-limit state, shared by every thread
-        self._paused_until = 0.0  # a Retry-After within the cap, seen by any thread: every thread waits for it
+        self._lock = threading.Lock()  # the counters, shared by every thread
         self.calls: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
         self.token_requests = 0
         self.max_retries = max(0, int(self.settings.spotify_max_retries))
         self.retry_after_cap_s = float(self.settings.spotify_retry_after_cap_s)
         self._sleep = sleep
-        # After a Retry-After above the cap, calls before this monotonic time fail at once
-        # instead of hammering an API that asked us to stay away.
-        self._blocked_until = 0.0
-        self._blocked_for_s = 0.0
-        self._backoff = wait_exponential_jitter(
-            multiplier=max(0.0, self.settings.spotify_backoff_s),
-            max=max(1.0, 20 * self.settings.spotify_backoff_s),
-            jitter=max(0.0, self.settings.spotify_backoff_s),
-        )
+        self.rate_limit = RateLimit(self.retry_after_cap_s, float(self.settings.spotify_backoff_s))
 
         self.deadline_s = float(self.settings.spotify_deadline_s)
         self.max_bytes = int(self.settings.spotify_max_response_bytes)
@@ -177,7 +154,7 @@ class SpotifyClient:
 
     def blocked_for_s(self) -> float:
         """Seconds until the API may be called again after a rate limit (0 = not blocked)."""
-        return max(0.0, self._blocked_until - time.monotonic())
+        return self.rate_limit.blocked_for_s()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -193,15 +170,7 @@ class SpotifyClient:
 
         ``endpoint`` is the label the call is counted under (``user``, ``playlists``, ...).
         """
-        now = time.monotonic()
-        if now < self._blocked_until:
-            raise RateLimitExhausted(
-                f"rate limit: Retry-After {self._blocked_for_s:g} s exceeds the {self.retry_after_cap_s:g} s cap "
-                f"(still {self._blocked_until - now:.0f} s to wait)",
-                retry_after_s=self._blocked_until - now,
-                status=429,
-                endpoint=endpoint,
-            )
+        self.rate_limit.check(endpoint)
         return self._with_retries(endpoint, retry_if_exception_type(Transient), lambda: self._once(endpoint, path, params))
 
     def post(self, endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +186,7 @@ class SpotifyClient:
         """``call()`` under the client's retry policy (``retry`` says which failures are retried)."""
         retrying = Retrying(
             stop=stop_after_attempt(self.max_retries + 1),
-            wait=self._wait,
+            wait=self.rate_limit.wait,
             retry=retry,
             sleep=self._sleep,
             reraise=True,
@@ -233,7 +202,7 @@ class SpotifyClient:
 
     def _post_once(self, endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         token = self._access_token()  # connect's account client answers its own (refreshed) token
-        self._wait_for_pause()
+        self.rate_limit.wait_for_pause()
         with self._lock:
             self.calls[endpoint] += 1
         url = self.settings.spotify_api_url + path
@@ -265,12 +234,6 @@ class SpotifyClient:
         items = page.get("items") if isinstance(page, dict) else None
         return [a for a in items if isinstance(a, dict)] if isinstance(items, list) else []
 
-    def _wait(self, retry_state) -> float:
-        exc = retry_state.outcome.exception()
-        if isinstance(exc, Transient) and exc.wait_s is not None:
-            return exc.wait_s
-        return self._backoff(retry_state)
-
     def _note_retry(self, endpoint: str, exc: BaseException | None) -> None:
         if isinstance(exc, Transient):
             with self._lock:
@@ -300,7 +263,7 @@ class SpotifyClient:
         # Fetched (or taken from memory) before the call, so that a failing token request is
         # reported as such and not counted as a call of ``endpoint``.
         token = self._access_token()
-        self._wait_for_pause()
+        self.rate_limit.wait_for_pause()
         with self._lock:
             self.calls[endpoint] += 1
         url = path if path.startswith(("http://", "https://")) else self.settings.spotify_api_url + path
@@ -357,20 +320,7 @@ class SpotifyClient:
 
     def _classify(self, endpoint: str, status: int, headers: Mapping[str, str] | None, msg: object) -> NoReturn:
         if status == 429:
-            header = (headers or {}).get("Retry-After")
-            wait_s = parse_retry_after(header)
-            self._last_retry_after = wait_s
-            if wait_s is not None and wait_s > self.retry_after_cap_s:
-                self._block(wait_s)
-                raise RateLimitExhausted(
-                    f"rate limit: Retry-After {wait_s:g} s exceeds the {self.retry_after_cap_s:g} s cap",
-                    retry_after_s=wait_s,
-                    status=429,
-                    endpoint=endpoint,
-                )
-            if wait_s:
-                self._pause(wait_s)
-            raise Transient("429", f"429 on {endpoint} (Retry-After {short(header, 40)})", wait_s)
+            self.rate_limit.on_429(endpoint, headers)
         if status >= 500:
             raise Transient("5xx", f"{status} on {endpoint}")
         if endpoint == TOKEN_ENDPOINT and status in (400, 401, 403):
@@ -394,37 +344,10 @@ class SpotifyClient:
             f"the Spotify API refused the request ({status} on {endpoint}): {short(msg)}", status=status, endpoint=endpoint
         )
 
-    def _block(self, wait_s: float) -> None:
-        """No call before ``wait_s`` from now: the API asked us to stay away longer than we wait in-line."""
-        with self._lock:
-            self._blocked_until = max(self._blocked_until, time.monotonic() + wait_s)
-            self._blocked_for_s = wait_s
-
-    def _pause(self, wait_s: float) -> None:
-        """A 429 within the cap: this thread retries after ``wait_s`` (tenacity), the others wait as long."""
-        until = time.monotonic() + wait_s
-        with self._lock:
-            self._paused_until = max(self._paused_until, until)
-        self._own_pause_until = until
-
-    def _wait_for_pause(self) -> None:
-        """Wait out a Retry-After another thread was given (this thread's own was waited by its retry)."""
-        left = self._paused_until - time.monotonic()
-        if left > 0 and self._paused_until > (self._own_pause_until or 0.0):
-            time.sleep(min(left, self.retry_after_cap_s))
-
     def _final_error(self, endpoint: str, exc: Transient) -> Exception:
         n = self.max_retries
         if exc.kind == "429":
-            # Still rate-limited after every retry: stop calling for the last Retry-After (at least the cap).
-            wait_s = max(self._last_retry_after or 0.0, self.retry_after_cap_s)
-            self._block(wait_s)
-            return RateLimitExhausted(
-                f"rate limit: still answered 429 after {n} retries ({endpoint})",
-                retry_after_s=wait_s,
-                status=429,
-                endpoint=endpoint,
-            )
+            return self.rate_limit.exhausted(endpoint, n)
         if exc.kind == "401":
             return AuthenticationFailed(
                 f"the Spotify API kept rejecting the access token (401 on {endpoint})", status=401, endpoint=endpoint
