@@ -58,8 +58,10 @@ class CombinedScaler:
         x = np.asarray(matrix, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] == 0:
             raise ScalerError(f"cannot fit the scaler on {x.shape[0] if x.ndim else 0} rows: need at least one user")
-        # StandardScaler ignores NaN when fitting; a column with no value at all gets mean 0, scale 1.
-        sk = StandardScaler().fit(x)
+        # StandardScaler ignores NaN when fitting; a column with no value at all gets mean 0, scale 1
+        # (below). Such a column divides 0 by 0 inside sklearn: expected here, so numpy is told not to warn.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sk = StandardScaler().fit(x)
         mean = np.nan_to_num(sk.mean_, nan=0.0)
         scale = np.nan_to_num(sk.scale_, nan=1.0)
         scale[scale == 0] = 1.0
