@@ -42,7 +42,7 @@ def build_index(
     from soundmates.config import get_settings
     from soundmates.features import schema as S
     from soundmates.index import UserIndex
-    from soundmates.model.embedder import get_embedder
+    from soundmates.model.embedder import candidate_version, get_embedder
     from soundmates.store import get_store
 
     def say(msg: str) -> None:
@@ -71,7 +71,8 @@ def build_index(
         raise NothingToIndex("every stored user has asked to be removed")
 
     embedder = get_embedder(settings)
-    say(f"embedding {len(frame):,} users with model {embedder.version}")
+    space = candidate_version(embedder)  # a feedback-tuned embedder's candidate side is its base's
+    say(f"embedding {len(frame):,} users with model {space}")
     parts = [
         np.asarray(embedder.embed(frame.iloc[s : s + EMBED_CHUNK]), dtype=np.float32) for s in range(0, len(frame), EMBED_CHUNK)
     ]
@@ -81,7 +82,7 @@ def build_index(
         frame["user_id"].astype(str).tolist(),
         vectors,
         {
-            "model_version": embedder.version,
+            "model_version": space,
             "feature_data_version": data_version,
             "features_read_at": read_at,
             "source": f"{S.USER_FEATURES}/{S.VIEW_FULL}",
