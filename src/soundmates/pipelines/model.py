@@ -131,9 +131,10 @@ def train_model(
     )
     reg = ModelRegistry(settings.models_dir)
     res = exp.result
-    chosen = exp.methods.get(exp.decision["served"]) or (
-        incumbent if incumbent is not None and exp.decision["served"] == incumbent.name else None
-    )
+    # what serves after the promote step: the incumbent itself when the gate keeps it (not this run's refit
+    # of its method), so the feedback map is fitted on the vectors of the version it is registered on
+    kept = exp.decision["promote"] is None and incumbent is not None and exp.decision["served"] == incumbent.name
+    chosen = incumbent if kept else exp.methods.get(exp.decision["served"])
     res["feedback"], tuned = training_feedback(settings, chosen, frame)
     metrics = {"val": exp.validation, "test": res["methods"], "test_users": res["users"], "slices": res["slices"]}
     trained = exp.trained
