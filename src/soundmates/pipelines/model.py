@@ -71,7 +71,9 @@ def _incumbent(settings: Settings):
     except Exception as e:  # noqa: BLE001 - an unreadable incumbent must not block a good new model
         log.warning("the served model could not be loaded: %s", e)
         return None
-    return getattr(served, "base", served)
+    from soundmates.model.feedback_tuning import FeedbackTuned
+
+    return served.base if isinstance(served, FeedbackTuned) else served
 
 
 def _base_version(decision: dict[str, Any], candidates: dict[str, str], trained_version: str, incumbent) -> str | None:
