@@ -91,7 +91,7 @@ def served_base(settings):
     return promoted, built
 
 
-def test_votes_that_help_are_served_through_the_base_index(settings, served_base):
+def test_votes_that_help_are_served_through_the_base_index(settings, served_base, app_test):
     from soundmates.model.embedder import get_embedder
     from soundmates.model.feedback_tuning import FeedbackTuned, tune_on_feedback
     from soundmates.model.registry import ModelRegistry
@@ -156,6 +156,20 @@ def test_votes_that_help_are_served_through_the_base_index(settings, served_base
     assert status.embedder is not None and (status.embedder.name, status.embedder.version) == (fb["served_name"], pr["version"])
     assert not status.rebuild_due and not [w for w in status.warnings if "index build" in w], status.warnings
     assert status.evaluation is not None and status.evaluation.served == fb["served_name"]
+    assert (status.evaluation.served_base, status.evaluation.served_base_version) == (base.name, base.version)
+    _pipeline_page_says_what_is_served(app_test, fb["served_name"], fb["served_version"], base.name)
+
+
+def _pipeline_page_says_what_is_served(app_test, name: str, version: str, base: str) -> None:
+    from tests.helpers.dashboard import PIPELINE, plotly_specs, texts
+
+    at = app_test(PIPELINE, timeout=120)
+    assert not at.exception, at.exception
+    page = texts(at)
+    assert f"Matches are served by **{name}** (version `{version}`)" in page
+    assert "query side is tuned on match feedback" in page and f"{base}'s" in page
+    (spec,) = [s for s in plotly_specs(at) if any("(served)" in str(t.get("name")) for t in s["data"])]
+    assert [t["name"] for t in spec["data"] if "(served)" in t["name"]] == [f"{base} (served)"]
 
 
 def test_a_removed_voter_is_not_carried_past_the_next_training(settings, served_base):

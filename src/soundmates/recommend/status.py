@@ -159,6 +159,8 @@ def served_evaluation(ctx: RecommendContext) -> Evaluation | None:
         methods=methods,
         run=_text(report.get("model_version")),
         served_version=_text(report.get("served_version")),
+        served_base=_text(report.get("served_base")),
+        served_base_version=_text(report.get("served_base_version")),
         dataset=_text(report.get("dataset")),
         data_version=report.get("data_version") if isinstance(report.get("data_version"), int) else None,
     )
