@@ -549,3 +549,35 @@ def test_status_reads_the_model_stages_evaluation(rec, monkeypatch):
     assert ev.methods["two_tower"].metrics == {"taste_ndcg@10": 0.8}  # NaN is not a figure
     monkeypatch.setattr(model_stage, "stored_evaluation", lambda settings: (_ for _ in ()).throw(LookupError("none")))
     assert rec.pipeline_status().evaluation is None
+
+
+def test_feedback_tuned_embedder_serves_on_the_base_index_and_stores_newcomers_with_the_candidate_side(
+    settings, tight_template, hash_encoder
+):
+    """A feedback-tuned embedder on the index built with its base: the newcomer is stored with the base's
+    candidate side under the index's model version (so it is findable at once), and queries use the tuned map."""
+    import shutil
+
+    from soundmates.model.feedback_tuning import FeedbackTuned
+    from soundmates.pipelines.features import featurize_profile
+    from soundmates.recommend import Recommender
+
+    shutil.copytree(tight_template, settings.data_dir, dirs_exist_ok=True)
+    base = TwoSidedEmbedder()
+    dim = int(Recommender(settings).index.manifest()["dim"])
+    weight = np.eye(dim, dtype=np.float32) + np.random.default_rng(5).normal(0, 0.3, (dim, dim)).astype(np.float32)
+    tuned = FeedbackTuned(base, weight, votes=12, version="fb-twosided-test")
+    assert tuned.candidate_version == base.version == Recommender(settings).index.manifest()["model_version"]
+    FakeIngestor.behaviours = {"joiner": make_profile("joiner", "rock", seed=4711, name="Joiner")}
+    rec = Recommender(settings, encoder=hash_encoder, embedder=tuned, ingestor_factory=FakeIngestor)
+    res = rec.recommend("joiner", k=3, consent=True)
+    assert res.stored and (res.embedder.name, res.embedder.version) == ("two_sided_test+feedback", "fb-twosided-test")
+    assert not [w for w in res.warnings if "index build" in w], res.warnings
+    frame, _ = featurize_profile(FakeIngestor.behaviours["joiner"], rec.encoder, settings)
+    assert np.allclose(rec.index.fresh.vector("joiner"), base.embed(frame)[0], atol=1e-5)
+    assert rec.index.fresh.entries().model_versions.tolist() == [base.version]
+    found = {m.user_id: m for m in rec.recommend("fan1", k=20).matches}
+    q1 = tuned.embed_query(_features(rec, ["fan1"]))[0]
+    assert not np.allclose(q1, base.embed_query(_features(rec, ["fan1"]))[0], atol=1e-2)
+    assert found["joiner"].source == "fresh"
+    assert found["joiner"].score == pytest.approx(float(q1 @ base.embed(frame)[0]), abs=1e-4)

@@ -52,12 +52,16 @@ if served is not None:
         f"Matches are served by **{served.name}** (version `{served.version}`)."
         + (f" {evaluation.reason}." if evaluation is not None and evaluation.reason else "")
     )
+if evaluation is not None and evaluation.served_base:
+    st.caption(
+        f"Its query side is tuned on match feedback; the candidate side (what the index holds) is "
+        f"{evaluation.served_base}'s (`{evaluation.served_base_version}`), evaluated below under that name."
+    )
 if evaluation is not None and evaluation.methods:
     methods = {name: s.metrics for name, s in evaluation.methods.items()}
+    served_method = evaluation.served_base or evaluation.served
     try:
-        figure = charts.evaluation_figure(
-            methods, evaluation.served, ci95={name: s.ci95 for name, s in evaluation.methods.items()}
-        )
+        figure = charts.evaluation_figure(methods, served_method, ci95={name: s.ci95 for name, s in evaluation.methods.items()})
     except ValueError:
         figure = None  # none of the taste metrics recorded: the table below still shows what was
     if figure is not None:
@@ -67,10 +71,9 @@ if evaluation is not None and evaluation.methods:
     shown = [m for m in charts.TASTE_METRICS if any(m in v for v in methods.values())] or sorted(
         {m for v in methods.values() for m in v}
     )
-    served_method = evaluation.served
     rows = [
         {
-            "method": name + (" (served)" if name == evaluation.served else ""),
+            "method": name + (" (served)" if name == served_method else ""),
             **{m: ui.with_interval(methods[name].get(m), evaluation.methods[name].ci95.get(m)) for m in shown},
         }
         for name in sorted(methods, key=lambda n: (n != served_method, n))

@@ -67,6 +67,10 @@ def train(
 
     for name, v in result["metrics"]["val"].items():
         typer.echo(f"  validation {name:15s} {VAL_METRIC} {v:.4f}")
+    fb = result.get("feedback")
+    if fb:
+        then = f"serving {fb['served_name']} ({fb['served_version']})" if fb.get("tuned_served") else "the base stays served"
+        typer.echo(f"  feedback: {fb.get('reason')}; after promote {then}")
     typer.echo("next: `soundmates promote` makes the gate's choice current")
 
 

@@ -9,7 +9,10 @@ nothing at all is registered: the scaled ``combined`` feature vector, L2-normali
 Every embedder has ``name`` (the method), ``version``, ``dim``, ``embed(rows)`` = the
 candidate-side vectors (what the index stores, and what a fresh user is stored with) and
 ``embed_query(rows)`` = the query side; the served score is dot(query, candidate). Both take
-rows of ``user_features`` and return L2-normalised float32 arrays.
+rows of ``user_features`` and return L2-normalised float32 arrays. A feedback-tuned embedder
+(``als+feedback``, :mod:`soundmates.model.feedback_tuning`) maps the query side only: its
+``candidate_version`` is its base's, the version an index built for it records
+(:func:`candidate_version`), so the base's index keeps serving it.
 """
 
 from __future__ import annotations
@@ -102,6 +105,12 @@ class TwoTowerEmbedder(ModelEmbedder):
     @property
     def meta(self) -> dict:
         return self._loaded.meta
+
+
+def candidate_version(emb) -> str:
+    """The version whose candidate side ``emb`` has (its own, or its base's for a feedback-tuned one):
+    what an index of its vectors records as ``model_version``."""
+    return str(getattr(emb, "candidate_version", None) or emb.version)
 
 
 def get_embedder(settings=None, version: str | None = None) -> UserEmbedder:

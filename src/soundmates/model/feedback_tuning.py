@@ -23,15 +23,26 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 class FeedbackTuned:
-    """An embedder: the base candidate side, the base query side through ``W``."""
+    """An embedder: the base candidate side, the base query side through ``W``.
+
+    ``version`` is the registry's once saved (``ModelRegistry.save_feedback_tuned``); ``candidate_version``
+    is the base's: an index built with the base holds this embedder's candidate vectors.
+    """
 
     servable = True
     shared_towers = False
+    meta: dict | None = None  # the registry entry's, once loaded from it
 
-    def __init__(self, base, weight: np.ndarray, votes: int):
+    def __init__(self, base, weight: np.ndarray, votes: int, *, version: str | None = None):
         self.base, self.weight, self.votes = base, np.asarray(weight, dtype=np.float32), votes
         self.name = f"{getattr(base, 'name', 'embedder')}+feedback"
-        self.version = f"{getattr(base, 'version', 'unsaved')}+feedback{votes}"
+        self.version = version or f"{getattr(base, 'version', 'unsaved')}+feedback{votes}"
+
+    @property
+    def candidate_version(self) -> str:
+        from soundmates.model.embedder import candidate_version
+
+        return candidate_version(self.base)
 
     @property
     def dim(self) -> int:

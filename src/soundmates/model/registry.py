@@ -6,11 +6,15 @@ Layout::
       versions/<version>/model.pt           state dict of the LightningModule
       versions/<version>/preprocessor.json  vocabularies, IDF, dense mean/std (fitted on train)
       versions/<version>/meta.json          config, data version, feature schema, metrics, split, promotion
+      versions/<version>/feedback.npz       (kind feedback_tuned) the query-side map fitted on votes
       CURRENT                               the served version (atomic write)
 
 A version is a two-tower model (``kind: two_tower``, method ``two_tower`` or its LSA start
-``two_tower_init``; versions written before ``kind`` existed are two-tower ones) or a tuned
-baseline (``kind: baseline``: ``baseline.json`` + ``baseline.npz``, e.g. ALS item factors).
+``two_tower_init``; versions written before ``kind`` existed are two-tower ones), a tuned
+baseline (``kind: baseline``: ``baseline.json`` + ``baseline.npz``, e.g. ALS item factors), or a
+feedback-tuned embedder (``kind: feedback_tuned``, method e.g. ``als+feedback``, version
+``fb-als-<stamp>``): ``feedback.npz`` holds the query-side weight matrix, ``base_version`` names
+the registered base (model or baseline) whose candidate side it keeps (:meth:`ModelRegistry.candidate_version`).
 Saving never promotes: ``current`` moves only through :mod:`soundmates.model.gate`, a step after
 evaluation. A version directory is written aside and renamed into place, so a crash never
 leaves half a model; nothing already stored is overwritten.
@@ -36,6 +40,8 @@ from soundmates.atomic import atomic_write_text, commit_directory
 log = logging.getLogger(__name__)
 
 CURRENT = "CURRENT"
+FEEDBACK_KIND = "feedback_tuned"
+FEEDBACK_FILE = "feedback.npz"
 HOPSWORKS_MODEL_NAME = "soundmates_two_tower"
 
 
@@ -96,6 +102,10 @@ class ModelRegistry:
             )
         return json.loads(p.read_text())
 
+    def candidate_version(self, version: str) -> str:
+        """The version whose candidate side ``version`` serves: its base for a feedback-tuned one, else itself."""
+        return str(self.meta(version).get("base_version") or version)
+
     def load(self, version: str | None = None) -> LoadedModel:
         """A two-tower version (old-style versions, without ``kind``, are two-tower ones)."""
         import torch
@@ -108,7 +118,9 @@ class ModelRegistry:
             raise RegistryError(f"no current model in {self.root}: run `soundmates train` first")
         meta = self.meta(version)
         if meta.get("kind", "two_tower") != "two_tower":
-            raise RegistryError(f"version {version} is a {meta.get('method')} baseline, not a two-tower model: use load_embedder")
+            raise RegistryError(
+                f"version {version} is a {meta.get('method')} {meta.get('kind')}, not a two-tower model: use load_embedder"
+            )
         d = self.versions_dir / version
         pre = FeaturePreprocessor.from_state(json.loads((d / "preprocessor.json").read_text()))
         arch = meta["architecture"]
@@ -123,7 +135,7 @@ class ModelRegistry:
         return LoadedModel(version=version, model=model, preprocessor=pre, meta=meta)
 
     def load_embedder(self, version: str | None = None):
-        """The embedder of ``version`` (default: the served one): two-tower or baseline."""
+        """The embedder of ``version`` (default: the served one): two-tower, baseline or feedback-tuned."""
         from soundmates.model.baselines import load_baseline
         from soundmates.model.embedder import TwoTowerEmbedder
 
@@ -131,11 +143,33 @@ class ModelRegistry:
         if version is None:
             raise RegistryError(f"nothing is registered in {self.root}: run `soundmates train` first")
         meta = self.meta(version)
+        if meta.get("kind") == FEEDBACK_KIND:
+            return self._load_feedback_tuned(version, meta)
         if meta.get("kind") == "baseline":
             emb = load_baseline(self.versions_dir / version, version)
             emb.meta = meta
             return emb
         return TwoTowerEmbedder(self.load(version))
+
+    def _load_feedback_tuned(self, version: str, meta: dict[str, Any]):
+        """The base embedder (``base_version``) with the stored query-side map on top."""
+        import numpy as np
+
+        from soundmates.model.feedback_tuning import FeedbackTuned
+
+        base_version = meta.get("base_version")
+        if not base_version or self.meta(base_version).get("kind") == FEEDBACK_KIND:
+            raise RegistryError(f"feedback-tuned version {version}: its base {base_version!r} is not a registered base embedder")
+        base = self.load_embedder(base_version)
+        with np.load(self.versions_dir / version / FEEDBACK_FILE) as z:
+            weight = z["weight"]
+        if weight.shape != (base.dim, base.dim):
+            raise RegistryError(
+                f"feedback-tuned version {version}: map {weight.shape} does not fit base {base_version} (dim {base.dim})"
+            )
+        emb = FeedbackTuned(base, weight, int(meta.get("votes") or 0), version=version)
+        emb.meta = meta
+        return emb
 
     # ---- writing
     def _new_version(self, prefix: str = "tt") -> str:
@@ -233,6 +267,39 @@ class ModelRegistry:
         self._write(version, meta, lambda tmp: save_baseline(embedder, tmp))
         embedder.version = version
         return version
+
+    def save_feedback_tuned(
+        self, tuned, *, base_version: str, data_version: int | None, extra: dict[str, Any] | None = None
+    ) -> str:
+        """Save a feedback-tuned embedder (``kind: feedback_tuned``) on the registered ``base_version``, unpromoted."""
+        import numpy as np
+
+        base_meta = self.meta(base_version)
+        if base_meta.get("kind") == FEEDBACK_KIND:
+            raise RegistryError(f"{base_version} is feedback-tuned itself: tune its base {base_meta.get('base_version')}")
+        base_method = str(base_meta.get("method", "two_tower"))
+        weight = np.asarray(tuned.weight, dtype=np.float32)
+        version = self._new_version(f"fb-{base_method.replace('_', '')}")
+        meta = {
+            "version": version,
+            "kind": FEEDBACK_KIND,
+            "method": f"{base_method}+feedback",
+            "base_version": base_version,
+            "base_method": base_method,
+            "created_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "dim": int(weight.shape[1]),
+            "votes": int(tuned.votes),
+            "data_version": data_version,
+            "promoted": False,
+            **(extra or {}),
+        }
+        self._write(version, meta, lambda tmp: np.savez(tmp / FEEDBACK_FILE, weight=weight))
+        tuned.version = version
+        return version
+
+    def annotate(self, version: str, **fields: Any) -> None:
+        """Add (or replace) fields of a version's meta.json (atomic), e.g. training's record of what it registered."""
+        self._update_meta(version, **fields)
 
     def _update_meta(self, version: str, **fields: Any) -> None:
         meta = self.meta(version)

@@ -6,7 +6,9 @@ None when nobody voted. ``feedback_decision`` is training's check of
 :mod:`soundmates.model.feedback_tuning`: voters are split by a stable hash of their id into fit
 and held-out voters, the query-side map is fitted on the fit voters' votes only, and base vs tuned
 ``feedback_auc`` is compared on the held-out voters' votes, so the decision is never judged on the
-votes it was fitted on.
+votes it was fitted on. ``training_feedback`` is training's step: when the decision says ``used``,
+the map is fitted again on every vote and that tuned embedder is what the model stage registers
+and serves (``tuned_served``); otherwise the base is served and the reason says why.
 """
 
 from __future__ import annotations
@@ -121,20 +123,24 @@ def feedback_decision(base, rows: pd.DataFrame, votes: list[tuple[str, str, int]
     return out | {"used": used, "reason": reason}
 
 
-TUNED_NOT_SERVED = "recorded only: the registry cannot save a feedback-tuned embedder yet, so serving keeps the base one"
+def training_feedback(settings: Any, base, frame: pd.DataFrame) -> tuple[dict[str, Any] | None, Any]:
+    """Training's feedback record for the embedder the gate chose (``base``), and the embedder to serve
+    tuned on every vote (None unless the held-out decision said ``used``); ``(None, None)`` when nobody voted.
 
+    The votes are read once, so the decision and the served fit see the same votes (a person removed
+    before the read is in neither).
+    """
+    from soundmates.model.feedback_tuning import tune_on_feedback
 
-def training_feedback(settings: Any, base, frame: pd.DataFrame) -> dict[str, Any] | None:
-    """Training's feedback record for the embedder the gate chose (``base``); None when nobody voted."""
     votes = stored_votes(settings)
     if not votes:
-        return None
+        return None, None
     if base is None:
-        return {"votes": len(votes), "used": False, "reason": "no embedder was chosen to serve: nothing to tune"}
+        return {"votes": len(votes), "used": False, "reason": "no embedder was chosen to serve: nothing to tune"}, None
     rows = full_rows(frame)
-    return {
-        "served_embedder": embedder_feedback(base, rows, votes),
-        **(feedback_decision(base, rows, votes) or {}),
-        "tuned_served": False,
-        "note": TUNED_NOT_SERVED,
-    }
+    record = {"served_embedder": embedder_feedback(base, rows, votes), **(feedback_decision(base, rows, votes) or {})}
+    record["tuned_served"] = False  # until the model stage has registered the tuned embedder
+    if not record.get("used"):
+        return record, None
+    tuned = tune_on_feedback(base, rows, [(u, o) for u, o, s in votes if s > 0], [(u, o) for u, o, s in votes if s < 0])
+    return record | {"served_fit_votes": tuned.votes}, tuned

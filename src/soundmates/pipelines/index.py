@@ -42,7 +42,7 @@ def build_index(
     from soundmates.config import get_settings
     from soundmates.features import schema as S
     from soundmates.index import UserIndex
-    from soundmates.model.embedder import get_embedder
+    from soundmates.model.embedder import candidate_version, get_embedder
     from soundmates.store import get_store
 
     def say(msg: str) -> None:
@@ -64,14 +64,15 @@ def build_index(
     frame, n_removed = _without_removed(index, frame, read_at)
 
     embedder = get_embedder(settings)
-    say(f"embedding {len(frame):,} users with model {embedder.version}")
+    space = candidate_version(embedder)  # a feedback-tuned embedder's candidate side is its base's
+    say(f"embedding {len(frame):,} users with model {space}")
     vectors = _embed(embedder, frame)
     say(f"building the {index.backend.name} index ({vectors.shape[0]:,} x {vectors.shape[1]})")
     version = index.build(
         frame["user_id"].astype(str).tolist(),
         vectors,
         {
-            "model_version": embedder.version,
+            "model_version": space,
             "feature_data_version": data_version,
             "features_read_at": read_at,
             "source": f"{S.USER_FEATURES}/{S.VIEW_FULL}",

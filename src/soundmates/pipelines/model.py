@@ -59,16 +59,42 @@ def _world_taste_for(settings: Settings, user_ids: list[str]):
 
 
 def _incumbent(settings: Settings):
+    """The served embedder, as the gate's incumbent; a feedback-tuned one is its base (the gate judges base
+    embedders, and the query-side map is fitted afresh on the current votes after it)."""
     from soundmates.model.registry import ModelRegistry
 
     reg = ModelRegistry(settings.models_dir)
     if reg.served_version() is None:
         return None
     try:
-        return reg.load_embedder()
+        served = reg.load_embedder()
     except Exception as e:  # noqa: BLE001 - an unreadable incumbent must not block a good new model
         log.warning("the served model could not be loaded: %s", e)
         return None
+    from soundmates.model.feedback_tuning import FeedbackTuned
+
+    return served.base if isinstance(served, FeedbackTuned) else served
+
+
+def _base_version(decision: dict[str, Any], candidates: dict[str, str], trained_version: str, incumbent) -> str | None:
+    """The registry version of the embedder the gate chose to serve (None: not registered, nothing to tune)."""
+    chosen = decision.get("promote")
+    if chosen == "two_tower":
+        return trained_version
+    if chosen is not None:
+        return candidates.get(chosen)
+    return getattr(incumbent, "version", None) if incumbent is not None and decision.get("served") == incumbent.name else None
+
+
+def _register_feedback_tuned(reg, record: dict[str, Any], tuned, base_version: str | None, data_version) -> dict[str, Any]:
+    """Register ``tuned`` (the gate's choice, its query side fitted on every vote) when the held-out decision
+    said ``used``; the record then names what is served."""
+    if tuned is None:
+        return record
+    if base_version is None:
+        return record | {"note": "the chosen embedder is not registered: the base stays served"}
+    version = reg.save_feedback_tuned(tuned, base_version=base_version, data_version=data_version, extra={"feedback": record})
+    return record | {"tuned_served": True, "served_name": reg.meta(version)["method"], "served_version": version}
 
 
 def train_model(
@@ -100,10 +126,11 @@ def train_model(
     )
     reg = ModelRegistry(settings.models_dir)
     res = exp.result
-    chosen = exp.methods.get(exp.decision["served"]) or (
-        incumbent if incumbent is not None and exp.decision["served"] == incumbent.name else None
-    )
-    res["feedback"] = training_feedback(settings, chosen, frame)
+    # what serves after the promote step: the incumbent itself when the gate keeps it (not this run's refit
+    # of its method), so the feedback map is fitted on the vectors of the version it is registered on
+    kept = exp.decision["promote"] is None and incumbent is not None and exp.decision["served"] == incumbent.name
+    chosen = incumbent if kept else exp.methods.get(exp.decision["served"])
+    res["feedback"], tuned = training_feedback(settings, chosen, frame)
     metrics = {"val": exp.validation, "test": res["methods"], "test_users": res["users"], "slices": res["slices"]}
     candidates = _register_candidates(reg, exp, metrics, data_version)
     version = reg.save(
@@ -113,6 +140,10 @@ def train_model(
         feature_schema=_feature_schema(exp.trained.preprocessor),
         extra={"evaluation": res, "gate": exp.decision, "candidates": candidates},
     )
+    if tuned is not None:  # its base may be the version just saved: registered after it, then recorded on it
+        base_version = _base_version(exp.decision, candidates, version, incumbent)
+        res["feedback"] = _register_feedback_tuned(reg, res["feedback"], tuned, base_version, data_version)
+        reg.annotate(version, evaluation=res)
     hopsworks = push_to_hopsworks(reg.versions_dir / version, reg.meta(version))
     return _training_summary(exp, version, candidates, data_version) | hopsworks
 
@@ -183,8 +214,31 @@ def _training_summary(exp, version: str, candidates: dict[str, str], data_versio
     }
 
 
+def _feedback_target(reg, feedback: dict[str, Any], base: str | None) -> tuple[str | None, str]:
+    """What to make current on the gate's choice ``base`` (None: the incumbent stays), and why.
+
+    Training's feedback-tuned version when it is tuned on that base; else the base. When the incumbent
+    stays and is a feedback-tuned one that training did not refit, its base: no map outlives the votes
+    it was fitted on. None: nothing to change.
+    """
+    served = reg.served_version()
+    on = base if base is not None else (reg.candidate_version(served) if served is not None else None)
+    if on is None:
+        return None, ""
+    tuned = feedback.get("served_version") if feedback.get("tuned_served") else None
+    if tuned and reg.candidate_version(tuned) == on:
+        return tuned, f"query side tuned on {feedback.get('served_fit_votes')} votes ({feedback.get('reason')})"
+    if base is None and served != on:
+        return on, f"the feedback-tuned query side is dropped ({feedback.get('reason') or 'no votes'})"
+    return base, ""
+
+
 def promote_model(settings: Settings | None = None, version: str | None = None) -> dict[str, Any]:
-    """The gate's step: make the choice recorded by training ``version`` (default: the latest) current."""
+    """The gate's step: make the choice recorded by training ``version`` (default: the latest) current.
+
+    When training registered the choice tuned on feedback (``feedback.tuned_served``), that version is
+    made current instead of its base (see ``_feedback_target``).
+    """
     from soundmates.model.registry import ModelRegistry, RegistryError
 
     settings = settings or get_settings()
@@ -200,7 +254,10 @@ def promote_model(settings: Settings | None = None, version: str | None = None) 
     reason = gate.get("reason", "")
     if chosen == "two_tower":
         candidates = {**candidates, "two_tower": version}
-    if chosen is None or chosen not in candidates:
+    target, why = (None, "")
+    if chosen is None or chosen in candidates:
+        target, why = _feedback_target(reg, (meta.get("evaluation") or {}).get("feedback") or {}, candidates.get(chosen or ""))
+    if target is None:
         reg.mark_not_promoted(version, reason)
         return {
             "promoted": False,
@@ -210,17 +267,18 @@ def promote_model(settings: Settings | None = None, version: str | None = None) 
             "trained_version": version,
             "reason": reason,
         }
-    served_version = candidates[chosen]
-    reg.promote(served_version, reason)
-    if chosen != "two_tower":
+    reason = f"{reason}; {why}" if why else reason
+    reg.promote(target, reason)
+    if target != version:
         reg.mark_not_promoted(version, reason)
     return {
         "promoted": True,
         "model_promoted": chosen == "two_tower",
-        "served": chosen,
-        "version": served_version,
+        "served": reg.meta(target).get("method", chosen),
+        "version": target,
         "trained_version": version,
         "reason": reason,
+        "tuned_served": target != reg.candidate_version(target),
     }
 
 
@@ -321,6 +379,9 @@ def stored_evaluation(settings: Settings) -> dict[str, Any]:
         smeta = reg.meta(served)
         result["served"] = smeta.get("method", "two_tower")
         result["served_version"] = served
+        if smeta.get("base_version"):  # feedback-tuned: the base's candidate side, evaluated as the base
+            result["served_base"] = smeta.get("base_method")
+            result["served_base_version"] = smeta["base_version"]
         result["reason"] = smeta.get("promotion_reason") or result.get("reason")
     result.update(dataset="world", model_version=version, data_version=meta.get("data_version"))
     result["feedback_metrics"] = _served_feedback_or_error(settings)

@@ -111,7 +111,7 @@ def _index_embedder(settings: Any, index: Any) -> Any:
         version = (index.manifest() or {}).get("model_version")
     except (IndexNotBuilt, IndexCorrupt):
         version = None
-    if not version or version == served.version:
+    if not version or version in (served.version, model_embedder.candidate_version(served)):
         return served
     if version == model_embedder.RAW_FEATURES_VERSION:
         return model_embedder.RawFeatureEmbedder()
@@ -180,7 +180,10 @@ def _index_new_vectors(
     out: their vector was made from data read before the removal. The index is told when the data was
     read (``read_at``), where it can check that itself.
     """
+    from soundmates.model.embedder import candidate_version
+
     dated = "read_at" in inspect.signature(index.add_fresh).parameters
+    space = candidate_version(embedder)  # the index's version of this candidate side (a tuned one's base)
     frame = store.read("user_features", keys=ok)
     if "view" in frame.columns:
         frame = frame[frame["view"] == "full"]
@@ -198,9 +201,9 @@ def _index_new_vectors(
             continue
         try:
             added = (
-                index.add_fresh(uid, vector, model_version=embedder.version, read_at=read_at)
+                index.add_fresh(uid, vector, model_version=space, read_at=read_at)
                 if dated
-                else index.add_fresh(uid, vector, model_version=embedder.version)
+                else index.add_fresh(uid, vector, model_version=space)
             )
         except ValueError as exc:  # e.g. a NaN vector: this user only
             failed[uid] = f"could not add to the index: {exc}"

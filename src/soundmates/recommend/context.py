@@ -114,14 +114,36 @@ class RecommendContext:
 
     def embedder(self, want_version: str | None = None):
         """The embedder of ``want_version`` (the index's, so a query lands in the index's space), else the
-        served one. Loaded once and kept until the index moves to another model."""
+        served one. Loaded once and kept until the index moves to another model, or the served embedder
+        becomes a feedback-tuned one on that same candidate side (``want_version`` is its base)."""
         with self._lock:
             if self._embedder_injected or (
-                self._embedder is not None and (want_version is None or self._embedder.version == want_version)
+                self._embedder is not None and (want_version is None or self._still_serves(self._embedder, want_version))
             ):
                 return self._embedder
             self._embedder = self._load_embedder(want_version)
             return self._embedder
+
+    def _served_on(self, candidate: str) -> str | None:
+        """The registry's served version when its candidate side is ``candidate`` (a feedback-tuned one on that
+        base, or that version itself); None otherwise or when the registry cannot say (two small files read)."""
+        try:
+            from soundmates.model.registry import ModelRegistry
+
+            reg = ModelRegistry(self.settings.models_dir)
+            served = reg.served_version()
+            return served if served is not None and reg.candidate_version(served) == candidate else None
+        except Exception:  # the loaded embedder stays; loading reports a real problem
+            log.debug("model registry unreadable", exc_info=True)
+            return None
+
+    def _still_serves(self, emb, want_version: str) -> bool:
+        from soundmates.model.embedder import candidate_version
+
+        if want_version not in (emb.version, candidate_version(emb)):
+            return False
+        served = self._served_on(want_version)
+        return served is None or served == emb.version
 
     def _load_embedder(self, want_version: str | None):
         from soundmates.model import embedder as model_embedder
@@ -130,7 +152,7 @@ class RecommendContext:
             return model_embedder.RawFeatureEmbedder()
         if want_version is not None:
             try:
-                return model_embedder.get_embedder(self.settings, version=want_version)
+                return model_embedder.get_embedder(self.settings, version=self._served_on(want_version) or want_version)
             except Exception as e:  # noqa: BLE001 - that model is gone: the served one, and recommend says so
                 log.warning("model %s of the index cannot be loaded (%s): using the served model", want_version, e)
         return model_embedder.get_embedder(self.settings)

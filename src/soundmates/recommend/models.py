@@ -185,6 +185,8 @@ class Evaluation(BaseModel):
     methods: dict[str, MethodScores] = Field(default_factory=dict)
     run: str | None = None  # the model version whose training run produced these figures
     served_version: str | None = None  # the registry version recommend serves now
+    served_base: str | None = None  # a feedback-tuned served embedder's base method (evaluated under that name)
+    served_base_version: str | None = None
     dataset: str | None = None
     data_version: int | None = None  # feature-store data version the run read
 

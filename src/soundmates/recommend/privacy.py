@@ -62,9 +62,13 @@ def store_consented(ctx: RecommendContext, subject: Subject, ref: str, warnings:
         return False
     # Only a subject fetched live comes here (not known), and subject_for always gives it its profile.
     assert subject.profile is not None
+    from soundmates.model.embedder import candidate_version
+
     vector = candidate_vector(ctx, subject)
     ctx.profiles.save(subject.profile)
-    ctx.index.add_fresh(subject.user_id, vector, subject.model_version)
+    # recorded with the version of that candidate side (a feedback-tuned embedder's is its base's: the index's)
+    space = candidate_version(ctx.embedder(subject.model_version)) if subject.model_version else None
+    ctx.index.add_fresh(subject.user_id, vector, space)
     inbox.add_request(ctx.store, subject.user_id, ref, source="recommend")
     with ctx.lock:
         ctx.live.pop(subject.user_id, None)

@@ -116,6 +116,7 @@ def recommend(
     progress: Progress | None = None,
 ) -> RecommendResult:
     """Top-k users closest to ``ref``'s taste (never ``ref`` themselves), with reasons; see Recommender.recommend."""
+    from soundmates.model.embedder import candidate_version
     from soundmates.recommend import privacy
 
     _check(k, diversity)
@@ -128,7 +129,7 @@ def recommend(
         consent = False
         warnings.append(privacy.REMOVED_NOT_STORED.format(user_id=user_id))
     subject = subject_for(ctx, user_id, consent=consent, progress=progress, index_model=index_model)
-    if subject.model_version and index_model and subject.model_version != index_model:
+    if subject.model_version and index_model and candidate_version(ctx.embedder(subject.model_version)) != index_model:
         warnings.append(
             f"your profile was embedded by model {subject.model_version}, the index was built with "
             f"{index_model}: matches may be off until 'soundmates index build' runs"

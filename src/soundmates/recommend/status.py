@@ -65,10 +65,10 @@ def pipeline_status(ctx: RecommendContext) -> PipelineStatus:
     st.feedback = _feedback_part(ctx, st)
     if st.model_version:
         st.embedder = embedder_info(_Named(st.model_version, model.get("method")))
-    if model.get("version") and idx.get("model_version") and model["version"] != idx["model_version"]:
+    space = model.get("candidate_version") or model.get("version")  # a feedback-tuned model's is its base's
+    if space and idx.get("model_version") and space != idx["model_version"]:
         st.warnings.append(
-            f"the index was built with model {idx['model_version']}, the current model is {model['version']}: "
-            "run 'soundmates index build'"
+            f"the index was built with model {idx['model_version']}, the current model is {space}: run 'soundmates index build'"
         )
         st.rebuild_due = True
     return st
@@ -102,7 +102,12 @@ def model_info(ctx: RecommendContext) -> dict:
         if version is None:
             return {}
         meta = reg.meta(version)
-        return {"version": version, "method": meta.get("method"), "metrics": dict(meta.get("metrics") or {})}
+        return {
+            "version": version,
+            "method": meta.get("method"),
+            "metrics": dict(meta.get("metrics") or {}),
+            "candidate_version": meta.get("base_version") or version,
+        }
     except Exception as e:  # noqa: BLE001 - a status page shows what it can
         log.warning("model registry unreadable: %s", e)
         return {}
@@ -154,6 +159,8 @@ def served_evaluation(ctx: RecommendContext) -> Evaluation | None:
         methods=methods,
         run=_text(report.get("model_version")),
         served_version=_text(report.get("served_version")),
+        served_base=_text(report.get("served_base")),
+        served_base_version=_text(report.get("served_base_version")),
         dataset=_text(report.get("dataset")),
         data_version=report.get("data_version") if isinstance(report.get("data_version"), int) else None,
     )
