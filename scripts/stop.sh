@@ -11,6 +11,7 @@ RUN_DIR="$DATA/run"
 
 expected_cmd() {
     case "$1" in
+        airflow-worker-*) echo "celery" ;;  # a Celery worker retitles itself: [celeryd: worker-1@host:MainProcess]
         airflow | airflow-*) echo "airflow" ;;
         postgres) echo "postgres" ;;
         redis) echo "redis-server" ;;
