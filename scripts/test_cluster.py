@@ -144,13 +144,16 @@ def restart_scheduler(api, data: Path, run_id: str) -> dict[str, Any]:
 
     wait_for("the ingest to finish", ingest_over, 600, 1.0)
     pid = pid_of(data, "airflow-scheduler")
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-    env = dict(line.split(b"=", 1) for line in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in line)
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
+    raw_env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    env = {k.decode(): v.decode() for k, _, v in (line.partition(b"=") for line in raw_env) if k}
     os.kill(pid, signal.SIGTERM)
     wait_for("the scheduler to exit", lambda: not Path(f"/proc/{pid}").exists(), 60)
-    with open(data / "logs" / "airflow-scheduler.log", "ab") as log:  # the child keeps its own copy of the fd
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-    (data / "run" / "airflow-scheduler.pid").write_text(f"{proc.pid}\n")
+    # As run.sh launches it: its own session, not our child (so init reaps it when stop.sh ends it).
+    launch = 'setsid "$@" >>"$SCHEDULER_LOG" 2>&1 </dev/null & echo $!'
+    log = str(data / "logs" / "airflow-scheduler.log")
+    out = subprocess.run(["bash", "-c", launch, "_", *argv], env={**env, "SCHEDULER_LOG": log}, capture_output=True, timeout=30)
+    (data / "run" / "airflow-scheduler.pid").write_text(f"{int(out.stdout)}\n")
     states = {t["task_id"]: t["state"] for t in task_instances(api, run_id) if t["map_index"] < 0}
     return {"scheduler_restarted_during": sorted(k for k, v in states.items() if v not in {"success", "skipped"})[:3]}
 
@@ -221,6 +224,8 @@ def run_checks(env: dict[str, str], data: Path, result: dict[str, Any]) -> None:
 
 def main() -> int:
     sys.path.insert(0, str(REPO / "src"))
+    # `timeout` (the Makefile's bound) sends SIGTERM: leave through `finally`, which stops everything
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     data = Path(tempfile.mkdtemp(prefix="soundmates-cluster-"))
     data.chmod(0o755)  # PostgreSQL runs as `postgres` when we are root: it must reach its data dir
     env = cluster_env(data)
