@@ -6,6 +6,7 @@ import os
 import py_compile
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -37,12 +38,11 @@ def test_worker_hostname_is_its_own_when_set(monkeypatch):
 
 def _start_orphan(title: str) -> int:
     """A stand-in whose command line reads like ``title``, in its own session, not our child (init reaps it)."""
-    out = subprocess.run(
-        ["bash", "-c", f"setsid bash -c \"exec -a '{title}' sleep 120\" >/dev/null 2>&1 </dev/null & echo $!"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    # SIGINT back to its default first (a background job starts with it ignored): stop.sh sends it to PostgreSQL
+    restore = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"
+    script = f'setsid "$PY" -c "$RESTORE" bash -c "exec -a \'{title}\' sleep 120" >/dev/null 2>&1 </dev/null & echo $!'
+    env = {**os.environ, "PY": sys.executable, "RESTORE": restore}
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, env=env)
     return int(out.stdout.strip())
 
 
