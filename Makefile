@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # TORCH_INDEX=https://download.pytorch.org/whl/cpu.
 TORCH_INDEX ?=
 
-.PHONY: setup run stop test test-fast lint bench clean-state browser
+.PHONY: setup run run-cluster cluster-services stop test test-cluster test-fast lint bench clean-state browser
 
 setup: $(STAMP)
 
@@ -29,6 +29,15 @@ browser:
 run: setup
 	bash scripts/run.sh
 
+# PostgreSQL and Redis for the cluster layout (Debian packages, like the browser).
+cluster-services:
+	@bash scripts/install_cluster_services.sh
+
+# The same system on the cluster layout (docker-compose.yaml's): PostgreSQL, Redis, Airflow on the
+# CeleryExecutor with two Celery workers, all processes on loopback; `make stop` stops it too.
+run-cluster: setup cluster-services
+	VENV=$(VENV) bash scripts/run_cluster.sh
+
 stop:
 	bash scripts/stop.sh
 
@@ -40,6 +49,11 @@ lint: setup
 
 test: setup browser
 	$(BIN)/python -m pytest -q
+
+# The cluster layout broken on purpose (scripts/test_cluster.py): a worker killed mid-ingest, the
+# scheduler restarted mid-run, a user added during it; ends with one `cluster: {json}` line.
+test-cluster: setup cluster-services
+	VENV=$(VENV) timeout -k 180 1500 $(BIN)/python scripts/test_cluster.py
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not browser"

@@ -66,7 +66,11 @@ launch() {  # name cmd...
     echo $! >"$RUN_DIR/$name.pid"
 }
 
-for name in spotify airflow dashboard; do
+# standalone (`make run`) or cluster (`make run-cluster`: scripts/run_cluster.sh sets it, after starting
+# PostgreSQL and Redis): api-server, scheduler, dag-processor, triggerer and Celery workers, each by PID.
+LAYOUT="${SOUNDMATES_AIRFLOW_LAYOUT:-standalone}"
+WORKERS="${SOUNDMATES_CELERY_WORKERS:-2}"
+for name in spotify airflow dashboard airflow-apiserver airflow-scheduler airflow-worker-1; do
     if alive "$name"; then
         echo "error: Soundmates is already running ($name, PID $(cat "$RUN_DIR/$name.pid")); 'make stop' first." >&2
         exit 1
@@ -116,8 +120,23 @@ airflow db migrate >"$LOG_DIR/airflow-db-migrate.log" 2>&1
     --api-url "$SOUNDMATES_SPOTIFY_API_URL" --token-url "$SOUNDMATES_SPOTIFY_TOKEN_URL" 2>>"$LOG_DIR/airflow-setup.log"
 step_done
 
-step_start "Airflow standalone (port $AIRFLOW_PORT)"
-launch airflow airflow standalone
+if [[ "$LAYOUT" == cluster ]]; then
+    # scripts/run_cluster.sh started PostgreSQL and Redis and exported configs/airflow-cluster.env's settings.
+    step_start "Airflow on Celery (port $AIRFLOW_PORT, $WORKERS workers)"
+    launch airflow-apiserver airflow api-server --port "$AIRFLOW_PORT"
+    launch airflow-scheduler airflow scheduler
+    launch airflow-dag-processor airflow dag-processor
+    launch airflow-triggerer airflow triggerer
+    for i in $(seq 1 "$WORKERS"); do
+        # Each worker its own Celery node name, task-instance hostname and log-server port.
+        launch "airflow-worker-$i" env SOUNDMATES_HOSTNAME="worker-$i" \
+            AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="$((AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT + 2 * i))" \
+            airflow celery worker --celery-hostname "worker-$i@%h" --concurrency "$AIRFLOW__CELERY__WORKER_CONCURRENCY"
+    done
+else
+    step_start "Airflow standalone (port $AIRFLOW_PORT)"
+    launch airflow airflow standalone
+fi
 "$PY" -m soundmates.orchestration.airflow_api wait-healthy --url "$SOUNDMATES_AIRFLOW_URL" --timeout 300
 step_done
 

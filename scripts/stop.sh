@@ -11,7 +11,10 @@ RUN_DIR="$DATA/run"
 
 expected_cmd() {
     case "$1" in
-        airflow) echo "airflow" ;;
+        airflow-worker-*) echo "celery" ;;  # a Celery worker retitles itself: [celeryd: worker-1@host:MainProcess]
+        airflow | airflow-*) echo "airflow" ;;
+        postgres) echo "postgres" ;;
+        redis) echo "redis-server" ;;
         dashboard) echo "streamlit" ;;
         spotify) echo "soundmates" ;;
         *) echo "" ;;
@@ -35,7 +38,8 @@ stop_one() {  # name
         echo "  $name: PID $pid is now another program ($(ps -o comm= -p "$pid")); not touching it" >&2
         rm -f "$pidfile"; return 0
     fi
-    sig=TERM; [[ "$name" == airflow ]] && sig=INT
+    # standalone shuts its children down on SIGINT only; SIGINT is PostgreSQL's fast shutdown (TERM waits for clients)
+    sig=TERM; [[ "$name" == airflow || "$name" == postgres ]] && sig=INT
     local t0=$SECONDS
     kill "-$sig" "$pid" 2>/dev/null || true
     for _ in $(seq 1 60); do
@@ -56,6 +60,12 @@ if [[ ! -d "$RUN_DIR" ]] || ! compgen -G "$RUN_DIR/*.pid" >/dev/null; then
     exit 0
 fi
 echo "stopping Soundmates:" >&2
-for name in dashboard airflow spotify; do stop_one "$name"; done
-for pidfile in "$RUN_DIR"/*.pid; do [[ -e "$pidfile" ]] && stop_one "$(basename "$pidfile" .pid)"; done
+# Workers before the scheduler, Airflow before the services it keeps its state in (Redis, PostgreSQL: last).
+for name in dashboard airflow airflow-worker-1 airflow-worker-2 airflow-scheduler airflow-triggerer \
+    airflow-dag-processor airflow-apiserver spotify; do stop_one "$name"; done
+for pidfile in "$RUN_DIR"/*.pid; do
+    name="$(basename "$pidfile" .pid)"
+    [[ -e "$pidfile" && "$name" != redis && "$name" != postgres ]] && stop_one "$name"
+done
+for name in redis postgres; do stop_one "$name"; done
 exit 0

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 import yaml
 
+from soundmates.orchestration.cluster_env import localize, parse_env_file
 from tests.fixtures.airflow import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yaml"
@@ -43,7 +44,15 @@ def compose() -> dict:
         )
         assert out.returncode == 0, out.stderr
         return yaml.safe_load(out.stdout)
-    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    model = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    # as `docker compose config` does: each env_file's values under the service's own `environment:`
+    for svc in model["services"].values():
+        files = svc.get("env_file") or []
+        merged: dict = {}
+        for name in [files] if isinstance(files, str) else files:
+            merged.update(parse_env_file(REPO_ROOT / name))
+        svc["environment"] = {**merged, **(svc.get("environment") or {})}
+    return model
 
 
 def test_all_services_present(compose):
@@ -111,3 +120,28 @@ def test_dockerfile_matches_pinned_airflow():
     # the image takes the same pins as `make setup`, as constraints, and only the runtime + [hopsworks] deps
     assert "-c /opt/soundmates/requirements.txt" in dockerfile
     assert '"/opt/soundmates[hopsworks]"' in dockerfile and "[test]" not in dockerfile
+
+
+def test_airflow_settings_come_from_the_one_cluster_env_file(compose):
+    """docker-compose.yaml and `make run-cluster` read the same file: compose must not restate its settings."""
+    cluster_env = REPO_ROOT / "configs" / "airflow-cluster.env"
+    settings = parse_env_file(cluster_env)
+    assert settings["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    raw = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    for name in AIRFLOW_SERVICES:
+        svc = raw["services"][name]
+        files = svc.get("env_file") or raw["x-airflow-common"].get("env_file")
+        assert "configs/airflow-cluster.env" in files, name
+        assert not set(svc.get("environment") or {}) & set(settings), f"{name} restates a setting of the env file"
+        assert compose["services"][name]["environment"]["AIRFLOW__CELERY__BROKER_URL"] == settings["AIRFLOW__CELERY__BROKER_URL"]
+    assert not any("SECRET" in key or "FERNET" in key for key in settings), "secrets never live in the env file"
+
+
+def test_cluster_env_points_the_service_names_at_loopback():
+    settings = parse_env_file(REPO_ROOT / "configs" / "airflow-cluster.env")
+    local = localize(settings, {"postgres": "127.0.0.1:5433", "redis": "127.0.0.1:6380", "airflow-apiserver": "127.0.0.1:8090"})
+    assert local["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://airflow:airflow@127.0.0.1:5433/airflow"
+    assert local["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+postgresql://airflow:airflow@127.0.0.1:5433/airflow"
+    assert local["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6380/0"
+    assert local["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8090/execution/"
+    assert local["AIRFLOW__CORE__EXECUTOR"] == settings["AIRFLOW__CORE__EXECUTOR"]  # not a URL: unchanged
