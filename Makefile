@@ -53,7 +53,7 @@ test: setup browser
 # The cluster layout broken on purpose (scripts/test_cluster.py): a worker killed mid-ingest, the
 # scheduler restarted mid-run, a user added during it; ends with one `cluster: {json}` line.
 test-cluster: setup cluster-services
-	VENV=$(VENV) timeout -k 180 1500 $(BIN)/python scripts/test_cluster.py
+	VENV=$(VENV) timeout -k 60 720 $(BIN)/python scripts/test_cluster.py
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
