@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
+import msgspec
 from pydantic import BaseModel, Field, ValidationError
 
 from soundmates.atomic import atomic_write_text
@@ -96,6 +97,77 @@ class Profile(BaseModel):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+# --- fast read-only records -------------------------------------------------------------
+# The same fields as the pydantic models above, decoded by msgspec's C decoder (~4x faster than
+# ``Profile.model_validate_json``) for the features stage, which reads every profile and changes none.
+# msgspec is strict where pydantic is lax (a number as a string, 3.0 for an int, NaN): whatever it refuses
+# is handed to pydantic, which decides as before (coerces or rejects and quarantines), so a record only
+# ever holds what ``Profile`` would hold, with the same values.
+
+
+class ArtistRecord(msgspec.Struct):
+    id: str
+    name: str
+    genres: list[str] | None = None
+    popularity: int | None = None
+
+
+class TrackRecord(msgspec.Struct):
+    id: str
+    name: str
+    artist_ids: list[str]
+    album_name: str | None = None
+    release_year: int | None = None
+    explicit: bool | None = None
+    popularity: int | None = None
+    duration_ms: int | None = None
+
+
+class PlaylistItemRecord(msgspec.Struct):
+    track_id: str
+    weight: float = 1.0
+    added_at: str | None = None
+
+
+class PlaylistRecord(msgspec.Struct):
+    id: str
+    name: str
+    owner_id: str | None = None
+    items: list[PlaylistItemRecord] = msgspec.field(default_factory=list)
+    skipped_episodes: int = 0
+    skipped_local: int = 0
+    skipped_null: int = 0
+
+
+class ProfileRecord(msgspec.Struct):
+    """A stored :class:`Profile` as read-only msgspec structs: same attributes, same ``content_hash()``."""
+
+    user_id: str
+    schema_version: int = PROFILE_SCHEMA_VERSION
+    display_name: str | None = None
+    source: str = "spotify"
+    fetched_at: str = msgspec.field(default_factory=lambda: datetime.now(UTC).isoformat())
+    playlists: list[PlaylistRecord] = msgspec.field(default_factory=list)
+    tracks: dict[str, TrackRecord] = msgspec.field(default_factory=dict)
+    artists: dict[str, ArtistRecord] = msgspec.field(default_factory=dict)
+
+    @property
+    def n_items(self) -> int:
+        return sum(len(p.items) for p in self.playlists)
+
+    def content_hash(self) -> str:
+        """Equal to ``Profile.content_hash()`` of the same data (keys sorted here, so dumps needs no sort)."""
+        import hashlib
+
+        payload = msgspec.to_builtins(self, order="sorted")
+        del payload["fetched_at"]
+        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+
+_RECORD_DECODER = msgspec.json.Decoder(ProfileRecord)
+AnyProfile = Profile | ProfileRecord  # what the features stage reads: the same attributes either way
+
+
 def safe_filename(user_id: str) -> str:
     """The legacy, reversible file name of an id; new code names files with :func:`soundmates.keys.storage_key`."""
     return legacy_filename(user_id)
@@ -160,6 +232,21 @@ class ProfileRepository:
             log.warning("profile file %s holds user %r, not %r: ignored", p.name, profile.user_id, user_id)
             return None
         return profile
+
+    def load_record(self, user_id: str) -> ProfileRecord | Profile | None:
+        """Like :meth:`load`, faster: a :class:`ProfileRecord` when msgspec accepts the file, else :meth:`load`'s answer."""
+        p = self._existing_path(user_id)
+        if p is None:
+            return None
+        try:
+            record = _RECORD_DECODER.decode(p.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (msgspec.DecodeError, OSError, RecursionError):  # msgspec.ValidationError is a DecodeError
+            return self.load(user_id)  # pydantic decides: coerce, or reject and quarantine, exactly as before
+        if record.user_id != user_id:
+            return self.load(user_id)  # load logs and ignores the foreign file
+        return record
 
     def quarantine(self, path: Path, why: BaseException, *, seen: tuple | None = None) -> Path | None:
         """Move a corrupt profile file aside (``.quarantine/<time>/<name>``) and say so.

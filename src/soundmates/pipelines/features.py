@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from soundmates.config import Settings, get_settings
 from soundmates.features import schema as S
-from soundmates.profiles import Profile, ProfileRepository
+from soundmates.profiles import AnyProfile, Profile, ProfileRepository
 
 
 def _log(msg: str) -> None:
@@ -88,11 +88,12 @@ def _stored_hashes(store, keys: list[str] | None) -> dict[str, str]:
     return dict(zip(stored["user_id"], stored["profile_hash"])) if len(stored) else {}
 
 
-def _load_profiles(repo: ProfileRepository, user_ids: Iterable[str], rejected: list[dict]) -> list[Profile]:
-    profiles = []
+def _load_profiles(repo: ProfileRepository, user_ids: Iterable[str], rejected: list[dict]) -> list[AnyProfile]:
+    """Profiles read for featurizing (``load_record``: msgspec when it accepts the file, pydantic's verdict else)."""
+    profiles: list[AnyProfile] = []
     for uid in user_ids:
         try:
-            prof = repo.load(uid)
+            prof = repo.load_record(uid)
         except Exception as exc:  # noqa: BLE001 - a corrupt file is one rejected user, not a failed build
             rejected.append({"user_id": uid, "reason": f"unreadable profile file {repo.path(uid)}: {str(exc).splitlines()[0]}"})
             continue
