@@ -82,3 +82,18 @@ def test_a_file_of_another_user_or_none_at_all_is_none(tmp_path):
     assert repo.load_record("nobody") is None
     repo.path("bob").write_text(_profile("alice").model_dump_json())
     assert repo.load_record("bob") is None and repo.path("bob").exists()  # not corrupt: left alone
+
+
+def test_records_have_the_models_fields_in_alphabetical_order():
+    """Alphabetical, so the hash needs no key sort; the same fields, so a field added to a model is not lost."""
+    from soundmates import profiles as P
+
+    pairs = [
+        (P.Profile, P.ProfileRecord),
+        (P.Playlist, P.PlaylistRecord),
+        (P.PlaylistItem, P.PlaylistItemRecord),
+        (P.Track, P.TrackRecord),
+        (P.Artist, P.ArtistRecord),
+    ]
+    for model, record in pairs:
+        assert list(record.__struct_fields__) == sorted(model.model_fields), record.__name__

@@ -105,61 +105,65 @@ class Profile(BaseModel):
 # ever holds what ``Profile`` would hold, with the same values.
 
 
-class ArtistRecord(msgspec.Struct):
-    id: str
-    name: str
+# Fields in alphabetical order (kw_only lets defaults come first), so ``to_builtins(order="deterministic")``
+# (dict keys sorted) already yields what ``json.dumps(sort_keys=True)`` writes: no second sort for the hash.
+
+
+class ArtistRecord(msgspec.Struct, kw_only=True):
     genres: list[str] | None = None
-    popularity: int | None = None
-
-
-class TrackRecord(msgspec.Struct):
     id: str
     name: str
-    artist_ids: list[str]
-    album_name: str | None = None
-    release_year: int | None = None
-    explicit: bool | None = None
     popularity: int | None = None
+
+
+class TrackRecord(msgspec.Struct, kw_only=True):
+    album_name: str | None = None
+    artist_ids: list[str]
     duration_ms: int | None = None
+    explicit: bool | None = None
+    id: str
+    name: str
+    popularity: int | None = None
+    release_year: int | None = None
 
 
-class PlaylistItemRecord(msgspec.Struct):
+class PlaylistItemRecord(msgspec.Struct, kw_only=True):
+    added_at: str | None = None
     track_id: str
     weight: float = 1.0
-    added_at: str | None = None
 
 
-class PlaylistRecord(msgspec.Struct):
+class PlaylistRecord(msgspec.Struct, kw_only=True):
     id: str
+    items: list[PlaylistItemRecord] = msgspec.field(default_factory=list)
     name: str
     owner_id: str | None = None
-    items: list[PlaylistItemRecord] = msgspec.field(default_factory=list)
     skipped_episodes: int = 0
     skipped_local: int = 0
     skipped_null: int = 0
 
 
-class ProfileRecord(msgspec.Struct):
+class ProfileRecord(msgspec.Struct, kw_only=True):
     """A stored :class:`Profile` as read-only msgspec structs: same attributes, same ``content_hash()``."""
 
-    user_id: str
-    schema_version: int = PROFILE_SCHEMA_VERSION
+    artists: dict[str, ArtistRecord] = msgspec.field(default_factory=dict)
     display_name: str | None = None
-    source: str = "spotify"
     fetched_at: str = msgspec.field(default_factory=lambda: datetime.now(UTC).isoformat())
     playlists: list[PlaylistRecord] = msgspec.field(default_factory=list)
+    schema_version: int = PROFILE_SCHEMA_VERSION
+    source: str = "spotify"
     tracks: dict[str, TrackRecord] = msgspec.field(default_factory=dict)
-    artists: dict[str, ArtistRecord] = msgspec.field(default_factory=dict)
+    user_id: str
 
     @property
     def n_items(self) -> int:
         return sum(len(p.items) for p in self.playlists)
 
     def content_hash(self) -> str:
-        """Equal to ``Profile.content_hash()`` of the same data (keys sorted here, so dumps needs no sort)."""
+        """Equal to ``Profile.content_hash()`` of the same data (see the field order above)."""
         import hashlib
 
-        payload = msgspec.to_builtins(self, order="sorted")
+        payload = msgspec.to_builtins(self, order="deterministic")
         del payload["fetched_at"]
         return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
