@@ -44,3 +44,51 @@ def test_the_comparison_is_not_blind(golden):
     changed["user_features"][i]["genre_names"] = list(reversed(rows[i]["genre_names"]))
     with pytest.raises(AssertionError, match="genre_names"):
         assert_matches(changed, golden["build"], "build")
+
+
+def test_the_batch_path_equals_the_user_by_user_path(settings):
+    """featurize_profiles (all users at once) gives, row for row, what taste_bags + split_views +
+    features_from_bags + explanation_row give one user at a time (the reference the hand-computed
+    tests in test_features.py check)."""
+    import math
+
+    import numpy as np
+
+    from soundmates.features.encoder import TextEncoder
+    from soundmates.features.taste import Rejected, explanation_row, features_from_bags, featurize_profiles, taste_bags
+    from soundmates.features.views import split_views
+    from tests.helpers.encoders import HashModel
+
+    enc = TextEncoder(settings, model=HashModel(8))
+    profiles = golden_profiles()
+    batch = featurize_profiles(profiles, enc, top_n=3, views=True, seed=5)
+    got = {(r["user_id"], r["view"]): r for r in batch.feature_rows}
+    explained = {r["user_id"]: r for r in batch.profile_rows}
+    for prof in profiles:
+        try:
+            full = features_from_bags(taste_bags(prof), prof, enc.encode, 8, 3)
+        except Rejected:
+            assert (prof.user_id, "full") not in got
+            continue
+        want = {"full": full}
+        halves = split_views(prof, seed=5)
+        try:
+            if halves is not None:
+                ph = full["profile_hash"]  # the halves carry the whole profile's hash
+                want |= {v: features_from_bags(taste_bags(h), h, enc.encode, 8, 3, ph) for v, h in zip(("a", "b"), halves)}
+        except Rejected:
+            want = {"full": full}
+        assert {v for (u, v) in got if u == prof.user_id} == set(want)
+        for view, row in want.items():
+            mine = got[(prof.user_id, view)]
+            for k, v in row.items():
+                if isinstance(v, np.ndarray):
+                    assert np.allclose(mine[k], v, rtol=1e-6, equal_nan=True), (prof.user_id, view, k)
+                elif isinstance(v, float):
+                    assert (math.isnan(v) and math.isnan(mine[k])) or math.isclose(mine[k], v, rel_tol=1e-9), (k, v)
+                else:
+                    assert mine[k] == v, (prof.user_id, view, k)
+        ref = explanation_row(taste_bags(prof), prof)
+        assert {k: v for k, v in explained[prof.user_id].items() if k != "updated_at"} == {
+            k: v for k, v in ref.items() if k != "updated_at"
+        }

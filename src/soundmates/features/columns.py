@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from hashlib import blake2b
 
 import numpy as np
 
@@ -49,15 +50,15 @@ class Columns:
 
 
 class _Builder:
+    """Collects the columns user by user: one list comprehension per field, not one Python loop per item."""
+
     def __init__(self) -> None:
         self.pl_user: list[int] = []
         self.pl_skipped: list[tuple[int, int, int]] = []
         self.pl_items: list[int] = []
-        self.it_track: list[int] = []
+        self.it_track: list[int | None] = []  # None: the track is not in the profile
         self.it_weight: list[float] = []
-        self.years: list = []
-        self.pops: list = []
-        self.explicit: list = []
+        self.trk_fields: list[tuple] = []  # (release_year, popularity, explicit) with None for unknown
         self.trk_id_row: list[int] = []
         self.trk_ids: list[str] = []
         self.n_credits: list[int] = []
@@ -70,35 +71,38 @@ class _Builder:
 
     def add(self, u: int, prof: AnyProfile) -> None:
         tracks: list[Track | TrackRecord] = list(prof.tracks.values())
+        keys = list(prof.tracks)
         t0, a0 = len(self.trk_ids), len(self.art_keys)
-        tmap = dict(zip(prof.tracks, range(t0, t0 + len(tracks))))
-        self.trk_ids += [t.id for t in tracks]
-        first: dict[str, int] = {}
-        self.trk_id_row += [first.setdefault(t.id, t0 + j) for j, t in enumerate(tracks)]
-        self.years += [t.release_year for t in tracks]
-        self.pops += [t.popularity for t in tracks]
-        self.explicit += [t.explicit for t in tracks]
+        ids = [t.id for t in tracks]
+        self.trk_ids += ids
+        if ids == keys:  # the usual case: each track filed under its own id, so every id row is its own
+            self.trk_id_row += range(t0, t0 + len(ids))
+        else:
+            first: dict[str, int] = {}
+            self.trk_id_row += [first.setdefault(i, t0 + j) for j, i in enumerate(ids)]
+        self.trk_fields += [(t.release_year, t.popularity, t.explicit) for t in tracks]
         self.n_credits += [len(t.artist_ids) for t in tracks]
         self._add_artists(u, prof, tracks, a0)
+        tmap = dict(zip(keys, range(t0, t0 + len(keys))))
         for pl in prof.playlists:
             self.pl_user.append(u)
             self.pl_skipped.append((pl.skipped_episodes, pl.skipped_local, pl.skipped_null))
             self.pl_items.append(len(pl.items))
-            self.it_track += [tmap.get(it.track_id, -1) for it in pl.items]
-            self.it_weight += [it.weight for it in pl.items]
+        self.it_track += map(tmap.get, [it.track_id for pl in prof.playlists for it in pl.items])
+        self.it_weight += [it.weight for pl in prof.playlists for it in pl.items]
 
     def _add_artists(self, u: int, prof: AnyProfile, tracks: list, a0: int) -> None:
         artists: list[Artist | ArtistRecord] = list(prof.artists.values())
         amap = dict(zip(prof.artists, range(a0, a0 + len(artists))))
-        self.art_keys += list(prof.artists)
+        self.art_keys += prof.artists
         self.art_names += [a.name for a in artists]
         self.n_genres += [len(a.genres) if a.genres is not None else 0 for a in artists]
         self.genre_texts += [g for a in artists if a.genres for g in a.genres]
         credited = [a for t in tracks for a in t.artist_ids]
-        rows = [amap.get(a, -1) for a in credited]
-        if -1 in rows:  # credited but not in profile.artists: counted under its id, no name, no genres
+        rows = list(map(amap.get, credited))
+        if None in rows:  # credited but not in profile.artists: counted under its id, no name, no genres
             for i, r in enumerate(rows):
-                if r == -1:
+                if r is None:
                     aid = credited[i]
                     if aid not in amap:
                         amap[aid] = len(self.art_keys)
@@ -106,24 +110,26 @@ class _Builder:
                         self.art_names.append(None)
                         self.n_genres.append(0)
                     rows[i] = amap[aid]
-        self.cred_artist += rows
+        self.cred_artist += rows  # type: ignore[arg-type]  # no None left
         self.art_user += [u] * (len(self.art_keys) - len(self.art_user))
 
     def columns(self, profiles: Sequence[AnyProfile]) -> Columns:
         max_year = datetime.now(UTC).year + 1
-        years = np.array(self.years, dtype=np.float64)
+        fields = np.array(self.trk_fields, dtype=np.float64).reshape(-1, 3)  # None -> NaN
+        years = fields[:, 0].copy()
         years[~((years >= MIN_YEAR) & (years <= max_year))] = np.nan  # data errors (0, 9999) are unknown
+        it_track = np.array(self.it_track, dtype=np.float64)  # None -> NaN -> -1
         vocab = {g: i for i, g in enumerate(dict.fromkeys(self.genre_texts))}
         return Columns(
             profiles=profiles,
             pl_user=np.array(self.pl_user, dtype=np.int64),
             pl_skipped=np.array(self.pl_skipped, dtype=np.int64).reshape(-1, 3),
             pl_first_item=_ptr(self.pl_items),
-            it_track=np.array(self.it_track, dtype=np.int64),
+            it_track=np.where(np.isnan(it_track), -1, it_track).astype(np.int64),
             it_weight=np.array(self.it_weight, dtype=np.float64),
             trk_year=years,
-            trk_popularity=np.array(self.pops, dtype=np.float64),
-            trk_explicit=np.array(self.explicit, dtype=np.float64),
+            trk_popularity=fields[:, 1].copy(),
+            trk_explicit=fields[:, 2].copy(),
             trk_id_row=np.array(self.trk_id_row, dtype=np.int64),
             trk_ids=self.trk_ids,
             cred_ptr=_ptr(self.n_credits),
@@ -190,10 +196,11 @@ def _split_tracks(cols: Columns, uid: str, p0: int, p1: int, known: np.ndarray, 
     turn = 0
     for p_index in range(p1 - p0):
         start, n = int(first[p0 + p_index]), int(first[p0 + p_index + 1] - first[p0 + p_index])
-        pl_id = pls[p_index].id
+        # _rank(seed, uid, pl_id, p_index, j), spelled out: same text, and digest bytes sort as their hex does
+        prefix = f"{seed}:{uid}:{pls[p_index].id}:{p_index}:"
         to_a: list[int] = []
         to_b: list[int] = []
-        for j in sorted(range(n), key=lambda j: _rank(seed, uid, pl_id, p_index, j)):
+        for j in sorted(range(n), key=lambda j: blake2b(f"{prefix}{j}".encode(), digest_size=8).digest()):
             if not known[start + j]:
                 to_a.append(j)  # unusable rows change no feature; split_views keeps them in half a
                 continue
