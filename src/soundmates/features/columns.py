@@ -38,6 +38,7 @@ class Columns:
     trk_explicit: np.ndarray  # float64 0/1, NaN when unknown
     trk_id_row: np.ndarray  # track row -> first track row of the user with the same ``track.id``
     trk_ids: list[str]  # ``track.id`` per track row
+    trk_user: np.ndarray  # track row -> user
     cred_ptr: np.ndarray  # track t credits artist rows cred_artist[cred_ptr[t] : cred_ptr[t + 1]]
     cred_artist: np.ndarray
     art_user: np.ndarray  # artist row -> user (credited ids missing from ``profile.artists`` get a row too)
@@ -61,6 +62,7 @@ class _Builder:
         self.trk_fields: list[tuple] = []  # (release_year, popularity, explicit) with None for unknown
         self.trk_id_row: list[int] = []
         self.trk_ids: list[str] = []
+        self.trk_user: list[int] = []
         self.n_credits: list[int] = []
         self.cred_artist: list[int] = []
         self.art_user: list[int] = []
@@ -75,6 +77,7 @@ class _Builder:
         t0, a0 = len(self.trk_ids), len(self.art_keys)
         ids = [t.id for t in tracks]
         self.trk_ids += ids
+        self.trk_user += [u] * len(ids)
         if ids == keys:  # the usual case: each track filed under its own id, so every id row is its own
             self.trk_id_row += range(t0, t0 + len(ids))
         else:
@@ -132,6 +135,7 @@ class _Builder:
             trk_explicit=fields[:, 2].copy(),
             trk_id_row=np.array(self.trk_id_row, dtype=np.int64),
             trk_ids=self.trk_ids,
+            trk_user=np.array(self.trk_user, dtype=np.int64),
             cred_ptr=_ptr(self.n_credits),
             cred_artist=np.array(self.cred_artist, dtype=np.int64),
             art_user=np.array(self.art_user, dtype=np.int64),

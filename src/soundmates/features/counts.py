@@ -16,7 +16,7 @@ from soundmates.features.columns import N_SLOTS, Columns
 
 @dataclass
 class Entries:
-    """Sparse ``(row, key) -> value``, sorted by row then key."""
+    """Sparse ``(row, key) -> value`` (distinct pairs; genre entries sorted by row then key)."""
 
     row: np.ndarray
     key: np.ndarray
@@ -56,6 +56,13 @@ def _sum_by(keys: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return uniq, np.bincount(inverse.ravel(), weights=weights, minlength=len(uniq))
 
 
+def _dense_sum(keys: np.ndarray, weights: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """(keys that occur, ascending; sum of weights per key, in input order) for keys below ``n_keys``."""
+    sums = np.bincount(keys, weights=weights, minlength=n_keys)
+    seen = np.flatnonzero(np.bincount(keys, minlength=n_keys))
+    return seen, sums[seen]
+
+
 def _expand(ptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each of ``rows`` (in order), the positions ``ptr[r]:ptr[r+1]``: (index into rows, position)."""
     starts = ptr[rows]
@@ -91,7 +98,8 @@ def count_bags(cols: Columns, items: np.ndarray, bags: np.ndarray, n_bags: int) 
     vb, vbp, vt, vw = bags[usable], bp[usable], track[usable], weight[usable]
     genres, playlist_genres, artists = _credit_counts(cols, vb, vbp, vt, vw, bp_bag)
     full = vb % N_SLOTS == 0
-    tk, tv = _sum_by(vb[full] * len(cols.trk_ids) + cols.trk_id_row[vt[full]], vw[full])
+    # A track row belongs to one user, so within full bags the id row alone is the key (no sort).
+    tk, tv = _dense_sum(cols.trk_id_row[vt[full]], vw[full], len(cols.trk_ids))
     return BagCounts(
         n_bags=n_bags,
         n_tracks=np.bincount(vb, minlength=n_bags),
@@ -101,7 +109,7 @@ def count_bags(cols: Columns, items: np.ndarray, bags: np.ndarray, n_bags: int) 
         bp_bag=bp_bag,
         bp_usable=bp_usable,
         artists=artists,
-        tracks=Entries(tk // max(len(cols.trk_ids), 1), tk % max(len(cols.trk_ids), 1), tv),
+        tracks=Entries(N_SLOTS * cols.trk_user[tk], tk, tv),
         years=_weighted(vb, cols.trk_year[vt], vw),
         popularity=_weighted(vb, cols.trk_popularity[vt], vw),
         explicit=_weighted(vb, cols.trk_explicit[vt], vw),
@@ -113,9 +121,11 @@ def _credit_counts(cols: Columns, vb, vbp, vt, vw, bp_bag) -> tuple[Entries, Ent
     owner, pos = _expand(cols.cred_ptr, vt)
     artist = cols.cred_artist[pos]
     cw, cb, cbp = vw[owner], vb[owner], vbp[owner]
-    n_art = max(len(cols.art_keys), 1)
-    ak, av = _sum_by(cb * n_art + artist, cw)
-    artists = Entries(ak // n_art, ak % n_art, av)
+    # An artist row belongs to one user, so (slot, artist row) is the bag's key: a dense sum, no sort.
+    n_art = len(cols.art_keys)
+    ak, av = _dense_sum((cb % N_SLOTS) * n_art + artist, cw, N_SLOTS * n_art)
+    art = ak % max(n_art, 1)
+    artists = Entries(N_SLOTS * cols.art_user[art] + ak // max(n_art, 1), art, av)
     g_owner, g_pos = _expand(cols.gen_ptr, artist)
     code = cols.gen_code[g_pos]
     n_gen = max(len(cols.genres), 1)
