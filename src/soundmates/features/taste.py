@@ -1,13 +1,16 @@
 """Taste features of one user, from a canonical :class:`~soundmates.profiles.Profile`.
 
-Two passes keep this fast for thousands of users:
+Two steps, the reference one user at a time:
 
 1. :func:`taste_bags` walks the profile once, in pure Python, and counts what
    matters (genre and artist occurrences, per-playlist genre counts, years,
    popularity, explicit flags). No model involved.
-2. :func:`features_from_bags` turns the counts into vectors with numpy, looking
-   the distinct genre and artist strings up in one matrix that was encoded once
-   for the whole batch (:func:`featurize_profiles`): no per-user model call.
+2. :func:`features_from_bags` turns the counts into vectors with numpy.
+
+:func:`featurize_profiles` computes the same rows for a whole batch at once, with one encoder
+look-up for every distinct genre and artist name: the profiles as flat columns
+(``features/columns.py``), every bag counted (``counts.py``), vectorised (``batch.py``) and
+turned into rows (``rows.py``). tests/test_features_golden.py holds the two paths equal.
 
 Weights: every playlist item carries a weight (1.0 for a playlist row, minutes
 or play counts for other sources); an artist occurs once per track it is
