@@ -29,7 +29,6 @@ class Columns:
 
     profiles: Sequence[AnyProfile]
     pl_user: np.ndarray  # playlist -> user
-    pl_skipped: np.ndarray  # (playlists, 3): skipped episodes, local, null
     pl_first_item: np.ndarray  # playlist p owns items pl_first_item[p] : pl_first_item[p + 1]
     it_track: np.ndarray  # item -> track row, -1 when the track is not in the profile
     it_weight: np.ndarray  # float64
@@ -55,7 +54,6 @@ class _Builder:
 
     def __init__(self) -> None:
         self.pl_user: list[int] = []
-        self.pl_skipped: list[tuple[int, int, int]] = []
         self.pl_items: list[int] = []
         self.it_track: list[int | None] = []  # None: the track is not in the profile
         self.it_weight: list[float] = []
@@ -89,7 +87,6 @@ class _Builder:
         tmap = dict(zip(keys, range(t0, t0 + len(keys))))
         for pl in prof.playlists:
             self.pl_user.append(u)
-            self.pl_skipped.append((pl.skipped_episodes, pl.skipped_local, pl.skipped_null))
             self.pl_items.append(len(pl.items))
         self.it_track += map(tmap.get, [it.track_id for pl in prof.playlists for it in pl.items])
         self.it_weight += [it.weight for pl in prof.playlists for it in pl.items]
@@ -126,7 +123,6 @@ class _Builder:
         return Columns(
             profiles=profiles,
             pl_user=np.array(self.pl_user, dtype=np.int64),
-            pl_skipped=np.array(self.pl_skipped, dtype=np.int64).reshape(-1, 3),
             pl_first_item=_ptr(self.pl_items),
             it_track=np.where(np.isnan(it_track), -1, it_track).astype(np.int64),
             it_weight=np.array(self.it_weight, dtype=np.float64),
