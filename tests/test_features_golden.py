@@ -92,3 +92,26 @@ def test_the_batch_path_equals_the_user_by_user_path(settings):
         assert {k: v for k, v in explained[prof.user_id].items() if k != "updated_at"} == {
             k: v for k, v in ref.items() if k != "updated_at"
         }
+
+
+def test_odd_numbers_give_what_the_user_by_user_path_gives(settings):
+    """A release year too large for a float is an unknown year; a popularity that large rejects that user only."""
+    from soundmates.features.encoder import TextEncoder
+    from soundmates.features.taste import featurize_profiles, taste_bags
+    from soundmates.profiles import Artist, Playlist, PlaylistItem, Profile, Track
+    from tests.helpers.encoders import HashModel
+
+    def prof(uid, **track):
+        t = Track(id="t", name="T", artist_ids=["a"], **track)
+        pl = Playlist(id="p", name="p", items=[PlaylistItem(track_id="t"), PlaylistItem(track_id="t")])
+        return Profile(user_id=uid, playlists=[pl], tracks={"t": t}, artists={"a": Artist(id="a", name="A", genres=["x"])})
+
+    huge = 10**400
+    batch = featurize_profiles(
+        [prof("y", release_year=huge), prof("p", popularity=huge)], TextEncoder(settings, model=HashModel(8))
+    )
+    full = {r["user_id"]: r for r in batch.feature_rows if r["view"] == "full"}
+    assert set(full) == {"y"} and "release_year" in full["y"]["missing"] and not taste_bags(prof("y", release_year=huge)).years
+    assert [r["user_id"] for r in batch.rejected] == ["p"] and batch.rejected[0]["reason"].startswith(
+        "could not read the profile"
+    )

@@ -115,7 +115,7 @@ class _Builder:
 
     def columns(self, profiles: Sequence[AnyProfile]) -> Columns:
         max_year = datetime.now(UTC).year + 1
-        fields = np.array(self.trk_fields, dtype=np.float64).reshape(-1, 3)  # None -> NaN
+        fields = _track_fields(self.trk_fields)
         years = fields[:, 0].copy()
         years[~((years >= MIN_YEAR) & (years <= max_year))] = np.nan  # data errors (0, 9999) are unknown
         it_track = np.array(self.it_track, dtype=np.float64)  # None -> NaN -> -1
@@ -142,6 +142,15 @@ class _Builder:
             gen_code=np.array([vocab[g] for g in self.genre_texts], dtype=np.int64),
             genres=list(vocab),
         )
+
+
+def _track_fields(rows: list[tuple]) -> np.ndarray:
+    """(year, popularity, explicit) as float64, None -> NaN; a year too large for a float is unknown too."""
+    try:
+        return np.array(rows, dtype=np.float64).reshape(-1, 3)
+    except OverflowError:  # a popularity that large fails as float(popularity) fails in taste_bags
+        rows = [(y if y is None or abs(y) < 10**6 else None, p, e) for y, p, e in rows]
+        return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
 def _ptr(counts: list[int]) -> np.ndarray:
