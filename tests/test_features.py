@@ -300,18 +300,37 @@ def test_scaler_fit_persist_reload_and_nan_becomes_mean(settings):
         load_scaler(settings)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # scikit-learn warns on the all-NaN column
+def test_scaler_fit_gives_exactly_what_sklearns_standard_scaler_gives():
+    from sklearn.preprocessing import StandardScaler
+
+    from soundmates.features.scaler import _standardise
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x = rng.normal(size=(300, 40)) * rng.uniform(0, 10, 40) + rng.uniform(-5, 5, 40)
+        x[rng.random(x.shape) < 0.1] = np.nan
+        x[:, 3], x[:, 4], x[:, 6] = 7.0, np.nan, 0.0  # constant, no value at all, zeros
+        x[:10, 5], x[10:, 5] = np.nan, 1.0 / 3  # constant where known
+        sk = StandardScaler().fit(x)
+        mean, scale = _standardise(x)
+        assert np.array_equal(mean, sk.mean_, equal_nan=True) and np.array_equal(scale, sk.scale_, equal_nan=True)
+    with pytest.raises(ValueError, match="infinity"):
+        _standardise(np.array([[1.0], [np.inf]]))
+
+
 def test_unexpected_error_in_one_user_does_not_fail_the_batch(tmp_path, settings, monkeypatch):
-    from soundmates.features import taste
+    from soundmates.features import rows
     from tests.helpers.encoders import HashModel
 
-    real = taste.features_from_bags
+    real = rows.feature_row
 
-    def flaky(bags, prof, *a, **kw):
-        if prof.user_id == "bad":
+    def flaky(bt, b, *a, **kw):  # the batch path builds every user's rows here
+        if bt.cols.profiles[b // 3].user_id == "bad":
             raise ZeroDivisionError("odd data")
-        return real(bags, prof, *a, **kw)
+        return real(bt, b, *a, **kw)
 
-    monkeypatch.setattr(taste, "features_from_bags", flaky)
+    monkeypatch.setattr(rows, "feature_row", flaky)
     arts = [Artist(id="a", name="A", genres=["rock"])]
     profs = [
         profile(u, [("p", [("t1", 1.0), ("t2", 1.0)], {})], [track("t1", ["a"]), track("t2", ["a"])], arts)

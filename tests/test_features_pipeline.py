@@ -176,13 +176,14 @@ def test_unchanged_rerun_skips_by_file_fingerprint_without_loading_profiles(sett
     first = build_features(settings, encoder=encoder, batch_users=2)  # 4 users in 2 batches
     assert first["updated"] == 4 and [r["user_id"] for r in first["rejected"]] == ["podcaster"]
     loaded: list[str] = []
-    real_load = ProfileRepository.load
+    real_load = ProfileRepository.load_record  # what the features stage reads a profile with
 
     def counting_load(self, user_id):
         loaded.append(user_id)
         return real_load(self, user_id)
 
-    monkeypatch.setattr(ProfileRepository, "load", counting_load)
+    monkeypatch.setattr(ProfileRepository, "load_record", counting_load)
+    monkeypatch.setattr(ProfileRepository, "load", lambda self, uid: pytest.fail(f"{uid}: read with pydantic, not msgspec"))
     again = build_features(settings, encoder=encoder)
     assert loaded == [] and again["updated"] == 0 and again["unchanged"] == 4
     assert again["data_version"] == first["data_version"]

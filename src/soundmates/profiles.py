@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
+import msgspec
 from pydantic import BaseModel, Field, ValidationError
 
 from soundmates.atomic import atomic_write_text
@@ -96,6 +97,81 @@ class Profile(BaseModel):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+# --- fast read-only records -------------------------------------------------------------
+# The same fields as the pydantic models above, decoded by msgspec's C decoder (~4x faster than
+# ``Profile.model_validate_json``) for the features stage, which reads every profile and changes none.
+# msgspec is strict where pydantic is lax (a number as a string, 3.0 for an int, NaN): whatever it refuses
+# is handed to pydantic, which decides as before (coerces or rejects and quarantines), so a record only
+# ever holds what ``Profile`` would hold, with the same values.
+
+
+# Fields in alphabetical order (kw_only lets defaults come first), so ``to_builtins(order="deterministic")``
+# (dict keys sorted) already yields what ``json.dumps(sort_keys=True)`` writes: no second sort for the hash.
+
+
+class ArtistRecord(msgspec.Struct, kw_only=True):
+    genres: list[str] | None = None
+    id: str
+    name: str
+    popularity: int | None = None
+
+
+class TrackRecord(msgspec.Struct, kw_only=True):
+    album_name: str | None = None
+    artist_ids: list[str]
+    duration_ms: int | None = None
+    explicit: bool | None = None
+    id: str
+    name: str
+    popularity: int | None = None
+    release_year: int | None = None
+
+
+class PlaylistItemRecord(msgspec.Struct, kw_only=True):
+    added_at: str | None = None
+    track_id: str
+    weight: float = 1.0
+
+
+class PlaylistRecord(msgspec.Struct, kw_only=True):
+    id: str
+    items: list[PlaylistItemRecord] = msgspec.field(default_factory=list)
+    name: str
+    owner_id: str | None = None
+    skipped_episodes: int = 0
+    skipped_local: int = 0
+    skipped_null: int = 0
+
+
+class ProfileRecord(msgspec.Struct, kw_only=True):
+    """A stored :class:`Profile` as read-only msgspec structs: same attributes, same ``content_hash()``."""
+
+    artists: dict[str, ArtistRecord] = msgspec.field(default_factory=dict)
+    display_name: str | None = None
+    fetched_at: str = msgspec.field(default_factory=lambda: datetime.now(UTC).isoformat())
+    playlists: list[PlaylistRecord] = msgspec.field(default_factory=list)
+    schema_version: int = PROFILE_SCHEMA_VERSION
+    source: str = "spotify"
+    tracks: dict[str, TrackRecord] = msgspec.field(default_factory=dict)
+    user_id: str
+
+    @property
+    def n_items(self) -> int:
+        return sum(len(p.items) for p in self.playlists)
+
+    def content_hash(self) -> str:
+        """Equal to ``Profile.content_hash()`` of the same data (see the field order above)."""
+        import hashlib
+
+        payload = msgspec.to_builtins(self, order="deterministic")
+        del payload["fetched_at"]
+        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+
+_RECORD_DECODER = msgspec.json.Decoder(ProfileRecord)
+AnyProfile = Profile | ProfileRecord  # what the features stage reads: the same attributes either way
+
+
 def safe_filename(user_id: str) -> str:
     """The legacy, reversible file name of an id; new code names files with :func:`soundmates.keys.storage_key`."""
     return legacy_filename(user_id)
@@ -160,6 +236,21 @@ class ProfileRepository:
             log.warning("profile file %s holds user %r, not %r: ignored", p.name, profile.user_id, user_id)
             return None
         return profile
+
+    def load_record(self, user_id: str) -> ProfileRecord | Profile | None:
+        """Like :meth:`load`, faster: a :class:`ProfileRecord` when msgspec accepts the file, else :meth:`load`'s answer."""
+        p = self._existing_path(user_id)
+        if p is None:
+            return None
+        try:
+            record = _RECORD_DECODER.decode(p.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (msgspec.DecodeError, OSError, RecursionError):  # msgspec.ValidationError is a DecodeError
+            return self.load(user_id)  # pydantic decides: coerce, or reject and quarantine, exactly as before
+        if record.user_id != user_id:
+            return self.load(user_id)  # load logs and ignores the foreign file
+        return record
 
     def quarantine(self, path: Path, why: BaseException, *, seen: tuple | None = None) -> Path | None:
         """Move a corrupt profile file aside (``.quarantine/<time>/<name>``) and say so.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeGuard
 
-from soundmates.profiles import Profile
+from soundmates.profiles import AnyProfile
 
 # Release years outside this range are data errors (0, 9999), treated as unknown.
 MIN_YEAR = 1800
@@ -42,7 +42,7 @@ def _valid_year(y: int | None, max_year: int) -> TypeGuard[int]:
     return y is not None and MIN_YEAR <= y <= max_year
 
 
-def taste_bags(profile: Profile) -> TasteBags:
+def taste_bags(profile: AnyProfile) -> TasteBags:
     """Count a profile's genres, artists, tracks, years, popularity and explicit flags."""
     max_year = datetime.now(UTC).year + 1
     bags = TasteBags(user_id=profile.user_id, n_playlists_total=len(profile.playlists))
@@ -82,7 +82,7 @@ def taste_bags(profile: Profile) -> TasteBags:
     return bags
 
 
-def top_artist_ids(bags: TasteBags, profile: Profile, n: int) -> list[str]:
+def top_artist_ids(bags: TasteBags, profile: AnyProfile, n: int) -> list[str]:
     """The n most frequent artists whose name is known (ties: by id, so the choice is deterministic)."""
     cached = bags._top_artists.get(n)
     if cached is not None:
@@ -95,6 +95,6 @@ def top_artist_ids(bags: TasteBags, profile: Profile, n: int) -> list[str]:
     return top
 
 
-def texts_needed(bags: TasteBags, profile: Profile, top_n: int) -> set[str]:
+def texts_needed(bags: TasteBags, profile: AnyProfile, top_n: int) -> set[str]:
     """Every string :func:`features_from_bags` will look up for these bags."""
     return set(bags.genre_counts) | {profile.artists[a].name for a in top_artist_ids(bags, profile, top_n)}

@@ -1,13 +1,16 @@
 """Taste features of one user, from a canonical :class:`~soundmates.profiles.Profile`.
 
-Two passes keep this fast for thousands of users:
+Two steps, the reference one user at a time:
 
 1. :func:`taste_bags` walks the profile once, in pure Python, and counts what
    matters (genre and artist occurrences, per-playlist genre counts, years,
    popularity, explicit flags). No model involved.
-2. :func:`features_from_bags` turns the counts into vectors with numpy, looking
-   the distinct genre and artist strings up in one matrix that was encoded once
-   for the whole batch (:func:`featurize_profiles`): no per-user model call.
+2. :func:`features_from_bags` turns the counts into vectors with numpy.
+
+:func:`featurize_profiles` computes the same rows for a whole batch at once, with one encoder
+look-up for every distinct genre and artist name: the profiles as flat columns
+(``features/columns.py``), every bag counted (``counts.py``), vectorised (``batch.py``) and
+turned into rows (``rows.py``). tests/test_features_golden.py holds the two paths equal.
 
 Weights: every playlist item carries a weight (1.0 for a playlist row, minutes
 or play counts for other sources); an artist occurs once per track it is
@@ -29,8 +32,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from soundmates.features import schema as S
-from soundmates.features.bags import TasteBags, taste_bags, texts_needed, top_artist_ids
-from soundmates.profiles import Profile
+from soundmates.features.bags import TasteBags, taste_bags, texts_needed, top_artist_ids  # noqa: F401 - re-exported
+from soundmates.profiles import AnyProfile
 
 TOP_GENRES_KEPT = 20
 TOP_ARTISTS_KEPT = 20
@@ -84,35 +87,25 @@ def _sorted_bag(counts: Mapping[str, float]) -> tuple[list[str], list[float]]:
     return [k for k, _ in items], [float(v) for _, v in items]
 
 
-def features_from_bags(
-    bags: TasteBags,
-    profile: Profile,
-    vectors: Callable[[list[str]], np.ndarray],
-    dim: int,
-    top_n: int,
-    profile_hash: str | None = None,
-) -> dict:
-    """One ``user_features`` row (without ``user_id``, ``view``; ``combined`` unscaled).
+def rejection_reason(bags: TasteBags) -> str | None:
+    """Why a bag without a single usable track says nothing (None when it has one)."""
+    if bags.n_tracks:
+        return None
+    skipped = ", ".join(f"{k}={v}" for k, v in sorted(bags.skipped.items()) if v) or "none"
+    if bags.n_playlists_total == 0:
+        return "no playlists: the profile has no public playlists to learn a taste from"
+    return (
+        f"no music tracks in {bags.n_playlists_total} playlist(s): every item was skipped "
+        f"({skipped}); podcasts-only, local-file or empty playlists say nothing about music taste"
+    )
 
-    ``vectors(texts)`` returns the (len(texts), dim) unit vectors of the texts.
-    Raises :class:`Rejected` when nothing is usable.
-    """
-    if bags.n_tracks == 0:
-        skipped = ", ".join(f"{k}={v}" for k, v in sorted(bags.skipped.items()) if v) or "none"
-        if bags.n_playlists_total == 0:
-            reason = "no playlists: the profile has no public playlists to learn a taste from"
-        else:
-            reason = (
-                f"no music tracks in {bags.n_playlists_total} playlist(s): every item was skipped "
-                f"({skipped}); podcasts-only, local-file or empty playlists say nothing about music taste"
-            )
-        raise Rejected(bags.user_id, reason)
+
+def _embeddings(bags: TasteBags, profile: AnyProfile, vectors, dim: int, top_n: int) -> tuple[dict, list[str]]:
+    """genre_emb, artist_emb, playlist_emb of the bags, and the names of those missing."""
     missing: list[str] = []
-
     genre_emb = _weighted_embedding(bags.genre_counts, vectors, dim)
     if not bags.genre_counts:
         missing.append(S.MISSING_GENRES)
-
     top_ids = top_artist_ids(bags, profile, top_n)
     if top_ids:
         names = [profile.artists[a].name for a in top_ids]
@@ -125,7 +118,6 @@ def features_from_bags(
             bags.user_id,
             f"{bags.n_tracks} track(s) but neither genres nor any named artist: nothing to compare tastes by",
         )
-
     # Playlist embedding: each playlist's own genre mean, weighted by the playlist's size (usable items).
     pl_embs, pl_sizes = [], []
     for size, counts in bags.playlist_genres:
@@ -137,23 +129,22 @@ def features_from_bags(
         playlist_emb = ((sizes / sizes.sum()) @ np.stack(pl_embs).astype(np.float64)).astype(np.float32)
     else:
         playlist_emb = np.zeros(dim, dtype=np.float32)
+    return {"genre_emb": genre_emb, "artist_emb": artist_emb, "playlist_emb": playlist_emb}, missing
 
+
+def _scalars(bags: TasteBags, missing: list[str]) -> dict:
+    """Years, popularity and explicit share of the bags; appends the missing ones' names to ``missing``."""
     year_mean, year_std = _weighted_mean_std(bags.years)
-    if not bags.years:
-        missing.append(S.MISSING_YEARS)
     mean_popularity, _ = _weighted_mean_std(bags.popularity)
-    if not bags.popularity:
-        missing.append(S.MISSING_POPULARITY)
     explicit_ratio, _ = _weighted_mean_std(bags.explicit)
-    if not bags.explicit:
-        missing.append(S.MISSING_EXPLICIT)
-
-    genre_names, genre_weights = _sorted_bag(bags.genre_counts)
-    artist_ids, artist_weights = _sorted_bag(bags.artist_counts)
-    row = {
-        "genre_emb": genre_emb,
-        "artist_emb": artist_emb,
-        "playlist_emb": playlist_emb,
+    for values, name in (
+        (bags.years, S.MISSING_YEARS),
+        (bags.popularity, S.MISSING_POPULARITY),
+        (bags.explicit, S.MISSING_EXPLICIT),
+    ):
+        if not values:
+            missing.append(name)
+    return {
         "year_mean": year_mean,
         "year_std": year_std,
         "year_hist": year_histogram(bags.years),
@@ -161,6 +152,32 @@ def features_from_bags(
         "n_playlists": int(bags.n_playlists),
         "mean_popularity": mean_popularity,
         "explicit_ratio": explicit_ratio,
+    }
+
+
+def features_from_bags(
+    bags: TasteBags,
+    profile: AnyProfile,
+    vectors: Callable[[list[str]], np.ndarray],
+    dim: int,
+    top_n: int,
+    profile_hash: str | None = None,
+) -> dict:
+    """One ``user_features`` row (without ``user_id``, ``view``; ``combined`` unscaled).
+
+    ``vectors(texts)`` returns the (len(texts), dim) unit vectors of the texts.
+    Raises :class:`Rejected` when nothing is usable. The batch path (``features/rows.py``)
+    computes the same rows for many users at once.
+    """
+    reason = rejection_reason(bags)
+    if reason is not None:
+        raise Rejected(bags.user_id, reason)
+    embs, missing = _embeddings(bags, profile, vectors, dim, top_n)
+    genre_names, genre_weights = _sorted_bag(bags.genre_counts)
+    artist_ids, artist_weights = _sorted_bag(bags.artist_counts)
+    row = {
+        **embs,
+        **_scalars(bags, missing),
         "genre_names": genre_names,
         "genre_weights": np.array(genre_weights, dtype=np.float32),
         "artist_ids": artist_ids,
@@ -205,20 +222,33 @@ def raw_combined(row: Mapping) -> np.ndarray:
 
 
 def explanation_row(
-    bags: TasteBags, profile: Profile, year_hist: np.ndarray | None = None, profile_hash: str | None = None
+    bags: TasteBags, profile: AnyProfile, year_hist: np.ndarray | None = None, profile_hash: str | None = None
 ) -> dict:
     """One ``user_profiles`` row: what explanations show (top genres, artists, tracks, eras)."""
-    total_genre = sum(bags.genre_counts.values()) or 1.0
-    top_genres = [
-        {"genre": g, "weight": round(c / total_genre, 6)}
-        for g, c in sorted(bags.genre_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_GENRES_KEPT]
-    ]
-    top_artists = [
-        {"id": a, "name": profile.artists[a].name if a in profile.artists else None, "count": round(c, 6)}
-        for a, c in sorted(bags.artist_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_ARTISTS_KEPT]
-    ]
+    genres = sorted(bags.genre_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_GENRES_KEPT]
+    artists = sorted(bags.artist_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_ARTISTS_KEPT]
+    tracks = sorted(bags.track_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_TRACKS_KEPT]
+    named = [(a, profile.artists[a].name if a in profile.artists else None, c) for a, c in artists]
+    return explanation_from_tops(
+        profile,
+        n_playlists=int(bags.n_playlists),
+        n_tracks=int(bags.n_tracks),
+        tops=(genres, named, tracks),
+        total_genre=sum(bags.genre_counts.values()) or 1.0,
+        year_hist=year_histogram(bags.years) if year_hist is None else year_hist,
+        profile_hash=profile_hash if profile_hash is not None else profile.content_hash(),
+    )
+
+
+def explanation_from_tops(
+    profile: AnyProfile, *, n_playlists: int, n_tracks: int, tops: tuple, total_genre: float, year_hist, profile_hash: str
+) -> dict:
+    """The ``user_profiles`` row from the top (genre, count), (artist id, name, count), (track id, count)."""
+    genres, artists, tracks = tops
+    top_genres = [{"genre": g, "weight": round(c / total_genre, 6)} for g, c in genres]
+    top_artists = [{"id": a, "name": name, "count": round(c, 6)} for a, name, c in artists]
     top_tracks = []
-    for tid, c in sorted(bags.track_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_TRACKS_KEPT]:
+    for tid, c in tracks:
         t = profile.tracks[tid]
         top_tracks.append(
             {
@@ -228,18 +258,17 @@ def explanation_row(
                 "count": round(c, 6),
             }
         )
-    hist = year_histogram(bags.years) if year_hist is None else year_hist
     return {
         "user_id": profile.user_id,
         "display_name": profile.display_name,
         "source": profile.source,
-        "n_playlists": int(bags.n_playlists),
-        "n_tracks": int(bags.n_tracks),
+        "n_playlists": n_playlists,
+        "n_tracks": n_tracks,
         "top_genres_json": json.dumps(top_genres, ensure_ascii=False),
         "top_artists_json": json.dumps(top_artists, ensure_ascii=False),
         "top_tracks_json": json.dumps(top_tracks, ensure_ascii=False),
-        "year_hist_json": json.dumps({"bins": list(S.YEAR_BINS), "values": [round(float(x), 6) for x in hist]}),
-        "profile_hash": profile_hash if profile_hash is not None else profile.content_hash(),
+        "year_hist_json": json.dumps({"bins": list(S.YEAR_BINS), "values": [round(float(x), 6) for x in year_hist]}),
+        "profile_hash": profile_hash,
         "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -257,20 +286,8 @@ class FeatureBatch:
     no_views: list[str] = field(default_factory=list)  # users with a full row but too little to split in two
 
 
-class _VectorTable:
-    """Distinct strings -> rows of one matrix, so per-user look-ups are numpy indexing."""
-
-    def __init__(self, lookup: Mapping[str, np.ndarray], dim: int):
-        keys = list(lookup)
-        self.index = {k: i for i, k in enumerate(keys)}
-        self.matrix = np.stack([lookup[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, dim), np.float32)
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        return self.matrix[[self.index[t] for t in texts]]
-
-
 def featurize_profiles(
-    profiles: Iterable[Profile],
+    profiles: Iterable[AnyProfile],
     encoder,
     *,
     top_n: int = 10,
@@ -280,53 +297,33 @@ def featurize_profiles(
 ) -> FeatureBatch:
     """Features for many profiles: rows view ``full`` (and ``a``/``b`` when ``views``), one encoder call.
 
-    One bad user never fails the batch: it is listed in ``rejected`` with the reason.
+    All users are computed together (``features/rows.py``). One bad user never fails the batch: when
+    the batch raises, each user is computed alone and the one that raises is listed in ``rejected``.
     ``hashes``: ``content_hash()`` of profiles by user id, when the caller already computed them.
     """
-    from soundmates.features.views import split_views
+    from soundmates.features import rows
 
-    work: list[tuple[Profile, list[tuple[str, Profile, TasteBags]]]] = []
-    texts: set[str] = set()
+    profiles = list(profiles)
     batch = FeatureBatch()
+    if not profiles:
+        return batch
+    try:
+        rows.batch_rows(profiles, encoder, batch=batch, top_n=top_n, views=views, seed=seed, hashes=hashes)
+        return batch
+    except Exception:  # noqa: BLE001 - odd data somewhere: find whose, user by user
+        batch = FeatureBatch()
     for prof in profiles:
         try:
-            parts = [(S.VIEW_FULL, prof, taste_bags(prof))]
-            if views:
-                halves = split_views(prof, seed=seed)
-                if halves is not None:
-                    parts += [(S.VIEW_A, halves[0], taste_bags(halves[0])), (S.VIEW_B, halves[1], taste_bags(halves[1]))]
-            for _, p, b in parts:
-                texts |= texts_needed(b, p, top_n)
-            work.append((prof, parts))
+            rows.flatten([prof])
         except Exception as exc:  # noqa: BLE001 - a malformed profile must not stop the others
             batch.rejected.append({"user_id": prof.user_id, "reason": f"could not read the profile: {exc}"})
-
-    if not work:
-        return batch  # nothing to encode: do not load the model just to learn its dimension
-    dim = encoder.dim
-    table = _VectorTable(encoder.lookup(sorted(texts)), dim)
-    for prof, parts in work:
-        try:
-            full_view, full_prof, full_bags = parts[0]
-            known_hash = hashes.get(prof.user_id) if hashes else None
-            full_row = features_from_bags(full_bags, full_prof, table, dim, top_n, profile_hash=known_hash)
-            phash = full_row["profile_hash"]
-        except Rejected as rej:
-            batch.rejected.append({"user_id": rej.user_id, "reason": rej.reason})
             continue
+        one = FeatureBatch()
+        try:
+            rows.batch_rows([prof], encoder, batch=one, top_n=top_n, views=views, seed=seed, hashes=hashes)
         except Exception as exc:  # noqa: BLE001 - a bug or odd data in one profile must not cost the others their features
             batch.rejected.append({"user_id": prof.user_id, "reason": f"feature computation failed: {type(exc).__name__}: {exc}"})
             continue
-        rows = [{"user_id": prof.user_id, "view": full_view, **full_row}]
-        for view, p, b in parts[1:]:
-            try:
-                r = features_from_bags(b, p, table, dim, top_n, profile_hash=phash)
-            except Exception:  # noqa: BLE001 - Rejected or odd data in one half
-                rows = rows[:1]  # both halves or neither: a lone half is no training pair
-                break
-            rows.append({"user_id": prof.user_id, "view": view, **r})
-        if len(rows) == 1:
-            batch.no_views.append(prof.user_id)
-        batch.feature_rows.extend(rows)
-        batch.profile_rows.append(explanation_row(full_bags, prof, full_row["year_hist"], phash))
+        for name in ("feature_rows", "profile_rows", "rejected", "no_views"):
+            getattr(batch, name).extend(getattr(one, name))
     return batch
