@@ -235,7 +235,7 @@ def _unknown_users(considered, refit: bool, seen, fps, stored_hash, rejected: li
     return to_load
 
 
-def _changed(profiles: list[Profile], hashes, refit: bool, stored_hash, seen, fps, unchanged: list[str]) -> list[Profile]:
+def _changed(profiles: list[AnyProfile], hashes, refit: bool, stored_hash, seen, fps, unchanged: list[str]) -> list[AnyProfile]:
     """The loaded profiles to compute (all on a refit); the others go to ``unchanged`` with their fingerprint recorded."""
     todo = [p for p in profiles if refit or stored_hash.get(p.user_id) != hashes[p.user_id]]
     todo_ids = {p.user_id for p in todo}
@@ -246,7 +246,7 @@ def _changed(profiles: list[Profile], hashes, refit: bool, stored_hash, seen, fp
     return todo
 
 
-def _remember_batch(seen, fps, hashes, part: list[Profile], out: dict) -> None:
+def _remember_batch(seen, fps, hashes, part: list[AnyProfile], out: dict) -> None:
     """Record the fingerprints of a stored batch: computed users, and rejections that only depend on the file."""
     for p in part:
         if p.user_id in out["computed"]:
