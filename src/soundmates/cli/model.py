@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 
+# Long only by its typer options (one declaration per flag, each with its help text); the body is short.
 def train(
     max_epochs: int = typer.Option(
         None, "--max-epochs", help="Most epochs (early stopping on the validation monitor may stop sooner)."
