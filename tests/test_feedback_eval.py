@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers.model_data import full_schema_features
+from tests.helpers.model_data import TRAIN_ARGS, cli_json, full_schema_features
 
-TRAIN_ARGS = ["--max-epochs", "1", "--seed", "1", "--genre-dim", "8", "--artist-dim", "8", "--batch-size", "16"]
-
-
-def _json(result) -> dict:
-    assert result.exit_code == 0, result.output
-    lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stdout
-    return json.loads(lines[0])
+_json = cli_json
 
 
 def _vote_on_served_ranking(settings, voters: list[str]) -> None:

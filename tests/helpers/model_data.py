@@ -57,3 +57,17 @@ def full_schema_features(n_users: int):
     df["genre_weights"] = df["genre_weights"].map(lambda v: np.asarray(v, dtype=np.float32))
     df["artist_weights"] = df["artist_weights"].map(lambda v: np.asarray(v, dtype=np.float32))
     return df[["user_id", "view", *FEATURE_COLUMNS]]
+
+
+# a one-epoch, tiny-towers training run: enough for the CLI's train/promote steps in a test
+TRAIN_ARGS = ["--max-epochs", "1", "--seed", "1", "--genre-dim", "8", "--artist-dim", "8", "--batch-size", "16"]
+
+
+def cli_json(result) -> dict:
+    """The one JSON line a successful ``--json`` CLI call printed."""
+    import json
+
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stdout
+    return json.loads(lines[0])
