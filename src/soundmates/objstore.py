@@ -11,7 +11,7 @@ the new one), and a conditional PUT (``If-None-Match: *`` = create only, ``If-Ma
 compare-and-swap) fails with 412 instead of overwriting. Directories are written file by file
 with a marker file last, so a reader that waits for the marker never sees half of one; a
 directory is downloaded aside and renamed into place, so a local copy is whole or absent.
-Floor 1: imports nothing of the package.
+Floor 1: imports nothing of the package but :mod:`soundmates.atomic` (the one rename mechanism).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from soundmates.atomic import commit_directory
 
 _URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
@@ -222,7 +224,7 @@ class ObjectStore:
                 except _errors() as exc:
                     raise self._fail(f"downloading {key}", exc) from None
             try:
-                os.rename(tmp, target)
+                commit_directory(tmp, target)
             except OSError:
                 if not target.is_dir():
                     raise
