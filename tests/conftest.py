@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.fixtures.features",
     "tests.fixtures.model",
     "tests.fixtures.schema",
+    "tests.fixtures.objstore",
 ]
 
 

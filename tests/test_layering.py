@@ -16,6 +16,7 @@ def test_lower_stages_never_import_higher_ones():
         "keys": 1,
         "logs": 1,
         "atomic": 1,
+        "objstore": 1,
         "catalog_data": 1,
         "spotify": 2,
         "world": 2,

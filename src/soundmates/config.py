@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SOUNDMATES_", extra="ignore")
 
     data_dir: Path = Field(default=REPO_ROOT / "var", description="All state: raw responses, profiles, stores, models, indexes.")
+    # s3://bucket/prefix: the feature store's tables, the model registry and the index versions live there
+    # (shared by hosts; AWS_* variables say how to connect); empty = everything under data_dir.
+    data_url: str = ""
 
     # Spotify endpoint: the real API by default; the local server by configuration only.
     spotify_api_url: str = SPOTIFY_API_URL
@@ -51,10 +54,18 @@ class Settings(BaseSettings):
 
     # Index
     fresh_buffer_threshold: int = 1000
+    index_poll_s: float = 1.0  # with data_url: a reader re-reads the object store's CURRENT at most this often
 
     # Dashboard / Airflow
     airflow_url: str = "http://127.0.0.1:8080"
     dashboard_url: str = "http://127.0.0.1:8501"
+
+    @field_validator("data_url")
+    @classmethod
+    def _object_store_url(cls, v: str) -> str:
+        from soundmates.objstore import check_url
+
+        return check_url(v) if v.strip() else ""
 
     @field_validator("spotify_api_url")
     @classmethod
@@ -77,6 +88,11 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def remote_cache_dir(self) -> Path:
+        """This host's copies of object-store files (model and index versions, one folder per version)."""
+        return self.cache_dir / "objstore"
 
     @property
     def models_dir(self) -> Path:

@@ -1,5 +1,8 @@
 """Which version a reader serves: verified and mapped once, re-checked by three stats per call, damaged versions skipped.
 
+(On an object store the two stats of ``CURRENT`` and the versions folder are the remote pointer's ETag,
+re-read at most every ``poll_s``: see :class:`~soundmates.index.versions.VersionStore`.)
+
 A version whose manifest has the wrong shape or whose files do not match their checksums is never
 opened by its backend: the newest older valid version is served, with a warning; if none is valid
 the error says so and what to run.
@@ -104,7 +107,7 @@ class VersionLoader:
         self.warnings: list[str] = []
 
     def _stat(self) -> tuple:
-        return (stat_key(self.store.current_path), stat_key(self.store.versions_dir))
+        return self.store.change_key()
 
     def _still_valid(self, loaded: Loaded | None, key: tuple) -> TypeGuard[Loaded]:
         return loaded is not None and key == self._key and stat_key(loaded.ann_path) == loaded.ann_key

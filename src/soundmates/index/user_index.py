@@ -14,6 +14,10 @@ query, so a new version is picked up without a restart. A version whose manifest
 shape or whose files do not match their checksums is never loaded: the newest older valid version
 is served, with a warning; if none is valid the error says so and what to run.
 
+With ``SOUNDMATES_DATA_URL`` set, ``versions/`` and ``CURRENT`` live on the object store (its
+``index/`` prefix) and each host keeps copies of the versions it serves under
+``settings.remote_cache_dir``; ``fresh.npz`` and the removed-users list stay in the local directory.
+
 This module is the facade callers use; the parts: :mod:`.build` (writing a version), :mod:`.loader`
 (which version is served), :mod:`.search` (answering a query), :mod:`.removal_guard` (removals
 against a served version), :mod:`.fresh`, :mod:`.tombstones`, :mod:`.versions`.
@@ -38,6 +42,7 @@ from soundmates.index.removal_guard import blocked_in, check_removals_kept, note
 from soundmates.index.search import FreshView, Hit, SearchResult, top_hits
 from soundmates.index.tombstones import TombState, Tombstones
 from soundmates.index.versions import VersionStore, new_version_name, sequence
+from soundmates.objstore import ObjectStore
 
 __all__ = ["Hit", "SearchResult", "UserIndex"]
 
@@ -52,16 +57,24 @@ class UserIndex:
     def __init__(self, settings=None, *, root: Path | None = None, backend: str | None = None):
         """``backend``: what ``build`` writes (default ``SOUNDMATES_INDEX_BACKEND``, else Annoy); any version is read
         with the backend its manifest names."""
+        remote = None
         if root is None:
             if settings is None:
                 from soundmates.config import get_settings
 
                 settings = get_settings()
             root = settings.index_dir
+            remote = ObjectStore.for_settings(settings, "index")
         self.settings = settings
         self.root = Path(root)
         self.backend = backend_named(backend, settings)
-        self.store = VersionStore(self.root, files_for)
+        self.store = VersionStore(
+            self.root,
+            files_for,
+            remote=remote,
+            cache=settings.remote_cache_dir / "index" if remote is not None else None,
+            poll_s=float(getattr(settings, "index_poll_s", 1.0)),
+        )
         self.versions_dir = self.store.versions_dir
         self.current_path = self.store.current_path
         self.fresh = FreshBuffer(self.root / "fresh.npz")
@@ -299,7 +312,8 @@ class UserIndex:
         """
         added = self.tombstones.add(user_id)
         self.fresh.discard([user_id])
-        note_removals(self.versions_dir, self.versions(), len(self.tombstones))
+        # the versions this host holds (with an object store, its copies: the guard is per host, like the list)
+        note_removals(self.versions_dir, [v for v in self.versions() if (self.versions_dir / v).is_dir()], len(self.tombstones))
         return added
 
     def is_removed(self, user_id: str) -> bool:

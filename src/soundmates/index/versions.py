@@ -6,6 +6,12 @@ the newest valid version is served instead. Versions are ordered by their *seque
 features they index were read (``features_read_at``), then the name. A build publishes only if its
 sequence is newer than the one ``CURRENT`` names, checked under the build lock, so a slower
 concurrent build never moves ``CURRENT`` back to older data.
+
+With an object store (``remote``), ``versions/`` and ``CURRENT`` live there and ``cache`` holds this
+host's copies of versions (downloaded whole, then renamed in: one folder per version name, never
+stale, since a version never changes). A build uploads its version with the manifest last, then
+swaps ``CURRENT`` with a conditional PUT (``If-Match`` the pointer it compared against, or
+``If-None-Match`` when there was none), so two hosts' builds cannot move it back either.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from soundmates.index._files import atomic_write_bytes, sha256_file
+from soundmates.index._files import atomic_write_bytes, sha256_file, stat_key
 from soundmates.index.errors import IndexCorrupt
+from soundmates.objstore import ObjectStore
 
 MANIFEST_FILE = "manifest.json"
 VERSION_RE = re.compile(r"\d{8}T\d{12}Z-[0-9a-f]{6}")
@@ -97,16 +104,58 @@ def sequence(m: dict) -> tuple[float, str]:
 class VersionStore:
     """``versions/<name>/`` directories and the ``CURRENT`` pointer of one index directory."""
 
-    def __init__(self, root: Path, files_for: Callable[[dict], tuple[str, ...] | None]):
+    def __init__(
+        self,
+        root: Path,
+        files_for: Callable[[dict], tuple[str, ...] | None],
+        *,
+        remote: ObjectStore | None = None,
+        cache: Path | None = None,
+        poll_s: float = 1.0,
+    ):
+        """``remote``: versions and ``CURRENT`` on an object store, copies under ``cache`` (default ``root``);
+        a reader re-reads the remote ``CURRENT`` at most every ``poll_s`` seconds."""
         self.root = Path(root)
-        self.versions_dir = self.root / "versions"
+        self.remote = remote
+        self.versions_dir = (Path(cache) if remote is not None and cache is not None else self.root) / "versions"
         self.current_path = self.root / "CURRENT"
         self.files_for = files_for
         self.lock = FileLock(str(self.root / ".build.lock"))
+        self.poll_s = poll_s
+        self._pointer: tuple[float, tuple[bytes, str] | None] | None = None  # (read at, (bytes, ETag) or None)
+
+    # --- the object store ----------------------------------------------------
+    def _remote_pointer(self, remote: ObjectStore, fresh: bool = False) -> tuple[bytes, str] | None:
+        now = time.monotonic()
+        if fresh or self._pointer is None or now - self._pointer[0] >= self.poll_s:
+            self._pointer = (now, remote.get_versioned("CURRENT"))
+        return self._pointer[1]
+
+    def change_key(self) -> tuple:
+        """Changes whenever ``CURRENT`` (or, on disk, the versions directory) may have: readers re-choose then."""
+        if self.remote is not None:
+            got = self._remote_pointer(self.remote)
+            return ("remote", None if got is None else got[1])
+        return (stat_key(self.current_path), stat_key(self.versions_dir))
+
+    def fetch(self, name: str) -> None:
+        """With an object store: make sure this host has its copy of version ``name`` (downloaded once)."""
+        if self.remote is not None and not (self.versions_dir / name / MANIFEST_FILE).is_file():
+            self.remote.download_dir(f"versions/{name}", self.versions_dir / name)
+
+    def _exists(self, name: str) -> bool:
+        if (self.versions_dir / name).is_dir():
+            return True
+        return self.remote is not None and self.remote.get(f"versions/{name}/{MANIFEST_FILE}") is not None
 
     # --- reading -------------------------------------------------------------
     def names(self) -> list[str]:
         """Version directories with a valid name, newest name first."""
+        if self.remote is not None:  # a version is there once its manifest (uploaded last) is
+            parts = [k.split("/") for k in self.remote.keys("versions")]
+            return sorted(
+                (p[1] for p in parts if len(p) == 3 and p[2] == MANIFEST_FILE and VERSION_RE.fullmatch(p[1])), reverse=True
+            )
         try:
             entries = list(self.versions_dir.iterdir())
         except FileNotFoundError:
@@ -122,8 +171,14 @@ class VersionStore:
     def read_current(self) -> tuple[str | None, str | None]:
         """(name, None) if ``CURRENT`` names an existing version; (None, None) if absent; (None, why) if damaged."""
         try:
-            with open(self.current_path, "rb") as f:
-                raw = f.read(257)
+            if self.remote is not None:
+                got = self._remote_pointer(self.remote)
+                if got is None:
+                    return None, None
+                raw = got[0][:257]
+            else:
+                with open(self.current_path, "rb") as f:
+                    raw = f.read(257)
         except FileNotFoundError:
             return None, None
         except IsADirectoryError:
@@ -138,14 +193,20 @@ class VersionStore:
             return None, "CURRENT is empty"
         if len(raw) > 256 or not VERSION_RE.fullmatch(text):
             return None, f"CURRENT holds {text[:40]!r}, which is not a version name"
-        if not (self.versions_dir / text).is_dir():
+        if not self._exists(text):
             return None, f"CURRENT names version {text}, which does not exist"
         return text, None
 
     def read_manifest(self, name: str) -> dict:
         path = self.versions_dir / name / MANIFEST_FILE
         try:
-            data = json.loads(path.read_bytes().decode("utf-8"))
+            if self.remote is not None and not path.is_file():
+                raw = self.remote.get(f"versions/{name}/{MANIFEST_FILE}")
+                if raw is None:
+                    raise FileNotFoundError(name)
+            else:
+                raw = path.read_bytes()
+            data = json.loads(raw.decode("utf-8"))
         except FileNotFoundError:
             raise IndexCorrupt(f"index version {name}: manifest missing") from None
         except OSError as e:
@@ -156,6 +217,7 @@ class VersionStore:
 
     def verify(self, name: str) -> dict:
         """The manifest of ``name`` if every file it lists matches its size and checksum, else IndexCorrupt."""
+        self.fetch(name)
         manifest = self.read_manifest(name)
         vdir = self.versions_dir / name
         for fname, info in manifest["files"].items():
@@ -210,6 +272,8 @@ class VersionStore:
 
     def publish(self, name: str, seq: tuple) -> bool:
         """Point CURRENT at ``name`` unless it already names newer data; call with ``self.lock`` held."""
+        if self.remote is not None:
+            return self._publish_remote(self.remote, name, seq)
         ref = self._reference()
         if ref is not None and ref[1] != name and seq <= ref:
             return False
@@ -219,6 +283,21 @@ class VersionStore:
         atomic_write_bytes(self.current_path, (name + "\n").encode("ascii"))
         return True
 
+    def _publish_remote(self, remote: ObjectStore, name: str, seq: tuple) -> bool:
+        """Upload ``name`` (manifest last), then compare-and-swap ``CURRENT`` to it unless it names newer data."""
+        remote.upload_dir(self.versions_dir / name, f"versions/{name}", last=MANIFEST_FILE)
+        for _ in range(50):
+            got = self._remote_pointer(remote, fresh=True)
+            ref = self._reference()
+            if ref is not None and ref[1] != name and seq <= ref:
+                return False
+            if remote.put(
+                "CURRENT", (name + "\n").encode("ascii"), if_absent=got is None, if_etag=None if got is None else got[1]
+            ):
+                self._pointer = None
+                return True
+        raise IndexCorrupt(f"CURRENT at {remote.url()} kept changing: gave up publishing {name}")
+
     def prune(self, keep: int, current: str | None) -> list[str]:
         """Delete all but the ``keep`` newest versions (never the one served) and stale temporary dirs."""
         seqs, bad = self.sequences()
@@ -226,6 +305,8 @@ class VersionStore:
         removed = []
         for name in ordered[max(keep, 2) :]:
             if name != current:
+                if self.remote is not None:
+                    self.remote.delete(f"versions/{name}")
                 shutil.rmtree(self.versions_dir / name, ignore_errors=True)
                 removed.append(name)
         now = time.time()

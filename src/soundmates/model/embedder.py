@@ -119,7 +119,7 @@ def get_embedder(settings=None, version: str | None = None) -> UserEmbedder:
     from soundmates.model.registry import ModelRegistry
 
     settings = settings or get_settings()
-    reg = ModelRegistry(settings.models_dir)
+    reg = ModelRegistry.for_settings(settings)
     if version is None and reg.served_version() is None:
         return RawFeatureEmbedder()
     return reg.load_embedder(version)

@@ -19,6 +19,10 @@ Saving never promotes: ``current`` moves only through :mod:`soundmates.model.gat
 evaluation. A version directory is written aside and renamed into place, so a crash never
 leaves half a model; nothing already stored is overwritten.
 
+On an object store (``SOUNDMATES_DATA_URL``: :meth:`ModelRegistry.for_settings`) the layout is under
+``models/``: files uploaded with ``meta.json`` last (create-only PUT), ``CURRENT`` one atomic PUT, meta
+updates compare-and-swap; ``root`` is this host's cache of version files (immutable, so never stale).
+
 When Hopsworks is configured (``HOPSWORKS_API_KEY``), the version is also pushed to its
 model registry (lazily imported; a failure there is reported, not fatal).
 """
@@ -36,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from soundmates.atomic import atomic_write_text, commit_directory
+from soundmates.objstore import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +71,44 @@ def eval_set_id(user_ids: list[str]) -> str:
 
 
 class ModelRegistry:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, remote: ObjectStore | None = None):
+        """``remote``: the object-store prefix of the registry (``root`` is then this host's cache)."""
         self.root = Path(root)
         self.versions_dir = self.root / "versions"
+        self.remote = remote
+        self.where = str(self.root) if remote is None else remote.url()  # for messages
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> ModelRegistry:
+        """The registry the settings name: ``models_dir``, or ``models/`` of ``SOUNDMATES_DATA_URL``."""
+        remote = ObjectStore.for_settings(settings, "models")
+        return cls(settings.models_dir) if remote is None else cls(settings.remote_cache_dir / "models", remote)
 
     # ---- reading
     def versions(self) -> list[str]:
+        if self.remote is not None:
+            return sorted(k.split("/")[1] for k in self.remote.keys("versions") if k.count("/") == 2 and k.endswith("/meta.json"))
         if not self.versions_dir.exists():
             return []
         return sorted(p.name for p in self.versions_dir.iterdir() if p.is_dir() and (p / "meta.json").exists())
 
+    def _read(self, name: str) -> str | None:
+        """The text of ``CURRENT`` or ``versions/<v>/meta.json`` (None: absent), from the store itself."""
+        if self.remote is not None:
+            return None if (data := self.remote.get(name)) is None else data.decode("utf-8")
+        return (self.root / name).read_text() if (self.root / name).exists() else None
+
     def current_version(self) -> str | None:
-        p = self.root / CURRENT
-        if not p.exists():
-            return None
-        v = p.read_text().strip()
-        return v if v and (self.versions_dir / v / "meta.json").exists() else None
+        v = (self._read(CURRENT) or "").strip()
+        return v if v and self._read(f"versions/{v}/meta.json") is not None else None
+
+    def version_dir(self, version: str) -> Path:
+        """The local folder of ``version``'s files (downloaded into this host's cache first, with a store)."""
+        d = self.versions_dir / version
+        if self.remote is not None and not (d / "meta.json").is_file():
+            if not self.remote.download_dir(f"versions/{version}", d):
+                raise RegistryError(f"model version {version!r} has no files in {self.where}")
+        return d
 
     def served_version(self) -> str | None:
         """What serving uses: ``current`` (the gate's choice); before any promotion, the newest registered
@@ -95,12 +122,12 @@ class ModelRegistry:
         return None
 
     def meta(self, version: str) -> dict[str, Any]:
-        p = self.versions_dir / version / "meta.json"
-        if not p.exists():
+        text = self._read(f"versions/{version}/meta.json")
+        if text is None:
             raise RegistryError(
-                f"model version {version!r} not found in {self.versions_dir} (have: {', '.join(self.versions()) or 'none'})"
+                f"model version {version!r} not found in {self.where}/versions (have: {', '.join(self.versions()) or 'none'})"
             )
-        return json.loads(p.read_text())
+        return json.loads(text)
 
     def candidate_version(self, version: str) -> str:
         """The version whose candidate side ``version`` serves: its base for a feedback-tuned one, else itself."""
@@ -115,13 +142,13 @@ class ModelRegistry:
 
         version = version or self.current_version()
         if version is None:
-            raise RegistryError(f"no current model in {self.root}: run `soundmates train` first")
+            raise RegistryError(f"no current model in {self.where}: run `soundmates train` first")
         meta = self.meta(version)
         if meta.get("kind", "two_tower") != "two_tower":
             raise RegistryError(
                 f"version {version} is a {meta.get('method')} {meta.get('kind')}, not a two-tower model: use load_embedder"
             )
-        d = self.versions_dir / version
+        d = self.version_dir(version)
         pre = FeaturePreprocessor.from_state(json.loads((d / "preprocessor.json").read_text()))
         arch = meta["architecture"]
         model = TwoTowerModel(meta["config"], arch["genre_rows"], arch["artist_rows"], arch["dense_in"])
@@ -141,12 +168,12 @@ class ModelRegistry:
 
         version = version or self.served_version()
         if version is None:
-            raise RegistryError(f"nothing is registered in {self.root}: run `soundmates train` first")
+            raise RegistryError(f"nothing is registered in {self.where}: run `soundmates train` first")
         meta = self.meta(version)
         if meta.get("kind") == FEEDBACK_KIND:
             return self._load_feedback_tuned(version, meta)
         if meta.get("kind") == "baseline":
-            emb = load_baseline(self.versions_dir / version, version)
+            emb = load_baseline(self.version_dir(version), version)
             emb.meta = meta
             return emb
         return TwoTowerEmbedder(self.load(version))
@@ -161,7 +188,7 @@ class ModelRegistry:
         if not base_version or self.meta(base_version).get("kind") == FEEDBACK_KIND:
             raise RegistryError(f"feedback-tuned version {version}: its base {base_version!r} is not a registered base embedder")
         base = self.load_embedder(base_version)
-        with np.load(self.versions_dir / version / FEEDBACK_FILE) as z:
+        with np.load(self.version_dir(version) / FEEDBACK_FILE) as z:
             weight = z["weight"]
         if weight.shape != (base.dim, base.dim):
             raise RegistryError(
@@ -175,7 +202,8 @@ class ModelRegistry:
     def _new_version(self, prefix: str = "tt") -> str:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         v, n = f"{prefix}-{stamp}", 1
-        while (self.versions_dir / v).exists():
+        taken = set(self.versions()) if self.remote is not None else set()
+        while (self.versions_dir / v).exists() or v in taken:
             n += 1
             v = f"{prefix}-{stamp}-{n}"
         return v
@@ -190,6 +218,11 @@ class ModelRegistry:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        # meta.json last and only if absent: readers see whole versions, and none is overwritten
+        if self.remote is not None and not self.remote.upload_dir(
+            self.versions_dir / version, f"versions/{version}", last="meta.json"
+        ):
+            raise RegistryError(f"model version {version!r} already exists in {self.where}")
         return version
 
     def save(
@@ -302,14 +335,28 @@ class ModelRegistry:
         self._update_meta(version, **fields)
 
     def _update_meta(self, version: str, **fields: Any) -> None:
-        meta = self.meta(version)
-        meta.update(fields)
-        atomic_write_text(self.versions_dir / version / "meta.json", json.dumps(meta, indent=2, default=str))
+        if self.remote is None:
+            meta = self.meta(version)
+            meta.update(fields)
+            atomic_write_text(self.versions_dir / version / "meta.json", json.dumps(meta, indent=2, default=str))
+            return
+        key = f"versions/{version}/meta.json"
+        for _ in range(20):  # compare-and-swap: a concurrent update of another field is never lost
+            got = self.remote.get_versioned(key)
+            if got is None:
+                raise RegistryError(f"model version {version!r} not found in {self.where}")
+            meta = {**json.loads(got[0]), **fields}
+            if self.remote.put(key, json.dumps(meta, indent=2, default=str).encode(), if_etag=got[1]):
+                return
+        raise RegistryError(f"model version {version!r}: meta.json kept changing under this update in {self.where}")
 
     def promote(self, version: str, reason: str) -> None:
         self.meta(version)  # must exist
         self._update_meta(version, promoted=True, promotion_reason=reason)
-        atomic_write_text(self.root / CURRENT, version + "\n")
+        if self.remote is not None:
+            self.remote.put(CURRENT, (version + "\n").encode())  # one PUT: readers see the old or the new name
+        else:
+            atomic_write_text(self.root / CURRENT, version + "\n")
 
     def mark_not_promoted(self, version: str, reason: str) -> None:
         self._update_meta(version, promotion_reason=reason)

@@ -69,7 +69,7 @@ def served_feedback(settings: Any) -> dict[str, Any] | None:
     from soundmates.store import get_store
 
     votes = stored_votes(settings)
-    reg = ModelRegistry(settings.models_dir)
+    reg = ModelRegistry.for_settings(settings)
     if not votes or reg.served_version() is None:
         return None
     rows = full_rows(get_store(settings).read(USER_FEATURES))

@@ -63,7 +63,7 @@ def _incumbent(settings: Settings):
     embedders, and the query-side map is fitted afresh on the current votes after it)."""
     from soundmates.model.registry import ModelRegistry
 
-    reg = ModelRegistry(settings.models_dir)
+    reg = ModelRegistry.for_settings(settings)
     if reg.served_version() is None:
         return None
     try:
@@ -124,7 +124,7 @@ def train_model(
         incumbent=incumbent,
         work_dir=settings.models_dir / "runs",
     )
-    reg = ModelRegistry(settings.models_dir)
+    reg = ModelRegistry.for_settings(settings)
     res = exp.result
     # what serves after the promote step: the incumbent itself when the gate keeps it (not this run's refit
     # of its method), so the feedback map is fitted on the vectors of the version it is registered on
@@ -242,7 +242,7 @@ def promote_model(settings: Settings | None = None, version: str | None = None) 
     from soundmates.model.registry import ModelRegistry, RegistryError
 
     settings = settings or get_settings()
-    reg = ModelRegistry(settings.models_dir)
+    reg = ModelRegistry.for_settings(settings)
     if version is None:
         trained = [v for v in reg.versions() if reg.meta(v).get("method", "two_tower") == "two_tower" and "gate" in reg.meta(v)]
         if not trained:
@@ -364,7 +364,7 @@ def stored_evaluation(settings: Settings) -> dict[str, Any]:
     """The latest training's evaluation on the stored users; ``served`` = what the registry serves now."""
     from soundmates.model.registry import ModelRegistry
 
-    reg = ModelRegistry(settings.models_dir)
+    reg = ModelRegistry.for_settings(settings)
     trained = [v for v in reg.versions() if "evaluation" in reg.meta(v)]
     if not trained:
         raise LookupError(

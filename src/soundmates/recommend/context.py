@@ -130,7 +130,7 @@ class RecommendContext:
         try:
             from soundmates.model.registry import ModelRegistry
 
-            reg = ModelRegistry(self.settings.models_dir)
+            reg = ModelRegistry.for_settings(self.settings)
             served = reg.served_version()
             return served if served is not None and reg.candidate_version(served) == candidate else None
         except Exception:  # the loaded embedder stays; loading reports a real problem

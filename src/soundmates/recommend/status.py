@@ -96,7 +96,7 @@ def model_info(ctx: RecommendContext) -> dict:
     try:
         from soundmates.model.registry import ModelRegistry
 
-        reg = ModelRegistry(ctx.settings.models_dir)
+        reg = ModelRegistry.for_settings(ctx.settings)
         # ``served_version``: the gate's choice, or a registered baseline before any promotion.
         version = (getattr(reg, "served_version", None) or reg.current_version)()
         if version is None:

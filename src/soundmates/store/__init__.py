@@ -1,7 +1,8 @@
 """Feature store: one interface (:class:`FeatureStore`), two backends chosen by configuration.
 
 ``get_store(settings)`` returns the embedded Delta Lake store under
-``settings.store_dir`` by default, or Hopsworks when
+``settings.store_dir`` by default (its tables under ``SOUNDMATES_DATA_URL``'s ``store/`` prefix
+when that is set: see :mod:`soundmates.objstore`), or Hopsworks when
 ``SOUNDMATES_STORE_BACKEND=hopsworks`` (which then needs ``HOPSWORKS_API_KEY``).
 Nothing heavy is imported here: ``deltalake`` and ``hopsworks`` load on first use.
 """
@@ -59,6 +60,7 @@ def get_store(settings: Settings | None = None, *, hopsworks: HopsworksSettings 
         return HopsworksFeatureStore(hopsworks or HopsworksSettings())
     if settings.store_backend != "embedded":  # Settings validates this; guard direct construction
         raise StoreUnavailable(f"unknown store backend {settings.store_backend!r} (use 'embedded' or 'hopsworks')")
+    from soundmates.objstore import ObjectStore
     from soundmates.store.delta import DeltaFeatureStore
 
-    return DeltaFeatureStore(settings.store_dir)
+    return DeltaFeatureStore(settings.store_dir, remote=ObjectStore.for_settings(settings, "store"))

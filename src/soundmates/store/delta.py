@@ -19,6 +19,10 @@ Concurrency, which is what Airflow tasks and the dashboard need:
   (``store/repair.py``: the damage moved aside, back to the last good version)
   with one warning, or refused with :class:`StoreDamaged` naming the table.
 
+On an object store (``SOUNDMATES_DATA_URL``, ``remote``) the tables live under its ``store/``
+prefix: the file lock still serialises this host's writers, and Delta's conditional-put commits
+keep writers on different hosts from losing each other's commits (the retry above).
+
 Paths, locks, opening and repair live in ``store/delta_tables.py``; this module is the contract
 (upsert, read, delete, maintenance) on top of them.
 """
@@ -34,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from soundmates.objstore import ObjectStore
 from soundmates.store.base import (
     DataVersionNotFound,
     FeatureStore,
@@ -57,7 +62,7 @@ def _sql_literal(value: str) -> str:
 
 
 class DeltaFeatureStore(DeltaTables, FeatureStore):
-    """Feature groups as Delta tables under ``root`` (``settings.store_dir``)."""
+    """Feature groups as Delta tables under ``root`` (``settings.store_dir``), or under ``remote`` (then ``root`` holds locks)."""
 
     backend = "embedded"
 
@@ -68,11 +73,13 @@ class DeltaFeatureStore(DeltaTables, FeatureStore):
         lock_timeout_s: float = 300.0,
         commit_attempts: int = 8,
         compact_after_files: int | None = 32,
+        remote: ObjectStore | None = None,
     ):
         """``compact_after_files``: after a write leaves more data files than this, compact them
         (small frequent upserts such as the inbox otherwise make every read open hundreds of
         files). Compaction is a commit of its own with identical rows; old versions stay readable."""
         self.root = Path(root)
+        self.remote = remote
         self.lock_timeout_s = lock_timeout_s
         self.commit_attempts = commit_attempts
         self.compact_after_files = compact_after_files
@@ -117,17 +124,19 @@ class DeltaFeatureStore(DeltaTables, FeatureStore):
     def _create(self, spec: GroupSpec, path: Path, table: pa.Table) -> int:
         from deltalake import DeltaTable, write_deltalake
 
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.remote is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         # The primary key travels with the table (Delta rejects unknown table properties,
         # so it lives in the description) so ``groups()`` can report it for any table.
         write_deltalake(
-            str(path),
+            self.uri(path),
             table,
             mode="error",
             name=spec.name,
             description=json.dumps({"primary_key": list(spec.primary_key)}),
+            storage_options=self.storage_options,
         )
-        return DeltaTable(str(path)).version()
+        return DeltaTable(self.uri(path), storage_options=self.storage_options).version()
 
     def _merge(self, spec: GroupSpec, path: Path, table: pa.Table, *, evolve: bool = False) -> int:
         predicate = " AND ".join(f"t.{c} = s.{c}" for c in spec.primary_key)
@@ -293,17 +302,26 @@ class DeltaFeatureStore(DeltaTables, FeatureStore):
         dt = self._open(self.table_path(group, version))
         return None if dt is None else dt.version()
 
-    def groups(self) -> list[GroupInfo]:
+    def _table_dirs(self) -> list[Path]:
+        """Every directory (or object-store prefix) that holds a table, by ``root``-relative path."""
         from deltalake import DeltaTable
 
-        infos: list[GroupInfo] = []
+        if self.remote is not None:
+            return [self.root / name for name in self.remote.dirs() if TABLE_DIR.match(name)]
         if not self.root.exists():
-            return infos
-        for child in sorted(self.root.iterdir()):
+            return []
+        # A table whose log is damaged is no "deltatable" to deltalake: open it to repair or name it.
+        return [
+            child
+            for child in sorted(self.root.iterdir())
+            if TABLE_DIR.match(child.name) and (DeltaTable.is_deltatable(str(child)) or (child / "_delta_log").exists())
+        ]
+
+    def groups(self) -> list[GroupInfo]:
+        infos: list[GroupInfo] = []
+        for child in self._table_dirs():
             m = TABLE_DIR.match(child.name)
-            # A table whose log is damaged is no "deltatable" to deltalake: open it to repair or name it.
-            if not m or not (DeltaTable.is_deltatable(str(child)) or (child / "_delta_log").exists()):
-                continue
+            assert m is not None  # _table_dirs matched it
             dt, rows = self._counted(child)
             if dt is None:
                 continue

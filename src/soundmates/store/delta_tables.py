@@ -2,6 +2,12 @@
 
 :class:`~soundmates.store.delta.DeltaFeatureStore` builds the feature-store contract on
 these; nothing here knows about feature groups beyond their ``<name>_<version>`` directory.
+
+With an object store (``remote``), each table lives at ``<remote>/<name>_<version>`` and
+``root`` only holds this host's writer locks: writers on other hosts are kept apart by Delta's
+own commit protocol, which on S3 creates each commit with a conditional PUT (``If-None-Match``),
+so of two writers of one version exactly one wins and the other retries on a fresh snapshot.
+Damage repair is a local-disk mechanism: a remote table that fails to open is reported.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from soundmates.objstore import ObjectStore
 from soundmates.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -25,6 +32,7 @@ class DeltaTables:
     """The tables under ``root``: where each lives, its writer lock, and how it is opened and repaired."""
 
     root: Path
+    remote: ObjectStore | None
     lock_timeout_s: float
     commit_attempts: int
 
@@ -61,13 +69,20 @@ class DeltaTables:
             lock.release()
 
     # --- tables -----------------------------------------------------------------------
-    @staticmethod
-    def _open_raw(path: Path, as_of: int | None = None):
+    def uri(self, path: Path) -> str:
+        """Where deltalake finds the table of ``path``: the local directory, or its object-store URL."""
+        return str(path) if self.remote is None else self.remote.url(path.name)
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        return None if self.remote is None else self.remote.storage_options()
+
+    def _open_raw(self, path: Path, as_of: int | None = None):
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
         try:
-            return DeltaTable(str(path), version=as_of) if as_of is not None else DeltaTable(str(path))
+            return DeltaTable(self.uri(path), version=as_of, storage_options=self.storage_options)
         except TableNotFoundError:
             return None
 
@@ -79,7 +94,7 @@ class DeltaTables:
         try:
             return self._open_raw(path, as_of)
         except Exception as exc:
-            if as_of is not None and not (path / "_delta_log" / f"{as_of:020d}.json").is_file():
+            if as_of is not None and (self.remote is not None or not (path / "_delta_log" / f"{as_of:020d}.json").is_file()):
                 raise
             self._recover(path, exc)
             return self._open_raw(path, as_of)
@@ -95,6 +110,10 @@ class DeltaTables:
         from soundmates.store.repair import Repair, readable
 
         name, version, label = self._label(path)
+        if self.remote is not None:
+            from soundmates.store.repair import _short
+
+            raise StoreUnavailable(f"{label} at {self.uri(path)} cannot be read: {_short(error)}")
         with self._locked(name, version):
             if readable(path) and not any(not e.is_file() for e in (path / "_delta_log").iterdir()):
                 return  # another process repaired it while we waited for the lock
@@ -104,6 +123,8 @@ class DeltaTables:
         """Before a write (lock held): a non-file where a commit goes would fail every commit."""
         from soundmates.store.repair import Repair
 
+        if self.remote is not None:
+            return  # object stores have no directories to be in the way
         repair = Repair(path, self._label(path)[2])
         if repair.non_files():
             log.warning("%s", repair._warning("the next commit could not have been written"))
