@@ -11,7 +11,8 @@ live, end to end (ingest over HTTP, features, embedding, search, reasons) with w
 
     python -m bench.run_all --only index
     SOUNDMATES_BENCH_INDEX_SIZES=10000,100000 python -m bench.run_all --only index   # quicker
-    SOUNDMATES_BENCH_INDEX_SIZES=100000 SOUNDMATES_BENCH_E2E_RUNS=0 python -m bench.bench_index   # one size, both backends
+    python -m bench.bench_index              # the same, writes bench/results/index.json (not REPORT.md)
+    SOUNDMATES_BENCH_INDEX_SIZES=100000 SOUNDMATES_BENCH_E2E_RUNS=0 python -m bench.bench_index --print-only   # quick
 """
 
 from __future__ import annotations
@@ -190,6 +191,9 @@ def run(out_dir: Path) -> dict:
         shutil.rmtree(root, ignore_errors=True)
 
     load_after = os.getloadavg()[0]
+    from soundmates.index import voyager_backend as vb
+    from soundmates.index.tuning import CALIBRATION_MARGIN, CALIBRATION_QUERIES, TARGET_RECALL
+
     lines = [
         f"Machine load average {load_before:.1f} at the start, {load_after:.1f} at the end "
         f"({os.cpu_count()} cores, shared): latencies are noisy, ratios were measured side by side.",
@@ -197,9 +201,10 @@ def run(out_dir: Path) -> dict:
         f"Synthetic {DIM}-d clustered embeddings ({CLUSTERS} taste clusters); {N_QUERIES_ANN} held-out users as queries "
         f"(recall@10 against exact search); latency = `UserIndex.query` (includes the per-query version and removal "
         f"checks), brute force = numpy dot product + argpartition over the same matrix ({N_QUERIES_BRUTE} queries), "
-        "measured in the same run. Annoy's `search_k` and Voyager's query `ef` (M 16, ef_construction 100) are calibrated "
-        "at build time (doubling, then bisecting, until recall@10 on 200 sampled users reaches 0.98 for Annoy, 0.99 for "
-        "Voyager, whose sampled users are held out of the graph while measured).",
+        f"measured in the same run. Annoy's `search_k` and Voyager's query `ef` (M {vb.M}, ef_construction "
+        f"{vb.EF_CONSTRUCTION}, float32) are calibrated at build time (doubling, then bisecting, until recall@10 on "
+        f"{CALIBRATION_QUERIES} sampled users reaches {TARGET_RECALL + CALIBRATION_MARGIN:.3f} for Annoy, "
+        f"{vb.VOYAGER_TARGET:.3f} for Voyager, whose sampled users are held out of the graph while measured).",
         "",
         "| backend | users | build s | MB | parameters | recall@10 | p50 / p99 ms | brute p50 / p99 ms | speed-up p50 |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|",
@@ -229,5 +234,22 @@ def run(out_dir: Path) -> dict:
     }
 
 
-if __name__ == "__main__":  # a quick run that prints the table and writes nothing under bench/results
-    print(run(Path(tempfile.gettempdir()))["markdown"])
+def main(argv: list[str] | None = None) -> int:
+    """Run, write ``bench/results/index.json`` (not with ``--print-only``), print the table."""
+    import argparse
+
+    from bench.run_all import RESULTS, save
+
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_index", description=__doc__.split("\n")[0])
+    ap.add_argument("--print-only", action="store_true", help="print the table, write nothing under bench/results")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    result = run(RESULTS)
+    if not args.print_only:
+        _log(f"wrote {save('index', result, time.perf_counter() - t0)}")
+    print(result["markdown"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
