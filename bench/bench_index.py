@@ -11,7 +11,8 @@ live, end to end (ingest over HTTP, features, embedding, search, reasons) with w
 
     python -m bench.run_all --only index
     SOUNDMATES_BENCH_INDEX_SIZES=10000,100000 python -m bench.run_all --only index   # quicker
-    SOUNDMATES_BENCH_INDEX_SIZES=100000 SOUNDMATES_BENCH_E2E_RUNS=0 python -m bench.bench_index   # one size, both backends
+    python -m bench.bench_index              # the same, writes bench/results/index.json (not REPORT.md)
+    SOUNDMATES_BENCH_INDEX_SIZES=100000 SOUNDMATES_BENCH_E2E_RUNS=0 python -m bench.bench_index --print-only   # quick
 """
 
 from __future__ import annotations
@@ -54,20 +55,15 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def _brute_latencies(data: np.ndarray, queries: np.ndarray) -> list[float]:
-    lat = []
-    for q in queries[:N_QUERIES_BRUTE]:
-        t = time.perf_counter()
-        sims = data @ q
-        top = np.argpartition(-sims, 10)[:10]
-        top[np.argsort(-sims[top])]
-        lat.append(time.perf_counter() - t)
-    return lat
+def _brute_once(data: np.ndarray, q: np.ndarray) -> float:
+    t = time.perf_counter()
+    sims = data @ q
+    top = np.argpartition(-sims, 10)[:10]
+    top[np.argsort(-sims[top])]
+    return time.perf_counter() - t
 
 
-def bench_backend(
-    backend: str, n: int, data: np.ndarray, queries: np.ndarray, exact: np.ndarray, brute_lat: list[float], root: Path
-) -> dict:
+def bench_backend(backend: str, n: int, data: np.ndarray, queries: np.ndarray, exact: np.ndarray, root: Path) -> dict:
     """Build, size, recall@10 of held-out users and ``UserIndex.query`` latency for one backend."""
     from soundmates.index import UserIndex, recall_at_k
 
@@ -81,12 +77,17 @@ def bench_backend(
     size_mb = sum(f.stat().st_size for f in (index.versions_dir / version).iterdir()) / 2**20
     pos = {u: i for i, u in enumerate(ids)}
     index.query(queries[0], 10)  # first query maps/loads the file and verifies the checksum: not a steady-state cost
-    lat, approx = [], []
-    for q in queries:
+    lat, approx, brute_lat = [], [], []
+    # Interleaved in blocks (60 index queries, then 12 brute-force ones), so the shared machine's load hits
+    # both alike; in blocks, not one by one, as each brute-force scan evicts the index from the CPU caches.
+    block = len(queries) // (N_QUERIES_BRUTE // 12)
+    for i, q in enumerate(queries):
         t = time.perf_counter()
         res = index.query(q, 10)
         lat.append(time.perf_counter() - t)
         approx.append([pos[u] for u, _ in res])
+        if (i + 1) % block == 0:
+            brute_lat += [_brute_once(data, b) for b in queries[i + 1 - block : i + 1 : block // 12]]
     params = {k: m[k] for k in ("n_trees", "search_k", "M", "ef_construction", "ef") if k in m}
     row = {
         "backend": backend,
@@ -118,8 +119,7 @@ def bench_size(n: int, root: Path) -> list[dict]:
     queries = clustered(N_QUERIES_ANN, 2, centres)  # newcomers: same population, not indexed
     _log(f"{n:,}: exact top-10 of {N_QUERIES_ANN} queries")
     exact = exact_top_k(data, queries, 10)
-    brute_lat = _brute_latencies(data, queries)
-    return [bench_backend(b, n, data, queries, exact, brute_lat, root) for b in BACKENDS]
+    return [bench_backend(b, n, data, queries, exact, root) for b in BACKENDS]
 
 
 def bench_new_user(root: Path) -> dict:
@@ -190,6 +190,9 @@ def run(out_dir: Path) -> dict:
         shutil.rmtree(root, ignore_errors=True)
 
     load_after = os.getloadavg()[0]
+    from soundmates.index import voyager_backend as vb
+    from soundmates.index.tuning import CALIBRATION_MARGIN, CALIBRATION_QUERIES, TARGET_RECALL
+
     lines = [
         f"Machine load average {load_before:.1f} at the start, {load_after:.1f} at the end "
         f"({os.cpu_count()} cores, shared): latencies are noisy, ratios were measured side by side.",
@@ -197,9 +200,11 @@ def run(out_dir: Path) -> dict:
         f"Synthetic {DIM}-d clustered embeddings ({CLUSTERS} taste clusters); {N_QUERIES_ANN} held-out users as queries "
         f"(recall@10 against exact search); latency = `UserIndex.query` (includes the per-query version and removal "
         f"checks), brute force = numpy dot product + argpartition over the same matrix ({N_QUERIES_BRUTE} queries), "
-        "measured in the same run. Annoy's `search_k` and Voyager's query `ef` (M 16, ef_construction 100) are calibrated "
-        "at build time (doubling, then bisecting, until recall@10 on 200 sampled users reaches 0.98 for Annoy, 0.99 for "
-        "Voyager, whose sampled users are held out of the graph while measured).",
+        f"timed interleaved with each backend's own queries (blocks of 60 index then 12 brute-force queries), so "
+        f"both see the same load of the shared machine. Annoy's `search_k` and Voyager's query `ef` (M {vb.M}, ef_construction "
+        f"{vb.EF_CONSTRUCTION}, float32) are calibrated at build time (doubling, then bisecting, until recall@10 on "
+        f"sampled users reaches {TARGET_RECALL + CALIBRATION_MARGIN:.3f} for Annoy ({CALIBRATION_QUERIES} users), "
+        f"{vb.VOYAGER_TARGET:.3f} for Voyager ({vb.VOYAGER_CALIBRATION_QUERIES:,} users, held out of the graph while measured).",
         "",
         "| backend | users | build s | MB | parameters | recall@10 | p50 / p99 ms | brute p50 / p99 ms | speed-up p50 |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|",
@@ -229,5 +234,22 @@ def run(out_dir: Path) -> dict:
     }
 
 
-if __name__ == "__main__":  # a quick run that prints the table and writes nothing under bench/results
-    print(run(Path(tempfile.gettempdir()))["markdown"])
+def main(argv: list[str] | None = None) -> int:
+    """Run, write ``bench/results/index.json`` (not with ``--print-only``), print the table."""
+    import argparse
+
+    from bench.run_all import RESULTS, save
+
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_index", description=__doc__.split("\n")[0])
+    ap.add_argument("--print-only", action="store_true", help="print the table, write nothing under bench/results")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    result = run(RESULTS)
+    if not args.print_only:
+        _log(f"wrote {save('index', result, time.perf_counter() - t0)}")
+    print(result["markdown"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

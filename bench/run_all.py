@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import platform
 import sys
 import time
@@ -44,6 +45,18 @@ def write_report() -> Path:
     return report
 
 
+def save(name: str, result: dict, wall_s: float) -> Path:
+    """Write one benchmark's result to ``bench/results/<name>.json`` with when, where and how long it ran."""
+    result.setdefault("title", name)
+    result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    result["wall_s"] = round(wall_s, 1)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2, default=str))
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--only", default="", help="comma-separated benchmark names")
@@ -61,11 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             failed.append(name)
             continue
-        result.setdefault("title", name)
-        result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        result["machine"] = f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}"
-        result["wall_s"] = round(time.perf_counter() - t0, 1)
-        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+        save(name, result, time.perf_counter() - t0)
     print(f"report: {write_report()}", file=sys.stderr)
     return 1 if failed else 0
 

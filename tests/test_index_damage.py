@@ -93,6 +93,8 @@ def world(settings, template, monkeypatch):
 
     src, v1, v2, backend = template
     shutil.copytree(src, settings.data_dir, dirs_exist_ok=True)
+    # Rebuilds in these cases ('soundmates index build', build_index) use the template's backend too.
+    monkeypatch.setenv("SOUNDMATES_INDEX_BACKEND", backend.name)
     encoder = TextEncoder(settings, model=HashModel(16))
     monkeypatch.setattr(service, "Recommender", lambda: Recommender(settings, encoder=encoder))
     return {

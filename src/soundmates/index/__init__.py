@@ -1,4 +1,4 @@
-"""The user index: ANN versions (Annoy) published atomically, a fresh buffer for users added since, sticky removals.
+"""The user index: ANN versions (Annoy or Voyager) published atomically, a fresh buffer for users added since, sticky removals.
 
 ``UserIndex(settings)``: ``.build(user_ids, vectors, meta) -> version``, ``.query(vector, k, exclude)``
 -> ``[(user_id, cosine)]`` (index ∪ fresh buffer − removed users), ``.add_fresh(user_id, vector, model_version)``,

@@ -13,10 +13,13 @@ import time
 import numpy as np
 
 TARGET_RECALL = 0.95
-# Calibration queries are indexed users; newcomers (not in the trees) measured ~0.015 lower recall
-# at the same search_k (bench_index, held-out queries), and the 200 x 10 sample has a standard
-# error of ~0.003: so calibrate to 0.98 for >= 0.95 on newcomers.
-CALIBRATION_MARGIN = 0.03
+# Calibration queries are indexed users; newcomers (not in the trees) get lower recall at the same
+# search_k: measured at 1M users (32 trees, 300 held-out queries), calibration 0.955 / 0.966 / 0.974 gave
+# newcomers 0.953 / 0.962 / 0.970 (search_k 10k / 12k / 14k); ~0.015 lower at 100k. The 200 x 10 sample
+# has a standard error of ~0.004. So calibrate to 0.96: newcomers ~0.956 at 1M, 1.5 standard errors over the
+# 0.95 goal. Query time grows with search_k, and Annoy at 1M sits near its 10x-brute-force goal (0.965 gave
+# recall 0.962 at 9.3x, interleaved timing): 0.98 (before) bought recall nobody asked for at 1.6x the search_k.
+CALIBRATION_MARGIN = 0.01
 CALIBRATION_QUERIES = 200
 
 
