@@ -117,9 +117,11 @@ def _one_run(world_dir: Path, user_ids: list[str], pages: dict, data_dir: Path, 
 
 
 def _ingest_urls(world_dir: Path, users: range) -> list[str]:
-    """The paths an ingest requests for these users (user, playlist pages, item pages; limit 50)."""
+    """The paths an ingest requests for these users (user, playlist pages, item pages; limit 50, its ``fields``)."""
+    from soundmates.spotify.parsing import ITEM_FIELDS
     from soundmates.world.generator import World
 
+    fields = quote(ITEM_FIELDS, safe="")
     world = World(world_dir)
     out = []
     for i in users:
@@ -127,7 +129,7 @@ def _ingest_urls(world_dir: Path, users: range) -> list[str]:
         pls = world.playlists(i)
         out.append(f"/v1/users/{q}")
         out += [f"/v1/users/{q}/playlists?offset={o}&limit=50" for o in range(0, max(1, len(pls)), 50)]
-        out += [f"/v1/playlists/{p.id}/items?offset={o}&limit=50" for p in pls for o in range(0, p.total, 50)]
+        out += [f"/v1/playlists/{p.id}/items?offset={o}&limit=50&fields={fields}" for p in pls for o in range(0, p.total, 50)]
     return out
 
 

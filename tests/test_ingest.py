@@ -79,6 +79,26 @@ def test_profile_matches_what_the_world_serves_with_exact_paging_calls(small_wor
     assert expected["playlist_items"] > len([p for p in d["playlist_detail"] if p["items"]])  # some playlist spans pages
 
 
+def test_the_fields_filter_keeps_everything_the_profile_needs(small_world, world_desc, spotify_server, tmp_path, monkeypatch):
+    """Item pages are fetched with ``fields`` (~7x smaller): the profiles are those of the unfiltered pages.
+    (Development mode's rows, ``item`` only, are checked filtered by tests/test_server.py.)"""
+    import soundmates.spotify.ingest as ingest_module
+
+    spotify_server(world=small_world)
+    uids = _find(world_desc, lambda d: d["local"] + d["null"] + d["episodes"] > 0 and d["tracks"] > 0, limit=3)
+    profiles, raw_bytes = {}, {}
+    for label, fields in (("filtered", ingest_module.ITEM_FIELDS), ("whole", None)):
+        monkeypatch.setattr(ingest_module, "ITEM_FIELDS", fields)
+        settings = _settings(data_dir=tmp_path / label)
+        summary = Ingestor(settings).ingest_many(uids, progress=False)
+        assert summary.ingested == len(uids), summary.failed
+        repo = ProfileRepository(settings.profiles_dir)
+        profiles[label] = [repo.load(u).model_dump(exclude={"fetched_at"}) for u in uids]
+        raw_bytes[label] = sum(f.stat().st_size for f in (tmp_path / label).rglob("*.json.gz"))
+    assert profiles["filtered"] == profiles["whole"]
+    assert raw_bytes["filtered"] < 0.5 * raw_bytes["whole"]
+
+
 def test_every_reference_form_and_odd_legacy_ids_are_ingested(small_world, world_desc, spotify_server):
     from tests.fixtures.spotify import world_user_ids
 

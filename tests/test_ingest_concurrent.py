@@ -82,3 +82,35 @@ def test_a_retry_after_seen_by_one_thread_pauses_the_calls_of_the_others(small_w
     client.get("user", f"users/{small_users[1]}")
     paused = time.monotonic() - t0
     assert waits[0] < 0.5 and 0.5 < paused < 1.5
+
+
+def test_a_slow_user_does_not_hold_the_others_back(small_world, spotify_server, small_users):
+    """A user with a 6,000-track playlist takes a while: the pool goes on with the users after it
+    (their outcomes wait their turn, so the summary keeps the order given)."""
+    from soundmates.spotify.ingest_batch import IN_FLIGHT_PER_WORKER
+
+    spotify_server(world=small_world)
+    workers = 2
+    ing = Ingestor(_settings(ingest_workers=workers))
+    slow, others_needed = small_users[1], IN_FLIGHT_PER_WORKER * workers + 4
+    done_while_slow = threading.Semaphore(0)
+    held_back = []
+    real = ing.ingest_user
+
+    def ingest_user(uid, **kw):
+        if uid == slow:  # wait for more users than the pool holds in flight to finish meanwhile
+            held_back.append(not all(done_while_slow.acquire(timeout=30) for _ in range(others_needed)))
+            return real(uid, **kw)
+        try:
+            return real(uid, **kw)
+        finally:
+            done_while_slow.release()
+
+    ing.ingest_user = ingest_user
+    summary = ing.ingest_many(small_users, progress=False)
+    assert held_back == [False], "the users after a slow one waited for it"
+    sequential = Ingestor(_settings(ingest_workers=1, data_dir=ing.settings.data_dir / "one")).ingest_many(
+        small_users, progress=False
+    )
+    assert summary.ingested_user_ids == sequential.ingested_user_ids
+    assert [f.ref for f in summary.failed] == [f.ref for f in sequential.failed]

@@ -473,3 +473,56 @@ def test_cached_json_fragments_are_the_plain_encoding(small_world):
         odd = {"name": 'Sigur Rós "Ágætis" \\ \u2028 \x07 😀\n', "n": [1, -2, 10**15, None, True, False]}
         assert dumps(odd) == json.dumps(odd, ensure_ascii=False, separators=(",", ":"))
         assert json.loads(dumps([1.5, 0.1, 1e16])) == [1.5, 0.1, 1e16]  # floats: the same value (1e16 vs 1e+16)
+
+
+# --- the fields filter ---------------------------------------------------------------------------
+FILTERS = [
+    "total,limit",  # the examples of openapi.yml
+    "items(added_by.id,track(name,href,album(name,href)))",
+    "items.track.album(!external_urls,images)",
+    "next,items(added_at,item(!album,available_markets))",
+    "href,items,items(is_local)",  # a whole field named again with a filter: the whole field
+]
+
+
+def _filtered_like_the_whole_page(s, server, pid: str, expression: str, **params) -> dict:
+    """The filtered page, asserted equal (values and key order) to the unfiltered page projected by hand."""
+    from soundmates.world.fields import parse_fields, project
+
+    whole = s.get(f"{server.api_url}playlists/{pid}/items", params={"limit": 50, **params}).json()
+    got = s.get(f"{server.api_url}playlists/{pid}/items", params={"limit": 50, "fields": expression, **params})
+    assert got.status_code == 200, got.text
+    expected = project(whole, parse_fields(expression))
+    assert got.json() == expected and json.dumps(got.json()) == json.dumps(expected), expression
+    return got.json()
+
+
+@pytest.mark.parametrize("mode", ["full", "development"])
+def test_fields_filter_playlist_items_like_the_api(spotify_server, small_world, mode):
+    from soundmates.spotify.parsing import ITEM_FIELDS
+
+    full = spotify_server()
+    uid = world_user_ids(small_world)[SHOWCASE["episodes_local_null"]]  # episodes, local files and null rows
+    pids = [p["id"] for p in session(full).get(user_url(full, uid, "/playlists"), params={"limit": 50}).json()["items"]]
+    server = spotify_server(mode=mode)
+    s = session(server)
+    sizes = []
+    for pid in pids[:6]:
+        for expression in [ITEM_FIELDS, *FILTERS]:
+            _filtered_like_the_whole_page(s, server, pid, expression)
+        page = _filtered_like_the_whole_page(s, server, pid, ITEM_FIELDS, offset=10)
+        assert set(page) <= {"next", "items"}
+        sizes.append(len(json.dumps(page)) / len(s.get(f"{server.api_url}playlists/{pid}/items?limit=50&offset=10").text))
+    assert max(sizes) < 0.4  # what an ingest reads is a fraction of the page
+
+
+def test_fields_filter_the_playlist_and_bad_filters_are_400(spotify_server, small_world):
+    server = spotify_server()
+    s = session(server)
+    uid = world_user_ids(small_world)[SHOWCASE["huge_playlist"]]
+    pid = s.get(user_url(server, uid, "/playlists")).json()["items"][0]["id"]
+    pl = s.get(f"{server.api_url}playlists/{pid}", params={"fields": "name,items.total"}).json()
+    assert set(pl) == {"name", "items"} and set(pl["items"]) == {"total"} and pl["items"]["total"] > 0
+    for bad in ("items((", "items(track", "a,,b", "items.(x)", "9x"):
+        r = s.get(f"{server.api_url}playlists/{pid}/items", params={"fields": bad})
+        assert r.status_code == 400 and r.json() == {"error": {"status": 400, "message": "Invalid fields parameter"}}, bad

@@ -51,8 +51,12 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None
     anything fails, and ``path`` is then left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name[:40]}-")
+    prefix = f".tmp-{path.name[:40]}-"
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
+    except FileNotFoundError:  # the directory is new (checked only then: ingest writes ~10 files a user)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

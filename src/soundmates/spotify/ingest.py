@@ -41,6 +41,7 @@ from .errors import (
 from .ingest_batch import BatchRun
 from .ingest_summary import DeferredRef, FailedRef, IngestSummary
 from .parsing import (
+    ITEM_FIELDS,
     PAGE_LIMIT,
     SKIP_FIELD,
     check_page,
@@ -163,10 +164,13 @@ class Ingestor:
         save_page(raw_path, body if body is not None else json.dumps(obj, ensure_ascii=False).encode("utf-8"))
         return obj
 
-    def _pages(self, endpoint: str, path: str, raw_dir: Path, reuse: bool) -> Iterator[dict]:
+    def _pages(self, endpoint: str, path: str, raw_dir: Path, reuse: bool, fields: str | None = None) -> Iterator[dict]:
         offset: int | None = 0
         while offset is not None:
-            page = self._fetch(endpoint, path, {"limit": PAGE_LIMIT, "offset": offset}, UserPages.page(raw_dir, offset), reuse)
+            params: dict[str, Any] = {"limit": PAGE_LIMIT, "offset": offset}
+            if fields is not None:
+                params["fields"] = fields
+            page = self._fetch(endpoint, path, params, UserPages.page(raw_dir, offset), reuse)
             page = check_page(page, endpoint, offset)
             yield page
             offset = next_offset(page, offset, endpoint)
@@ -230,7 +234,7 @@ class Ingestor:
     ) -> None:
         """Rows of one playlist into ``playlist.items``; new tracks (not in ``known``) into ``tracks``."""
         path = f"playlists/{quote_user_id(playlist.id)}/items"
-        for page in self._pages("playlist_items", path, pages.items(playlist.id), reuse):
+        for page in self._pages("playlist_items", path, pages.items(playlist.id), reuse, ITEM_FIELDS):
             for row in page["items"]:
                 kind, obj = classify_row(row)
                 if kind != "track" or obj is None:  # obj is None exactly when the row is no track

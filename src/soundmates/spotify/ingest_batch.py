@@ -6,11 +6,17 @@ import math
 import sys
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from .ingest_summary import DeferredRef, IngestSummary, RunCounters, Tally
 from .refs import InvalidProfileRef, parse_profile_ref
+
+#: Users in flight per worker (queued or being fetched): enough that no worker waits for work.
+IN_FLIGHT_PER_WORKER = 2
+#: Users whose outcome waits to be recorded, per worker: finished users queue up behind a slow one
+#: (a 6,000-track playlist) instead of idling the pool; results are still recorded in order.
+WINDOW_PER_WORKER = 64
 
 #: (the reference as given, user id or "", a worker's Future or the outcome already known, first listing of the user)
 WindowEntry = tuple[str, str, "Future | tuple[str, Any]", bool]
@@ -37,8 +43,8 @@ class BatchRun:
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ingest") if self.workers > 1 else None
         try:
             for ref in refs:
-                if self._schedule(ref):  # a user to fetch: keep at most two per worker in flight
-                    self.tally.drain(self.window, 2 * self.workers)
+                if self._schedule(ref):
+                    self._throttle()
             self.tally.drain(self.window, 0)
         finally:
             if self.pool is not None:
@@ -50,6 +56,19 @@ class BatchRun:
             retry_after_s = self._retry_after_s()
             summary.deferred = [DeferredRef(ref=ref, retry_after_s=retry_after_s) for ref in self.tally.deferred]
         return before.fill(summary, RunCounters.of(self.ing))
+
+    def _throttle(self) -> None:
+        """Record the finished users at the head of the window; wait while too many are in flight or waiting."""
+        drain_done(self.tally, self.window)
+        while True:
+            running = [w[2] for w in self.window if isinstance(w[2], Future) and not w[2].done()]
+            if len(running) > IN_FLIGHT_PER_WORKER * self.workers:
+                wait(running, return_when=FIRST_COMPLETED)
+            elif len(self.window) > WINDOW_PER_WORKER * self.workers:
+                self.tally.drain(self.window, WINDOW_PER_WORKER * self.workers)
+            else:
+                return
+            drain_done(self.tally, self.window)
 
     def _schedule(self, ref: Any) -> bool:
         """Put one reference into the window: its outcome if known now, else the worker (or the call) that fetches it.
@@ -82,3 +101,9 @@ class BatchRun:
         blocked = getattr(self.ing.client, "blocked_for_s", None)
         left = blocked() if callable(blocked) else float(self.ing.settings.spotify_retry_after_cap_s)
         return max(0.1, math.ceil(left * 10) / 10)
+
+
+def drain_done(tally: Tally, window: deque[WindowEntry]) -> None:
+    """Record the entries at the head of ``window`` whose outcome is known (stop at the first still running)."""
+    while window and (not isinstance(window[0][2], Future) or window[0][2].done()):
+        tally.drain(window, len(window) - 1)

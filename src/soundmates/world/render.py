@@ -65,6 +65,7 @@ class Renderer:
         self.album_json = lru_cache(maxsize=20_000)(lambda an: dumps(self.album(an)))
         self.artist_simple_json = lru_cache(maxsize=50_000)(lambda a: dumps(self.artist_simple(a)))
         self.track_json = lru_cache(maxsize=200_000)(self._track_json)
+        self.projected_tracks: dict[Any, dict] = {}  # fields filter -> {track n: JSON}; see render_fields
         self.episode_json = lru_cache(maxsize=10_000)(lambda n: dumps(self.episode(n)))
         self.user_ref_json = lru_cache(maxsize=8192)(lambda i: dumps(self.user_ref(i)))
 

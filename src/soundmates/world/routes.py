@@ -18,9 +18,11 @@ from urllib.parse import quote, unquote
 from soundmates.world import me, playlists_write, search
 from soundmates.world.discography import artist_by_id, track_by_id
 from soundmates.world.errors import ApiError, ids_param, int_param
+from soundmates.world.fields import FieldsError, FieldSpec, parse_fields, project
 from soundmates.world.ids import is_base62_id
 from soundmates.world.playlists import PlaylistSpec
 from soundmates.world.render import RawJSON, page, page_json
+from soundmates.world.render_fields import rows_page_json
 from soundmates.world.request import DROP, Request, Response, json_response
 
 MAX_OFFSET = 100_000
@@ -90,8 +92,21 @@ def _playlist(req: Request, playlist_id: str) -> PlaylistSpec:
     return pl
 
 
-def _rows_page(req: Request, pl: PlaylistSpec, which: str, offset: int, limit: int) -> RawJSON:
+def _fields(req: Request) -> FieldSpec | None:
+    """The call's ``fields`` filter (None = every field); 400 if it does not parse."""
+    text = (req.query.get("fields") or [""])[0]
+    if not text.strip():
+        return None
+    try:
+        return parse_fields(text)
+    except FieldsError:
+        raise ApiError(400, "Invalid fields parameter") from None
+
+
+def _rows_page(req: Request, pl: PlaylistSpec, which: str, offset: int, limit: int, spec: FieldSpec | None = None) -> RawJSON:
     r = req.app.renderer
+    if spec is not None:
+        return rows_page_json(r, f"playlists/{pl.id}/{which}", pl, offset, limit, spec)
     return page_json(req.app.api_url, f"playlists/{pl.id}/{which}", pl.total, offset, limit, lambda a, b: r.rows_json(pl, a, b))
 
 
@@ -101,7 +116,7 @@ def get_playlist(req: Request, playlist_id: str) -> dict:
     # Rarely called by an ingest: the embedded pages are built as plain dicts.
     items = json.loads(_rows_page(req, pl, "items", 0, 50 if app.mode == "development" else 100))
     tracks = json.loads(_rows_page(req, pl, "tracks", 0, 100)) if app.mode == "full" else None
-    return app.renderer.playlist_full(pl, items, tracks)
+    return project(app.renderer.playlist_full(pl, items, tracks), _fields(req))
 
 
 def _playlist_rows(which: str) -> Callable[[Request, str], RawJSON]:
@@ -110,7 +125,7 @@ def _playlist_rows(which: str) -> Callable[[Request, str], RawJSON]:
         max_limit = 100 if which == "tracks" else 50
         limit = int_param(req.query, "limit", 20 if which == "items" else 100, 1, max_limit)
         offset = int_param(req.query, "offset", 0, 0, 10**9)
-        return _rows_page(req, pl, which, offset, limit)
+        return _rows_page(req, pl, which, offset, limit, _fields(req))
 
     return get_rows
 
