@@ -486,14 +486,14 @@ FILTERS = [
 
 
 def _filtered_like_the_whole_page(s, server, pid: str, expression: str, **params) -> dict:
-    """The filtered page, asserted equal (values and key order) to the unfiltered page projected by hand."""
+    """The filtered page, asserted equal to the unfiltered page projected by hand (key order is not compared)."""
     from soundmates.world.fields import parse_fields, project
 
     whole = s.get(f"{server.api_url}playlists/{pid}/items", params={"limit": 50, **params}).json()
     got = s.get(f"{server.api_url}playlists/{pid}/items", params={"limit": 50, "fields": expression, **params})
     assert got.status_code == 200, got.text
     expected = project(whole, parse_fields(expression))
-    assert got.json() == expected and json.dumps(got.json()) == json.dumps(expected), expression
+    assert got.json() == expected, expression
     return got.json()
 
 
