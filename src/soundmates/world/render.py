@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
@@ -144,32 +145,18 @@ class Renderer:
 
     def track(self, spec: TrackSpec, *, nested: bool = True) -> dict:
         """A full track object; ``nested=False`` leaves out ``album`` and ``artists`` (see :meth:`_track_json`)."""
-        out: dict[str, Any] = {}
-        if nested:
-            artists = [self.artist_simple(spec.artist)]
-            if spec.featured is not None:
-                artists.append(self.artist_simple(spec.featured))
-            out["album"] = self.album(album_n(spec.artist, spec.album))
-            out["artists"] = artists
-        out |= {
-            "disc_number": 1,
-            "duration_ms": spec.duration_ms,
-            "explicit": spec.explicit,
-            "external_ids": {"isrc": f"QZ{spec.n % 10**10:010d}"},
-            "external_urls": {"spotify": f"https://open.spotify.com/track/{spec.id}"},
-            "href": f"{self.api}tracks/{spec.id}",
-            "id": spec.id,
-            "is_local": False,
-            "name": spec.name,
-            "preview_url": None,
-            "track_number": spec.track_number,
-            "type": "track",
-            "uri": f"spotify:track:{spec.id}",
+        return {
+            name: get(self, spec)
+            for name, (get, full_only) in TRACK_FIELDS.items()
+            if (nested or name not in _NESTED) and (self.full or not full_only)
         }
-        if self.full:
-            out["available_markets"] = _MARKETS
-            out["popularity"] = spec.popularity
-        return out
+
+    def track_field(self, spec: TrackSpec, name: str) -> tuple[bool, Any]:
+        """(does this mode's track object have field ``name``, its value): one field without building the rest."""
+        found = TRACK_FIELDS.get(name)
+        if found is None or (found[1] and not self.full):
+            return False, None
+        return True, found[0](self, spec)
 
     def _track_json(self, n: int) -> str:
         """:meth:`track` as JSON text: cached album and artist fragments plus the track's own fields.
@@ -330,6 +317,37 @@ class Renderer:
         else:
             out.pop("tracks", None)
         return out
+
+
+def _track_artists(r: Renderer, spec: TrackSpec) -> list[dict]:
+    artists = [r.artist_simple(spec.artist)]
+    if spec.featured is not None:
+        artists.append(r.artist_simple(spec.featured))
+    return artists
+
+
+#: A track object's fields in the API's order: name -> (value of (renderer, spec), only in full mode).
+#: One table, so a filtered track (``fields``) computes just the fields asked for, with the same values.
+TRACK_FIELDS: dict[str, tuple[Callable[[Renderer, TrackSpec], Any], bool]] = {
+    "album": (lambda r, s: r.album(album_n(s.artist, s.album)), False),
+    "artists": (_track_artists, False),
+    "disc_number": (lambda r, s: 1, False),
+    "duration_ms": (lambda r, s: s.duration_ms, False),
+    "explicit": (lambda r, s: s.explicit, False),
+    "external_ids": (lambda r, s: {"isrc": f"QZ{s.n % 10**10:010d}"}, False),
+    "external_urls": (lambda r, s: {"spotify": f"https://open.spotify.com/track/{s.id}"}, False),
+    "href": (lambda r, s: f"{r.api}tracks/{s.id}", False),
+    "id": (lambda r, s: s.id, False),
+    "is_local": (lambda r, s: False, False),
+    "name": (lambda r, s: s.name, False),
+    "preview_url": (lambda r, s: None, False),
+    "track_number": (lambda r, s: s.track_number, False),
+    "type": (lambda r, s: "track", False),
+    "uri": (lambda r, s: f"spotify:track:{s.id}", False),
+    "available_markets": (lambda r, s: _MARKETS, True),
+    "popularity": (lambda r, s: s.popularity, True),
+}
+_NESTED = ("album", "artists")
 
 
 def page(api: str, path: str, items_total: int, offset: int, limit: int, render) -> dict:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from soundmates.world.discography import catalog_track
+from soundmates.world.discography import TrackSpec, catalog_track
 from soundmates.world.fields import FieldSpec, project
 from soundmates.world.playlists import ROW_EPISODE, ROW_LOCAL, ROW_NULL, PlaylistSpec
 from soundmates.world.render import RawJSON, dumps, iso, page
@@ -40,8 +40,20 @@ def projected_tracks(r: Renderer, spec: FieldSpec) -> dict[int, msgspec.Raw]:
 def _track(r: Renderer, cache: dict[int, msgspec.Raw], n: int, spec: FieldSpec) -> msgspec.Raw:
     raw = cache.get(n)
     if raw is None:
-        raw = cache[n] = msgspec.Raw(dumps(project(r.track(catalog_track(n)), spec)).encode("utf-8"))
+        raw = cache[n] = msgspec.Raw(dumps(filtered_track(r, catalog_track(n), spec)).encode())
     return raw
+
+
+def filtered_track(r: Renderer, track: TrackSpec, spec: FieldSpec) -> dict:
+    """``project(r.track(track), spec)``, computing only the fields asked for (a whole track costs ~4x more)."""
+    if spec.exclude:
+        return project(r.track(track), spec)
+    out = {}
+    for name, sub in spec.entries:
+        present, value = r.track_field(track, name)
+        if present:
+            out[name] = value if sub is None else project(value, sub)
+    return out
 
 
 def _content(r: Renderer, pl: PlaylistSpec, kind: int, value: int, spec: FieldSpec | None, cache: dict | None) -> Any:
