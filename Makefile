@@ -20,6 +20,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -r requirements.txt
 	$(BIN)/pip install --no-deps -e .
+	@# UMAP's numba kernels compiled once here (their cache lives in the virtualenv), not in the first map.
+	$(BIN)/python -c "from soundmates.index.layout import warm_jit; print(f'numba kernels of the taste map compiled in {warm_jit():.0f} s')"
 	touch $(STAMP)
 
 # Headless Chromium for the browser tests (Debian packages; nothing downloads a browser).

@@ -67,6 +67,15 @@ def umap_layout(vectors: np.ndarray, *, fit_max: int = FIT_MAX, seed: int = 0) -
         return out
 
 
+def warm_jit(n: int = 300, seed: int = 0) -> float:
+    """Compile the numba kernels a layout uses into their on-disk cache (``make setup``, once per virtualenv);
+    returns the seconds it took. Otherwise the first map after setup spends ~40 s compiling."""
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    umap_layout(rng.normal(size=(n, 16)).astype(np.float32), seed=seed)
+    return time.perf_counter() - t0
+
+
 def _knn(points: np.ndarray, queries: np.ndarray, k: int, *, cosine: bool) -> np.ndarray:
     """Row indices of the ``k`` nearest points of each query (query rows = ``queries`` indices, itself left out)."""
     out = np.zeros((len(queries), k), dtype=np.int64)
