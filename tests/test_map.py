@@ -62,6 +62,21 @@ def test_umap_beats_pca_on_clustered_vectors():
     assert umap_kept > pca_kept
 
 
+def test_setup_compiles_the_layout_kernels_into_the_virtualenv_cache():
+    """``make setup`` calls warm_jit: afterwards UMAP's cached numba kernels are on disk beside their sources."""
+    from pathlib import Path
+
+    import pynndescent
+    import umap
+
+    seconds = L.warm_jit(n=60)
+    assert seconds > 0
+    for pkg in (umap, pynndescent):
+        assert list((Path(pkg.__file__).parent / "__pycache__").glob("*.nbi")), pkg.__name__
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert "warm_jit()" in makefile.split("$(STAMP):", 1)[1].split("touch $(STAMP)", 1)[0]
+
+
 def test_no_layout_says_how_to_build_one(settings):
     with pytest.raises(L.LayoutNotBuilt, match="soundmates map build"):
         L.read_layout(settings)
