@@ -42,8 +42,9 @@ class FieldSpec:
 @lru_cache(maxsize=256)
 def parse_fields(text: str) -> FieldSpec:
     """The :class:`FieldSpec` of a ``fields`` expression; :class:`FieldsError` if it does not parse."""
-    spec, end = _group(text.replace(" ", ""), 0)
-    if end != len(text.replace(" ", "")):
+    text = text.replace(" ", "")
+    spec, end = _group(text, 0)
+    if end != len(text):
         raise FieldsError(f"unexpected {text[end : end + 10]!r} in fields")
     return spec
 

@@ -1,8 +1,7 @@
 """Pages of playlist rows filtered by ``fields``: small row objects around cached, already projected tracks.
 
-An ingest asks only for the fields it reads (ids, names, dates), which makes an items page ~7x
-smaller; building the filtered rows from projected tracks cached per (track, filter) keeps the
-server's cost per page below that of the unfiltered page.
+An ingest asks only for the fields it reads (ids, names, dates), which makes an items page ~6.7x
+smaller; each track is filtered once per (track, filter) and then reused as JSON.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from soundmates.world.render import RawJSON, dumps, iso, page
 if TYPE_CHECKING:
     from soundmates.world.render import Renderer
 
-_ENCODER = msgspec.json.Encoder()
 _VIDEO_THUMBNAIL = {"url": None}
 
 
@@ -45,7 +43,7 @@ def _track(r: Renderer, cache: dict[int, msgspec.Raw], n: int, spec: FieldSpec) 
 
 
 def filtered_track(r: Renderer, track: TrackSpec, spec: FieldSpec) -> dict:
-    """``project(r.track(track), spec)``, computing only the fields asked for (a whole track costs ~4x more)."""
+    """``project(r.track(track), spec)``, computing only the fields asked for (most of a track is never read)."""
     if spec.exclude:
         return project(r.track(track), spec)
     out = {}
@@ -115,4 +113,4 @@ def rows_page_json(r: Renderer, path: str, pl: PlaylistSpec, offset: int, limit:
     out = {k: project(v, spec.selects(k)[1]) for k, v in shell.items() if k != "items" and spec.selects(k)[0]}
     if "items" in shell and selected:
         out["items"] = shell["items"]
-    return RawJSON(_ENCODER.encode(out).decode("utf-8"))
+    return RawJSON(dumps(out))  # msgspec writes the Raw rows as they are
