@@ -15,7 +15,7 @@ PAGE_LIMIT = 50  # the most /users/{id}/playlists and /playlists/{id}/items allo
 MAX_OFFSET = 100_000
 _TRACK_FIELDS = "id,name,type,is_local,explicit,popularity,duration_ms,artists(id,name),album(name,release_date)"
 #: The ``fields`` filter of playlist-items calls: exactly what :func:`classify_row` and :func:`track_from`
-#: read (rows as ``item`` since Feb 2026, ``track`` before), ~7x less to send, decode and keep.
+#: read (rows as ``item`` since Feb 2026, ``track`` before): pages ~6.7x smaller to send, decode and keep.
 ITEM_FIELDS = f"next,items(added_at,is_local,item({_TRACK_FIELDS}),track({_TRACK_FIELDS}))"
 #: The playlist counter each kind of skipped row adds to.
 SKIP_FIELD = {"episode": "skipped_episodes", "local": "skipped_local", "null": "skipped_null"}

@@ -54,7 +54,7 @@ def filtered_track(r: Renderer, track: TrackSpec, spec: FieldSpec) -> dict:
     return out
 
 
-def _content(r: Renderer, pl: PlaylistSpec, kind: int, value: int, spec: FieldSpec | None, cache: dict | None) -> Any:
+def _content(r: Renderer, pl: PlaylistSpec, kind: int, value: int, spec: FieldSpec | None, cache: dict) -> Any:
     """The ``item`` (and ``track``) of one row, filtered by ``spec`` (``cache``: :func:`projected_tracks` of it)."""
     if kind == ROW_NULL:
         return None
@@ -64,7 +64,7 @@ def _content(r: Renderer, pl: PlaylistSpec, kind: int, value: int, spec: FieldSp
         return project(r.local_track(pl, value), spec)
     if spec is None:
         return msgspec.Raw(r.track_json(value).encode("utf-8"))
-    return _track(r, cache if cache is not None else projected_tracks(r, spec), value, spec)
+    return _track(r, cache, value, spec)
 
 
 def rows(r: Renderer, pl: PlaylistSpec, start: int, stop: int, spec: FieldSpec) -> list[dict]:
@@ -72,7 +72,7 @@ def rows(r: Renderer, pl: PlaylistSpec, start: int, stop: int, spec: FieldSpec) 
     keep = {k: spec.selects(k) for k in ("added_at", "added_by", "is_local", "primary_color", "item", "video_thumbnail", "track")}
     if not r.full:
         keep["track"] = (False, None)
-    caches = {k: projected_tracks(r, sub) for k in ("item", "track") if keep[k][0] and (sub := keep[k][1]) is not None}
+    caches = {k: projected_tracks(r, sub) if (sub := keep[k][1]) is not None else {} for k in ("item", "track")}
     same = keep["track"][1] == keep["item"][1]  # the ingest's filter: item and track alike (once per page)
     owner = project(r.user_ref(pl.owner), keep["added_by"][1]) if keep["added_by"][0] else None
     out = []
@@ -87,12 +87,12 @@ def rows(r: Renderer, pl: PlaylistSpec, start: int, stop: int, spec: FieldSpec) 
         if keep["primary_color"][0]:
             row["primary_color"] = None
         if keep["item"][0]:
-            row["item"] = _content(r, pl, kind, value, keep["item"][1], caches.get("item"))
+            row["item"] = _content(r, pl, kind, value, keep["item"][1], caches["item"])
         if keep["video_thumbnail"][0]:
             row["video_thumbnail"] = _VIDEO_THUMBNAIL
         if keep["track"][0]:
             row["track"] = (
-                row["item"] if same and "item" in row else _content(r, pl, kind, value, keep["track"][1], caches.get("track"))
+                row["item"] if same and "item" in row else _content(r, pl, kind, value, keep["track"][1], caches["track"])
             )
         out.append(row)
     return out
