@@ -41,7 +41,7 @@ class Loaded:
     ann_path: Path
     ann_key: tuple | None
     blocked: tuple = (None, frozenset())  # (tombstone state it was computed for, blocked ids)
-    removals_seen: tuple = (None, 0)  # (stat key of REMOVALS_SEEN_FILE, its count)
+    removals_seen: tuple = (None, None, 0)  # (path of REMOVALS_SEEN_FILE, its stat key, its count)
     native: dict = field(default_factory=dict)  # in-place state of a backend with native updates
 
     @property

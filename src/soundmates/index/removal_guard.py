@@ -33,16 +33,19 @@ def blocked_in(loaded: Loaded, tombs: TombState) -> frozenset[str]:
 
 def removals_seen(versions_dir: Path, loaded: Loaded) -> int:
     """How many removals existed when this version last saw one (0 if never, or if the note is unreadable)."""
-    path = versions_dir / loaded.version / REMOVALS_SEEN_FILE
+    path, seen_key, seen = loaded.removals_seen
+    if path is None:  # asked on every query: the path is built once per version
+        path = versions_dir / loaded.version / REMOVALS_SEEN_FILE
     key = stat_key(path)
-    if key is None or key == loaded.removals_seen[0]:
-        return loaded.removals_seen[1] if key is not None else 0
+    if key is None or key == seen_key:
+        loaded.removals_seen = (path, seen_key, seen)
+        return seen if key is not None else 0
     try:
         n = json.loads(path.read_bytes()).get("count")
     except (OSError, ValueError, AttributeError):
         n = 0
-    loaded.removals_seen = (key, n if is_int(n) else 0)
-    return loaded.removals_seen[1]
+    loaded.removals_seen = (path, key, n if is_int(n) else 0)
+    return loaded.removals_seen[2]
 
 
 def note_removals(versions_dir: Path, versions: list[str], count: int) -> None:

@@ -39,9 +39,13 @@ class FreshView:
         self.fresh = fresh
         self._memo: tuple | None = None
 
-    def usable(self, loaded: Loaded | None, dim: int, tombs: TombState) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """(ids, vectors, warnings); recomputed only when the buffer, the removals or the version change."""
-        e = self.fresh.entries()
+    def usable(
+        self, loaded: Loaded | None, dim: int, tombs: TombState, e: FreshEntries | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(ids, vectors, warnings) of entries ``e`` (default: the buffer now); recomputed only when the
+        buffer, the removals or the version change."""
+        if e is None:
+            e = self.fresh.entries()
         if not len(e):
             return e.ids, e.vectors.reshape(0, dim), []
         key = (e, tombs, loaded.version if loaded is not None else None, dim)

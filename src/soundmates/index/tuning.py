@@ -17,24 +17,28 @@ TARGET_RECALL = 0.95
 # search_k: measured at 1M users (32 trees, 300 held-out queries), calibration 0.955 / 0.966 / 0.974 gave
 # newcomers 0.953 / 0.962 / 0.970 (search_k 10k / 12k / 14k); ~0.015 lower at 100k. The 200 x 10 sample
 # has a standard error of ~0.004. So calibrate to 0.96: newcomers ~0.956 at 1M, 1.5 standard errors over the
-# 0.95 goal. Query time grows with search_k, and Annoy at 1M sits near its 10x-brute-force goal (0.965 gave
-# recall 0.962 at 9.3x, interleaved timing): 0.98 (before) bought recall nobody asked for at 1.6x the search_k.
+# 0.95 goal. Query time grows with search_k: 0.98 (before) bought recall nobody asked for at 1.6x the
+# search_k. With 64 trees at 1M (bench_index, 2026-12-03) calibration 0.967 at search_k 7,680 gave newcomers
+# 0.962 at 12.4x brute force.
 CALIBRATION_MARGIN = 0.01
 CALIBRATION_QUERIES = 200
 
 
 # Build time grows with n x n_trees; past this budget, fewer trees and a larger (calibrated)
-# search_k keep a 1M-user build within minutes on 2 cores. Measured at 1M (bench_index): 16 trees
-# needed search_k 35,840 (5.9x faster than brute force); fewer trees cost more per query than
-# they save at build time, so the budget allows 32 trees at 1M.
-TREE_INSERT_BUDGET = 32_000_000
+# search_k keep a 1M-user build within minutes on 2 cores. Measured at 1M (300 newcomers, raw Annoy
+# queries timed beside numpy brute force, 2026-12-03): 32 trees reach recall@10 0.953 at search_k 10,000
+# (10x brute force) and 0.965 at 12,800 (7.8x); 64 trees reach 0.967 at 8,000 (11.9x) and 0.945 at
+# 6,000 (19x), for 1,257 MB instead of 756 and an 81 s build instead of 61. More trees let a query look
+# at fewer, better candidates, so the budget allows 64 trees at 1M (16 trees needed search_k 35,840).
+TREE_INSERT_BUDGET = 64_000_000
+MAX_TREES = 64
 
 
 def choose_n_trees(n: int) -> int:
-    """About 2·log2(n) trees (10..40), capped so that n x n_trees stays within the build budget."""
+    """About 3.2·log2(n) trees (10..64: 64 at 1M users), capped so that n x n_trees stays within the build budget."""
     if n <= 1:
         return 1
-    by_size = int(min(40, max(10, round(2 * math.log2(n)))))
+    by_size = int(min(MAX_TREES, max(10, round(3.2 * math.log2(n)))))
     return int(max(8, min(by_size, TREE_INSERT_BUDGET // n)))
 
 

@@ -30,13 +30,14 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from soundmates.index.backends import backend_named, files_for
 from soundmates.index.build import as_matrix, finite_time, manifest_base, select_rows, write_version
 from soundmates.index.errors import IndexCorrupt, IndexNotBuilt, RemovalsUnreadable
-from soundmates.index.fresh import FreshBuffer, normalise
+from soundmates.index.fresh import FreshBuffer, FreshEntries, normalise
 from soundmates.index.loader import Loaded, VersionLoader, verify
 from soundmates.index.removal_guard import blocked_in, check_removals_kept, note_removals
 from soundmates.index.search import FreshView, Hit, SearchResult, top_hits
@@ -49,6 +50,15 @@ __all__ = ["Hit", "SearchResult", "UserIndex"]
 log = logging.getLogger("soundmates.index")
 
 KEEP_VERSIONS = 3
+
+
+class _Serving(NamedTuple):
+    """What one read serves (see ``UserIndex._serving``)."""
+
+    loaded: Loaded | None
+    tombs: TombState
+    warnings: list[str]
+    fresh: FreshEntries
 
 
 class UserIndex:
@@ -181,8 +191,12 @@ class UserIndex:
         """The version to serve; re-checked with three stats per call so new builds are picked up live."""
         return self._loader.current()
 
-    def _serving(self) -> tuple[Loaded | None, TombState, list[str]]:
-        """(version to serve or None if nothing is built, removals, warnings); raises if serving would be unsafe."""
+    def _serving(self) -> _Serving:
+        """What a read serves: version (None if nothing is built), removals, warnings, one snapshot of the fresh buffer.
+
+        Raises if serving would be unsafe. The fresh buffer is read once here (one stat) and that snapshot
+        is used for the whole call, so a query sees one buffer even if it is replaced meanwhile.
+        """
         tombs = self.tombstones.state()  # RemovalsUnreadable: fail closed
         try:
             loaded = self._current()
@@ -192,27 +206,29 @@ class UserIndex:
         if loaded is not None:
             check_removals_kept(self.versions_dir, loaded, tombs, self.tombstones.path)
         warnings += tombs.warnings
-        if self.fresh.problem:
-            warnings.append(f"{self.fresh.problem}: users added since the last build appear after 'soundmates index build'")
-        return loaded, tombs, warnings
+        fresh, problem = self.fresh.snapshot()
+        if problem:
+            warnings.append(f"{problem}: users added since the last build appear after 'soundmates index build'")
+        return _Serving(loaded, tombs, warnings, fresh)
 
     def manifest(self) -> dict | None:
         """Manifest of the version being served (plus live ``fresh`` and ``tombstones`` counts), or None."""
-        loaded, tombs, _ = self._serving()
+        loaded, tombs, _, fresh = self._serving()
         if loaded is None:
             return None
         m = dict(loaded.manifest)
-        m["fresh"] = {"count": len(self.fresh), "threshold": self.fresh_threshold}
+        m["fresh"] = {"count": len(fresh), "threshold": self.fresh_threshold}
         m["tombstones"] = sum(1 for t in tombs.users.values() if t.removed)
         return m
 
     # ------------------------------------------------------------------ queries
-    def _usable_fresh(self, loaded: Loaded | None, dim: int, tombs: TombState) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def _usable_fresh(self, serving: _Serving, dim: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Fresh entries comparable with the served index (same dimension and model), none of a removed user."""
-        return self._fresh_view.usable(loaded, dim, tombs)
+        return self._fresh_view.usable(serving.loaded, dim, serving.tombs, serving.fresh)
 
-    def _dim(self, loaded: Loaded | None) -> int:
-        return loaded.dim if loaded is not None else int(self.fresh.entries().vectors.shape[1])
+    @staticmethod
+    def _dim(serving: _Serving) -> int:
+        return serving.loaded.dim if serving.loaded is not None else int(serving.fresh.vectors.shape[1])
 
     def search(self, vector, k: int = 10, exclude: Iterable[str] = ()) -> SearchResult:
         """Top-k users by cosine: Annoy ∪ fresh buffer − removed users − ``exclude``, best first."""
@@ -220,15 +236,16 @@ class UserIndex:
             raise ValueError(f"k must be at least 1, got {k}")
         v = normalise(vector)
         exclude = set(exclude)
-        loaded, tombs, warnings = self._serving()
-        if loaded is None and not len(self.fresh):
+        serving = self._serving()
+        loaded, tombs, warnings, fresh = serving
+        if loaded is None and not len(fresh):
             raise IndexNotBuilt("no index has been built yet (run 'soundmates index build')")
-        dim = self._dim(loaded)
+        dim = self._dim(serving)
         if v.shape[0] != dim:
             raise ValueError(f"query vector has dimension {v.shape[0]}, the index holds dimension {dim}")
-        fresh_ids, fresh_vecs, fresh_warn = self._usable_fresh(loaded, dim, tombs)
+        fresh_ids, fresh_vecs, fresh_warn = self._usable_fresh(serving, dim)
         warnings += fresh_warn
-        hits = top_hits(loaded, tombs, (self.fresh.entries(), fresh_ids, fresh_vecs), v, k, exclude)
+        hits = top_hits(loaded, tombs, (fresh, fresh_ids, fresh_vecs), v, k, exclude)
         return SearchResult(loaded.version if loaded else None, hits, warnings)
 
     def query(self, vector, k: int = 10, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
@@ -237,10 +254,11 @@ class UserIndex:
 
     def vector(self, user_id: str) -> np.ndarray | None:
         """The served (normalised) vector of a user: fresh buffer first, then the index; None if unknown/removed."""
-        loaded, tombs, _ = self._serving()
-        if loaded is None and not len(self.fresh):
+        serving = self._serving()
+        loaded, tombs = serving.loaded, serving.tombs
+        if loaded is None and not len(serving.fresh):
             return None
-        ids, vecs, _ = self._usable_fresh(loaded, self._dim(loaded), tombs)
+        ids, vecs, _ = self._usable_fresh(serving, self._dim(serving))
         hit = np.flatnonzero(ids == user_id)
         if hit.size:
             return vecs[hit[-1]].copy()
@@ -253,11 +271,12 @@ class UserIndex:
 
     def all_vectors(self, limit: int | None = None) -> tuple[list[str], np.ndarray]:
         """Every served user's vector (index ∪ fresh − removed); ``limit`` keeps an evenly spaced subset of the index."""
-        loaded, tombs, _ = self._serving()
-        if loaded is None and not len(self.fresh):
+        serving = self._serving()
+        loaded, tombs = serving.loaded, serving.tombs
+        if loaded is None and not len(serving.fresh):
             return [], np.zeros((0, 0), dtype=np.float32)
-        dim = self._dim(loaded)
-        fresh_ids, fresh_vecs, _ = self._usable_fresh(loaded, dim, tombs)
+        dim = self._dim(serving)
+        fresh_ids, fresh_vecs, _ = self._usable_fresh(serving, dim)
         if loaded is None:
             return fresh_ids.tolist(), fresh_vecs
         hidden = blocked_in(loaded, tombs) | set(fresh_ids.tolist())
@@ -334,7 +353,7 @@ class UserIndex:
 
     def status(self) -> dict:
         """What is served (IndexCorrupt if nothing valid can be, RemovalsUnreadable if removals cannot be read)."""
-        loaded, tombs, warnings = self._serving()
+        loaded, tombs, warnings, fresh = self._serving()
         m = loaded.manifest if loaded is not None else None
         age = None
         if m and m.get("built_at"):
@@ -359,7 +378,7 @@ class UserIndex:
             }
             if m
             else {},
-            "fresh": len(self.fresh),
+            "fresh": len(fresh),
             "fresh_threshold": self.fresh_threshold,
             "rebuild_due": self.rebuild_due(),
             "tombstones": sum(1 for t in tombs.users.values() if t.removed),

@@ -20,21 +20,26 @@ from soundmates.index.tuning import CALIBRATION_QUERIES, exact_top_k, recall_at_
 from soundmates.index.versions import is_int
 
 VOY_FILE = "users.voy"
-# M 14, ef_construction 100. The goal is <= 0.5x Annoy's size at 1M users: M 16 (float32) was 0.517x
-# (396 vs 766 MB, bench_index), each step of M costs ~8 bytes a user (level-0 links): M 14 measured 0.497x (381 MB).
-# Smaller stored vectors were measured and lose recall nobody can buy back with ef: Float8 / E4M3
-# storage capped recall@10 (vs exact float32 search) at 0.956 / 0.931 on 100k users (brute force over
-# the stored vectors); at 1M, M 12 reached only 0.957 at ef 200. ef_construction 100, not the library's
-# 200: at 100k users 200 took 2x the build time for +0.004 recall. The query ef is calibrated per build.
-M = 14
+# M 32, ef_construction 100. Measured at 1M clustered 64-d users (300 newcomers, raw Voyager queries
+# timed beside numpy brute force, 2026-12-03): the recall a query buys per microsecond grows with M.
+#   M 16 (386 MB): ef 140 -> recall@10 0.969 at 40x brute force; ef 200 -> 0.984 at 33x
+#   M 24 (447 MB): ef 80  -> 0.971 at 50x
+#   M 32 (508 MB): ef 60  -> 0.970 at 58x; ef 70 -> 0.975 at 54x; ef 80 -> 0.984 at 49x
+# Each step of M costs ~8 bytes a user (level-0 links); M 32 is 0.40x the Annoy file at 1M (64 trees,
+# 1,257 MB), within the <= 0.5x goal. Smaller stored vectors were measured and lose recall nobody can buy
+# back with ef: Float8 / E4M3 storage capped recall@10 (vs exact float32 search) at 0.956 / 0.931 on 100k
+# users. ef_construction 100, not the library's 200: at 100k users 200 took 2x the build time for +0.004
+# recall. The query ef is calibrated per build.
+M = 32
 EF_CONSTRUCTION = 100
 
 
 # Calibration queries are held out of the graph while measured, yet still read up to ~0.01 above
-# newcomers' recall (1M, bench_index: calibration 0.9805 at ef 140, newcomers 0.971; 100k: 0.9845 vs 0.974),
-# and each multithreaded build is a different graph. So calibrate to 0.98 for newcomers >= 0.97; 0.99
-# (before) cost ef 200 at 1M for recall past the goal, and query time grows with ef.
-VOYAGER_TARGET = 0.98
+# newcomers' recall (1M, M 14: calibration 0.9805 at ef 140, newcomers 0.971; 100k: 0.9845 vs 0.974),
+# and each multithreaded build is a different graph. At M 32 the gap is smaller (recall rises steeply
+# with ef: 0.970 / 0.975 / 0.984 at ef 60 / 70 / 80), so 0.975 keeps newcomers >= 0.97 while query
+# time, which grows with ef, stays low.
+VOYAGER_TARGET = 0.975
 # 200 held-out queries put ef anywhere from 140 to 400 in three 1M builds (recall@10 0.971..0.991): a few
 # hard queries swing a small sample. 1,000 cost ~10 s of exact search at 1M and steady the choice.
 VOYAGER_CALIBRATION_QUERIES = 1000
@@ -119,7 +124,7 @@ class VoyagerSearcher:
             except RecallError:  # deletions left fewer reachable items than asked for: ask for fewer
                 want = want * 3 // 4
                 continue
-            return [(int(i), float(max(-1.0, min(1.0, 1.0 - d)))) for i, d in zip(ids.tolist(), dists.tolist())]
+            return list(zip(ids.tolist(), np.clip(1.0 - dists.astype(np.float64), -1.0, 1.0).tolist()))
         return []
 
     def vector(self, position: int) -> np.ndarray:
