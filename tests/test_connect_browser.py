@@ -54,6 +54,35 @@ def _wait(browser, css: str, timeout: float = 120):
     return WebDriverWait(browser, timeout).until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
 
 
+def _open_why_this_match(browser, plot_css: str, timeout: float) -> None:
+    """Switch the first card's "Why this match?" on and wait for its chart.
+
+    Streamlit renders a card's parts progressively and reruns the script after each widget change: a
+    click that lands while the card is being redrawn can be lost (CI, c9f4c09: no chart after 120 s).
+    So the toggle is switched on again, only if it is off, until the chart appears or time runs out.
+    """
+    import time
+
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    toggle = (By.XPATH, "//*[contains(@class, 'st-key-match_card_1')]//label[.//*[contains(text(), 'Why this match?')]]")
+    deadline = time.monotonic() + timeout
+    while True:
+        left = max(1.0, deadline - time.monotonic())
+        try:
+            label = WebDriverWait(browser, left).until(EC.element_to_be_clickable(toggle))
+            if not label.find_element(By.CSS_SELECTOR, "input[type='checkbox']").is_selected():
+                label.click()
+            _wait(browser, plot_css, min(30.0, left))
+            return
+        except (TimeoutException, StaleElementReferenceException):
+            if time.monotonic() >= deadline:
+                raise
+
+
 def test_cli_connect_in_a_browser_gives_matches(connect_world, browser):
     from selenium.webdriver.common.by import By
 
@@ -154,12 +183,7 @@ def test_dashboard_connect_matches_and_consent(dashboard, browser):
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']"), body
     assert ProfileRepository(world.data_dir / "profiles").load(me) is None  # nothing stored before consent
     # "Why this match?" explains a match of the unstored, connected profile too.
-    # Streamlit renders a card's parts progressively: wait for the toggle itself, not just the card.
-    from selenium.webdriver.support import expected_conditions as EC
-
-    toggle = (By.XPATH, "//*[contains(@class, 'st-key-match_card_')]//label[.//*[contains(text(), 'Why this match?')]]")
-    WebDriverWait(browser, 120).until(EC.element_to_be_clickable(toggle)).click()
-    _wait(browser, "[class*='st-key-match_card_1'] .js-plotly-plot", 120)
+    _open_why_this_match(browser, "[class*='st-key-match_card_1'] .js-plotly-plot", 120)
 
     browser.find_element(By.XPATH, "//button[.//*[contains(text(), 'Add me (store my profile)')]]").click()
     WebDriverWait(browser, 60).until(lambda d: "queued" in d.find_element(By.TAG_NAME, "body").text)
