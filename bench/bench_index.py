@@ -104,10 +104,61 @@ def bench_backend(backend: str, n: int, data: np.ndarray, queries: np.ndarray, e
         "calibration_recall": m["calibration"]["recall_at_k"],
     }
     row["speedup_p50"] = round(row["brute_p50_ms"] / row["p50_ms"], 1)
-    _log(f"{backend} {n:,}: {row}")
     del index
+    row["serving_rss"] = serving_rss(root / f"idx-{backend}-{n}", queries, root)
+    _log(f"{backend} {n:,}: {row}")
     shutil.rmtree(root / f"idx-{backend}-{n}", ignore_errors=True)
     return row
+
+
+def serving_rss(index_root: Path, queries: np.ndarray, root: Path) -> dict:
+    """Resident memory of a fresh serving process: the recommend package imported, then this index opened
+    and every query answered (``--serving-rss``: its own process, so nothing of the build is counted)."""
+    import json
+    import subprocess
+
+    qpath = root / "rss-queries.npy"
+    np.save(qpath, queries)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.bench_index", "--serving-rss", str(index_root), str(qpath)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _serving_rss_child(index_root: str, queries_path: str) -> dict:
+    """The child of :func:`serving_rss`: RSS after the imports, after the first query, and the peak, in MB."""
+    import soundmates.recommend  # noqa: F401 - what a serving process holds besides the index
+    from soundmates.index import UserIndex
+
+    def status_mb(field: str) -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return float("nan")
+
+    def rss_mb() -> float:
+        return status_mb("VmRSS")
+
+    queries = np.load(queries_path)
+    before = rss_mb()
+    index = UserIndex(root=Path(index_root))
+    index.query(queries[0], 10)
+    opened = rss_mb()
+    for q in queries:
+        index.query(q, 10)
+    return {
+        "imports_mb": before,
+        "opened_mb": opened,
+        "after_queries_mb": rss_mb(),
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent (the benchmark, GBs)
+        "peak_mb": status_mb("VmHWM"),
+        "queries": int(len(queries)),
+    }
 
 
 def bench_size(n: int, root: Path) -> list[dict]:
@@ -215,6 +266,19 @@ def run(out_dir: Path) -> dict:
             f"| {r['backend']} | {r['users']:,} | {r['build_s']} | {r['mb']} | {params} | {r['recall@10']:.3f} "
             f"| {r['p50_ms']} / {r['p99_ms']} | {r['brute_p50_ms']} / {r['brute_p99_ms']} | {r['speedup_p50']}× |"
         )
+    lines += [
+        "",
+        "Serving memory: a fresh process imports `soundmates.recommend`, opens the index and answers the "
+        f"{N_QUERIES_ANN} queries (the recommend service's index side; the feature store it also reads is "
+        "not in this figure). Annoy's file is memory-mapped, so only the pages queries touch are resident; "
+        "Voyager loads the whole graph.",
+        "",
+        "| backend | users | file MB | RSS after imports MB | RSS index opened MB | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        m = r["serving_rss"]
+        lines.append(f"| {r['backend']} | {r['users']:,} | {r['mb']} | {m['imports_mb']} | {m['opened_mb']} | {m['peak_mb']} |")
     lines.append("")
     if "error" in e2e:
         lines.append(f"New-user end-to-end latency: not measured ({e2e['error']}).")
@@ -242,7 +306,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m bench.bench_index", description=__doc__.split("\n")[0])
     ap.add_argument("--print-only", action="store_true", help="print the table, write nothing under bench/results")
+    ap.add_argument("--serving-rss", nargs=2, metavar=("INDEX_ROOT", "QUERIES_NPY"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.serving_rss:
+        import json
+
+        print(json.dumps(_serving_rss_child(*args.serving_rss)))
+        return 0
     t0 = time.perf_counter()
     result = run(RESULTS)
     if not args.print_only:
