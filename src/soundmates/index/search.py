@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from soundmates.index.fresh import FreshBuffer, FreshEntries
+from soundmates.index.fresh import FreshEntries
 from soundmates.index.loader import Loaded
 from soundmates.index.removal_guard import blocked_in
 from soundmates.index.tombstones import TombState
@@ -35,17 +35,14 @@ class SearchResult:
 class FreshView:
     """The fresh entries comparable with the served version: same dimension and model, none of a removed user."""
 
-    def __init__(self, fresh: FreshBuffer):
-        self.fresh = fresh
+    def __init__(self):
         self._memo: tuple | None = None
 
     def usable(
-        self, loaded: Loaded | None, dim: int, tombs: TombState, e: FreshEntries | None = None
+        self, loaded: Loaded | None, dim: int, tombs: TombState, e: FreshEntries
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """(ids, vectors, warnings) of entries ``e`` (default: the buffer now); recomputed only when the
-        buffer, the removals or the version change."""
-        if e is None:
-            e = self.fresh.entries()
+        """(ids, vectors, warnings) of the buffer's entries ``e`` (one snapshot per query); recomputed only when
+        the buffer, the removals or the version change."""
         if not len(e):
             return e.ids, e.vectors.reshape(0, dim), []
         key = (e, tombs, loaded.version if loaded is not None else None, dim)

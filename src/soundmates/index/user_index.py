@@ -91,7 +91,7 @@ class UserIndex:
         self.tombstones = Tombstones(self.root / "tombstones.json")
         self.fresh_threshold = int(getattr(settings, "fresh_buffer_threshold", 1000) or 1000)
         self._loader = VersionLoader(self.store)
-        self._fresh_view = FreshView(self.fresh)
+        self._fresh_view = FreshView()
         #: What the last ``build`` of this object did: version, published, manifest.
         self.last_build: dict | None = None
 
