@@ -185,7 +185,11 @@ def test_dashboard_connect_matches_and_consent(dashboard, browser):
     # "Why this match?" explains a match of the unstored, connected profile too.
     _open_why_this_match(browser, "[class*='st-key-match_card_1'] .js-plotly-plot", 120)
 
-    browser.find_element(By.XPATH, "//button[.//*[contains(text(), 'Add me (store my profile)')]]").click()
+    add_me = browser.find_element(By.XPATH, "//button[.//*[contains(text(), 'Add me (store my profile)')]]")
+    # Into the middle of the window first: scrolled to the top edge, Streamlit's fixed header covers it
+    # and takes the click (CI, 4e25eb9: "element click intercepted").
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", add_me)
+    add_me.click()
     WebDriverWait(browser, 60).until(lambda d: "queued" in d.find_element(By.TAG_NAME, "body").text)
     stored = ProfileRepository(world.data_dir / "profiles").load(me)
     assert stored is not None and stored.source == "oauth"
