@@ -141,20 +141,17 @@ def _serving_rss_child(index_root: str, queries_path: str) -> dict:
                 return round(int(line.split()[1]) / 1024, 1)
         return float("nan")
 
-    def rss_mb() -> float:
-        return status_mb("VmRSS")
-
     queries = np.load(queries_path)
-    before = rss_mb()
+    before = status_mb("VmRSS")
     index = UserIndex(root=Path(index_root))
     index.query(queries[0], 10)
-    opened = rss_mb()
+    opened = status_mb("VmRSS")
     for q in queries:
         index.query(q, 10)
     return {
         "imports_mb": before,
         "opened_mb": opened,
-        "after_queries_mb": rss_mb(),
+        "after_queries_mb": status_mb("VmRSS"),
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent (the benchmark, GBs)
         "peak_mb": status_mb("VmHWM"),
         "queries": int(len(queries)),

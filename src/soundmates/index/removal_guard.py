@@ -36,9 +36,9 @@ def removals_seen(versions_dir: Path, loaded: Loaded) -> int:
     path, seen_key, seen = loaded.removals_seen
     if path is None:  # asked on every query: the path is built once per version
         path = versions_dir / loaded.version / REMOVALS_SEEN_FILE
+        loaded.removals_seen = (path, seen_key, seen)
     key = stat_key(path)
     if key is None or key == seen_key:
-        loaded.removals_seen = (path, seen_key, seen)
         return seen if key is not None else 0
     try:
         n = json.loads(path.read_bytes()).get("count")
