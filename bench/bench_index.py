@@ -63,19 +63,86 @@ def _brute_once(data: np.ndarray, q: np.ndarray) -> float:
     return time.perf_counter() - t
 
 
-def bench_backend(backend: str, n: int, data: np.ndarray, queries: np.ndarray, exact: np.ndarray, root: Path) -> dict:
-    """Build, size, recall@10 of held-out users and ``UserIndex.query`` latency for one backend."""
-    from soundmates.index import UserIndex, recall_at_k
+def bench_backend(backend: str, n: int, data_path: Path, queries: np.ndarray, exact: np.ndarray, root: Path) -> dict:
+    """Build, size, recall@10 of held-out users and ``UserIndex.query`` latency for one backend.
 
+    Queries are timed in fresh processes that open the published index as a serving process does:
+    one started as ``make run`` and docker-compose start them (huge pages asked for, see
+    ``soundmates.index.huge_pages``), one without, side by side.
+    """
+    from soundmates.index import UserIndex, huge_pages, recall_at_k
+
+    data = np.load(data_path)
     ids = [f"u{i}" for i in range(n)]
-    index = UserIndex(root=root / f"idx-{backend}-{n}", backend=backend)
+    index_root = root / f"idx-{backend}-{n}"
+    index = UserIndex(root=index_root, backend=backend)
     _log(f"{backend} {n:,}: building")
     t0 = time.perf_counter()
     version = index.build(ids, data)
+    del data
     build_s = time.perf_counter() - t0
     m = index.manifest()
     size_mb = sum(f.stat().st_size for f in (index.versions_dir / version).iterdir()) / 2**20
-    pos = {u: i for i, u in enumerate(ids)}
+    del index
+    qpath = root / "queries.npy"
+    np.save(qpath, queries)
+    served = _timed_queries(index_root, data_path, qpath, huge=True)
+    plain = _timed_queries(index_root, data_path, qpath, huge=False)
+    params = {k: m[k] for k in ("n_trees", "search_k", "M", "ef_construction", "ef") if k in m}
+    row = {
+        "backend": backend,
+        "users": n,
+        "recall@10": round(recall_at_k(served.pop("approx"), exact), 4),
+        **served,
+        "build_s": round(build_s, 2),
+        "ann_build_s": m["build_seconds"],
+        "mb": round(size_mb, 1),
+        "parameters": params,
+        "calibration_recall": m["calibration"]["recall_at_k"],
+        "thp_mode": huge_pages.kernel_mode(),
+    }
+    plain.pop("approx")
+    row["speedup_p50"] = round(row["brute_p50_ms"] / row["p50_ms"], 1)
+    row["without_huge_pages"] = {**plain, "speedup_p50": round(plain["brute_p50_ms"] / plain["p50_ms"], 1)}
+    row["serving_rss"] = serving_rss(index_root, qpath)
+    _log(f"{backend} {n:,}: {row}")
+    shutil.rmtree(index_root, ignore_errors=True)
+    return row
+
+
+def _child(args: list[str], huge: bool) -> dict:
+    """Run ``python -m bench.bench_index ARGS`` in a fresh process (with or without huge pages); its JSON line."""
+    import json
+    import subprocess
+
+    from soundmates.index.huge_pages import SERVING_TUNABLES
+
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    if huge:
+        env["GLIBC_TUNABLES"] = SERVING_TUNABLES
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.bench_index", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _timed_queries(index_root: Path, data_path: Path, qpath: Path, huge: bool) -> dict:
+    return _child(["--time-queries", str(index_root), str(data_path), str(qpath)], huge)
+
+
+def _time_queries_child(index_root: str, data_path: str, queries_path: str) -> dict:
+    """The child of :func:`_timed_queries`: ``UserIndex.query`` p50/p99 beside brute force over the same matrix."""
+    from soundmates.index import UserIndex, huge_pages
+
+    data = np.load(data_path)  # in this process's memory, as the brute-force baseline would hold it
+    queries = np.load(queries_path)
+    index = UserIndex(root=Path(index_root))
     index.query(queries[0], 10)  # first query maps/loads the file and verifies the checksum: not a steady-state cost
     lat, approx, brute_lat = [], [], []
     # Interleaved in blocks (60 index queries, then 12 brute-force ones), so the shared machine's load hits
@@ -85,49 +152,23 @@ def bench_backend(backend: str, n: int, data: np.ndarray, queries: np.ndarray, e
         t = time.perf_counter()
         res = index.query(q, 10)
         lat.append(time.perf_counter() - t)
-        approx.append([pos[u] for u, _ in res])
+        approx.append([int(u[1:]) for u, _ in res])
         if (i + 1) % block == 0:
             brute_lat += [_brute_once(data, b) for b in queries[i + 1 - block : i + 1 : block // 12]]
-    params = {k: m[k] for k in ("n_trees", "search_k", "M", "ef_construction", "ef") if k in m}
-    row = {
-        "backend": backend,
-        "users": n,
-        "recall@10": round(recall_at_k(approx, exact), 4),
+    return {
         "p50_ms": round(_pct(lat, 50) * 1e3, 3),
         "p99_ms": round(_pct(lat, 99) * 1e3, 3),
         "brute_p50_ms": round(_pct(brute_lat, 50) * 1e3, 3),
         "brute_p99_ms": round(_pct(brute_lat, 99) * 1e3, 3),
-        "build_s": round(build_s, 2),
-        "ann_build_s": m["build_seconds"],
-        "mb": round(size_mb, 1),
-        "parameters": params,
-        "calibration_recall": m["calibration"]["recall_at_k"],
+        "huge_pages": huge_pages.in_use(),
+        "approx": approx,
     }
-    row["speedup_p50"] = round(row["brute_p50_ms"] / row["p50_ms"], 1)
-    del index
-    row["serving_rss"] = serving_rss(root / f"idx-{backend}-{n}", queries, root)
-    _log(f"{backend} {n:,}: {row}")
-    shutil.rmtree(root / f"idx-{backend}-{n}", ignore_errors=True)
-    return row
 
 
-def serving_rss(index_root: Path, queries: np.ndarray, root: Path) -> dict:
-    """Resident memory of a fresh serving process: the recommend package imported, then this index opened
-    and every query answered (``--serving-rss``: its own process, so nothing of the build is counted)."""
-    import json
-    import subprocess
-
-    qpath = root / "rss-queries.npy"
-    np.save(qpath, queries)
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.bench_index", "--serving-rss", str(index_root), str(qpath)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def serving_rss(index_root: Path, qpath: Path) -> dict:
+    """Resident memory of a fresh serving process (huge pages asked for, as served): the recommend package
+    imported, then this index opened and every query answered (its own process: nothing of the build counts)."""
+    return _child(["--serving-rss", str(index_root), str(qpath)], huge=True)
 
 
 def _serving_rss_child(index_root: str, queries_path: str) -> dict:
@@ -167,7 +208,13 @@ def bench_size(n: int, root: Path) -> list[dict]:
     queries = clustered(N_QUERIES_ANN, 2, centres)  # newcomers: same population, not indexed
     _log(f"{n:,}: exact top-10 of {N_QUERIES_ANN} queries")
     exact = exact_top_k(data, queries, 10)
-    return [bench_backend(b, n, data, queries, exact, root) for b in BACKENDS]
+    data_path = root / f"data-{n}.npy"
+    np.save(data_path, data)
+    del data
+    try:
+        return [bench_backend(b, n, data_path, queries, exact, root) for b in BACKENDS]
+    finally:
+        data_path.unlink(missing_ok=True)
 
 
 def bench_new_user(root: Path) -> dict:
@@ -238,7 +285,9 @@ def run(out_dir: Path) -> dict:
         shutil.rmtree(root, ignore_errors=True)
 
     load_after = os.getloadavg()[0]
+    from soundmates.index import huge_pages
     from soundmates.index import voyager_backend as vb
+    from soundmates.index.huge_pages import SERVING_TUNABLES
     from soundmates.index.tuning import CALIBRATION_MARGIN, CALIBRATION_QUERIES, TARGET_RECALL
 
     lines = [
@@ -249,19 +298,25 @@ def run(out_dir: Path) -> dict:
         f"(recall@10 against exact search); latency = `UserIndex.query` (includes the per-query version and removal "
         f"checks), brute force = numpy dot product + argpartition over the same matrix ({N_QUERIES_BRUTE} queries), "
         f"timed interleaved with each backend's own queries (blocks of 60 index then 12 brute-force queries), so "
-        f"both see the same load of the shared machine. Annoy's `search_k` and Voyager's query `ef` (M {vb.M}, ef_construction "
+        f"both see the same load of the shared machine. Both are timed in a fresh process that opens the published "
+        f"index, started as `make run` and docker-compose start serving processes (`GLIBC_TUNABLES="
+        f"{SERVING_TUNABLES}`: glibc asks the kernel, THP mode `{huge_pages.kernel_mode()}`, for huge pages), and again "
+        f"in one started without it (last column). Annoy's `search_k` and Voyager's query `ef` (M {vb.M}, ef_construction "
         f"{vb.EF_CONSTRUCTION}, float32) are calibrated at build time (doubling, then bisecting, until recall@10 on "
         f"sampled users reaches {TARGET_RECALL + CALIBRATION_MARGIN:.3f} for Annoy ({CALIBRATION_QUERIES} users), "
         f"{vb.VOYAGER_TARGET:.3f} for Voyager ({vb.VOYAGER_CALIBRATION_QUERIES:,} users, held out of the graph while measured).",
         "",
-        "| backend | users | build s | MB | parameters | recall@10 | p50 / p99 ms | brute p50 / p99 ms | speed-up p50 |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| backend | users | build s | MB | parameters | recall@10 | p50 / p99 ms | brute p50 / p99 ms | speed-up p50 "
+        "| without huge pages: p50 ms, brute p50 ms, speed-up |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        w = r["without_huge_pages"]
         params = ", ".join(f"{k} {v:,}" for k, v in r["parameters"].items())
         lines.append(
             f"| {r['backend']} | {r['users']:,} | {r['build_s']} | {r['mb']} | {params} | {r['recall@10']:.3f} "
-            f"| {r['p50_ms']} / {r['p99_ms']} | {r['brute_p50_ms']} / {r['brute_p99_ms']} | {r['speedup_p50']}× |"
+            f"| {r['p50_ms']} / {r['p99_ms']} | {r['brute_p50_ms']} / {r['brute_p99_ms']} | {r['speedup_p50']}× "
+            f"| {w['p50_ms']}, {w['brute_p50_ms']}, {w['speedup_p50']}× |"
         )
     lines += [
         "",
@@ -304,11 +359,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.bench_index", description=__doc__.split("\n")[0])
     ap.add_argument("--print-only", action="store_true", help="print the table, write nothing under bench/results")
     ap.add_argument("--serving-rss", nargs=2, metavar=("INDEX_ROOT", "QUERIES_NPY"), help=argparse.SUPPRESS)
+    ap.add_argument("--time-queries", nargs=3, metavar=("INDEX_ROOT", "DATA_NPY", "QUERIES_NPY"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.serving_rss:
+    if args.serving_rss or args.time_queries:
         import json
 
-        print(json.dumps(_serving_rss_child(*args.serving_rss)))
+        child = _serving_rss_child(*args.serving_rss) if args.serving_rss else _time_queries_child(*args.time_queries)
+        print(json.dumps(child))
         return 0
     t0 = time.perf_counter()
     result = run(RESULTS)

@@ -26,6 +26,7 @@ PY="$BIN/python"
     || { echo "error: $BIN lacks the Celery provider, psycopg2 or redis: 'make setup' (requirements.txt pins them)" >&2; exit 2; }
 
 export SOUNDMATES_DATA_DIR="${SOUNDMATES_DATA_DIR:-$REPO/var}"
+export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}"  # huge pages for a loaded index (src/soundmates/index/huge_pages.py)
 DATA="$SOUNDMATES_DATA_DIR"
 CLUSTER="$DATA/cluster"
 RUN_DIR="$DATA/run"
