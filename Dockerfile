@@ -25,6 +25,9 @@ COPY --chown=airflow:0 configs /opt/soundmates/configs
 RUN pip install --no-cache-dir ${TORCH_INDEX:+--extra-index-url ${TORCH_INDEX}} \
         -c /opt/soundmates/requirements.txt "apache-airflow==3.1.8" "/opt/soundmates[hopsworks]"
 
+# The shipped catalogue's artist and genre names encoded once, in the image (soundmates.features.catalogue_seed).
+ENV SOUNDMATES_ENCODER_SEED=/opt/soundmates/catalogue_embeddings.sqlite
+RUN python -m soundmates.features.catalogue_seed --path "$SOUNDMATES_ENCODER_SEED"
 ENV SOUNDMATES_DATA_DIR=/opt/soundmates/var
 ENV SOUNDMATES_CONFIG_DIR=/opt/soundmates/configs
 WORKDIR /opt/airflow

@@ -22,6 +22,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --no-deps -e .
 	@# UMAP's numba kernels compiled once here (their cache lives in the virtualenv), not in the first map.
 	$(BIN)/python -c "from soundmates.index.layout import warm_jit; print(f'numba kernels of the taste map compiled in {warm_jit():.0f} s')"
+	@# The shipped catalogue's artist and genre names encoded once (~80 s), not in every fresh data dir's first run.
+	$(BIN)/python -m soundmates.features.catalogue_seed
 	touch $(STAMP)
 
 # Headless Chromium for the browser tests (Debian packages; nothing downloads a browser).

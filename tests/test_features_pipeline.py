@@ -52,7 +52,8 @@ def test_build_incremental_and_rejections(settings, world, encoder):
     assert first["users"] == 4 and first["updated"] == 4 and first["unchanged"] == 0
     assert [r["user_id"] for r in first["rejected"]] == ["podcaster"]
     assert "episodes=9" in first["rejected"][0]["reason"]
-    assert first["refit_scaler"] and first["encoder"]["encoded"] == len(GENRES) + 6  # 6 genres + 6 band names
+    # 6 genres + 6 band names, each encoded or found in the catalogue seed (the genres are catalogue names)
+    assert first["refit_scaler"] and first["encoder"]["encoded"] + first["encoder"]["seed_hits"] == len(GENRES) + 6
 
     store = get_store(settings)
     feats = store.read(S.USER_FEATURES)

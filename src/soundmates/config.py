@@ -43,6 +43,9 @@ class Settings(BaseSettings):
 
     # Features
     encoder_model: str = Field(default="", description="SentenceTransformer path or name; empty = bundled all-MiniLM-L6-v2.")
+    # Read-only embeddings of the shipped catalogue's artist and genre names, written by `make setup`
+    # (soundmates.features.catalogue_seed): empty = its place beside the installed package; "off" = none.
+    encoder_seed: str = ""
     top_n_artists: int = 10
 
     # Genre sources for artists named in data exports (off unless configured; no key needed for MusicBrainz)

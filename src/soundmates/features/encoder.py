@@ -7,12 +7,17 @@ pair is encoded once ever and kept in a SQLite file under
 dashboard read and write the cache at the same time from separate processes.
 An in-process dict in front of it makes repeated look-ups free.
 
+Behind that cache sits a read-only seed: the shipped catalogue's artist and
+genre names, encoded once by ``make setup`` (:mod:`soundmates.features.catalogue_seed`),
+so a first run over the local world does not spend its first minute encoding.
+
 The sentence-transformers model is loaded lazily, once per process and model,
 and only when a text is not cached: a fully cached batch never loads torch.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import sys
@@ -27,8 +32,11 @@ from soundmates.config import Settings, get_settings
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 CACHE_FILENAME = "text_embeddings.sqlite"
+SEED_FILENAME = "catalogue_embeddings.sqlite"
 # SQLite limits the number of bound parameters per statement; stay well below.
 _SQL_CHUNK = 500
+
+log = logging.getLogger(__name__)
 
 _MODELS: dict[str, Any] = {}
 _MODELS_LOCK = threading.Lock()
@@ -73,10 +81,14 @@ def load_model(name: str = "") -> Any:
 
 
 class EmbeddingCache:
-    """(model id, text) -> float32 vector, persisted in SQLite (WAL), safe across processes."""
+    """(model id, text) -> float32 vector, persisted in SQLite (WAL), safe across processes.
 
-    def __init__(self, path: Path):
+    ``readonly``: an existing file opened for reading only (the catalogue seed), never created or written.
+    """
+
+    def __init__(self, path: Path, *, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._lock = threading.Lock()
@@ -84,6 +96,11 @@ class EmbeddingCache:
     def _connection(self) -> sqlite3.Connection:
         # A connection must not cross a fork (Airflow forks task runners).
         if self._conn is None or self._pid != os.getpid():
+            if self.readonly:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+                self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+                self._pid = os.getpid()
+                return self._conn
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -151,6 +168,19 @@ class EmbeddingCache:
             self._conn = None
 
 
+def default_seed_path() -> Path:
+    """Where ``make setup`` writes the catalogue seed: beside the installed package, in the environment's prefix."""
+    return Path(sys.prefix) / "share" / "soundmates" / SEED_FILENAME
+
+
+def open_seed(setting: str) -> EmbeddingCache | None:
+    """The read-only catalogue seed the ``encoder_seed`` setting names, None when off or not written."""
+    if setting.strip().lower() == "off":
+        return None
+    path = Path(setting).expanduser() if setting.strip() else default_seed_path()
+    return EmbeddingCache(path, readonly=True) if path.is_file() else None
+
+
 class TextEncoder:
     """Encode strings to L2-normalised float32 vectors, each distinct text once ever.
 
@@ -174,12 +204,13 @@ class TextEncoder:
         self.model_name = self.settings.encoder_model if model_name is None else model_name
         self.model_id = resolve_model(self.model_name)[0] if model is None else getattr(model, "model_id", "injected")
         self.cache = EmbeddingCache(Path(cache_dir or self.settings.cache_dir) / CACHE_FILENAME)
+        self.seed = open_seed(self.settings.encoder_seed)
         self.batch_size = batch_size
         self.show_progress = show_progress
         self._model = model
         self._memory: dict[str, np.ndarray] = {}
         self._dim: int | None = None
-        self.stats = {"memory_hits": 0, "disk_hits": 0, "encoded": 0, "model_calls": 0}
+        self.stats = {"memory_hits": 0, "disk_hits": 0, "seed_hits": 0, "encoded": 0, "model_calls": 0}
 
     # --- model ------------------------------------------------------------------
     @property
@@ -231,6 +262,10 @@ class TextEncoder:
             found = self.cache.get_many(self.model_id, todo, known_dim)
             self.stats["disk_hits"] += len(found)
             missing = [t for t in todo if t not in found]
+            if missing and self.seed is not None:
+                seeded = self._from_seed(missing, known_dim)
+                found.update(seeded)
+                missing = [t for t in missing if t not in seeded]
             if missing:
                 fresh = self._encode_new(missing)
                 self.cache.put_many(self.model_id, fresh)
@@ -238,6 +273,21 @@ class TextEncoder:
             self._memory.update(found)
             out.update(found)
         return out
+
+    def _from_seed(self, texts: list[str], known_dim: int | None) -> dict[str, np.ndarray]:
+        """The texts the catalogue seed holds (an unreadable seed is dropped with a warning: texts get encoded)."""
+        assert self.seed is not None
+        try:
+            seeded = self.seed.get_many(self.model_id, texts, known_dim)
+        except sqlite3.Error as exc:
+            log.warning("ignoring the catalogue embeddings at %s: %s", self.seed.path, exc)
+            self.seed = None
+            return {}
+        if seeded and self._dim is None:
+            self._dim = int(next(iter(seeded.values())).shape[0])
+            self.cache.set_model_dim(self.model_id, self._dim)
+        self.stats["seed_hits"] += len(seeded)
+        return seeded
 
     def _encode_new(self, texts: list[str]) -> dict[str, np.ndarray]:
         model = self.model
