@@ -132,3 +132,26 @@ def test_index_rebuild_dag_lays_out_the_map_after_publishing(dagbag):
     dag = dagbag.dags["soundmates_index_rebuild"]
     assert dag.get_task("publish").downstream_task_ids == {"map"}
     assert dag.get_task("map").retries >= 1
+
+
+_LAYOUT_CHILD = """
+import numpy as np
+import umap.distances, umap.layouts
+from soundmates.index.layout import umap_layout
+umap_layout(np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32), seed=0)
+# the epoch loop (most of the ~20 s compile) and the cosine distance
+for k in (umap.layouts._nb_optimize_layout_euclidean_single_epoch, umap.distances.cosine):
+    print(len(k.signatures), sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values()))
+"""
+
+
+def test_a_fresh_process_loads_umaps_compiled_kernels_from_disk():
+    """UMAP's kernels are compiled once (setup's warm_jit) and loaded by every later process, not compiled again."""
+    import subprocess
+    import sys
+
+    for _ in range(2):  # the first run compiles whatever setup left uncompiled; the second must only load
+        out = subprocess.run([sys.executable, "-c", _LAYOUT_CHILD], capture_output=True, text=True, timeout=300, check=True)
+    for line in out.stdout.strip().splitlines():
+        compiled, hits, misses = (int(x) for x in line.split())
+        assert compiled >= 1 and hits == compiled and misses == 0, out.stdout
