@@ -217,8 +217,8 @@ def test_a_rerun_resumes_from_raw_pages_and_refetches_only_what_is_missing_or_br
     user_dir = settings.raw_dir / "users" / safe_filename(uid)
     import gzip
 
-    (user_dir / "playlists" / "0.json.gz").write_bytes(gzip.compress(b'{"error": "not a page"}'))
-    one_items_page = next((user_dir / "items").rglob("0.json.gz"))
+    (user_dir / "playlists.0.json.gz").write_bytes(gzip.compress(b'{"error": "not a page"}'))
+    one_items_page = next(user_dir.glob("items.*.0.json.gz"))
     one_items_page.unlink()
     repo.delete(uid)
     again = Ingestor(settings).ingest_many([uid], progress=False)
@@ -247,3 +247,26 @@ def test_malformed_answers_fail_that_user_only_with_the_reason(small_world, worl
     assert summary.ingested_user_ids == [good]
     assert summary.failed[0].ref == bad
     assert summary.failed[0].reason == "malformed data: the user_playlists page at offset 0 has no 'items' list"
+
+
+def test_raw_page_names_fit_a_file_name_whatever_the_playlist_id(tmp_path):
+    from soundmates.spotify.raw_store import UserPages, load_page, save_page
+
+    pages = UserPages(tmp_path / "u")
+    ids = ["37i9dQZF1DXcBWIGoYBM5M", "é" * 200, "é" * 199 + "e"]  # a real id, two long ones that differ at the end
+    paths = [pages.page(pages.items(pid), 123_450) for pid in ids]
+    assert len(set(paths)) == 3 and all(len(p.name.encode()) <= 200 for p in paths)
+    for i, path in enumerate(paths):
+        save_page(path, f'{{"items": [], "n": {i}}}'.encode())
+    assert [load_page(p)["n"] for p in paths] == [0, 1, 2]
+    assert sorted(p.name for p in (tmp_path / "u").iterdir()) == sorted(p.name for p in paths)  # one folder per user
+
+
+def test_a_truncated_raw_page_reads_as_missing(tmp_path):
+    import gzip
+
+    from soundmates.spotify.raw_store import load_page
+
+    page = tmp_path / "playlists.0.json.gz"
+    page.write_bytes(gzip.compress(b'{"items": []}')[:-6])
+    assert load_page(page) is None  # fetched again, not a failed user

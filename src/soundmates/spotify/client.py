@@ -30,6 +30,7 @@ from spotipy.cache_handler import MemoryCacheHandler
 from spotipy.oauth2 import SpotifyAuthBase, SpotifyClientCredentials, SpotifyOauthError
 from tenacity import Retrying, retry_if_exception, retry_if_exception_type, stop_after_attempt
 
+from soundmates import json_read
 from soundmates.config import Settings, SpotifyCredentials, get_settings
 
 from .errors import (
@@ -278,7 +279,7 @@ class SpotifyClient:
             raise MalformedResponse(f"malformed data: {endpoint} answered HTTP {status}", endpoint=endpoint)
         body = response.content
         try:
-            result = json.loads(body)
+            result = json_read.loads(body)
         except ValueError:
             # A truncated answer or a proxy's HTML page: worth another try.
             raise Transient("unreadable", f"an answer of {endpoint} that is not JSON") from None

@@ -164,13 +164,15 @@ class Ingestor:
         save_page(raw_path, body if body is not None else json.dumps(obj, ensure_ascii=False).encode("utf-8"))
         return obj
 
-    def _pages(self, endpoint: str, path: str, raw_dir: Path, reuse: bool, fields: str | None = None) -> Iterator[dict]:
+    def _pages(
+        self, endpoint: str, path: str, pages: UserPages, prefix: str, reuse: bool, fields: str | None = None
+    ) -> Iterator[dict]:
         offset: int | None = 0
         while offset is not None:
             params: dict[str, Any] = {"limit": PAGE_LIMIT, "offset": offset}
             if fields is not None:
                 params["fields"] = fields
-            page = self._fetch(endpoint, path, params, UserPages.page(raw_dir, offset), reuse)
+            page = self._fetch(endpoint, path, params, pages.page(prefix, offset), reuse)
             page = check_page(page, endpoint, offset)
             yield page
             offset = next_offset(page, offset, endpoint)
@@ -189,7 +191,7 @@ class Ingestor:
             check_user(user)
 
         read = _UserRead()
-        for page in self._pages("user_playlists", f"users/{qid}/playlists", pages.playlists, reuse):
+        for page in self._pages("user_playlists", f"users/{qid}/playlists", pages, pages.playlists, reuse):
             for listed in page["items"]:
                 if isinstance(listed, dict) and isinstance(listed.get("id"), str):
                     self._read_playlist(listed, pages, reuse, read)
@@ -234,7 +236,7 @@ class Ingestor:
     ) -> None:
         """Rows of one playlist into ``playlist.items``; new tracks (not in ``known``) into ``tracks``."""
         path = f"playlists/{quote_user_id(playlist.id)}/items"
-        for page in self._pages("playlist_items", path, pages.items(playlist.id), reuse, ITEM_FIELDS):
+        for page in self._pages("playlist_items", path, pages, pages.items(playlist.id), reuse, ITEM_FIELDS):
             for row in page["items"]:
                 kind, obj = classify_row(row)
                 if kind != "track" or obj is None:  # obj is None exactly when the row is no track
