@@ -77,19 +77,26 @@ def _vocab(bags: list[tuple[list[str], np.ndarray]], cap: int) -> tuple[list[str
 
 
 def _matrix(bags, index: dict[str, int], values) -> Any:
-    """csr (rows, vocab) of ``values(weights)`` for the names in the vocabulary."""
+    """csr (rows, vocab) of ``values(weights)`` (elementwise) for the names in the vocabulary.
+
+    One vectorised pass over all bags (pandas' hash look-up of the names): the per-name Python loop
+    it replaces was ~20% of a bootstrap's training task, as every grid setting builds its matrices."""
+    from itertools import chain
+
     from scipy import sparse
 
-    rows, cols, vals = [], [], []
-    for i, (names, w) in enumerate(bags):
-        v = values(w)
-        for n, x in zip(names, v):
-            j = index.get(n)
-            if j is not None and x > 0:
-                rows.append(i)
-                cols.append(j)
-                vals.append(x)
-    m = sparse.csr_matrix((vals, (rows, cols)), shape=(len(bags), max(len(index), 1)), dtype=np.float64)
+    lengths = np.fromiter((len(names) for names, _ in bags), dtype=np.int64, count=len(bags))
+    shape = (len(bags), max(len(index), 1))
+    if not lengths.sum():
+        return sparse.csr_matrix(shape, dtype=np.float64)
+    names = list(chain.from_iterable(names for names, _ in bags))
+    weights = np.concatenate([np.asarray(w, dtype=np.float64) for _, w in bags])
+    vals = np.asarray(values(weights), dtype=np.float64)
+    positions = pd.Index(list(index)).get_indexer(names)
+    cols = np.fromiter(index.values(), dtype=np.int64, count=len(index))[positions] if len(index) else positions
+    rows = np.repeat(np.arange(len(bags)), lengths)
+    keep = (positions >= 0) & (vals > 0)
+    m = sparse.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=shape, dtype=np.float64)
     m.sum_duplicates()
     return m
 

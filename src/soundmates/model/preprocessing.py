@@ -63,6 +63,16 @@ class _BagVocab:
             return i, self.idf[i - 1]
         return 1 + len(self.tokens) + _stable_hash(token, self.buckets), self.unseen_idf
 
+    def lookup_many(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, IDFs) of ``tokens``, as :meth:`lookup` gives them one by one."""
+        ids = np.fromiter((self.index.get(t, 0) for t in tokens), dtype=np.int64, count=len(tokens))
+        seen = ids > 0
+        idf = np.full(len(tokens), self.unseen_idf, dtype=np.float64)
+        idf[seen] = self.idf[ids[seen] - 1]
+        for j in np.flatnonzero(~seen).tolist():
+            ids[j] = 1 + len(self.tokens) + _stable_hash(tokens[j], self.buckets)
+        return ids, idf
+
     def state(self) -> dict[str, Any]:
         return {"tokens": self.tokens, "df": self.df, "n_docs": self.n_docs, "buckets": self.buckets}
 
@@ -181,15 +191,14 @@ class FeaturePreprocessor:
                 continue
             w = np.where(np.isfinite(w), w, 0.0)
             tf = _tf(w, tf_mode)
-            looked = [vocab.lookup(str(t)) for t in names]
-            vals = np.array([tf[j] * looked[j][1] for j in range(len(names))])
+            ids, idf = vocab.lookup_many(names)
+            vals = tf * idf
             order = np.argsort(-vals, kind="stable")[:cap]
             norm = np.linalg.norm(vals[order])
             if norm <= 0:
                 continue
-            for k, j in enumerate(order):
-                idx[i, k] = looked[j][0]
-                wts[i, k] = vals[j] / norm
+            idx[i, : len(order)] = ids[order]
+            wts[i, : len(order)] = vals[order] / norm
         return idx, wts
 
     def transform(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
