@@ -32,7 +32,7 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="${AIRFLOW__CORE__SIMPL
 if [[ -z "${AIRFLOW__API_AUTH__JWT_SECRET:-}" && -f "$AIRFLOW_HOME/jwt_secret" ]]; then
     export AIRFLOW__API_AUTH__JWT_SECRET="$(cat "$AIRFLOW_HOME/jwt_secret")"
 fi
-# Huge pages for large in-memory allocations (a loaded Voyager index answers ~2x faster at 1M users;
+# Huge pages for large in-memory allocations (a loaded Voyager index answers ~1.4x faster at 1M users;
 # see src/soundmates/index/huge_pages.py). Read by glibc at process start, so set for every process.
 export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}"
 export SOUNDMATES_AIRFLOW_URL="${SOUNDMATES_AIRFLOW_URL:-http://127.0.0.1:$AIRFLOW_PORT}"

@@ -85,3 +85,14 @@ def test_the_catalogue_covers_the_shipped_artists_and_genres():
     texts = set(catalogue_seed.catalogue_texts())
     assert set(artists().names) <= texts and set(genres().names) <= texts
     assert "Radiohead" in texts and "indie rock" in texts
+
+
+def test_an_unreadable_seed_file_is_written_again_by_setup(tmp_path, monkeypatch):
+    path = tmp_path / "catalogue_embeddings.sqlite"
+    path.write_bytes(b"garbage" * 1000)
+    monkeypatch.setattr(catalogue_seed, "catalogue_texts", lambda: ["indie rock"])
+    done = catalogue_seed.build(path, settings=Settings(encoder_seed="off"))
+    assert done["encoded"] == 1
+    enc = TextEncoder(Settings(data_dir=tmp_path / "data", encoder_seed=str(path)))
+    enc.lookup(["indie rock"])
+    assert enc.stats["seed_hits"] == 1

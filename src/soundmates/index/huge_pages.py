@@ -4,8 +4,9 @@ A loaded Voyager graph (~0.5 GB at 1M users) is read at random, one node per hop
 nearly every hop misses the TLB. Where the kernel gives huge pages only on request
 (``/sys/kernel/mm/transparent_hugepage/enabled`` = ``madvise``, Debian's default), glibc asks for them
 for its large allocations when the process starts with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``.
-Measured at 1M users (M 32, 2 cores, 2026-12-03): a query took 0.19 ms instead of 0.42 ms at the same
-recall. The setting is read once, at process start, so the launchers set it (``scripts/airflow_env.sh``,
+Measured at 1M users (M 32, 2 cores, 2026-12-03): a raw Voyager query took 0.19 ms instead of 0.42 ms
+at the same recall, and ``UserIndex.query`` (bench_index, fresh serving processes side by side) 0.48 ms
+instead of 0.66 ms. The setting is read once, at process start, so the launchers set it (``scripts/airflow_env.sh``,
 ``docker-compose.yaml``); Annoy's memory-mapped file is page cache and is not affected.
 """
 

@@ -40,7 +40,7 @@ VOY_FILE = "users.voy"
 # 0.956 / 0.931 on 100k users. The query ef is calibrated per build.
 M = 32
 EF_CONSTRUCTION = 200
-HUGE_PAGES_HINT_AT = 100_000  # the hint is for large graphs: the 2x was measured at 1M (index/huge_pages.py)
+HUGE_PAGES_HINT_AT = 100_000  # the hint is for large graphs: the gain was measured at 1M (index/huge_pages.py)
 
 
 # Calibration queries are held out of the graph while measured, yet read up to ~0.014 above the
@@ -127,7 +127,7 @@ class VoyagerSearcher:
         self._next = self.n_items
         if self.n_items >= HUGE_PAGES_HINT_AT and not huge_pages.in_use():
             log.info(
-                "Voyager queries of %s users run ~2x faster with huge pages: start the serving process with GLIBC_TUNABLES=%s",
+                "Voyager queries of %s users run faster with huge pages (~1.4x at 1M): start the serving process with GLIBC_TUNABLES=%s",
                 f"{self.n_items:,}",
                 huge_pages.SERVING_TUNABLES,
             )

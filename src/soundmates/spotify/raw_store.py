@@ -79,7 +79,7 @@ class UserPages:
     def items(self, playlist_id: str) -> str:
         key = storage_key(playlist_id)
         if len(key.encode()) > _MAX_PLAYLIST_KEY_BYTES:  # keep the page's file name within 255 bytes
-            key = "h" + hashlib.blake2b(playlist_id.encode(), digest_size=16).hexdigest()
+            key = "@" + hashlib.blake2b(playlist_id.encode(), digest_size=16).hexdigest()  # '@': no short key has one
         return f"items.{key}"
 
     def page(self, prefix: str, offset: int) -> Path:
