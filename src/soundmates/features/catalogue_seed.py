@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from soundmates.atomic import commit_file
 from soundmates.catalog_data import artists, read_gz_csv
 from soundmates.config import Settings
 from soundmates.features.encoder import CACHE_FILENAME, EmbeddingCache, TextEncoder, default_seed_path, resolve_model
@@ -50,7 +51,7 @@ def build(path: Path, *, settings: Settings | None = None) -> dict:
         encoder = TextEncoder(settings.model_copy(update={"encoder_seed": "off"}), cache_dir=work)
         encoder.lookup(texts)
         encoder.cache.close()  # the last connection closed: SQLite folds the WAL into the file
-        os.replace(work / CACHE_FILENAME, path)
+        commit_file(work / CACHE_FILENAME, path)  # same file system: the work folder sits beside ``path``
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"path": str(path), "texts": len(texts), "encoded": encoder.stats["encoded"], "seconds": time.perf_counter() - t0}
