@@ -79,8 +79,8 @@ def bench_backend(backend: str, n: int, data_path: Path, queries: np.ndarray, ex
     _log(f"{backend} {n:,}: building")
     t0 = time.perf_counter()
     version = index.build(ids, data)
-    del data
     build_s = time.perf_counter() - t0
+    del data
     m = index.manifest()
     size_mb = sum(f.stat().st_size for f in (index.versions_dir / version).iterdir()) / 2**20
     del index

@@ -45,10 +45,12 @@ def legacy_filename(user_id: str) -> str:
     return name.replace(".", "%2E")
 
 
-def storage_key(user_id: str) -> str:
-    """The file or folder name for ``user_id``: at most ``MAX_KEY_BYTES`` bytes, distinct per id."""
+def storage_key(user_id: str, max_bytes: int = MAX_KEY_BYTES) -> str:
+    """The file or folder name for ``user_id``: at most ``max_bytes`` bytes (at least 100), distinct per id.
+
+    A smaller ``max_bytes`` leaves room in one file name for more than the key (ingest's raw pages)."""
     legacy = legacy_filename(user_id)
-    if len(legacy) <= MAX_KEY_BYTES:  # ASCII only, so characters = bytes
+    if len(legacy) <= max_bytes:  # ASCII only, so characters = bytes
         return legacy
     prefix = legacy[:_PREFIX_BYTES]
     cut = prefix.rfind("%", len(prefix) - 2)

@@ -16,7 +16,6 @@ CPU. (Pages of the older per-playlist layout are not read; a resume fetches them
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import logging
 import os
@@ -77,10 +76,7 @@ class UserPages:
         return "playlists"
 
     def items(self, playlist_id: str) -> str:
-        key = storage_key(playlist_id)
-        if len(key.encode()) > _MAX_PLAYLIST_KEY_BYTES:  # keep the page's file name within 255 bytes
-            key = "@" + hashlib.blake2b(playlist_id.encode(), digest_size=16).hexdigest()  # '@': no short key has one
-        return f"items.{key}"
+        return f"items.{storage_key(playlist_id, _MAX_PLAYLIST_KEY_BYTES)}"
 
     def page(self, prefix: str, offset: int) -> Path:
         return self.dir / f"{prefix}.{offset}.json.gz"
