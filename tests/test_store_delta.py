@@ -49,16 +49,19 @@ def start_lock_holder(tmp_path: Path):
 
 
 def test_readers_do_not_wait_for_a_writer_and_writers_time_out_clearly(tmp_path):
-    store = DeltaFeatureStore(tmp_path / "store", lock_timeout_s=0.5)
-    version = store.upsert("new_users_inbox", inbox_rows("a"))
+    # The reader's lock timeout is long so that a read which waited for the lock would show as many
+    # seconds, well apart from a read on a busy host; the writer's is short so the test does not wait it.
+    reader = DeltaFeatureStore(tmp_path / "store", lock_timeout_s=30)
+    version = reader.upsert("new_users_inbox", inbox_rows("a"))
+    writer = DeltaFeatureStore(tmp_path / "store", lock_timeout_s=0.5)
     holder = start_lock_holder(tmp_path)
     try:
         t0 = time.monotonic()
-        assert store.read("new_users_inbox")["user_id"].tolist() == ["a"]
-        assert store.data_version("new_users_inbox") == version
-        assert time.monotonic() - t0 < 0.5, "a read waited for the writer's lock"
+        assert reader.read("new_users_inbox")["user_id"].tolist() == ["a"]
+        assert reader.data_version("new_users_inbox") == version
+        assert time.monotonic() - t0 < 10, "a read waited for the writer's lock"
         with pytest.raises(StoreUnavailable, match=r"locked by another writer.*new_users_inbox_1\.lock"):
-            store.upsert("new_users_inbox", inbox_rows("b"))
+            writer.upsert("new_users_inbox", inbox_rows("b"))
     finally:
         holder.kill()
         holder.join()
