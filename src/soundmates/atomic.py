@@ -12,7 +12,6 @@ of the package).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 __all__ = [
@@ -51,18 +50,20 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None
     anything fails, and ``path`` is then left as it was.
     """
     path = Path(path)
-    prefix = f".tmp-{path.name[:40]}-"
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
+        fd, tmp = _create_temporary(path)
     except FileNotFoundError:  # the directory is new (checked only then: ingest writes ~10 files a user)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
+        fd, tmp = _create_temporary(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             if durable:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
@@ -74,6 +75,22 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int | None = None
         except FileNotFoundError:
             pass
         raise
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """A new file beside ``path`` (mode 0600, as ``mkstemp`` makes), named with 96 random bits.
+
+    ``os.urandom`` and one ``O_EXCL`` open instead of ``tempfile.mkstemp`` and a file object: its
+    name generator and path checks cost ~30-80 us of the ~350 us a 3 KB write takes here (ingest
+    writes a raw page per API call; the rest is the file system creating the file).
+    """
+    for _ in range(100):
+        tmp = os.path.join(path.parent, f".tmp-{path.name[:40]}-{os.urandom(12).hex()}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def atomic_write_text(

@@ -1,8 +1,9 @@
 """Bounded GET calls to the Spotify Web API (real or local server), with a bounded retry policy.
 
-Tokens come from spotipy's client-credentials manager; API calls are plain ``requests``
-GETs on a session whose :class:`~soundmates.spotify.transport.BoundedAdapter` gives every
-call one deadline (``settings.spotify_deadline_s``: connect + headers + whole body) and a
+Tokens come from spotipy's client-credentials manager; API GETs go through
+:func:`~soundmates.spotify.transport.api_get` (urllib3's pool, or the requests session when a
+proxy is configured), writes through the session's :class:`~soundmates.spotify.transport.BoundedAdapter`;
+either way every call has one deadline (``settings.spotify_deadline_s``: connect + headers + whole body) and a
 size cap (``settings.spotify_max_response_bytes``). Redirects are followed by hand (at
 most ``MAX_REDIRECTS``) inside that same deadline. No retrying adapter: urllib3's Retry
 would sleep for any ``Retry-After`` (an hour, if Spotify says so). Here, tenacity retries
@@ -45,7 +46,7 @@ from .errors import (
 )
 from .failures import Transient, error_message, short, transport_failure, unavailable_after_retries
 from .rate_limit import RateLimit
-from .transport import bounded_session, resolve_proxies_once
+from .transport import api_get, bounded_session, resolve_proxies_once
 
 # spotipy logs request headers (the bearer token) at DEBUG and every HTTP error at ERROR,
 # including the 429s and 5xx this module retries: keep the token out of any log, and let
@@ -122,6 +123,13 @@ class SpotifyClient:
         self._timeout = (min(float(self.settings.spotify_timeout_s), self.deadline_s), self.deadline_s)
         self._session = bounded_session(max_bytes=self.max_bytes, default_timeout_s=self.deadline_s, max_redirects=MAX_REDIRECTS)
         resolve_proxies_once(self._session, self.settings.spotify_api_url, self.settings.spotify_token_url)
+        # API GETs (nearly every call) skip requests' per-call machinery; the token and writes use the session.
+        self._http_get = api_get(
+            self._session,
+            self.settings.spotify_api_url,
+            max_bytes=self.max_bytes,
+            pool_size=max(10, int(self.settings.ingest_workers)),
+        )
         # spotipy's client-credentials manager as shipped; the token URL is per instance (other
         # clients keep theirs), and a response hook on the session counts its requests and keeps
         # the status of the last answer (spotipy's SpotifyOauthError drops it).
@@ -294,7 +302,7 @@ class SpotifyClient:
         self.last_body = body  # kept so the caller can store the raw answer byte for byte
         return result
 
-    def _get_following_redirects(self, url: str, params: dict[str, Any] | None, token: str) -> requests.Response:
+    def _get_following_redirects(self, url: str, params: dict[str, Any] | None, token: str):
         """GET with every hop inside one deadline; the bearer token never leaves the API's origin."""
         deadline = time.monotonic() + self.deadline_s
         origin = urlsplit(url)[:2]
@@ -303,9 +311,7 @@ class SpotifyClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise requests.exceptions.ReadTimeout(f"no complete answer within {self.deadline_s:g} s")
-            response = self._session.get(
-                url, params=params, headers=headers, allow_redirects=False, timeout=(min(self._timeout[0], left), left)
-            )
+            response = self._http_get(url, params, headers, (min(self._timeout[0], left), left))
             if not response.is_redirect:
                 return response
             url = urljoin(response.url, response.headers["Location"])
