@@ -94,7 +94,7 @@ def test_the_fields_filter_keeps_everything_the_profile_needs(small_world, world
         assert summary.ingested == len(uids), summary.failed
         repo = ProfileRepository(settings.profiles_dir)
         profiles[label] = [repo.load(u).model_dump(exclude={"fetched_at"}) for u in uids]
-        raw_bytes[label] = sum(f.stat().st_size for f in (tmp_path / label).rglob("*.json.gz"))
+        raw_bytes[label] = sum(f.stat().st_size for f in (tmp_path / label).rglob("pages.log"))
     assert profiles["filtered"] == profiles["whole"]
     assert raw_bytes["filtered"] < 0.5 * raw_bytes["whole"]
 
@@ -213,16 +213,28 @@ def test_a_rerun_resumes_from_raw_pages_and_refetches_only_what_is_missing_or_br
 
     # a stored page that is lost or not a page any more is fetched again, and only that one
     from soundmates.profiles import safe_filename
+    from soundmates.spotify.raw_store import UserPages
 
-    user_dir = settings.raw_dir / "users" / safe_filename(uid)
-    import gzip
-
-    (user_dir / "playlists.0.json.gz").write_bytes(gzip.compress(b'{"error": "not a page"}'))
-    one_items_page = next(user_dir.glob("items.*.0.json.gz"))
-    one_items_page.unlink()
+    log_path = settings.raw_dir / "users" / safe_filename(uid) / UserPages.LOG
+    kept = log_path.read_bytes()
+    # A torn record (as after a crash mid-append) at the end: what it held is fetched again.
+    with UserPages(log_path.parent) as pages:
+        pages.put(UserPages.playlists(0), b'{"error": "not a page"}')
+    log_path.write_bytes(log_path.read_bytes() + b"SMP1\x05\x00")
     repo.delete(uid)
     again = Ingestor(settings).ingest_many([uid], progress=False)
-    assert again.ingested == 1 and again.calls_by_endpoint == {"user_playlists": 1, "playlist_items": 1}
+    assert again.ingested == 1 and again.calls_by_endpoint == {"user_playlists": 1}
+    assert repo.load(uid).content_hash() == first.content_hash()
+    # the torn tail was cut off before the refetched page went on, so that page reads back
+    assert isinstance(UserPages(log_path.parent).get(UserPages.playlists(0))["items"], list)
+
+    # a record whose bytes changed fails its checksum: it and what follows read as missing
+    damaged = bytearray(kept)
+    damaged[len(damaged) // 2] ^= 0xFF
+    log_path.write_bytes(bytes(damaged))
+    repo.delete(uid)
+    third = Ingestor(settings).ingest_many([uid], progress=False)
+    assert third.ingested == 1 and third.api_calls > 0 and third.raw_pages_reused > 0
     assert repo.load(uid).content_hash() == first.content_hash()
 
 
@@ -249,24 +261,35 @@ def test_malformed_answers_fail_that_user_only_with_the_reason(small_world, worl
     assert summary.failed[0].reason == "malformed data: the user_playlists page at offset 0 has no 'items' list"
 
 
-def test_raw_page_names_fit_a_file_name_whatever_the_playlist_id(tmp_path):
-    from soundmates.spotify.raw_store import UserPages, load_page, save_page
+def test_raw_pages_of_any_playlist_id_are_kept_apart_in_one_log_per_user(tmp_path):
+    from soundmates.spotify.raw_store import UserPages
 
+    ids = ["37i9dQZF1DXcBWIGoYBM5M", "é" * 200, "é" * 199 + "e", "a.1", "a"]  # long ones that differ at the end, dots
+    names = [UserPages.items(pid, off) for pid in ids for off in (0, 50)]
+    assert len(set(names)) == len(names)
+    with UserPages(tmp_path / "u") as pages:
+        for i, name in enumerate(names):
+            pages.put(name, f'{{"items": [], "n": {i}}}'.encode())
+        pages.put(names[0], b'{"items": [], "n": "again"}')  # a later record of a name wins
+    again = UserPages(tmp_path / "u")
+    assert [again.get(n)["n"] for n in names] == ["again", *range(1, len(names))]
+    assert [p.name for p in (tmp_path / "u").iterdir()] == [UserPages.LOG]  # one file per user
+    with UserPages(tmp_path / "u", fresh=True) as fresh:  # a refresh starts the log over
+        fresh.put(UserPages.user, b'{"id": "x"}')
+    assert UserPages(tmp_path / "u").get(names[1]) is None and UserPages(tmp_path / "u").get("user") == {"id": "x"}
+
+
+def test_a_torn_raw_page_reads_as_missing_and_is_cut_off_before_the_next(tmp_path):
+    from soundmates.spotify.raw_store import UserPages
+
+    with UserPages(tmp_path / "u") as pages:
+        pages.put(UserPages.playlists(0), b'{"items": [1]}')
+        pages.put(UserPages.playlists(50), b'{"items": [2]}')
+    log_path = tmp_path / "u" / UserPages.LOG
+    log_path.write_bytes(log_path.read_bytes()[:-3])  # a crash mid-append
     pages = UserPages(tmp_path / "u")
-    ids = ["37i9dQZF1DXcBWIGoYBM5M", "é" * 200, "é" * 199 + "e"]  # a real id, two long ones that differ at the end
-    paths = [pages.page(pages.items(pid), 123_450) for pid in ids]
-    assert len(set(paths)) == 3 and all(len(p.name.encode()) <= 200 for p in paths)
-    for i, path in enumerate(paths):
-        save_page(path, f'{{"items": [], "n": {i}}}'.encode())
-    assert [load_page(p)["n"] for p in paths] == [0, 1, 2]
-    assert sorted(p.name for p in (tmp_path / "u").iterdir()) == sorted(p.name for p in paths)  # one folder per user
-
-
-def test_a_truncated_raw_page_reads_as_missing(tmp_path):
-    import gzip
-
-    from soundmates.spotify.raw_store import load_page
-
-    page = tmp_path / "playlists.0.json.gz"
-    page.write_bytes(gzip.compress(b'{"items": []}')[:-6])
-    assert load_page(page) is None  # fetched again, not a failed user
+    assert pages.get(UserPages.playlists(0)) == {"items": [1]}
+    assert pages.get(UserPages.playlists(50)) is None  # fetched again, not a failed user
+    pages.put(UserPages.playlists(50), b'{"items": [3]}')
+    pages.close()
+    assert UserPages(tmp_path / "u").get(UserPages.playlists(50)) == {"items": [3]}

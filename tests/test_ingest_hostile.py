@@ -9,7 +9,6 @@ Deadlines and caps are configured small (1 s, 1 MB) so the suite runs in seconds
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import resource
@@ -285,9 +284,13 @@ def hostile_env(hostile_server, monkeypatch):
 def _check_data_dir(settings) -> None:
     """Every kept raw page is a readable JSON object; only the good user has a profile."""
     assert ProfileRepository(settings.profiles_dir).user_ids() in ([], ["good"])
-    for path in Path(settings.raw_dir).rglob("*.json.gz"):
-        obj = json.loads(gzip.decompress(path.read_bytes()))
-        assert isinstance(obj, dict) and (path.name == "user.json.gz" or isinstance(obj.get("items"), list)), path
+    from soundmates.spotify.raw_store import UserPages
+
+    for path in Path(settings.raw_dir).rglob(UserPages.LOG):
+        pages = UserPages(path.parent)
+        for name in pages.names():
+            obj = pages.get(name)
+            assert isinstance(obj, dict) and (name == UserPages.user or isinstance(obj.get("items"), list)), (path, name)
 
 
 @pytest.mark.parametrize("uid", list(EXPECTED))

@@ -6,7 +6,7 @@ then the artists not seen before, 50 per ``/artists?ids=`` call. That is the
 lower bound ``1 + playlist pages + sum(ceil(items/50)) + ceil(new artists/50)``
 of API calls; tracks come embedded in the items, so no ``/tracks`` calls.
 
-Every raw page is kept (gzip, atomically, once fetched: :mod:`.raw_store` owns the layout under
+Every raw page is kept (appended to the user's page log once fetched: :mod:`.raw_store` owns the layout under
 ``settings.raw_dir``), so a rerun after a crash resumes without refetching; artists come through
 the shared cache (:mod:`.artist_fetch`). Profiles go to :class:`~soundmates.profiles.ProfileRepository`
 (one file per user, atomic), written only when the user is complete. Many users: :mod:`.ingest_batch`;
@@ -15,11 +15,12 @@ what a run reports: :mod:`.ingest_summary`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ from .parsing import (
     str_or_none,
     track_from,
 )
-from .raw_store import ArtistCache, IngestLayout, UserPages, load_page, profiles_dir, save_page, users_raw_dir
+from .raw_store import ArtistCache, IngestLayout, UserPages, profiles_dir, users_raw_dir
 from .refs import quote_user_id
 
 __all__ = [
@@ -147,9 +148,9 @@ class Ingestor:
                 getattr(self, name)[key] += n
 
     # --- raw pages ---------------------------------------------------------------
-    def _fetch(self, endpoint: str, path: str, params: dict | None, raw_path: Path, reuse: bool) -> dict:
+    def _fetch(self, endpoint: str, path: str, params: dict | None, pages: UserPages, name: str, reuse: bool) -> dict:
         if reuse:
-            stored = load_page(raw_path)
+            stored = pages.get(name)
             # A stored page that is not a page (edited, or from an older layout) is fetched again.
             if isinstance(stored, dict) and (endpoint == "user" or isinstance(stored.get("items"), list)):
                 self._count("raw_pages_reused")
@@ -161,18 +162,18 @@ class Ingestor:
         else:
             check_page(obj, endpoint, (params or {}).get("offset", 0))
         body = getattr(self.client, "last_body", None)
-        save_page(raw_path, body if body is not None else json.dumps(obj, ensure_ascii=False).encode("utf-8"))
+        pages.put(name, body if body is not None else json.dumps(obj, ensure_ascii=False).encode("utf-8"))
         return obj
 
     def _pages(
-        self, endpoint: str, path: str, pages: UserPages, prefix: str, reuse: bool, fields: str | None = None
+        self, endpoint: str, path: str, pages: UserPages, name: Callable[[int], str], reuse: bool, fields: str | None = None
     ) -> Iterator[dict]:
         offset: int | None = 0
         while offset is not None:
             params: dict[str, Any] = {"limit": PAGE_LIMIT, "offset": offset}
             if fields is not None:
                 params["fields"] = fields
-            page = self._fetch(endpoint, path, params, pages.page(prefix, offset), reuse)
+            page = self._fetch(endpoint, path, params, pages, name(offset), reuse)
             page = check_page(page, endpoint, offset)
             yield page
             offset = next_offset(page, offset, endpoint)
@@ -180,11 +181,13 @@ class Ingestor:
     # --- one user ------------------------------------------------------------------
     def ingest_user(self, user_id: str, *, refresh: bool = False) -> Profile:
         """Fetch (or resume) one user, save and return the profile; raises a typed SpotifyError."""
-        reuse = not refresh
-        pages = self.layout.user_pages(user_id)
+        with self.layout.user_pages(user_id, fresh=refresh) as pages:
+            return self._ingest_user(user_id, pages, reuse=not refresh)
+
+    def _ingest_user(self, user_id: str, pages: UserPages, *, reuse: bool) -> Profile:
         qid = quote_user_id(user_id)
         try:
-            user = self._fetch("user", f"users/{qid}", None, pages.user, reuse)
+            user = self._fetch("user", f"users/{qid}", None, pages, pages.user, reuse)
         except ApiRefused:
             user = None  # development mode removed /users/{id}; the playlists may still answer
         if user is not None:
@@ -236,7 +239,8 @@ class Ingestor:
     ) -> None:
         """Rows of one playlist into ``playlist.items``; new tracks (not in ``known``) into ``tracks``."""
         path = f"playlists/{quote_user_id(playlist.id)}/items"
-        for page in self._pages("playlist_items", path, pages, pages.items(playlist.id), reuse, ITEM_FIELDS):
+        page_name = functools.partial(pages.items, playlist.id)
+        for page in self._pages("playlist_items", path, pages, page_name, reuse, ITEM_FIELDS):
             for row in page["items"]:
                 kind, obj = classify_row(row)
                 if kind != "track" or obj is None:  # obj is None exactly when the row is no track
