@@ -1,7 +1,8 @@
 """Scale: an N-user generated world through the real pipeline (local server -> ingest -> features -> train -> index).
 
-The server runs in its own process (as under ``make run``), everything else in this one, on a fresh
-data dir. Each stage's wall time and users/s go to ``bench/results/scale.json`` as soon as the stage
+The server runs in its own process (as under ``make run``); the ingest runs as the bootstrap DAG runs
+it, batches of 100 users in two processes at once (the ``spotify_api`` pool's two slots); every
+later stage runs in this process, on a fresh data dir. Each stage's wall time and users/s go to ``bench/results/scale.json`` as soon as the stage
 ends (a long run that is stopped leaves the stages it finished), then the new-user latency with the
 served model: a world user not ingested (~20 playlists) recommended live, warm, p50/p95.
 
@@ -30,6 +31,9 @@ EPOCHS = int(os.environ.get("SOUNDMATES_BENCH_SCALE_EPOCHS", "5"))
 NEW_USER_RUNS = int(os.environ.get("SOUNDMATES_BENCH_SCALE_NEW_USER_RUNS", "12"))
 SEED = 11
 CHUNK = 2000
+# As the bootstrap DAG ingests: mapped tasks of its default batch_size, as many at once as the spotify_api pool has slots.
+BATCH = 100
+INGEST_PROCESSES = int(os.environ.get("SOUNDMATES_BENCH_SCALE_INGEST_PROCESSES", "2"))
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -64,37 +68,78 @@ class _Server:
         self._proc.join(30)
 
 
-def _ingest(settings, user_ids: list[str], result: dict, write) -> list[str]:
-    """Ingest in chunks until done or past the budget; returns the users ingested."""
-    from soundmates.config import SpotifyCredentials
+_WORKER_INGESTOR = None
+
+
+def _start_ingest_worker(settings_fields: dict) -> None:
+    """A pool process: one Ingestor (and client) for every batch it is given, as an Airflow worker keeps none."""
+    global _WORKER_INGESTOR
+    from soundmates.config import Settings, SpotifyCredentials
     from soundmates.spotify.client import SpotifyClient
     from soundmates.spotify.ingest import Ingestor
 
+    settings = Settings(**settings_fields)
     client = SpotifyClient(settings, SpotifyCredentials(client_id="bench", client_secret="bench"))
-    ingestor = Ingestor(settings, client=client)
-    done: list[str] = []
-    attempted = 0
+    _WORKER_INGESTOR = Ingestor(settings, client=client)
+
+
+def _ingest_batch(batch: list[str]) -> tuple[list[str], int]:
+    assert _WORKER_INGESTOR is not None
+    before = _WORKER_INGESTOR.client.api_calls
+    summary = _WORKER_INGESTOR.ingest_many(batch, progress=False)
+    return summary.ingested_user_ids, _WORKER_INGESTOR.client.api_calls - before
+
+
+def _first_done(pending: dict) -> set:
+    """The futures of ``pending`` that are done, waiting for at least one."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    return wait(pending, return_when=FIRST_COMPLETED).done
+
+
+def _ingest(settings, user_ids: list[str], result: dict, write) -> list[str]:
+    """Ingest as the bootstrap DAG does (batches of ``BATCH`` users, ``INGEST_PROCESSES`` at a time, each
+    in its own process) until done or past the budget; returns the users ingested, in order."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    fields = {k: getattr(settings, k) for k in ("data_dir", "spotify_api_url", "spotify_token_url", "ingest_workers")}
+    batches = [user_ids[i : i + BATCH] for i in range(0, len(user_ids), BATCH)]
+    done: dict[int, list[str]] = {}
+    attempted = calls = 0
     t0 = time.perf_counter()
-    for start in range(0, len(user_ids), CHUNK):
-        chunk = user_ids[start : start + CHUNK]
-        summary = ingestor.ingest_many(chunk, progress=False)
-        done += summary.ingested_user_ids
-        attempted += len(chunk)
-        wall = time.perf_counter() - t0
-        result["stages"]["ingest"] = {
-            "seconds": round(wall, 1),
-            "users_per_s": round(attempted / wall, 2),
-            "users": attempted,
-            "ingested": len(done),
-            "api_calls": client.api_calls,
-            "workers": settings.ingest_workers,
-            "complete": attempted == len(user_ids),
-        }
-        write()
-        _log(f"ingest: {attempted:,}/{len(user_ids):,} users in {wall:.0f} s ({attempted / wall:.1f} users/s)")
-        if INGEST_BUDGET_S and wall > INGEST_BUDGET_S:
-            break
-    return done
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(INGEST_PROCESSES, mp_context=ctx, initializer=_start_ingest_worker, initargs=(fields,)) as pool:
+        pending = {}
+        next_batch = 0
+        while next_batch < len(batches) or pending:
+            past_budget = INGEST_BUDGET_S and time.perf_counter() - t0 > INGEST_BUDGET_S
+            while not past_budget and next_batch < len(batches) and len(pending) < 2 * INGEST_PROCESSES:
+                pending[pool.submit(_ingest_batch, batches[next_batch])] = next_batch
+                next_batch += 1
+            if not pending:
+                break  # past the budget, nothing left running
+            future = next(iter(_first_done(pending)))
+            i = pending.pop(future)
+            ingested, batch_calls = future.result()
+            done[i] = ingested
+            attempted += len(batches[i])
+            calls += batch_calls
+            wall = time.perf_counter() - t0
+            result["stages"]["ingest"] = {
+                "seconds": round(wall, 1),
+                "users_per_s": round(attempted / wall, 2),
+                "users": attempted,
+                "ingested": sum(len(v) for v in done.values()),
+                "api_calls": calls,
+                "processes": INGEST_PROCESSES,
+                "workers": settings.ingest_workers,
+                "batch": BATCH,
+                "complete": attempted == len(user_ids),
+            }
+            if attempted % CHUNK < BATCH or not pending:
+                write()
+                _log(f"ingest: {attempted:,}/{len(user_ids):,} users in {wall:.0f} s ({attempted / wall:.1f} users/s)")
+    return [u for i in sorted(done) for u in done[i]]
 
 
 def _timed(result: dict, stage: str, users: int, fn, write):
@@ -199,7 +244,9 @@ def markdown(result: dict, load0: float) -> str:
     nu = result.get("new_user")
     return "\n".join(
         [
-            f"A {result['users']:,}-user generated world (seed {SEED}); the local server in its own process; "
+            f"A {result['users']:,}-user generated world (seed {SEED}); the local server in its own process; the ingest "
+            f"in batches of {BATCH}, {INGEST_PROCESSES} processes at once ({result['stages'].get('ingest', {}).get('workers', '?')} "
+            "threads each), as the bootstrap DAG runs it; "
             f"load average {load0:.1f} at the start ({os.cpu_count()} cores shared by other sessions).",
             "",
             "| stage | users | seconds | users/s |",
