@@ -293,3 +293,18 @@ def test_a_torn_raw_page_reads_as_missing_and_is_cut_off_before_the_next(tmp_pat
     pages.put(UserPages.playlists(50), b'{"items": [3]}')
     pages.close()
     assert UserPages(tmp_path / "u").get(UserPages.playlists(50)) == {"items": [3]}
+
+
+def test_two_runs_adding_to_one_users_log_keep_each_others_pages(tmp_path):
+    from soundmates.spotify.raw_store import UserPages
+
+    with UserPages(tmp_path / "u") as first:
+        first.put(UserPages.user, b'{"id": "u"}')
+    a, b = UserPages(tmp_path / "u"), UserPages(tmp_path / "u")
+    assert a.get(UserPages.playlists(0)) is None  # a has read the log
+    b.put(UserPages.playlists(0), b'{"items": ["b"]}')  # b adds to it since
+    a.put(UserPages.playlists(50), b'{"items": ["a"]}')
+    a.close(), b.close()
+    kept = UserPages(tmp_path / "u")
+    assert [kept.get(UserPages.playlists(o)) for o in (0, 50)] == [{"items": ["b"]}, {"items": ["a"]}]
+    assert kept.get(UserPages.user) == {"id": "u"}

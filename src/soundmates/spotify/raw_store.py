@@ -123,8 +123,10 @@ class UserPages:
             self.dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, flags, 0o600)
         if not self._fresh:
-            if self._index is None:
-                self._index = self._read()
+            if self._index is None or os.fstat(fd).st_size > self._valid_end:
+                # Read again when it grew since it was read (another run of this user may be adding to it):
+                # only a record torn now is cut off, never one that run finished since.
+                self._index = {**(self._index or {}), **self._read()}
             if os.fstat(fd).st_size > self._valid_end:
                 os.ftruncate(fd, self._valid_end)  # a record torn by a crash: cut off, so new records stay readable
         return fd
