@@ -35,7 +35,7 @@ from soundmates.profiles import ProfileRepository
 log = logging.getLogger(__name__)
 
 ARTISTS_FILE = "artists.jsonl"
-# "items." + key + "." + offset + ".json.gz" (and the writer's ".tmp-" prefix) stays under 255 bytes.
+# Keeps a record's name short whatever the playlist id (ids are 22 characters; a hostile one may be any length).
 _MAX_PLAYLIST_KEY_BYTES = 160
 
 
@@ -47,6 +47,7 @@ class UserPages:
     """
 
     LOG = "pages.log"
+    user = "user"  # the name of the /users/{id} answer
     _HEAD = struct.Struct("<4sHII")  # magic, name bytes, payload bytes, crc32 of name + payload
     _MAGIC = b"SMP1"
 
@@ -57,8 +58,6 @@ class UserPages:
         self._index: dict[str, bytes] | None = None  # name -> compressed payload, read once
         self._valid_end = 0  # where the last whole record of the log ends
         self._fd: int | None = None
-
-    user = "user"
 
     @staticmethod
     def playlists(offset: int) -> str:
