@@ -69,9 +69,7 @@ class UserPages:
 
     def get(self, name: str) -> Any | None:
         """The page stored under ``name`` (None if absent or unreadable: it is fetched again)."""
-        if self._index is None:
-            self._index = {} if self._fresh else self._read()
-        payload = self._index.get(name)
+        payload = self._stored().get(name)
         if payload is None:
             return None
         try:
@@ -82,9 +80,12 @@ class UserPages:
 
     def names(self) -> list[str]:
         """The names of every page stored (readable or not)."""
+        return list(self._stored())
+
+    def _stored(self) -> dict[str, bytes]:
         if self._index is None:
             self._index = {} if self._fresh else self._read()
-        return list(self._index)
+        return self._index
 
     def put(self, name: str, body: bytes) -> None:
         """Append the raw answer ``body`` under ``name`` (a later record of a name supersedes an earlier one).
