@@ -83,7 +83,8 @@ def test_the_client_reports_an_unreachable_api_in_one_line(recorder):
 def test_behind_a_proxy_api_calls_go_through_it(recorder, monkeypatch):
     for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", recorder)
+    for name in ("HTTP_PROXY", "http_proxy"):  # urllib reads the lower-case one first when both are set
+        monkeypatch.setenv(name, recorder)
     settings = Settings(spotify_api_url="http://api.spotify.invalid/v1/", spotify_token_url=f"{recorder}/api/token")
     client = SpotifyClient(settings, SpotifyCredentials(client_id="a", client_secret="b"))
     assert client.get("user", "users/someone") == USER
