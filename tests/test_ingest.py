@@ -308,3 +308,37 @@ def test_two_runs_adding_to_one_users_log_keep_each_others_pages(tmp_path):
     kept = UserPages(tmp_path / "u")
     assert [kept.get(UserPages.playlists(o)) for o in (0, 50)] == [{"items": ["b"]}, {"items": ["a"]}]
     assert kept.get(UserPages.user) == {"id": "u"}
+
+
+def test_a_run_started_before_another_fetched_artists_does_not_fetch_them_again(small_world, world_desc, spotify_server):
+    spotify_server(world=small_world)
+    uid = _find(world_desc, lambda d: d["tracks"] > 0)[0]
+    settings = _settings()
+    later = Ingestor(settings)  # as a parallel batch: its artist cache was read before the other run filled it
+    first = Ingestor(settings).ingest_many([uid], progress=False)
+    assert first.ingested == 1 and first.calls_by_endpoint["artists"] > 0
+    again = later.ingest_many([uid], refresh=True, progress=False)
+    assert again.ingested == 1 and "artists" not in again.calls_by_endpoint
+
+
+def test_the_artist_cache_file_is_shared_by_runs_line_by_whole_line(tmp_path):
+    from soundmates.spotify.raw_store import ArtistCache
+
+    path = tmp_path / "artists.jsonl"
+    a, b = ArtistCache(path), ArtistCache(path)
+    a.add({"x": {"id": "x"}})
+    assert "x" not in b
+    b.refresh()
+    assert b.get("x") == {"id": "x"}
+    a.add({"y": None})
+    b.add({"z": {"id": "z"}})  # an add takes in what the other run appended since
+    assert "y" in b and b.get("y") is None
+    with open(path, "ab") as f:
+        f.write(b'{"id": "w", "art')  # another writer mid-append: the partial line waits
+    a.refresh()
+    assert "w" not in a and "z" in a
+    with open(path, "ab") as f:
+        f.write(b'ist": {"id": "w"}}\n')
+    a.refresh()
+    assert a.get("w") == {"id": "w"}
+    assert ArtistCache(path).get("w") == {"id": "w"} and len(ArtistCache(path)) == 4

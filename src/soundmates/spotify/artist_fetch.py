@@ -59,6 +59,8 @@ class ArtistFetcher:
         """(uncached ids this worker fetches, the events of those another worker is fetching)."""
         mine, theirs = [], set()
         with self._lock:
+            if any(aid not in self.cache for aid in ids):
+                self.cache.refresh()  # another run (a parallel batch) may have fetched them meanwhile
             for aid in ids:
                 if aid in self.cache:
                     continue

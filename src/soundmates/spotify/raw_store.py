@@ -193,24 +193,39 @@ class IngestLayout:
 
 
 class ArtistCache:
-    """Raw artist objects by id, shared by every user and persisted in one append-only JSONL file."""
+    """Raw artist objects by id, shared by every user and run, persisted in one append-only JSONL file.
+
+    Two ingest runs at once (the bootstrap's parallel batches) share it through the file:
+    :meth:`refresh` takes in what the other appended since, so an artist it fetched is not fetched again.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self._artists: dict[str, dict | None] = {}
-        self._load()
+        self._read_to = 0  # the file is read up to here (always the end of a whole line)
+        self.refresh()
 
-    def _load(self) -> None:
+    def refresh(self) -> None:
+        """Take in the lines appended since the file was last read (by any run); a partial last line waits."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            with open(self.path, "rb") as f:
+                if os.fstat(f.fileno()).st_size <= self._read_to:
+                    return
+                f.seek(self._read_to)
+                self._take(f.read())
         except FileNotFoundError:
             return
-        for line in text.splitlines():
+
+    def _take(self, data: bytes, *, whole: bool = False) -> None:
+        """Records of ``data`` (read from ``_read_to`` on) into memory; ``whole``: its last line is complete or torn."""
+        end = len(data) if whole else data.rfind(b"\n") + 1
+        for line in data[:end].splitlines():
             try:
                 rec = json.loads(line)
                 self._artists[str(rec["id"])] = rec.get("artist")
             except (ValueError, KeyError, TypeError):
                 continue  # a line torn by a crash mid-append: that artist is fetched again
+        self._read_to += end
 
     def __contains__(self, artist_id: str) -> bool:
         return artist_id in self._artists
@@ -231,10 +246,15 @@ class ArtistCache:
         lines = "".join(json.dumps({"id": aid, "artist": obj}, ensure_ascii=False) + "\n" for aid, obj in found.items())
         with FileLock(str(self.path) + ".lock"):
             with open(self.path, "a+b") as f:
-                f.seek(0, os.SEEK_END)
-                if f.tell() > 0:
+                end = f.seek(0, os.SEEK_END)
+                if end > self._read_to:  # what other runs appended since: every writer holds the lock, so it is whole
+                    f.seek(self._read_to)
+                    self._take(f.read(end - self._read_to), whole=True)
+                if end > 0:
                     f.seek(-1, os.SEEK_END)
                     if f.read(1) != b"\n":
                         lines = "\n" + lines  # close a torn line so the new records stay readable
-                f.write(lines.encode("utf-8"))  # no fsync: a lost line only costs refetching that artist
+                data = lines.encode("utf-8")
+                f.write(data)  # no fsync: a lost line only costs refetching that artist
+        self._read_to = end + len(data)
         self._artists.update(found)
