@@ -89,16 +89,13 @@ class BoundedAdapter(HTTPAdapter):
             request, stream=True, timeout=(min(connect_s, total_s), total_s), verify=verify, cert=cert, proxies=proxies
         )
         try:
-            body = self._read_body(response, deadline, total_s)
+            body = read_bounded(response.raw, response.headers, deadline, total_s, self.max_bytes, response=response)
         except BaseException:
             response.close()  # a half-read connection must never go back to the pool
             raise
         response.raw.release_conn()
         response.raw = io.BytesIO(body)
         return response
-
-    def _read_body(self, response: requests.Response, deadline: float, total_s: float) -> bytes:
-        return read_bounded(response.raw, response.headers, deadline, total_s, self.max_bytes, response=response)
 
 
 def read_bounded(raw, headers: Mapping[str, str], deadline: float, total_s: float, max_bytes: int, **exc_kw) -> bytes:
