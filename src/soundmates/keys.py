@@ -48,7 +48,7 @@ def legacy_filename(user_id: str) -> str:
 def storage_key(user_id: str, max_bytes: int = MAX_KEY_BYTES) -> str:
     """The file or folder name for ``user_id``: at most ``max_bytes`` bytes (at least 100), distinct per id.
 
-    A smaller ``max_bytes`` leaves room in one file name for more than the key (ingest's raw pages)."""
+    A smaller ``max_bytes`` keeps the key short where it is part of a longer name (ingest's raw page records)."""
     legacy = legacy_filename(user_id)
     if len(legacy) <= max_bytes:  # ASCII only, so characters = bytes
         return legacy
