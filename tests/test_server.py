@@ -482,6 +482,7 @@ FILTERS = [
     "items.track.album(!external_urls,images)",
     "next,items(added_at,item(!album,available_markets))",
     "href,items,items(is_local)",  # a whole field named again with a filter: the whole field
+    "items(item(album(release_date,artists(id),images(url),nope),id))",  # an album's own filter, in its order
 ]
 
 

@@ -18,7 +18,7 @@ import msgspec
 
 from soundmates.world import catalog
 from soundmates.world.directory import World
-from soundmates.world.discography import TrackSpec, album_by_n, album_n, artist_id, catalog_track
+from soundmates.world.discography import AlbumSpec, TrackSpec, album_by_n, album_n, artist_id, catalog_track
 from soundmates.world.ids import make_id
 from soundmates.world.playlists import EPISODES_PER_SHOW, ROW_EPISODE, ROW_LOCAL, ROW_NULL, PlaylistSpec
 
@@ -123,25 +123,13 @@ class Renderer:
 
     # --- tracks ----------------------------------------------------------------------------
     def _album(self, an: int) -> dict:
-        spec = album_by_n(an)
-        if spec is None:  # callers pass albums of catalogue tracks only
-            raise KeyError(f"no album {an} in the catalogue")
-        cover = _image(f"album{an}")
-        return {
-            "album_type": spec.album_type,
-            "total_tracks": spec.total_tracks,
-            "available_markets": _MARKETS,
-            "external_urls": {"spotify": f"https://open.spotify.com/album/{spec.id}"},
-            "href": f"{self.api}albums/{spec.id}",
-            "id": spec.id,
-            "images": [{**cover, "height": size, "width": size} for size in (640, 300, 64)],
-            "name": spec.name,
-            "release_date": spec.release_date,
-            "release_date_precision": spec.release_date_precision,
-            "type": "album",
-            "uri": f"spotify:album:{spec.id}",
-            "artists": [self.artist_simple(spec.artist)],
-        }
+        spec = _catalog_album(an)
+        return {name: get(self, spec) for name, get in ALBUM_FIELDS.items()}
+
+    def album_fields(self, an: int, names: list[str]) -> dict:
+        """``{name: self.album(an)[name]}`` for the ``names`` an album object has, computing only those."""
+        spec = _catalog_album(an)
+        return {name: get(self, spec) for name in names if (get := ALBUM_FIELDS.get(name)) is not None}
 
     def track(self, spec: TrackSpec, *, nested: bool = True) -> dict:
         """A full track object; ``nested=False`` leaves out ``album`` and ``artists`` (see :meth:`_track_json`)."""
@@ -317,6 +305,37 @@ class Renderer:
         else:
             out.pop("tracks", None)
         return out
+
+
+def _catalog_album(an: int) -> AlbumSpec:
+    spec = album_by_n(an)
+    if spec is None:  # callers pass albums of catalogue tracks only
+        raise KeyError(f"no album {an} in the catalogue")
+    return spec
+
+
+def _album_images(r: Renderer, spec: AlbumSpec) -> list[dict]:
+    cover = _image(f"album{spec.n}")
+    return [{**cover, "height": size, "width": size} for size in (640, 300, 64)]
+
+
+#: An album object's fields in the API's order: name -> value of (renderer, spec). One table, so a
+#: filtered album (``fields=...album(name,release_date)``) computes just the fields asked for.
+ALBUM_FIELDS: dict[str, Callable[[Renderer, AlbumSpec], Any]] = {
+    "album_type": lambda r, s: s.album_type,
+    "total_tracks": lambda r, s: s.total_tracks,
+    "available_markets": lambda r, s: _MARKETS,
+    "external_urls": lambda r, s: {"spotify": f"https://open.spotify.com/album/{s.id}"},
+    "href": lambda r, s: f"{r.api}albums/{s.id}",
+    "id": lambda r, s: s.id,
+    "images": _album_images,
+    "name": lambda r, s: s.name,
+    "release_date": lambda r, s: s.release_date,
+    "release_date_precision": lambda r, s: s.release_date_precision,
+    "type": lambda r, s: "album",
+    "uri": lambda r, s: f"spotify:album:{s.id}",
+    "artists": lambda r, s: [r.artist_simple(s.artist)],
+}
 
 
 def _track_artists(r: Renderer, spec: TrackSpec) -> list[dict]:

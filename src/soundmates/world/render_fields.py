@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from soundmates.world.discography import TrackSpec, catalog_track
+from soundmates.world.discography import TrackSpec, album_n, catalog_track
 from soundmates.world.fields import FieldSpec, project
 from soundmates.world.playlists import ROW_EPISODE, ROW_LOCAL, ROW_NULL, PlaylistSpec
 from soundmates.world.render import RawJSON, dumps, iso, page
@@ -48,10 +48,21 @@ def filtered_track(r: Renderer, track: TrackSpec, spec: FieldSpec) -> dict:
         return project(r.track(track), spec)
     out = {}
     for name, sub in spec.entries:
+        if name == "album" and sub is not None:
+            out[name] = filtered_album(r, album_n(track.artist, track.album), sub)
+            continue
         present, value = r.track_field(track, name)
         if present:
             out[name] = value if sub is None else project(value, sub)
     return out
+
+
+def filtered_album(r: Renderer, an: int, spec: FieldSpec) -> dict:
+    """``project(r.album(an), spec)``, computing only the fields asked for (an ingest reads two of thirteen)."""
+    if spec.exclude:
+        return project(r.album(an), spec)
+    values = r.album_fields(an, [name for name, _ in spec.entries])
+    return {name: values[name] if sub is None else project(values[name], sub) for name, sub in spec.entries if name in values}
 
 
 def _content(r: Renderer, pl: PlaylistSpec, kind: int, value: int, spec: FieldSpec | None, cache: dict) -> Any:
