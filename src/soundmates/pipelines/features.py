@@ -171,20 +171,23 @@ def _build(settings: Settings | None, user_ids: list[str] | None, force: bool, e
     rejected: list[dict] = []
     unchanged: list[str] = []
     to_load = _unknown_users(considered, refit, seen, fps, stored_hash, rejected, unchanged)
-    profiles = _load_profiles(repo, to_load, rejected)
-    hashes = {p.user_id: p.content_hash() for p in profiles}  # once per user: it serialises the whole profile
-    todo = _changed(profiles, hashes, refit, stored_hash, seen, fps, unchanged)
     _log(
-        f"{len(considered)} user(s) considered, {len(todo)} to compute, {len(unchanged)} unchanged"
+        f"{len(considered)} user(s) considered, {len(to_load)} to read"
         + (f" ({len(considered) - len(to_load)} skipped by file fingerprint)" if len(to_load) < len(considered) else "")
-        + (", refitting the scaler" if refit and todo else "")
+        + (", refitting the scaler" if refit and to_load else "")
     )
-
-    size = len(todo) if refit else max(1, batch_users)  # a refit is one batch (see the module docstring)
+    # Read, hash and compute batch by batch: holding every changed profile at once took 23 GB for 99,000
+    # users (bench_population, killed by the OOM killer). A refit is one batch (see the module docstring).
+    size = max(1, len(to_load) if refit else batch_users)
     computed: set[str] = set()
     no_views = 0
-    for start in range(0, len(todo), max(1, size)):
-        part = todo[start : start + max(1, size)]
+    for start in range(0, len(to_load), size):
+        profiles = _load_profiles(repo, to_load[start : start + size], rejected)
+        hashes = {p.user_id: p.content_hash() for p in profiles}  # once per user: it serialises the whole profile
+        part = _changed(profiles, hashes, refit, stored_hash, seen, fps, unchanged)
+        del profiles
+        if not part:
+            continue
         out = _build_batch(settings, store, encoder, part, hashes, stored_hash, scaler, refit, seed)
         scaler = out["scaler"]
         computed |= out["computed"]
