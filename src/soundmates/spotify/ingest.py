@@ -43,6 +43,7 @@ from .ingest_batch import BatchRun
 from .ingest_summary import DeferredRef, FailedRef, IngestSummary
 from .parsing import (
     ITEM_FIELDS,
+    LEGACY_ITEM_FIELDS,
     PAGE_LIMIT,
     SKIP_FIELD,
     check_page,
@@ -51,6 +52,7 @@ from .parsing import (
     listed_total,
     next_offset,
     playlist_from,
+    rows_without_item,
     str_or_none,
     track_from,
 )
@@ -128,6 +130,7 @@ class Ingestor:
         self.items_skipped: Counter[str] = Counter()
         self.playlists_skipped: Counter[str] = Counter()
         self.raw_pages_reused = 0
+        self.item_fields = ITEM_FIELDS  # LEGACY_ITEM_FIELDS once the API showed it predates the rename
         # Workers of ingest_many share the counters: they change under this lock.
         self._lock = threading.Lock()
 
@@ -156,6 +159,11 @@ class Ingestor:
                 self._count("raw_pages_reused")
                 return stored
         obj = self.client.get(endpoint, path, params)
+        if endpoint == "playlist_items" and params and params.get("fields") == ITEM_FIELDS and rows_without_item(obj):
+            # An API from before Feb 2026 does not know ``item``: ask for both names from now on.
+            log.info("playlist rows come without 'item' (an API before the Feb 2026 rename): asking for 'track' too")
+            self.item_fields = LEGACY_ITEM_FIELDS
+            obj = self.client.get(endpoint, path, {**params, "fields": LEGACY_ITEM_FIELDS})
         # Checked before it is kept: a stored answer of the wrong shape would fail every rerun.
         if endpoint == "user":
             check_user(obj)
@@ -240,7 +248,7 @@ class Ingestor:
         """Rows of one playlist into ``playlist.items``; new tracks (not in ``known``) into ``tracks``."""
         path = f"playlists/{quote_user_id(playlist.id)}/items"
         page_name = functools.partial(pages.items, playlist.id)
-        for page in self._pages("playlist_items", path, pages, page_name, reuse, ITEM_FIELDS):
+        for page in self._pages("playlist_items", path, pages, page_name, reuse, self.item_fields):
             for row in page["items"]:
                 kind, obj = classify_row(row)
                 if kind != "track" or obj is None:  # obj is None exactly when the row is no track
