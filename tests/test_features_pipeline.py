@@ -232,3 +232,42 @@ def test_an_incremental_build_reads_one_batch_of_profiles_at_a_time(settings, wo
     assert out["updated"] == 7 and out["unchanged"] == 4
     reads_between = "".join("r" if e == "read" else "|" for e in events).split("|")
     assert events[-1] == "store" and [len(r) for r in reads_between[:-1]] == [3, 3, 1], events
+
+
+def test_a_refit_reads_in_batches_stores_once_and_equals_one_batch(settings, world, encoder, tmp_path, monkeypatch):
+    """A refit (no scaler yet) also reads one batch of profiles at a time, writes everyone in one commit at
+    the end (no row before its scaler), and stores exactly what a single batch would."""
+    from soundmates.pipelines.features import build_features
+    from soundmates.store import get_store
+    from soundmates.store.delta import DeltaFeatureStore
+
+    for i in range(5):
+        world.save(make_profile(f"new{i}", (i % 3 * 2, i % 3 * 2 + 1), n_tracks=8 + i))
+    other = settings.model_copy(update={"data_dir": tmp_path / "one-batch"})
+    for uid in world.user_ids():
+        ProfileRepository(other.profiles_dir).save(world.load(uid))
+    whole = build_features(other, encoder=encoder)
+
+    events: list[str] = []
+    real_load, real_upsert = ProfileRepository.load_record, DeltaFeatureStore.upsert_arrow
+    monkeypatch.setattr(ProfileRepository, "load_record", lambda self, uid: events.append("r") or real_load(self, uid))
+
+    def upsert(self, group, table, *args, **kwargs):
+        events.append("F" if group == S.USER_FEATURES else "P")
+        return real_upsert(self, group, table, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaFeatureStore, "upsert_arrow", upsert)
+    import soundmates.features.taste as taste
+
+    sizes, real_featurize = [], taste.featurize_profiles
+    monkeypatch.setattr(
+        taste, "featurize_profiles", lambda part, *a, **kw: sizes.append(len(part)) or real_featurize(part, *a, **kw)
+    )
+    batched = build_features(settings, encoder=encoder, batch_users=3)
+    assert sizes == [3, 3, 3, 1]  # one batch of profiles in memory at a time
+    assert "".join(events) == "r" * 10 + "FP"  # every profile read, then one commit per group
+    assert batched["refit_scaler"] and batched["updated"] == whole["updated"] == 9
+    a, b = (get_store(s).read(S.USER_FEATURES).sort_values(["user_id", "view"]).reset_index(drop=True) for s in (settings, other))
+    assert list(a["user_id"]) == list(b["user_id"]) and list(a["view"]) == list(b["view"])
+    np.testing.assert_allclose(np.stack(a["combined"]), np.stack(b["combined"]), rtol=1e-6, atol=1e-6)
+    assert batched["scaler_version"] is not None

@@ -15,8 +15,9 @@ share one scaler) only when none exists, when the encoder changed, or with
 Speed: unchanged users are skipped without loading their profile when the file's fingerprint
 matches the one recorded last time (``features/fingerprints.py``) and the store still holds that
 hash (only ``user_id, profile_hash`` are read from ``user_profiles``). Changed users are written in
-batches of ``BATCH_USERS`` (Arrow end to end, one commit per group and batch); a refit writes
-everyone in one batch, so no crash can leave rows scaled by a scaler that was never saved.
+batches of ``BATCH_USERS`` (Arrow end to end, one commit per group and batch). A refit featurizes in
+batches too but writes everyone at the end in one commit per group (``features_write.RefitBatches``),
+so no crash can leave rows scaled by a scaler that was never saved.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from soundmates.config import Settings, get_settings
 from soundmates.features import schema as S
+from soundmates.pipelines.features_write import RefitBatches, arrow_table, drop_stale_halves
 from soundmates.profiles import AnyProfile, Profile, ProfileRepository
 
 
@@ -57,26 +58,6 @@ def _profile_frame(rows: list[dict]) -> pd.DataFrame:
 BATCH_USERS = 2000
 # Rejections that depend on more than the file (a bug, a failing encoder) are retried next run.
 _TRANSIENT_REJECTIONS = ("feature computation failed", "could not read the profile")
-
-
-def _arrow(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    """Rows (dicts, numpy vectors inside) as an Arrow table of ``schema``, without pandas."""
-    arrays = []
-    for f in schema:
-        values = [r[f.name] for r in rows]
-        if (
-            pa.types.is_list(f.type)
-            and pa.types.is_floating(f.type.value_type)
-            and values
-            and all(isinstance(v, np.ndarray) for v in values)
-        ):
-            offsets = np.zeros(len(values) + 1, dtype=np.int32)
-            np.cumsum([len(v) for v in values], out=offsets[1:])
-            flat = np.concatenate(values).astype(np.float32, copy=False) if offsets[-1] else np.zeros(0, np.float32)
-            arrays.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=f.type.value_type), type=f.type))
-        else:
-            arrays.append(pa.array([v.tolist() if isinstance(v, np.ndarray) else v for v in values], type=f.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _stored_hashes(store, keys: list[str] | None) -> dict[str, str]:
@@ -177,23 +158,27 @@ def _build(settings: Settings | None, user_ids: list[str] | None, force: bool, e
         + (", refitting the scaler" if refit and to_load else "")
     )
     # Read, hash and compute batch by batch: holding every changed profile at once took 23 GB for 99,000
-    # users (bench_population, killed by the OOM killer). A refit is one batch (see the module docstring).
-    size = max(1, len(to_load) if refit else batch_users)
+    # users (bench_population, killed by the OOM killer). A refit stores its batches together at the end.
+    refit_batches = RefitBatches(settings, encoder, seed) if refit else None
     computed: set[str] = set()
     no_views = 0
-    for start in range(0, len(to_load), size):
-        profiles = _load_profiles(repo, to_load[start : start + size], rejected)
+    for start in range(0, len(to_load), max(1, batch_users)):
+        profiles = _load_profiles(repo, to_load[start : start + max(1, batch_users)], rejected)
         hashes = {p.user_id: p.content_hash() for p in profiles}  # once per user: it serialises the whole profile
         part = _changed(profiles, hashes, refit, stored_hash, seen, fps, unchanged)
         del profiles
         if not part:
             continue
-        out = _build_batch(settings, store, encoder, part, hashes, stored_hash, scaler, refit, seed)
-        scaler = out["scaler"]
+        if refit_batches is not None:
+            out = refit_batches.add(part, hashes)
+        else:
+            out = _build_batch(settings, store, encoder, part, hashes, stored_hash, scaler, seed)
         computed |= out["computed"]
         no_views += out["no_views"]
         rejected += out["rejected"]
         _remember_batch(seen, fps, hashes, part, out)
+    if refit_batches is not None:
+        scaler = refit_batches.store(store, stored_hash) or scaler
     if considered:
         _save_fingerprints(seen)
     return _summary(t0, store, encoder, stats_before, scaler, refit, computed, unchanged, rejected, stored_hash, no_views)
@@ -267,43 +252,19 @@ def _save_fingerprints(seen) -> None:
         _log(f"could not save {seen.path}: {exc}")
 
 
-def _build_batch(settings, store, encoder, part, hashes, stored_hash, scaler, refit, seed) -> dict:
-    """Featurize, scale and store one batch of users: one commit per group."""
-    from soundmates.features.scaler import CombinedScaler
+def _build_batch(settings, store, encoder, part, hashes, stored_hash, scaler, seed) -> dict:
+    """Featurize, scale (persisted scaler) and store one batch of users: one commit per group."""
     from soundmates.features.taste import featurize_profiles
 
     batch = featurize_profiles(part, encoder, top_n=settings.top_n_artists, views=True, seed=seed, hashes=hashes)
     rows = batch.feature_rows
     if rows:
-        raw = np.stack([r["combined"] for r in rows])
-        if refit:
-            full = [i for i, r in enumerate(rows) if r["view"] == S.VIEW_FULL]
-            scaler = CombinedScaler.fit(
-                raw[full],
-                user_ids=[rows[i]["user_id"] for i in full],
-                profile_hashes=[rows[i]["profile_hash"] for i in full],
-                encoder_model=encoder.model_id,
-                encoder_dim=encoder.dim,
-            )
-        for r, vec in zip(rows, scaler.transform(raw)):
+        for r, vec in zip(rows, scaler.transform(np.stack([r["combined"] for r in rows]))):
             r["combined"] = vec
-        # Users who had a/b rows before but are now too small to split: drop the stale halves first.
-        stale = [u for u in batch.no_views if u in stored_hash]
-        if stale:
-            old = store.read(S.USER_FEATURES, keys=stale)
-            stale = sorted(set(old.loc[old["view"] != S.VIEW_FULL, "user_id"]))
-            if stale:
-                store.delete(S.USER_FEATURES, stale)
-        store.upsert_arrow(S.USER_FEATURES, _arrow(rows, S.USER_FEATURES_SCHEMA))
-        if refit:
-            scaler.save(settings)  # after the rows it scaled are stored: a crash before leaves the old pair intact
-        store.upsert_arrow(S.USER_PROFILES, _arrow(batch.profile_rows, S.USER_PROFILES_SCHEMA))
-    return {
-        "scaler": scaler,
-        "computed": {r["user_id"] for r in rows},
-        "no_views": len(batch.no_views),
-        "rejected": batch.rejected,
-    }
+        drop_stale_halves(store, [u for u in batch.no_views if u in stored_hash])
+        store.upsert_arrow(S.USER_FEATURES, arrow_table(rows, S.USER_FEATURES_SCHEMA))
+        store.upsert_arrow(S.USER_PROFILES, arrow_table(batch.profile_rows, S.USER_PROFILES_SCHEMA))
+    return {"computed": {r["user_id"] for r in rows}, "no_views": len(batch.no_views), "rejected": batch.rejected}
 
 
 def _summary(t0, store, encoder, stats_before, scaler, refit, computed, unchanged, rejected, stored_hash, no_views) -> dict:
