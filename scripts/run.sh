@@ -4,7 +4,7 @@
 #   1. generate a Spotify-like world (SOUNDMATES_WORLD_USERS, default 1000) unless one exists;
 #   2. serve it with the local Spotify-compatible server (loopback);
 #   3. start Airflow 3 standalone (SQLite, LocalExecutor, loopback, fixed generated admin password);
-#   4. start the Streamlit dashboard when streamlit_app/app.py exists;
+#   4. start the Streamlit dashboard when streamlit_app/app.py exists (while Airflow starts);
 #   5. trigger soundmates_bootstrap (ingest -> features -> train -> evaluate -> index) and wait for it.
 #
 # Every process is started in its own session with its PID in $SOUNDMATES_DATA_DIR/run/*.pid;
@@ -94,9 +94,9 @@ WORLD_COUNT=$(grep -c . "$WORLD_DIR/users.txt")
 step_done
 
 # --- 2. local Spotify server ----------------------------------------------------------------------
-step_start "local Spotify server (port $SPOTIFY_PORT)"
+step_start "local Spotify server (port $SPOTIFY_PORT), started"
+# Waited for after the Airflow database is set up: the two start side by side.
 launch spotify soundmates spotify serve --world "$WORLD_DIR" --port "$SPOTIFY_PORT"
-wait_port "$SPOTIFY_PORT" 60 "the local Spotify server"
 export SOUNDMATES_SPOTIFY_API_URL="http://127.0.0.1:$SPOTIFY_PORT/v1/"
 export SOUNDMATES_SPOTIFY_TOKEN_URL="http://127.0.0.1:$SPOTIFY_PORT/api/token"
 # The local server accepts any non-empty pair; real credentials stay whatever the caller exported.
@@ -105,7 +105,7 @@ export SPOTIPY_CLIENT_SECRET="${SPOTIPY_CLIENT_SECRET:-soundmates-local-secret}"
 step_done
 
 # --- 3. Airflow standalone ------------------------------------------------------------------------
-step_start "Airflow metadata DB, pool, connection"
+step_start "Airflow metadata DB, pool, connection; Spotify server up"
 umask 077
 [[ -s "$AIRFLOW_HOME/jwt_secret" ]] || "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' >"$AIRFLOW_HOME/jwt_secret"
 [[ -s "$AIRFLOW_HOME/fernet_key" ]] || "$PY" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' >"$AIRFLOW_HOME/fernet_key"
@@ -118,6 +118,7 @@ export AIRFLOW__CORE__FERNET_KEY="$(cat "$AIRFLOW_HOME/fernet_key")"
 airflow db migrate >"$LOG_DIR/airflow-db-migrate.log" 2>&1
 "$PY" -m soundmates.orchestration.airflow_setup \
     --api-url "$SOUNDMATES_SPOTIFY_API_URL" --token-url "$SOUNDMATES_SPOTIFY_TOKEN_URL" 2>>"$LOG_DIR/airflow-setup.log"
+wait_port "$SPOTIFY_PORT" 60 "the local Spotify server"
 step_done
 
 if [[ "$LAYOUT" == cluster ]]; then
@@ -137,15 +138,16 @@ else
     step_start "Airflow standalone (port $AIRFLOW_PORT)"
     launch airflow airflow standalone
 fi
-"$PY" -m soundmates.orchestration.airflow_api wait-healthy --url "$SOUNDMATES_AIRFLOW_URL" --timeout 300
-step_done
-
-# --- 4. dashboard -----------------------------------------------------------------------------------
+# --- 4. dashboard, started while Airflow starts ------------------------------------------------------
 DASHBOARD_URL=""
 if [[ -f "$REPO/streamlit_app/app.py" ]]; then
-    step_start "Streamlit dashboard (port $DASHBOARD_PORT)"
     launch dashboard streamlit run "$REPO/streamlit_app/app.py" --server.address 127.0.0.1 \
         --server.port "$DASHBOARD_PORT" --server.headless true --browser.gatherUsageStats false
+fi
+"$PY" -m soundmates.orchestration.airflow_api wait-healthy --url "$SOUNDMATES_AIRFLOW_URL" --timeout 300
+step_done
+if [[ -f "$REPO/streamlit_app/app.py" ]]; then
+    step_start "Streamlit dashboard (port $DASHBOARD_PORT)"
     wait_port "$DASHBOARD_PORT" 120 "the dashboard"
     DASHBOARD_URL="$SOUNDMATES_DASHBOARD_URL"
     step_done
