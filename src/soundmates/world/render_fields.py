@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from soundmates.world.render import Renderer
 
 _VIDEO_THUMBNAIL = {"url": None}
+# Filtered tracks kept per filter (~0.3 KB each, so ~300 MB at most). A 10,000-user world's rows hold
+# 544,000 distinct tracks among 2.4 million: at the old bound of 200,000 the cache was emptied twice
+# during an ingest and most first sights after that were rendered again.
+PROJECTED_TRACKS_MAX = 1_000_000
 
 
 def projected_tracks(r: Renderer, spec: FieldSpec) -> dict[int, msgspec.Raw]:
@@ -30,7 +34,7 @@ def projected_tracks(r: Renderer, spec: FieldSpec) -> dict[int, msgspec.Raw]:
         if len(r.projected_tracks) >= 64:
             r.projected_tracks.clear()  # a client that varies its filter: start over
         cache = r.projected_tracks[spec] = {}
-    elif len(cache) >= 200_000:
+    elif len(cache) >= PROJECTED_TRACKS_MAX:
         cache.clear()  # a crude bound: a page needs at most 100 entries again
     return cache
 
