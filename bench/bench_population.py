@@ -30,6 +30,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from bench.bench_dashboard import _search, _timed
 from bench.bench_scale import _new_user, _newcomer, _peak_rss_mb, _Server
 
 USERS = int(os.environ.get("SOUNDMATES_BENCH_POPULATION_USERS", "100000"))
@@ -72,20 +73,6 @@ def _store(world_dir: Path, profiles_dir: Path, start: int, stop: int) -> float:
             done += n
             if done % 10_000 < CHUNK:
                 _log(f"stored {start + done:,} / {stop:,}")
-    return time.perf_counter() - t0
-
-
-def _search(at, ref: str):
-    at.text_input(key="find_ref").input(ref)
-    next(b for b in at.button if b.label == "Find my soundmates").click()
-    at.run()
-    if at.exception or at.error:
-        raise RuntimeError(f"search for {ref!r} failed: {[e.value for e in at.exception] or [e.value for e in at.error]}")
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
     return time.perf_counter() - t0
 
 
