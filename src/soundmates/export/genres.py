@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from soundmates.sqlite_wal import connect_wal
 
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 _SPACE = re.compile(r"\s+")
@@ -117,8 +118,7 @@ class GenreResolver:
         self.spotify = spotify
         self.online = list(online)
         cache_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(cache_path, timeout=30, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_wal(cache_path, 30, check_same_thread=False)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS artist_genres (name TEXT PRIMARY KEY, genres TEXT, source TEXT NOT NULL, resolved_at REAL NOT NULL)"
         )

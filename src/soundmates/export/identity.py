@@ -10,13 +10,13 @@ configured, refuses, or finds no artist of that exact name, the artist gets a st
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from soundmates.spotify.errors import SpotifyError
+from soundmates.sqlite_wal import connect_wal
 
 from .genres import normalize_artist_name
 
@@ -47,8 +47,7 @@ class ArtistIdResolver:
         self.unavailable: str | None = None  # why the API stopped being asked during this import
         self.lookups = {"cache": 0, "search": 0, "not_found": 0, "name_key": 0}
         cache_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(cache_path, timeout=30, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_wal(cache_path, 30, check_same_thread=False)
         # artist_id NULL: the API was asked and knows no artist of that name.
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS artist_ids "

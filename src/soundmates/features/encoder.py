@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from soundmates.config import Settings, get_settings
+from soundmates.sqlite_wal import connect_wal
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 CACHE_FILENAME = "text_embeddings.sqlite"
@@ -102,8 +103,7 @@ class EmbeddingCache:
                 self._pid = os.getpid()
                 return self._conn
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = connect_wal(self.path, 60.0, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS embeddings ("

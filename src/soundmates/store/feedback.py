@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from soundmates.sqlite_wal import connect_wal
 from soundmates.store.base import StoreUnavailable
 
 _FILE_NAME = "feedback.sqlite3"
@@ -72,9 +73,7 @@ class FeedbackStore:
             return conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            conn = connect_wal(self.path, BUSY_TIMEOUT_S, isolation_level=None)
             conn.executescript(_SCHEMA)
         except sqlite3.OperationalError as e:
             raise StoreUnavailable(f"the feedback store {self.path} cannot be opened ({e}); check the data dir") from e

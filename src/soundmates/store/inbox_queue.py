@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from soundmates.sqlite_wal import connect_wal
 from soundmates.store.base import INBOX_GROUP, FeatureStore, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,8 @@ class InboxQueue:
         self._conn = None  # one inherited through fork is abandoned, never used (SQLite forbids it)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            # WAL (persistent in the file): readers never block the writer
+            conn = connect_wal(self.path, BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             self._setup(conn)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
@@ -158,7 +159,6 @@ class InboxQueue:
         return conn
 
     def _setup(self, conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA journal_mode = WAL")  # persistent in the file; readers never block the writer
         conn.execute("PRAGMA synchronous = FULL")
         with self._write(conn):
             for statement in filter(str.strip, _SCHEMA.split(";")):
