@@ -25,9 +25,8 @@ def connect_wal(path: Path | str, timeout_s: float, **connect_kwargs: Any) -> sq
     Raises ``sqlite3.OperationalError`` when the file cannot be opened, or is still locked after
     ``timeout_s``; the connection is closed then.
     """
-    conn = sqlite3.connect(path, timeout=timeout_s, **connect_kwargs)
+    conn = sqlite3.connect(path, timeout=timeout_s, **connect_kwargs)  # timeout= is SQLite's busy_timeout
     try:
-        conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
         _switch_to_wal(conn, time.monotonic() + timeout_s)
     except BaseException:
         conn.close()
